@@ -1,0 +1,475 @@
+"""A PostgREST-compatible ASGI gateway serving `/rest/v1`.
+
+Per request: check the `apikey`, verify the bearer JWT, open one transaction
+on a pooled `authenticator` connection, switch to the claim's role with
+`set_config('role', ..., true)`, expose the claims to `auth.uid()`, run one
+generated statement, and answer in PostgREST's shapes and statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+import psycopg
+from psycopg import AsyncRawCursor
+from psycopg_pool import AsyncConnectionPool
+
+from . import schema_cache
+from .auth import JwtConfig, verify
+from .errors import ApiError, status_for_sqlstate
+from .grammar import parse_query
+from .sqlbuilder import Builder, Statement
+
+log = logging.getLogger(__name__)
+
+OBJECT_MEDIA = "application/vnd.pgrst.object+json"
+JSON_MEDIA = "application/json"
+CSV_MEDIA = "text/csv"
+
+
+@dataclass
+class GatewayConfig:
+    db_uri: str
+    jwt_secret: str
+    schemas: list[str] = field(default_factory=lambda: ["public"])
+    anon_role: str = "anon"
+    jwt_audience: str | None = "authenticated"
+    pool_min: int = 2
+    pool_max: int = 10
+    max_body_bytes: int = 64 * 1024 * 1024
+    require_apikey: bool = True
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _prefer(headers: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in headers.get("prefer", "").split(","):
+        part = part.strip()
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+        elif part:
+            out[part] = ""
+    return out
+
+
+def _range(headers: dict[str, str]) -> tuple[int | None, int | None]:
+    """`Range: 0-9` as (offset, limit)."""
+    raw = headers.get("range")
+    if not raw:
+        return None, None
+    raw = raw.split("=", 1)[-1].strip()
+    try:
+        start_s, end_s = raw.split("-", 1)
+        start = int(start_s)
+        end = int(end_s) if end_s else None
+    except ValueError:
+        raise ApiError(416, "PGRST103", "Requested range not satisfiable", f"bad Range header {raw!r}") from None
+    if end is not None and end < start:
+        raise ApiError(416, "PGRST103", "Requested range not satisfiable", None)
+    return start, (None if end is None else end - start + 1)
+
+
+def _to_csv(body: str) -> bytes:
+    rows = orjson.loads(body)
+    out = io.StringIO()
+    if rows:
+        w = csv.writer(out, lineterminator="\n")
+        keys = list(rows[0].keys())
+        w.writerow(keys)
+        for r in rows:
+            w.writerow(["" if r.get(k) is None else (orjson.dumps(r[k]).decode()
+                        if isinstance(r.get(k), (dict, list)) else r.get(k)) for k in keys])
+    return out.getvalue().encode()
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig):
+        self.cfg = cfg
+        self.jwt = JwtConfig(cfg.jwt_secret, cfg.jwt_audience, cfg.anon_role)
+        self.pool: AsyncConnectionPool | None = None
+        self.cache: schema_cache.SchemaCache | None = None
+        self._listener: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.pool = AsyncConnectionPool(
+            self.cfg.db_uri, min_size=self.cfg.pool_min, max_size=self.cfg.pool_max, open=False,
+            kwargs={"autocommit": True, "cursor_factory": AsyncRawCursor, "prepare_threshold": 3},
+        )
+        await self.pool.open(wait=True, timeout=30)
+        await self.reload_schema()
+        self._listener = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+        if self.pool:
+            await self.pool.close()
+
+    async def reload_schema(self) -> None:
+        def _load():
+            with psycopg.connect(self.cfg.db_uri) as conn:
+                return schema_cache.load(conn, self.cfg.schemas)
+        self.cache = await asyncio.to_thread(_load)
+        log.info("schema cache loaded: %d tables, %d functions", len(self.cache.tables), len(self.cache.functions))
+
+    async def _listen(self) -> None:
+        """Reload the schema cache on `NOTIFY pgrst, 'reload schema'`, like PostgREST."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.cfg.db_uri, autocommit=True) as conn:
+                    await conn.execute("LISTEN pgrst")
+                    async for note in conn.notifies():
+                        if note.payload in ("", "reload schema"):
+                            await self.reload_schema()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database went away; try again shortly
+                log.warning("schema listener: %s", e)
+                await asyncio.sleep(2)
+
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await self._read_body(receive, headers)
+            req = Request(scope["method"], scope["path"],
+                          parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True),
+                          headers, body)
+            resp = await self.handle(req)
+        except ApiError as e:
+            resp = self._error(e)
+        except Exception:
+            log.exception("unhandled error")
+            resp = self._error(ApiError(500, "PGRST000", "Internal error in the gateway"))
+        await self._send(send, resp, head=scope["method"] == "HEAD")
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, receive, headers: dict[str, str]) -> bytes:
+        if int(headers.get("content-length") or 0) > self.cfg.max_body_bytes:
+            raise ApiError(413, "PGRST413", "Request body too large", f"limit is {self.cfg.max_body_bytes} bytes")
+        chunks, size = [], 0
+        more = True
+        while more:
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.cfg.max_body_bytes:
+                raise ApiError(413, "PGRST413", "Request body too large",
+                               f"limit is {self.cfg.max_body_bytes} bytes")
+            chunks.append(chunk)
+            more = msg.get("more_body", False)
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _send(send, resp: Response, head: bool) -> None:
+        hdrs = [(b"content-length", str(len(resp.body)).encode())]
+        hdrs += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()]
+        await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": b"" if head else resp.body})
+
+    def _error(self, e: ApiError) -> Response:
+        headers = {"content-type": "application/json; charset=utf-8", **e.headers}
+        return Response(e.status, orjson.dumps(e.body()), headers)
+
+    # ------------------------------------------------------------------ routing
+    async def handle(self, req: Request) -> Response:
+        if req.path in ("/health", "/ready"):
+            return await self._health()
+        if not req.path.startswith("/rest/v1"):
+            raise ApiError(404, "PGRST404", f"Not found: {req.path}")
+        claims, role = self._authenticate(req.headers)
+        rest = req.path[len("/rest/v1"):].strip("/")
+        if rest == "":
+            return self._root()
+        parts = [unquote(p) for p in rest.split("/")]
+        if parts[0] == "rpc" and len(parts) == 2:
+            return await self._rpc(req, parts[1], claims, role)
+        if len(parts) != 1:
+            raise ApiError(404, "PGRST404", f"Not found: {req.path}")
+        return await self._table(req, parts[0], claims, role)
+
+    def _authenticate(self, headers: dict[str, str]) -> tuple[dict, str]:
+        apikey = headers.get("apikey")
+        if self.cfg.require_apikey:
+            if not apikey:
+                raise ApiError(401, "PGRST302", "No API key found in request",
+                               None, "No `apikey` request header was found.")
+            verify(apikey, self.jwt)
+        auth = headers.get("authorization", "")
+        token = None
+        if auth:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise ApiError(401, "PGRST301", "Authorization header must be 'Bearer <jwt>'")
+            token = value.strip()
+        elif apikey:
+            token = apikey
+        if token is None:
+            return {"role": self.cfg.anon_role}, self.cfg.anon_role
+        claims = verify(token, self.jwt)
+        role = claims.get("role") or self.cfg.anon_role
+        if self.cache is not None and role not in self.cache.roles:
+            raise ApiError(401, "PGRST301", f'role "{role}" is not allowed', None, None)
+        return claims, role
+
+    def _schema(self, req: Request) -> str:
+        hdr = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"
+        schema = req.headers.get(hdr) or self.cfg.schemas[0]
+        if schema not in self.cfg.schemas:
+            raise ApiError(406, "PGRST106", "The schema must be one of the following: " + ", ".join(self.cfg.schemas),
+                           None, None)
+        return schema
+
+    def _root(self) -> Response:
+        assert self.cache is not None
+        doc = {"tables": sorted(f"{s}.{t}" for s, t in self.cache.tables),
+               "functions": sorted(f"{s}.{f}" for s, f in self.cache.functions)}
+        return Response(200, orjson.dumps(doc), {"content-type": "application/json; charset=utf-8"})
+
+    async def _health(self) -> Response:
+        try:
+            assert self.pool is not None
+            async with self.pool.connection(timeout=5) as conn:
+                await conn.execute("SELECT 1")
+        except Exception as e:
+            return Response(503, orjson.dumps({"status": "unavailable", "error": str(e)}))
+        return Response(200, b'{"status":"ok"}', {"content-type": "application/json"})
+
+    def _accept(self, req: Request) -> str:
+        accept = req.headers.get("accept", "") or JSON_MEDIA
+        if OBJECT_MEDIA in accept:
+            return OBJECT_MEDIA
+        if CSV_MEDIA in accept:
+            return CSV_MEDIA
+        if "application/json" in accept or "*/*" in accept or "application/vnd.pgrst.array+json" in accept \
+                or accept.strip() == "":
+            return JSON_MEDIA
+        raise ApiError(406, "PGRST107", f"None of these media types are available: {accept}", None, None)
+
+    def _json_body(self, req: Request):
+        if not req.body:
+            return {} if req.method == "PATCH" else None
+        try:
+            return orjson.loads(req.body)
+        except orjson.JSONDecodeError as e:
+            raise ApiError(400, "PGRST102", "Empty or invalid json", str(e)) from None
+
+    # ------------------------------------------------------------------ tables
+    async def _table(self, req: Request, name: str, claims: dict, role: str) -> Response:
+        assert self.cache is not None
+        schema = self._schema(req)
+        prefer = _prefer(req.headers)
+        accept = self._accept(req)
+        b = Builder(self.cache, schema)
+        q = parse_query(req.query)
+        count = prefer.get("count")
+        if count is not None and count not in ("exact", "planned", "estimated"):
+            raise ApiError(400, "PGRST100", f"unknown count method {count!r}")
+        representation = prefer.get("return") == "representation"
+        if req.method in ("GET", "HEAD"):
+            r_off, r_lim = _range(req.headers)
+            node = q.node(())
+            offset = node.offset if node.offset is not None else r_off
+            limit = node.limit
+            if r_lim is not None:
+                limit = r_lim if limit is None else min(limit, r_lim)
+            st = b.read(name, q, count=count, limit=limit, offset=offset)
+            return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
+                                   read_only=True)
+        if req.method == "POST":
+            body = self._json_body(req)
+            if body is None:
+                raise ApiError(400, "PGRST102", "Empty or invalid json")
+            resolution = prefer.get("resolution")
+            if resolution not in (None, "merge-duplicates", "ignore-duplicates"):
+                raise ApiError(400, "PGRST100", f"unknown resolution {resolution!r}")
+            want_rows = representation or prefer.get("return") == "headers-only"
+            st = b.insert(name, q, body, representation=want_rows, resolution=resolution,
+                          missing_default=prefer.get("missing") == "default")
+            return await self._run(req, st, claims, role, accept, count=count, status=201,
+                                   representation=representation,
+                                   location=(name, schema) if prefer.get("return") == "headers-only" else None)
+        if req.method == "PATCH":
+            st = b.update(name, q, self._json_body(req), representation=representation)
+            return await self._run(req, st, claims, role, accept, count=count,
+                                   status=200 if representation else 204, representation=representation)
+        if req.method == "DELETE":
+            st = b.delete(name, q, representation=representation)
+            return await self._run(req, st, claims, role, accept, count=count,
+                                   status=200 if representation else 204, representation=representation)
+        raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+
+    # ------------------------------------------------------------------ rpc
+    async def _rpc(self, req: Request, name: str, claims: dict, role: str) -> Response:
+        assert self.cache is not None
+        schema = self._schema(req)
+        accept = self._accept(req)
+        prefer = _prefer(req.headers)
+        b = Builder(self.cache, schema)
+        candidates = self.cache.functions.get((schema, name), [])
+        arg_names = {a.name for fn in candidates for a in fn.args}
+        if req.method in ("GET", "HEAD"):
+            q = parse_query(req.query, rpc_arg_names=arg_names)
+            args: dict = dict(q.rpc_args)
+        elif req.method == "POST":
+            q = parse_query(req.query)
+            body = self._json_body(req)
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                raise ApiError(400, "PGRST102", "RPC arguments must be a JSON object")
+            args = body
+        else:
+            raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+        fn = b.resolve_function(name, set(args))
+        if req.method in ("GET", "HEAD"):
+            for a in fn.args:  # query-string JSON arguments arrive as text
+                if a.name in args and a.type in ("json", "jsonb"):
+                    try:
+                        args[a.name] = orjson.loads(args[a.name])
+                    except orjson.JSONDecodeError:
+                        pass
+        count = prefer.get("count")
+        r_off, r_lim = _range(req.headers)
+        node = q.node(())
+        offset = node.offset if node.offset is not None else r_off
+        limit = node.limit if r_lim is None else (r_lim if node.limit is None else min(node.limit, r_lim))
+        st = b.rpc(fn, args, q, count=count, limit=limit, offset=offset)
+        read_only = req.method in ("GET", "HEAD") or fn.volatility in ("s", "i")
+        return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
+                               read_only=read_only, rpc=True)
+
+    # ------------------------------------------------------------------ execution
+    async def _run(self, req: Request, st: Statement, claims: dict, role: str, accept: str, *,
+                   count: str | None, status: int = 200, offset: int = 0, read_only: bool = False,
+                   representation: bool = True, location: tuple[str, str] | None = None,
+                   rpc: bool = False) -> Response:
+        assert self.pool is not None
+        claims_json = orjson.dumps(claims).decode()
+        try:
+            async with self.pool.connection(timeout=10) as conn:
+                try:
+                    async with conn.transaction():
+                        await conn.execute(
+                            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),"
+                            " set_config('request.method', $3, true), set_config('request.path', $4, true),"
+                            " set_config('transaction_read_only', $5, true)",
+                            [role, claims_json, req.method, req.path, "on" if read_only else "off"],
+                        )
+                        cur = await conn.execute(st.sql, st.params)
+                        body, nrows, total = await cur.fetchone()
+                        if st.count_sql:
+                            plan = await (await conn.execute(st.count_sql, st.params)).fetchone()
+                            total = int(plan[0][0]["Plan"]["Plan Rows"])
+                        if accept == OBJECT_MEDIA and not st.returns_scalar and nrows != 1:
+                            raise ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
+                                           f"The result contains {nrows} rows", None)
+                except psycopg.errors.Error as e:
+                    if isinstance(e, psycopg.OperationalError) and conn.closed:
+                        raise
+                    raise self._pg_error(e, role) from None
+        except psycopg.OperationalError as e:
+            raise ApiError(503, "PGRST001", "Database client error. Retrying the connection.", str(e)) from None
+        except TimeoutError as e:
+            raise ApiError(503, "PGRST003", "Timed out acquiring connection from connection pool.",
+                           str(e)) from None
+        headers: dict[str, str] = {}
+        if count:
+            headers["preference-applied"] = f"count={count}"
+        if st.returns_void:
+            return Response(204, b"", headers)
+        if rpc and (st.returns_scalar or st.returns_object):
+            if st.returns_object:
+                body = body[1:-1] if nrows == 1 else "null"
+            headers["content-type"] = "application/json; charset=utf-8"
+            return Response(200, body.encode(), headers)
+        total_s = "*" if total is None else str(total)
+        if req.method in ("GET", "HEAD") or rpc:
+            headers["content-range"] = (f"{offset}-{offset + nrows - 1}/{total_s}" if nrows
+                                        else f"*/{total_s}")
+            if total is not None and nrows and nrows < total:
+                status = 206
+            if total is not None and nrows == 0 and offset > 0 and offset >= total:
+                raise ApiError(416, "PGRST103", "Requested range not satisfiable",
+                               f"An offset of {offset} was requested, but there are only {total} rows.",
+                               headers={"content-range": f"*/{total}"})
+        else:
+            headers["content-range"] = f"*/{nrows if count else '*'}"
+        if location is not None:
+            headers["location"] = self._location(location, body)
+        if not representation and req.method != "GET" and not rpc:
+            return Response(status if req.method != "POST" else 201, b"", headers)
+        if accept == CSV_MEDIA:
+            headers["content-type"] = "text/csv; charset=utf-8"
+            return Response(status, _to_csv(body), headers)
+        if accept == OBJECT_MEDIA:
+            headers["content-type"] = OBJECT_MEDIA + "; charset=utf-8"
+            return Response(status, body[1:-1].encode(), headers)
+        headers["content-type"] = "application/json; charset=utf-8"
+        return Response(status, body.encode(), headers)
+
+    def _location(self, target: tuple[str, str], body: str) -> str:
+        name, schema = target
+        rows = orjson.loads(body)
+        t = self.cache.table(schema, name) if self.cache else None
+        if not rows or t is None or not t.pk:
+            return f"/{name}"
+        from urllib.parse import quote
+        return f"/{name}?" + "&".join(f"{k}=eq.{quote(str(rows[0].get(k)))}" for k in t.pk)
+
+    def _pg_error(self, e: psycopg.errors.Error, role: str) -> ApiError:
+        diag = e.diag
+        sqlstate = e.sqlstate
+        return ApiError(
+            status_for_sqlstate(sqlstate, role, self.cfg.anon_role),
+            sqlstate or "PGRST000",
+            diag.message_primary or str(e),
+            diag.message_detail,
+            diag.message_hint,
+        )
+
+
+def create_app(cfg: GatewayConfig) -> Gateway:
+    return Gateway(cfg)
