@@ -127,7 +127,7 @@ def split_top(text: str, sep: str = ",") -> list[str]:
         elif ch in ")}":
             depth -= 1
             if depth < 0:
-                raise parse_error(f'"failed to parse: unbalanced parenthesis in "{text}"')
+                raise parse_error(f'failed to parse "{text}"', "unbalanced parentheses")
         if ch == sep and depth == 0:
             parts.append("".join(buf))
             buf = []

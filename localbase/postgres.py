@@ -161,6 +161,14 @@ class EmbeddedPostgres:
     def _run_as(self) -> str | None:
         return SERVICE_USER if os.geteuid() == 0 else None
 
+    def _drop_privileges(self) -> dict:
+        """subprocess kwargs that run as the service user with its own group only
+        (user= alone keeps root's group, which locks it out of 0701 directories)."""
+        if not self._run_as():
+            return {}
+        ent = pwd.getpwnam(SERVICE_USER)
+        return {"user": ent.pw_uid, "group": ent.pw_gid, "extra_groups": []}
+
     def _ensure_service_user(self) -> None:
         try:
             pwd.getpwnam(SERVICE_USER)
@@ -186,7 +194,7 @@ class EmbeddedPostgres:
         try:
             return subprocess.run(
                 cmd, capture_output=True, text=True, timeout=timeout, check=check,
-                user=self._run_as(), stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, **self._drop_privileges(),
             )
         except subprocess.CalledProcessError as e:
             raise PostgresError(f"{exe} failed ({e.returncode}): {e.stderr.strip() or e.stdout.strip()}") from e
@@ -208,6 +216,7 @@ class EmbeddedPostgres:
         try:
             if self._run_as():
                 self._ensure_service_user()
+                os.chmod(pwfile, 0o600)
                 self._grant_service_user(self.pgdata)
                 self._grant_service_user(self.log_file.parent)
                 ent = pwd.getpwnam(SERVICE_USER)

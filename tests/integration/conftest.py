@@ -1,0 +1,123 @@
+"""One real local stack per test session: embedded Postgres + gateway + sql/.
+
+Tests reach it only through the real `supabase` async client (and psycopg as
+the superuser where a test must look underneath, e.g. to prove nothing changed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+from localbase.auth import mint
+from localbase.stack import LocalStack, StackInfo
+
+TEST_SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS gwtest;
+GRANT USAGE ON SCHEMA gwtest TO anon, authenticated, service_role;
+CREATE TABLE IF NOT EXISTS gwtest.items (
+  id       integer PRIMARY KEY,
+  owner    uuid NOT NULL DEFAULT '00000000-0000-0000-0000-000000000001',
+  name     text NOT NULL,
+  qty      integer,
+  price    numeric(10,2),
+  tags     text[] NOT NULL DEFAULT '{}',
+  span     int4range,
+  data     jsonb NOT NULL DEFAULT '{}',
+  doc      tsvector GENERATED ALWAYS AS (to_tsvector('english', name)) STORED,
+  flag     boolean,
+  note     text,
+  UNIQUE (name, owner)
+);
+CREATE TABLE IF NOT EXISTS gwtest.parts (
+  id      integer PRIMARY KEY,
+  item_id integer NOT NULL REFERENCES gwtest.items (id) ON DELETE CASCADE,
+  label   text NOT NULL,
+  weight  integer
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA gwtest TO authenticated, service_role;
+CREATE OR REPLACE FUNCTION gwtest.add(a integer, b integer DEFAULT 1) RETURNS integer
+  LANGUAGE sql IMMUTABLE AS 'SELECT a + b';
+CREATE OR REPLACE FUNCTION gwtest.items_over(min_qty integer) RETURNS SETOF gwtest.items
+  LANGUAGE sql STABLE AS 'SELECT * FROM gwtest.items WHERE qty > min_qty';
+CREATE OR REPLACE FUNCTION gwtest.echo_json(payload jsonb) RETURNS jsonb
+  LANGUAGE sql IMMUTABLE AS 'SELECT payload';
+CREATE OR REPLACE FUNCTION gwtest.touch_nothing() RETURNS void
+  LANGUAGE sql VOLATILE AS 'SELECT NULL';
+CREATE OR REPLACE FUNCTION gwtest.fail(msg text) RETURNS integer
+  LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '%', msg; END $$;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA gwtest TO authenticated, service_role;
+NOTIFY pgrst, 'reload schema';
+"""
+
+
+@pytest.fixture(scope="session")
+def stack() -> StackInfo:
+    # short path: Postgres unix-socket paths are length-limited
+    root = Path(tempfile.mkdtemp(prefix="pgt-", dir="/tmp"))
+    st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"))
+    try:
+        st.prepare_database()
+        with psycopg.connect(st.pg.dsn(), autocommit=True) as conn:
+            conn.execute(TEST_SCHEMA_SQL)
+        info = st.up()
+        st_info = info
+        yield st_info
+    finally:
+        st.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def superuser_dsn(stack: StackInfo) -> str:
+    return stack.db_uri
+
+
+def user_token(stack: StackInfo, user_id: str, **overrides) -> str:
+    claims = {"sub": user_id, "aud": "authenticated", **overrides}
+    lifetime = claims.pop("lifetime_s", 600)
+    return mint(stack.jwt_secret, claims.pop("role", "authenticated"), lifetime_s=lifetime, **claims)
+
+
+async def client_for(stack: StackInfo, bearer: str | None = None, apikey: str | None = None) -> AsyncClient:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    opts = AsyncClientOptions(headers=headers)
+    return await acreate_client(stack.url, apikey or stack.anon_key, opts)
+
+
+@pytest_asyncio.fixture
+async def service(stack: StackInfo) -> AsyncClient:
+    return await client_for(stack, stack.service_role_key, stack.service_role_key)
+
+
+@pytest_asyncio.fixture
+async def anon(stack: StackInfo) -> AsyncClient:
+    return await client_for(stack)
+
+
+class TestUser:
+    def __init__(self, id: str, username: str, client: AsyncClient, token: str):
+        self.id, self.username, self.client, self.token = id, username, client, token
+
+
+@pytest_asyncio.fixture
+async def make_user(stack: StackInfo, service: AsyncClient):
+    """Create fresh users (through the service role) with their own JWT clients."""
+
+    async def _make(prefix: str = "u") -> TestUser:
+        uid = str(uuid.uuid4())
+        name = f"{prefix}-{uid[:8]}"
+        await service.table("users").insert(
+            {"id": uid, "username": name, "password_hash": "$2b$12$" + "x" * 53}
+        ).execute()
+        token = user_token(stack, uid)
+        return TestUser(uid, name, await client_for(stack, token), token)
+
+    return _make
