@@ -29,8 +29,30 @@ def _unauthorized(code: str, message: str, details: str | None = None) -> ApiErr
                     headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
 
 
+_CACHE: dict[tuple[str, str], dict] = {}
+_CACHE_MAX = 1024
+
+
 def verify(token: str, cfg: JwtConfig) -> dict:
-    """Claims of a valid token, or a PostgREST-shaped 401."""
+    """Claims of a valid token, or a PostgREST-shaped 401.
+
+    Verified tokens are remembered (bounded), so a client's repeated requests
+    skip the HMAC; `exp` is still checked on every use.
+    """
+    hit = _CACHE.get((cfg.secret, token))
+    if hit is not None:
+        exp = hit.get("exp")
+        if exp is None or exp + cfg.leeway_s >= time.time():
+            return hit
+        _CACHE.pop((cfg.secret, token), None)
+    claims = _verify(token, cfg)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[(cfg.secret, token)] = claims
+    return claims
+
+
+def _verify(token: str, cfg: JwtConfig) -> dict:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as e:

@@ -29,6 +29,11 @@ from .sqlbuilder import Builder, Statement
 log = logging.getLogger(__name__)
 
 OBJECT_MEDIA = "application/vnd.pgrst.object+json"
+_CONTEXT_SQL = (
+    "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),"
+    " set_config('request.method', $3, true), set_config('request.path', $4, true),"
+    " set_config('transaction_read_only', $5, true)"
+)
 JSON_MEDIA = "application/json"
 CSV_MEDIA = "text/csv"
 
@@ -388,20 +393,30 @@ class Gateway:
                    rpc: bool = False) -> Response:
         assert self.pool is not None
         claims_json = orjson.dumps(claims).decode()
+        context = [role, claims_json, req.method, req.path, "on" if read_only else "off"]
+        # a single-object mutation must roll back unless it touched exactly one row,
+        # so it checks the count before COMMIT; everything else goes in one round trip
+        must_check = accept == OBJECT_MEDIA and not read_only and not st.returns_scalar
         try:
             async with self.pool.connection(timeout=10) as conn:
                 try:
-                    async with conn.transaction():
-                        await conn.execute(
-                            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),"
-                            " set_config('request.method', $3, true), set_config('request.path', $4, true),"
-                            " set_config('transaction_read_only', $5, true)",
-                            [role, claims_json, req.method, req.path, "on" if read_only else "off"],
-                        )
-                        cur = await conn.execute(st.sql, st.params)
+                    if must_check:
+                        async with conn.transaction():
+                            await conn.execute(_CONTEXT_SQL, context)
+                            body, nrows, total = await (await conn.execute(st.sql, st.params)).fetchone()
+                            if nrows != 1:
+                                raise ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
+                                               f"The result contains {nrows} rows", None)
+                    else:
+                        async with conn.pipeline():
+                            async with conn.transaction():
+                                await conn.execute(_CONTEXT_SQL, context)
+                                cur = await conn.execute(st.sql, st.params)
+                                count_cur = (await conn.execute(st.count_sql, st.params)
+                                             if st.count_sql else None)
                         body, nrows, total = await cur.fetchone()
-                        if st.count_sql:
-                            plan = await (await conn.execute(st.count_sql, st.params)).fetchone()
+                        if count_cur is not None:
+                            plan = await count_cur.fetchone()
                             total = int(plan[0][0]["Plan"]["Plan Rows"])
                         if accept == OBJECT_MEDIA and not st.returns_scalar and nrows != 1:
                             raise ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
