@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print("reset")
     elif args.local_cmd == "keys":
         from .auth import api_keys
-        stack.pg.init()
-        keys = api_keys(stack.pg.credentials.jwt_secret)
+        keys = api_keys(stack.pg.credentials.jwt_secret)  # creates the secret on first use
         gw = stack._running_gateway()
         print(f"SUPABASE_URL={gw.url if gw else 'http://127.0.0.1:54321 (not running)'}")
         print(f"SUPABASE_ANON_KEY={keys['anon']}")

@@ -309,6 +309,9 @@ class Gateway:
         accept = self._accept(req)
         b = Builder(self.cache, schema)
         q = parse_query(req.query)
+        for unsupported in ("max-affected", "tx", "params"):
+            if unsupported in prefer:
+                raise ApiError(400, "PGRST100", f"Prefer: {unsupported} is not supported by localbase")
         count = prefer.get("count")
         if count is not None and count not in ("exact", "planned", "estimated"):
             raise ApiError(400, "PGRST100", f"unknown count method {count!r}")

@@ -403,6 +403,7 @@ class Builder:
         returning = self._returning_columns(t, q, representation)
         _, cols = self._returning(scope, q, representation)
         node = q.nodes.get((), NodeParams())
+        self._no_paging(node, "PATCH")
         where = [self.condition(scope, f, q) for f in node.filters]
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
         if not body:
@@ -415,6 +416,11 @@ class Builder:
                         f"{where_sql} RETURNING {self._qualify(scope, returning)}")
         return Statement(self._wrap_mutation(scope, mutation, cols, representation), self.p.values)
 
+    @staticmethod
+    def _no_paging(node: NodeParams, verb: str) -> None:
+        if node.limit is not None or node.offset is not None or node.order:
+            raise ApiError(400, "PGRST100", f"limit, offset and order are not supported on {verb} by localbase")
+
     def _qualify(self, scope: _Scope, returning: str) -> str:
         if returning == "1":
             return "1"
@@ -426,6 +432,7 @@ class Builder:
         returning = self._returning_columns(t, q, representation)
         _, cols = self._returning(scope, q, representation)
         node = q.nodes.get((), NodeParams())
+        self._no_paging(node, "DELETE")
         where = [self.condition(scope, f, q) for f in node.filters]
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
         mutation = f"DELETE FROM {qualified(t.schema, t.name)} AS {scope.alias}{where_sql} RETURNING {returning}"

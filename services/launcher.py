@@ -23,12 +23,23 @@ def run_app(port: int = 8501) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "main.py"),
            "--server.port", str(port), "--server.address", "127.0.0.1"]
     print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
+    # stop cleanly on Ctrl-C and on SIGTERM, even when started in the background
+    # (where a shell leaves SIGINT ignored): Streamlit first, then the stack
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+        proc.terminate()
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
     finally:
         if stack is not None:
             stack.down()
+            print("local stack stopped", flush=True)
