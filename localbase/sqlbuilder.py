@@ -279,11 +279,17 @@ class Builder:
              offset: int | None) -> Statement:
         t = self.table(table_name)
         scope = _Scope(t, self._alias(), ())
+        return self._select(scope, q, f"{qualified(t.schema, t.name)} AS {scope.alias}", count=count,
+                            limit=limit, offset=offset)
+
+    def _select(self, scope: _Scope, q: Query, source: str, *, count: str | None, limit: int | None,
+                offset: int | None) -> Statement:
+        """SELECT over `source` (a table or a function call aliased as the scope)."""
         cols = self.select_list(scope, q.select, q)
         self._check_paths(q, scope)
         node = q.nodes.get((), NodeParams())
         where = [self.condition(scope, f, q) for f in node.filters] + self.inner_join_conditions(scope)
-        from_where = f"FROM {qualified(t.schema, t.name)} AS {scope.alias}"
+        from_where = f"FROM {source}"
         if where:
             from_where += " WHERE " + " AND ".join(where)
         inner = f"SELECT {', '.join(cols) or 'NULL'} {from_where}" + self.order_limit(
@@ -478,19 +484,12 @@ class Builder:
             from .schema_cache import Column
             t = Table(fn.schema, fn.name, {fn.name: Column(fn.name, fn.return_type, True, False)}, [])
         scope = _Scope(t, self._alias(), ())
-        cols = self.select_list(scope, q.select, q)
-        self._check_paths(q, scope)
-        node = q.nodes.get((), NodeParams())
-        where = [self.condition(scope, f, q) for f in node.filters] + self.inner_join_conditions(scope)
         if fn.return_table is not None:
             source = f"{call} AS {scope.alias}"
         else:
             source = f"{call} AS {scope.alias}({ident(fn.name)})"
-        from_where = f"FROM {from_args} CROSS JOIN LATERAL {source}" if from_args else f"FROM {source}"
-        if where:
-            from_where += " WHERE " + " AND ".join(where)
-        inner = f"SELECT {', '.join(cols) or 'NULL'} {from_where}" + self.order_limit(
-            scope, node, limit=limit, offset=offset)
-        total = f", (SELECT count(*) {from_where})" if count == "exact" else ", NULL::bigint"
-        sql = f"SELECT coalesce(json_agg(_r), '[]')::text, count(*){total} FROM ({inner}) _r"
-        return Statement(sql, self.p.values, returns_object=not fn.returns_set)
+        if from_args:
+            source = f"{from_args} CROSS JOIN LATERAL {source}"
+        st = self._select(scope, q, source, count=count, limit=limit, offset=offset)
+        st.returns_object = not fn.returns_set
+        return st

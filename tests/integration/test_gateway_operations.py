@@ -3,6 +3,7 @@ standalone mode configured like PostgREST, headers-only inserts, own-row CRUD.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ async def test_schema_cache_reloads_on_notify(stack, service):
         except APIError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
     assert (await db.table(name).select("v").execute()).data == [{"v": "x"}]
 
 
@@ -105,7 +106,7 @@ async def test_database_going_away_gives_503_then_recovers():
             except APIError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
         assert [x["username"] for x in r.data] == ["before"]  # nothing half-written
     finally:
         st.down()
@@ -128,7 +129,7 @@ def test_standalone_gateway_configured_like_postgrest(stack):
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
         resp = httpx.get(f"http://127.0.0.1:{port}/rest/v1/items?select=id&limit=1",
                          headers={"apikey": stack.service_role_key})  # first schema is the default
         assert resp.status_code == 200, resp.text
