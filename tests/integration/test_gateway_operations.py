@@ -129,7 +129,7 @@ def test_standalone_gateway_configured_like_postgrest(stack):
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                await asyncio.sleep(0.2)
+                time.sleep(0.2)
         resp = httpx.get(f"http://127.0.0.1:{port}/rest/v1/items?select=id&limit=1",
                          headers={"apikey": stack.service_role_key})  # first schema is the default
         assert resp.status_code == 200, resp.text
