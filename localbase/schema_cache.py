@@ -59,6 +59,7 @@ class Function:
     return_table: tuple[str, str] | None  # composite return: its (schema, table)
     returns_void: bool
     volatility: str  # i s v
+    out_columns: list[tuple[str, str]] = field(default_factory=list)  # RETURNS TABLE / OUT parameters
 
 
 @dataclass
@@ -135,12 +136,14 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
     ).fetchall():
         cache.relationships.append(Relationship(name, nsp, rel, list(cols), fnsp, frel, list(fcols)))
 
-    for nsp, fname, argnames, argtypes, nargdefaults, rettype, retset, rtnsp, rtname, isvoid, vol in conn.execute(
+    for nsp, fname, argnames, argtypes, modes, nargdefaults, rettype, retset, rtnsp, rtname, isvoid, vol in \
+            conn.execute(
         """
         SELECT n.nspname, p.proname,
                coalesce(p.proargnames, '{}'),
-               coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY o)
-                           FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY u(t, o)), '{}'),
+               (SELECT array_agg(format_type(t, NULL) ORDER BY o)
+                  FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY u(t, o)),
+               coalesce(p.proargmodes::text[], '{}'),
                p.pronargdefaults, format_type(p.prorettype, NULL), p.proretset,
                rn.nspname, rc.relname, p.prorettype = 'void'::regtype, p.provolatile
           FROM pg_proc p
@@ -153,10 +156,14 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
         """,
         (schemas,),
     ).fetchall():
-        nin = len(argtypes)
-        names = list(argnames)[:nin] + [""] * max(0, nin - len(argnames))
-        args = [FuncArg(names[i], argtypes[i], i >= nin - nargdefaults) for i in range(nin)]
-        fn = Function(nsp, fname, args, rettype, retset, (rtnsp, rtname) if rtname else None, isvoid, vol)
+        argtypes = list(argtypes or [])
+        modes = list(modes) or ["i"] * len(argtypes)
+        names = list(argnames) + [""] * max(0, len(argtypes) - len(argnames))
+        ins = [i for i, m in enumerate(modes) if m in ("i", "b", "v")]
+        outs = [(names[i], argtypes[i]) for i, m in enumerate(modes) if m in ("o", "b", "t")]
+        args = [FuncArg(names[i], argtypes[i], k >= len(ins) - nargdefaults) for k, i in enumerate(ins)]
+        fn = Function(nsp, fname, args, rettype, retset, (rtnsp, rtname) if rtname else None, isvoid, vol,
+                      out_columns=outs if rettype == "record" and outs else [])
         cache.functions.setdefault((nsp, fname), []).append(fn)
 
     for (typname,) in conn.execute(

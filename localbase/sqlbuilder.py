@@ -24,7 +24,7 @@ from .grammar import (
     SelectEmbed,
     SelectStar,
 )
-from .schema_cache import Function, SchemaCache, Table
+from .schema_cache import Column, Function, SchemaCache, Table
 
 _SIMPLE_OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
                "like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*",
@@ -472,7 +472,7 @@ class Builder:
             src = f" FROM {from_args}" if from_args else ""
             return Statement(f"SELECT 'null'::text, 1, NULL::bigint FROM (SELECT {call}{src}) _v",
                              self.p.values, returns_void=True)
-        if fn.return_table is None and not fn.returns_set:
+        if fn.return_table is None and not fn.returns_set and not fn.out_columns:
             src = f" FROM {from_args}" if from_args else ""
             return Statement(f"SELECT to_json({call})::text, 1, NULL::bigint{src}", self.p.values,
                              returns_scalar=True)
@@ -480,11 +480,12 @@ class Builder:
             t = self.cache.table(*fn.return_table)
             if t is None:
                 raise ApiError(500, "PGRST000", f"return type of {fn.name} is not in an exposed schema")
+        elif fn.out_columns:  # RETURNS TABLE (...) or OUT parameters
+            t = Table(fn.schema, fn.name, {n: Column(n, typ, True, False) for n, typ in fn.out_columns}, [])
         else:  # SETOF scalar: one column named after the function
-            from .schema_cache import Column
             t = Table(fn.schema, fn.name, {fn.name: Column(fn.name, fn.return_type, True, False)}, [])
         scope = _Scope(t, self._alias(), ())
-        if fn.return_table is not None:
+        if fn.return_table is not None or fn.out_columns:
             source = f"{call} AS {scope.alias}"
         else:
             source = f"{call} AS {scope.alias}({ident(fn.name)})"

@@ -5,6 +5,7 @@ Validated at start-up with messages that say what to fix (DESIGN D9).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUPABASE_KEYS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET")
+SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key"}
 
 
 def _secrets_file() -> dict:
@@ -28,11 +30,35 @@ def _secrets_file() -> dict:
 
 @dataclass(frozen=True)
 class Settings:
+    # data store (no URL: the embedded local stack)
     supabase_url: str | None = None
     supabase_anon_key: str | None = None
     supabase_service_role_key: str | None = None
     supabase_jwt_secret: str | None = None
     data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".pharmgpt")
+    # accounts and sessions
+    bcrypt_rounds: int = 12
+    min_password_length: int = 8
+    max_failed_logins: int = 5
+    failure_window_s: int = 15 * 60
+    lockout_s: int = 15 * 60
+    session_ttl_s: int = 24 * 3600
+    session_touch_interval_s: int = 60
+    user_jwt_ttl_s: int = 15 * 60
+    # backend calls
+    request_timeout_s: float = 15.0
+    retry_attempts: int = 4
+    retry_max_wait_s: float = 4.0
+    # cache (seconds) and process memory ceiling for it
+    cache_ttl_conversations_s: int = 300
+    cache_ttl_documents_s: int = 600
+    cache_ttl_user_s: int = 1800
+    cache_max_entries: int = 5000
+    cache_memory_limit_mb: int = 2048
+    slow_call_ms: float = 500.0
+    # uploads
+    max_upload_bytes: int = 25 * 1024 * 1024
+    # LLM
     groq_api_key: str | None = None
 
     @property
@@ -40,8 +66,12 @@ class Settings:
         """No Supabase project configured: run on the local stack."""
         return not self.supabase_url
 
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.sqlite3"
+
     @classmethod
-    def load(cls, env: dict[str, str] | None = None) -> Settings:
+    def load(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
         secrets = _secrets_file() if env is None else {}
         env = dict(os.environ) if env is None else env
 
@@ -49,14 +79,15 @@ class Settings:
             value = env.get(key) or secrets.get(key)
             return str(value) if value not in (None, "") else None
 
-        s = cls(
-            supabase_url=get("SUPABASE_URL"),
-            supabase_anon_key=get("SUPABASE_ANON_KEY"),
-            supabase_service_role_key=get("SUPABASE_SERVICE_ROLE_KEY"),
-            supabase_jwt_secret=get("SUPABASE_JWT_SECRET"),
-            data_dir=Path(get("PHARMGPT_DATA_DIR") or PROJECT_ROOT / ".pharmgpt").resolve(),
-            groq_api_key=get("GROQ_API_KEY"),
-        )
+        values: dict = {}
+        for f in dataclasses.fields(cls):
+            bare = f.name.startswith("supabase_") or f.name == "groq_api_key"
+            raw = get(f.name.upper()) if bare else get(f"PHARMGPT_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        values.update(overrides)
+        s = cls(**values)
         s.validate()
         return s
 
@@ -70,3 +101,35 @@ class Settings:
                 )
             if not self.supabase_url.startswith(("http://", "https://")):
                 raise ConfigError(f"SUPABASE_URL must start with http:// or https://, got {self.supabase_url!r}")
+        if not 4 <= self.bcrypt_rounds <= 16:
+            raise ConfigError(f"PHARMGPT_BCRYPT_ROUNDS must be between 4 and 16, got {self.bcrypt_rounds}")
+        if self.user_jwt_ttl_s < 120:
+            raise ConfigError("PHARMGPT_USER_JWT_TTL_S must be at least 120 seconds")
+        if self.session_ttl_s < 60:
+            raise ConfigError("PHARMGPT_SESSION_TTL_S must be at least 60 seconds")
+
+    def describe(self) -> dict[str, str]:
+        """Every setting, secrets masked: for `pharmgpt doctor` and logs."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = f"set ({len(str(value))} chars, ends …{str(value)[-4:]})"
+            out[f.name] = "not set" if value is None else str(value)
+        return out
+
+
+def _coerce(name: str, typ, raw: str):
+    typ = str(typ)
+    try:
+        if "Path" in typ:
+            return Path(raw).expanduser().resolve()
+        if typ.startswith("int"):
+            return int(raw)
+        if typ.startswith("float"):
+            return float(raw)
+        if typ.startswith("bool"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(f"{name.upper()} must be a {typ.split(' ')[0]}, got {raw!r}") from None
+    return raw

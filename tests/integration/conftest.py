@@ -121,3 +121,29 @@ async def make_user(stack: StackInfo, service: AsyncClient):
         return TestUser(uid, name, await client_for(stack, token), token)
 
     return _make
+
+
+def service_settings(stack: StackInfo, data_dir: Path, **overrides):
+    from services.config import Settings
+    return Settings(supabase_url=stack.url, supabase_anon_key=stack.anon_key,
+                    supabase_service_role_key=stack.service_role_key, supabase_jwt_secret=stack.jwt_secret,
+                    data_dir=data_dir, bcrypt_rounds=4, retry_max_wait_s=0.5, **overrides)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def services(stack: StackInfo, tmp_path_factory):
+    """The real services, wired as the app wires them, over the session's stack."""
+    from services.container import Services
+    svc = await Services.create(service_settings(stack, tmp_path_factory.mktemp("svc")))
+    yield svc
+    await svc.close()
+
+
+@pytest_asyncio.fixture
+async def account(services):
+    """A fresh signed-up user (through UserService); returns (user, password)."""
+    async def _make(prefix: str = "user", password: str = "correct horse battery"):
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        user = await services.users.create_user(name, password)
+        return user, password
+    return _make

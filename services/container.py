@@ -1,0 +1,77 @@
+"""Wires the services together once per process, on the runtime loop.
+
+With no Supabase project configured, it brings up the embedded local stack
+first (DESIGN D1), so every caller gets the same services either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from .audit import AuditService
+from .backend import Backend
+from .blobs import BlobStore
+from .cache import TTLCache
+from .config import Settings
+from .conversations import ConversationService
+from .documents import DocumentService
+from .metrics import Metrics
+from .outbox import Outbox
+from .preferences import PreferenceService
+from .sessions import SessionService
+from .users import UserService
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    def __init__(self, settings: Settings, backend: Backend):
+        self.settings = settings
+        self.backend = backend
+        self.metrics = Metrics(slow_ms=settings.slow_call_ms)
+        self.cache = TTLCache({"convs": settings.cache_ttl_conversations_s, "conv": settings.cache_ttl_conversations_s,
+                               "docs": settings.cache_ttl_documents_s, "user": settings.cache_ttl_user_s},
+                              settings.cache_max_entries, settings.cache_memory_limit_mb)
+        self.outbox = Outbox(settings.outbox_path)
+        self.blobs = BlobStore(settings.data_dir / "blobs")
+        self.audit = AuditService(backend, self.metrics)
+        self.sessions = SessionService(backend, settings, self.metrics, self.audit)
+        self.users = UserService(backend, settings, self.cache, self.metrics, self.audit, self.sessions)
+        self.conversations = ConversationService(backend, self.cache, self.metrics, self.audit, self.outbox)
+        self.documents = DocumentService(backend, settings, self.cache, self.metrics, self.audit, self.blobs)
+        self.preferences = PreferenceService(backend, self.metrics)
+        self._flusher: asyncio.Task | None = None
+
+    @classmethod
+    async def create(cls, settings: Settings | None = None, *, start_local: bool = True) -> Services:
+        settings = settings or Settings.load()
+        if settings.embedded and start_local:
+            from localbase.stack import LocalStack
+            info = await asyncio.to_thread(LocalStack(settings.data_dir).up)
+            settings = dataclasses.replace(settings, supabase_url=info.url, supabase_anon_key=info.anon_key,
+                                           supabase_service_role_key=info.service_role_key,
+                                           supabase_jwt_secret=info.jwt_secret)
+        backend = Backend(settings)
+        await backend.start()
+        return cls(settings, backend)
+
+    def start_outbox_flusher(self, interval_s: float = 5.0) -> None:
+        """Deliver held messages in the background once the store answers again."""
+        async def loop():
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    if self.outbox.pending():
+                        await self.conversations.flush_outbox()
+                except Exception as e:  # keep trying; the next round may succeed
+                    log.warning("outbox flush: %s", e)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(loop())
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.backend.close()
+        self.outbox.close()

@@ -1,0 +1,168 @@
+"""Documents a user uploads: registration (dedup by the bytes' SHA-256 per
+scope), listing, processing status (the worker's), deletion, upload history."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import PurePath
+from typing import Any
+
+from .audit import AuditService
+from .backend import Backend
+from .blobs import BlobStore
+from .cache import TTLCache
+from .config import Settings
+from .conversations import ChunkDropHook, _uuid
+from .errors import NotFound, ValidationError
+from .metrics import Metrics, timed
+from .models import Document, Upload
+
+# extension -> (MIME type, magic-byte check)
+ALLOWED_TYPES: dict[str, tuple[str, Any]] = {
+    ".pdf": ("application/pdf", lambda b: b.lstrip()[:5] == b"%PDF-"),
+    ".docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+              lambda b: b[:4] == b"PK\x03\x04"),
+    ".txt": ("text/plain", None),
+    ".md": ("text/markdown", None),
+    ".csv": ("text/csv", None),
+    ".xml": ("application/xml", lambda b: b"<" in b[:1024]),
+    ".png": ("image/png", lambda b: b[:8] == b"\x89PNG\r\n\x1a\n"),
+    ".jpg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
+    ".jpeg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
+}
+STATUSES = ("pending", "processing", "ready", "failed")
+
+
+def clean_filename(name: str) -> str:
+    base = PurePath((name or "").replace("\\", "/")).name
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    if not base:
+        raise ValidationError("The file needs a name.")
+    return base[-255:]
+
+
+def detect_type(filename: str, data: bytes) -> str:
+    ext = PurePath(filename).suffix.lower()
+    if ext not in ALLOWED_TYPES:
+        allowed = ", ".join(sorted(e.lstrip(".").upper() for e in ALLOWED_TYPES))
+        raise ValidationError(f"{filename}: this file type is not supported. Upload one of: {allowed}.")
+    mime, check = ALLOWED_TYPES[ext]
+    if check is not None and not check(data):
+        raise ValidationError(f"{filename}: the contents are not a valid {ext.lstrip('.').upper()} file.")
+    if check is None and b"\x00" in data[:8192]:
+        raise ValidationError(f"{filename}: this looks like a binary file, not text.")
+    return mime
+
+
+class DocumentService:
+    def __init__(self, backend: Backend, settings: Settings, cache: TTLCache, metrics: Metrics,
+                 audit: AuditService, blobs: BlobStore):
+        self.backend = backend
+        self.settings = settings
+        self.cache = cache
+        self.metrics = metrics
+        self.audit = audit
+        self.blobs = blobs
+        self.on_documents_deleted: ChunkDropHook | None = None
+
+    @timed("documents.register_upload")
+    async def register_upload(self, user_id: str, filename: str, data: bytes, *,
+                              conversation_id: str | None = None, metadata: dict | None = None) -> Document:
+        """Validate, store the bytes and queue ingestion; the same bytes in the same scope
+        give back the existing document with `duplicate=True`."""
+        filename = clean_filename(filename)
+        if not data:
+            raise ValidationError(f"{filename} is empty.")
+        if len(data) > self.settings.max_upload_bytes:
+            raise ValidationError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is "
+                                  f"{self.settings.max_upload_bytes / 2**20:.0f} MB.")
+        mime = detect_type(filename, data)
+        sha = hashlib.sha256(data).hexdigest()
+        if conversation_id is not None:
+            conversation_id = _uuid(conversation_id, "conversation")
+        self.blobs.put(sha, data)  # before the row, so the worker never finds a job without bytes
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(db.rpc("register_document", {
+            "p_id": str(uuid.uuid4()), "p_conversation_id": conversation_id, "p_sha256": sha,
+            "p_filename": filename, "p_file_type": mime, "p_file_size": len(data), "p_metadata": metadata or {}}),
+            what="document", idempotent=False)
+        row = r.data[0]
+        self.cache.invalidate("docs", user_id)
+        return Document.from_row(row["document"], duplicate=row["duplicate"])
+
+    async def _list(self, user_id: str, key: tuple, build) -> list[Document]:
+        cached = self.cache.get(key)
+        if not self.cache.missing(cached):
+            return cached
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(build(db.table("documents").select(Document.COLUMNS))
+                                       .order("added_at", desc=True).limit(500), what="document list")
+        out = [Document.from_row(x) for x in r.data]
+        self.cache.set(key, out)
+        return out
+
+    @timed("documents.conversation")
+    async def get_conversation_documents(self, user_id: str, conv_id: str) -> list[Document]:
+        conv_id = _uuid(conv_id, "conversation")
+        return await self._list(user_id, ("docs", user_id, "conv", conv_id), lambda q: q.eq("conversation_id", conv_id))
+
+    @timed("documents.library")
+    async def get_library_documents(self, user_id: str) -> list[Document]:
+        return await self._list(user_id, ("docs", user_id, "library"), lambda q: q.is_("conversation_id", None))
+
+    @timed("documents.get")
+    async def get_document(self, user_id: str, doc_id: str) -> Document:
+        doc_id = _uuid(doc_id, "document")
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(db.table("documents").select(Document.COLUMNS).eq("id", doc_id).limit(1),
+                                       what="document")
+        if not r.data:
+            raise NotFound("The document was not found.")
+        return Document.from_row(r.data[0])
+
+    @timed("documents.update_status")
+    async def update_document_status(self, doc_id: str, status: str, *, error: str | None = None,
+                                     chunk_count: int | None = None, page_count: int | None = None,
+                                     metadata: dict | None = None) -> Document:
+        """The worker's report (service role): status, a readable error, counts."""
+        if status not in STATUSES:
+            raise ValidationError(f"Unknown document status {status!r}.")
+        doc_id = _uuid(doc_id, "document")
+        patch: dict[str, Any] = {"status": status, "processing_error": (error or None) and error[:2000]}
+        if chunk_count is not None:
+            patch["chunk_count"] = chunk_count
+        if page_count is not None:
+            patch["page_count"] = page_count
+        if metadata is not None:
+            patch["metadata"] = metadata
+        r = await self.backend.execute(self.backend.service.table("documents").update(patch).eq("id", doc_id)
+                                       .select(Document.COLUMNS), what="document")
+        if not r.data:
+            raise NotFound("The document was not found.")
+        doc = Document.from_row(r.data[0])
+        self.cache.invalidate("docs", doc.user_id)
+        return doc
+
+    @timed("documents.delete")
+    async def delete_document(self, user_id: str, doc_id: str) -> None:
+        doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
+        if self.on_documents_deleted is not None:
+            await self.on_documents_deleted(user_id, [doc.id])
+        db = await self.backend.for_user(user_id)
+        await self.backend.execute(db.table("documents").delete().eq("id", doc.id), what="document")
+        self.cache.invalidate("docs", user_id)
+        if doc.sha256:
+            still = await self.backend.execute(self.backend.service.table("documents").select("id")
+                                               .eq("sha256", doc.sha256).limit(1), what="document")
+            if not still.data:
+                self.blobs.delete(doc.sha256)
+        await self.audit.record("document.deleted", user_id=user_id, target_type="document", target_id=doc.id,
+                                details={"filename": doc.filename})
+
+    @timed("documents.uploads")
+    async def get_upload_history(self, user_id: str, limit: int = 100) -> list[Upload]:
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(db.table("uploads").select("*").order("uploaded_at", desc=True)
+                                       .limit(max(1, min(limit, 1000))), what="upload history")
+        return [Upload.from_row(x) for x in r.data]

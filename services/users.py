@@ -1,0 +1,202 @@
+"""Accounts: sign-up, sign-in with lockout, profile, password change, deletion.
+
+Runs with the service-role client: it reads password hashes, which no user
+token may see. Lockout counters live in the database so they hold across
+processes and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import unicodedata
+from datetime import UTC, datetime
+
+from .audit import AuditService
+from .backend import Backend
+from .cache import TTLCache
+from .config import Settings
+from .errors import AuthError, Conflict, NotFound, ValidationError
+from .metrics import Metrics, timed
+from .models import User, ts
+from .passwords import BCRYPT, LEGACY, hash_password, needs_rehash, verify_password
+
+BAD_CREDENTIALS = "Wrong username or password."
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PROFILE_FIELDS = {"email"}
+
+
+def normalize_username(username: str) -> str:
+    return unicodedata.normalize("NFKC", username or "").strip()
+
+
+class UserService:
+    def __init__(self, backend: Backend, settings: Settings, cache: TTLCache, metrics: Metrics,
+                 audit: AuditService, sessions=None):
+        self.backend = backend
+        self.settings = settings
+        self.cache = cache
+        self.metrics = metrics
+        self.audit = audit
+        self.sessions = sessions  # SessionService, set by the container (revokes on password change)
+        self._dummy_hash: str | None = None
+
+    # ------------------------------------------------------------------ validation
+    def validate_username(self, username: str) -> str:
+        name = normalize_username(username)
+        if not 3 <= len(name) <= 64:
+            raise ValidationError("Usernames are 3 to 64 characters long.")
+        if any(unicodedata.category(ch).startswith("C") for ch in name):
+            raise ValidationError("Usernames cannot contain control characters.")
+        return name
+
+    def validate_password(self, password: str) -> None:
+        if len(password or "") < self.settings.min_password_length:
+            raise ValidationError(f"Passwords are at least {self.settings.min_password_length} characters long.")
+        if len(password) > 1024:
+            raise ValidationError("Passwords are at most 1,024 characters long.")
+
+    @staticmethod
+    def validate_email(email: str | None) -> str | None:
+        if email is None or email.strip() == "":
+            return None
+        email = email.strip()
+        if len(email) > 254 or not _EMAIL.match(email):
+            raise ValidationError("That email address does not look valid.")
+        return email
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(hash_password, password, self.settings.bcrypt_rounds)
+
+    # ------------------------------------------------------------------ accounts
+    @timed("users.create")
+    async def create_user(self, username: str, password: str, email: str | None = None,
+                          is_admin: bool = False) -> User:
+        name = self.validate_username(username)
+        self.validate_password(password)
+        email = self.validate_email(email)
+        row = {"username": name, "password_hash": await self._hash(password), "password_scheme": BCRYPT,
+               "email": email, "is_admin": is_admin}
+        try:
+            r = await self.backend.execute(self.backend.service.table("users").insert(row).select(User.COLUMNS),
+                                           what="account", idempotent=False)
+        except Conflict:
+            raise Conflict("That username is taken.") from None
+        user = User.from_row(r.data[0])
+        await self.audit.record("user.created", user_id=user.id, target_type="user", target_id=user.id)
+        return user
+
+    async def _lookup(self, username: str) -> dict | None:
+        r = await self.backend.execute(self.backend.service.rpc("login_lookup", {"p_username": username}),
+                                       what="account")
+        return r.data[0] if r.data else None
+
+    async def _dummy_verify(self, password: str) -> None:
+        """Spend the time a real check would, so unknown users can't be told apart."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hash("not-a-real-password")
+        await asyncio.to_thread(verify_password, password, self._dummy_hash)
+
+    @timed("users.authenticate")
+    async def authenticate_user(self, username: str, password: str, ip: str | None = None) -> User:
+        name = normalize_username(username)
+        row = await self._lookup(name) if 1 <= len(name) <= 128 else None
+        if row is None:
+            await self._dummy_verify(password or "")
+            await self.audit.record("auth.login_failed", details={"username": name[:64], "reason": "unknown"}, ip=ip)
+            raise AuthError(BAD_CREDENTIALS)
+        now = datetime.now(UTC)
+        locked_until = ts(row.get("locked_until"))
+        if locked_until and locked_until > now:
+            await self._dummy_verify(password or "")
+            minutes = max(1, int((locked_until - now).total_seconds() // 60) + 1)
+            await self.audit.record("auth.login_locked", user_id=row["id"], ip=ip)
+            raise AuthError(f"Too many failed sign-ins. This account is locked for about {minutes} more "
+                            f"minute{'s' if minutes != 1 else ''}.", details={"locked_until": locked_until.isoformat()})
+        ok = await asyncio.to_thread(verify_password, password or "", row["password_hash"],
+                                     row["password_scheme"], row.get("password_salt"))
+        if not ok or not row.get("is_active", True):
+            r = await self.backend.execute(self.backend.service.rpc("record_login_failure", {
+                "p_user_id": row["id"], "p_max_failures": self.settings.max_failed_logins,
+                "p_window": f"{self.settings.failure_window_s} seconds",
+                "p_lock": f"{self.settings.lockout_s} seconds"}), what="account", idempotent=False)
+            after = r.data[0] if r.data else {}
+            await self.audit.record("auth.login_failed", user_id=row["id"], ip=ip,
+                                    details={"reason": "password" if ok is False else "inactive"})
+            if after.get("locked_until") and ts(after["locked_until"]) > now:
+                await self.audit.record("auth.lockout", user_id=row["id"], ip=ip)
+            raise AuthError(BAD_CREDENTIALS)
+        await self.backend.execute(self.backend.service.rpc("record_login_success", {"p_user_id": row["id"]}),
+                                   what="account")
+        if needs_rehash(row["password_hash"], row["password_scheme"], self.settings.bcrypt_rounds):
+            await self._store_password(row["id"], password)  # legacy sha256 -> bcrypt at first login
+            if row["password_scheme"] == LEGACY:
+                await self.audit.record("auth.password_upgraded", user_id=row["id"])
+        await self.audit.record("auth.login", user_id=row["id"], ip=ip)
+        user = User.from_row({**row, "last_login": now.isoformat()})
+        self.cache.set(("user", user.id), user)
+        return user
+
+    async def _store_password(self, user_id: str, password: str) -> None:
+        await self.backend.execute(self.backend.service.table("users").update(
+            {"password_hash": await self._hash(password), "password_scheme": BCRYPT, "password_salt": None},
+            returning="minimal").eq("id", user_id), what="account")
+
+    @timed("users.get")
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        cached = self.cache.get(("user", user_id))
+        if not self.cache.missing(cached):
+            return cached
+        r = await self.backend.execute(
+            self.backend.service.table("users").select(User.COLUMNS).eq("id", user_id).limit(1), what="account")
+        user = User.from_row(r.data[0]) if r.data else None
+        if user is not None:
+            self.cache.set(("user", user_id), user)
+        return user
+
+    @timed("users.update_profile")
+    async def update_user_profile(self, user_id: str, data: dict) -> User:
+        unknown = set(data) - _PROFILE_FIELDS
+        if unknown:
+            raise ValidationError("Only these profile fields can be changed: " + ", ".join(sorted(_PROFILE_FIELDS)))
+        patch = {}
+        if "email" in data:
+            patch["email"] = self.validate_email(data["email"])
+        r = await self.backend.execute(
+            self.backend.service.table("users").update(patch).eq("id", user_id).select(User.COLUMNS),
+            what="account")
+        if not r.data:
+            raise NotFound("The account was not found.")
+        self.cache.invalidate("user", user_id)
+        user = User.from_row(r.data[0])
+        await self.audit.record("user.profile_updated", user_id=user_id, details={"fields": sorted(patch)})
+        return user
+
+    @timed("users.change_password")
+    async def change_password(self, user_id: str, old: str, new: str, *, keep_session: str | None = None) -> None:
+        r = await self.backend.execute(self.backend.service.table("users").select(
+            "id,password_hash,password_scheme,password_salt").eq("id", user_id).limit(1), what="account")
+        if not r.data:
+            raise NotFound("The account was not found.")
+        row = r.data[0]
+        ok = await asyncio.to_thread(verify_password, old or "", row["password_hash"], row["password_scheme"],
+                                     row.get("password_salt"))
+        if not ok:
+            raise AuthError("The current password is not right.")
+        self.validate_password(new)
+        await self._store_password(user_id, new)
+        revoked = await self.sessions.logout_all(user_id, except_token=keep_session) if self.sessions else 0
+        await self.audit.record("auth.password_changed", user_id=user_id, details={"sessions_revoked": revoked})
+
+    @timed("users.delete")
+    async def delete_user(self, user_id: str, *, actor_id: str | None = None) -> None:
+        r = await self.backend.execute(
+            self.backend.service.table("users").delete().eq("id", user_id).select("id"), what="account")
+        if not r.data:
+            raise NotFound("The account was not found.")
+        self.cache.invalidate("user", user_id)
+        for kind in ("convs", "conv", "docs"):
+            self.cache.invalidate(kind, user_id)
+        self.backend.forget_user(user_id)
+        await self.audit.record("user.deleted", user_id=user_id, actor_id=actor_id, target_type="user",
+                                target_id=user_id)

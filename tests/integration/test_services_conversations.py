@@ -1,0 +1,260 @@
+"""ConversationService on the real stack: naming, listing, search, duplication,
+export, idempotent appends, concurrency, cache freshness, and isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from services.backend import Backend
+from services.container import Services
+from services.errors import NotFound, ValidationError
+
+pytestmark = pytest.mark.integration
+
+
+async def test_new_chat_is_named_by_the_first_user_message(services, account):
+    user, _ = await account()
+    cs = services.conversations
+    conv = await cs.create_conversation(user.id)
+    assert conv.title == "New chat" and conv.message_count == 0
+    await cs.add_message(user.id, conv.id, {"role": "system", "content": "You are PharmGPT"})
+    long_q = "What is the maximum daily dose of   acetaminophen for an adult with hepatic impairment?"
+    await cs.add_message(user.id, conv.id, {"role": "user", "content": long_q})
+    await cs.add_message(user.id, conv.id, {"role": "user", "content": "and for children?"})
+    conv = await cs.get_conversation(user.id, conv.id)
+    assert conv.title == "What is the maximum daily dose of acetaminophen fo…"
+    assert conv.message_count == 3
+    short = await cs.create_conversation(user.id)
+    await cs.add_message(user.id, short.id, {"role": "user", "content": "Warfarin + aspirin?"})
+    assert (await cs.get_conversation(user.id, short.id)).title == "Warfarin + aspirin?"
+
+
+async def test_listing_pins_archives_and_pages(services, account):
+    user, _ = await account()
+    cs = services.conversations
+    convs = [await cs.create_conversation(user.id, title=f"chat {i}") for i in range(5)]
+    await cs.set_pinned(user.id, convs[0].id, True)
+    await cs.set_archived(user.id, convs[1].id, True)
+    listed = await cs.get_user_conversations(user.id)
+    assert [c.title for c in listed] == ["chat 0", "chat 4", "chat 3", "chat 2"]
+    assert [c.title for c in await cs.get_user_conversations(user.id, archived=True)] == ["chat 1"]
+    page1 = await cs.get_user_conversations(user.id, limit=2)
+    page2 = await cs.get_user_conversations(user.id, limit=2, offset=2)
+    assert [c.title for c in page1 + page2] == ["chat 0", "chat 4", "chat 3", "chat 2"]
+    renamed = await cs.rename(user.id, convs[2].id, "  Renamed   chat ")
+    assert renamed.title == "Renamed chat"
+    # the cached list never shows data older than the last write through the services
+    assert "Renamed chat" in [c.title for c in await cs.get_user_conversations(user.id)]
+    with pytest.raises(ValidationError):
+        await cs.rename(user.id, convs[2].id, "   ")
+
+
+async def test_search_titles_and_message_text(services, account):
+    a, _ = await account()
+    b, _ = await account()
+    cs = services.conversations
+    c1 = await cs.create_conversation(a.id, title="Statin questions")
+    c2 = await cs.create_conversation(a.id, title="Other")
+    await cs.add_message(a.id, c2.id, {"role": "user", "content": "Is 100% of ATORVASTATIN renally cleared?"})
+    bc = await cs.create_conversation(b.id, title="Statin secrets")
+    found = await cs.search_conversations(a.id, "statin")
+    assert {c.id for c in found} == {c1.id, c2.id} and bc.id not in {c.id for c in found}
+    assert [c.id for c in await cs.search_conversations(a.id, "100%")] == [c2.id]
+    assert await cs.search_conversations(a.id, "_") == []  # wildcards are literal
+    assert await cs.search_conversations(a.id, "   ") == []
+
+
+async def test_duplicate_delete_and_hook(services, account):
+    user, _ = await account()
+    cs = services.conversations
+    conv = await cs.create_conversation(user.id, title="Original")
+    for i in range(3):
+        await cs.add_message(user.id, conv.id, {"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"})
+    copy = await cs.duplicate_conversation(user.id, conv.id)
+    assert copy.title == "Copy of Original" and copy.message_count == 3 and copy.id != conv.id
+    assert [m.content for m in await cs.get_messages(user.id, copy.id)] == ["m0", "m1", "m2"]
+    doc = await services.documents.register_upload(user.id, "label.txt", b"dose text", conversation_id=conv.id)
+    dropped = []
+
+    async def hook(uid, ids):
+        dropped.append((uid, ids))
+    cs.on_documents_deleted = hook
+    try:
+        await cs.delete_conversation(user.id, conv.id)
+    finally:
+        cs.on_documents_deleted = None
+    assert dropped == [(user.id, [doc.id])]
+    with pytest.raises(NotFound):
+        await cs.get_conversation(user.id, conv.id)
+    with pytest.raises(NotFound):
+        await services.documents.get_document(user.id, doc.id)
+    assert [m.content for m in await cs.get_messages(user.id, copy.id)] == ["m0", "m1", "m2"]
+
+
+async def test_export_json_and_markdown(services, account):
+    user, _ = await account()
+    cs = services.conversations
+    conv = await cs.create_conversation(user.id)
+    await cs.add_message(user.id, conv.id, {"role": "user", "content": "Dose of metformin?"})
+    await cs.add_message(user.id, conv.id, {"role": "assistant", "content": "500 mg twice daily [1].",
+                                            "sources": [{"filename": "metformin.pdf", "page": 3, "snippet": "500"}]})
+    data = json.loads(await cs.export_conversation(user.id, conv.id, "json"))
+    assert data["title"] == "Dose of metformin?" and len(data["messages"]) == 2
+    assert data["messages"][1]["sources"][0]["page"] == 3 and data["messages"][0]["created_at"]
+    md = await cs.export_conversation(user.id, conv.id, "markdown")
+    assert md.startswith("# Dose of metformin?") and "metformin.pdf, page 3" in md and "UTC" in md
+    with pytest.raises(ValidationError):
+        await cs.export_conversation(user.id, conv.id, "pdf")
+
+
+async def test_add_message_is_idempotent_and_pages_backwards(services, account):
+    user, _ = await account()
+    cs = services.conversations
+    conv = await cs.create_conversation(user.id)
+    mid = str(uuid.uuid4())
+    first = await cs.add_message(user.id, conv.id, {"id": mid, "role": "user", "content": "once"})
+    again = await cs.add_message(user.id, conv.id, {"id": mid, "role": "user", "content": "once"})
+    assert first.id == again.id == mid
+    assert (await cs.get_conversation(user.id, conv.id)).message_count == 1
+    for i in range(9):
+        await cs.add_message(user.id, conv.id, {"role": "assistant", "content": f"a{i}"})
+    latest = await cs.get_messages(user.id, conv.id, limit=4)
+    assert [m.content for m in latest] == ["a5", "a6", "a7", "a8"]
+    older = await cs.get_messages(user.id, conv.id, limit=4, before=latest[0].id)
+    assert [m.content for m in older] == ["a1", "a2", "a3", "a4"]
+    oldest = await cs.get_messages(user.id, conv.id, limit=4, before=older[0].id)
+    assert [m.content for m in oldest] == ["once", "a0"]
+    for bad in ({"role": "robot", "content": "x"}, {"role": "user"}, {"role": "user", "content": "x" * 200_001},
+                {"role": "user", "content": "x", "sources": "nope"}):
+        with pytest.raises(ValidationError):
+            await cs.add_message(user.id, conv.id, bad)
+
+
+async def test_other_users_conversation_is_not_found(services, account):
+    a, _ = await account()
+    b, _ = await account()
+    cs = services.conversations
+    theirs = await cs.create_conversation(b.id, title="B private")
+    await cs.add_message(b.id, theirs.id, {"role": "user", "content": "B's secret"})
+    for call in (lambda: cs.get_conversation(a.id, theirs.id),
+                 lambda: cs.rename(a.id, theirs.id, "pwned"),
+                 lambda: cs.set_pinned(a.id, theirs.id),
+                 lambda: cs.set_archived(a.id, theirs.id),
+                 lambda: cs.duplicate_conversation(a.id, theirs.id),
+                 lambda: cs.delete_conversation(a.id, theirs.id),
+                 lambda: cs.export_conversation(a.id, theirs.id),
+                 lambda: cs.get_messages(a.id, theirs.id),
+                 lambda: cs.add_message(a.id, theirs.id, {"role": "user", "content": "planted"}),
+                 lambda: cs.get_conversation(a.id, str(uuid.uuid4())),
+                 lambda: cs.get_conversation(a.id, "not-a-uuid")):
+        with pytest.raises(NotFound):
+            await call()
+    assert a.id not in {c.user_id for c in await cs.get_user_conversations(b.id)}
+    still = await cs.get_conversation(b.id, theirs.id)
+    assert still.title == "B private" and still.message_count == 1
+    assert [m.content for m in await cs.get_messages(b.id, theirs.id)] == ["B's secret"]
+
+
+async def test_forty_concurrent_appends_from_two_clients(services, account, stack, tmp_path):
+    from tests.integration.conftest import service_settings
+    user, _ = await account()
+    other = await Services.create(service_settings(stack, tmp_path / "second"))  # a second process' services
+    try:
+        conv = await services.conversations.create_conversation(user.id)
+        clients = [services.conversations, other.conversations]
+        from datetime import UTC, datetime, timedelta
+        t0 = datetime.now(UTC)
+        calls = [clients[i % 2].add_message(user.id, conv.id, {
+            "role": "user", "content": f"msg {i:02d}", "created_at": (t0 + timedelta(milliseconds=i)).isoformat()})
+            for i in range(40)]
+        results = await asyncio.gather(*calls)
+        assert not any(m.pending for m in results)
+        msgs = await services.conversations.get_messages(user.id, conv.id, limit=100)
+        assert [m.content for m in msgs] == [f"msg {i:02d}" for i in range(40)]
+        assert (await services.conversations.get_conversation(user.id, conv.id)).message_count == 40
+    finally:
+        await other.close()
+
+
+async def test_interleaved_users_never_share_a_token(services, account):
+    users = [(await account())[0] for _ in range(4)]
+    for u in users:
+        await services.conversations.create_conversation(u.id, title=f"owned by {u.id}")
+
+    async def look(u):
+        await asyncio.sleep(0)
+        convs = await services.conversations.search_conversations(u.id, "owned by")
+        return u.id, {c.user_id for c in convs}
+    results = await asyncio.gather(*(look(u) for _ in range(5) for u in users))
+    assert all(seen == {uid} for uid, seen in results)
+    tokens = {id(await services.backend.for_user(u.id)) for u in users}
+    assert len(tokens) == len(users)
+
+
+async def test_user_token_is_renewed_before_it_expires(services, account):
+    user, _ = await account()
+    first = await services.backend.for_user(user.id)
+    services.backend._users[user.id].expires_at -= services.settings.user_jwt_ttl_s  # nearly expired
+    second = await services.backend.for_user(user.id)
+    assert second is not first
+    assert await services.conversations.get_user_conversations(user.id) == []
+
+
+async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
+    from localbase.postgres import free_port
+    from localbase.stack import LocalStack
+    from tests.integration.conftest import service_settings
+    stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
+    info = stack.up()
+    svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=2))
+    try:
+        user = await svc.users.create_user(f"outbox-{uuid.uuid4().hex[:6]}", "long enough pw")
+        conv = await svc.conversations.create_conversation(user.id)
+        await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": "before"})
+        stack.stop_gateway()
+        held = [await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": f"during {i}"})
+                for i in range(3)]
+        assert all(m.pending for m in held)
+        assert [m.content for m in svc.conversations.pending_messages(user.id, conv.id)] == \
+            ["during 0", "during 1", "during 2"]
+        assert await svc.conversations.flush_outbox() == 0  # still down: nothing lost, nothing sent
+        stack.up()
+        # a message sent now must not overtake the held ones
+        after = await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": "after"})
+        assert not after.pending
+        assert await svc.conversations.flush_outbox() == 0
+        msgs = await svc.conversations.get_messages(user.id, conv.id)
+        assert [m.content for m in msgs] == ["before", "during 0", "during 1", "during 2", "after"]
+        assert svc.conversations.pending_messages(user.id) == []
+        # delivering again (a crash between send and delete) still stores each once
+        for m in held:
+            svc.outbox.put(user.id, conv.id, m.id, {"p_id": m.id, "p_conversation_id": conv.id, "p_role": "user",
+                                                    "p_content": m.content, "p_sources": [], "p_model": None,
+                                                    "p_created_at": m.created_at.isoformat()})
+        assert await svc.conversations.flush_outbox() == 3
+        assert (await svc.conversations.get_conversation(user.id, conv.id)).message_count == 5
+    finally:
+        await svc.close()
+        stack.down()
+
+
+async def test_backend_unavailable_without_outbox(tmp_path):
+    from localbase.auth import api_keys
+    from services.config import Settings
+    from services.errors import BackendUnavailable
+    secret = "x" * 48
+    keys = api_keys(secret)
+    b = Backend(Settings(supabase_url="http://127.0.0.1:9", supabase_anon_key=keys["anon"],
+                         supabase_service_role_key=keys["service_role"], supabase_jwt_secret=secret,
+                         retry_attempts=2, retry_max_wait_s=0.1, data_dir=tmp_path))
+    await b.start()
+    try:
+        with pytest.raises(BackendUnavailable) as e:
+            await b.execute(b.service.table("users").select("id"))
+        assert "not reachable" in e.value.message
+    finally:
+        await b.close()

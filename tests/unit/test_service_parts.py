@@ -1,0 +1,121 @@
+"""Runtime bridge, cache, metrics, configuration and password hashing, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+
+import pytest
+
+from services import passwords
+from services.cache import TTLCache
+from services.config import Settings
+from services.errors import ConfigError
+from services.metrics import Metrics, timed
+from services.runtime import Runtime
+
+
+def test_runtime_runs_coroutines_on_one_background_loop():
+    rt = Runtime()
+    try:
+        async def where():
+            return threading.current_thread().name, id(asyncio.get_running_loop())
+        a, b = rt.run(where()), rt.run(where())
+        assert a == b and a[0] == "pharmgpt-runtime"
+
+        async def boom():
+            raise ValueError("x")
+        with pytest.raises(ValueError):
+            rt.run(boom())
+    finally:
+        rt.stop()
+
+
+def test_runtime_streams_and_closes_a_stopped_stream():
+    rt = Runtime()
+    closed = []
+
+    async def tokens():
+        try:
+            for i in range(100):
+                await asyncio.sleep(0)
+                yield i
+        finally:
+            closed.append(True)
+    try:
+        out = []
+        gen = rt.stream(tokens())
+        for t in gen:
+            out.append(t)
+            if t == 4:
+                break
+        gen.close()
+        assert out == [0, 1, 2, 3, 4] and closed == [True]
+        assert list(rt.stream(tokens())) == list(range(100))
+    finally:
+        rt.stop()
+
+
+def test_cache_ttl_lru_prefix_invalidation_and_memory_ceiling():
+    c = TTLCache({"convs": 0.05, "user": 60}, max_entries=3)
+    c.set(("convs", "u1", 1), "a")
+    assert c.get(("convs", "u1", 1)) == "a"
+    time.sleep(0.06)
+    assert TTLCache.missing(c.get(("convs", "u1", 1)))
+    for i in range(4):
+        c.set(("user", f"u{i}"), i)
+    assert len(c) == 3 and TTLCache.missing(c.get(("user", "u0")))  # least recent went first
+    c.set(("convs", "u1", "a"), 1)
+    c.set(("convs", "u2", "a"), 2)
+    c.invalidate("convs", "u1")
+    assert TTLCache.missing(c.get(("convs", "u1", "a"))) and c.get(("convs", "u2", "a")) == 2
+    tiny = TTLCache({"x": 60}, max_entries=1000, memory_limit_mb=1)
+    for i in range(100):
+        tiny.set(("x", i), i)
+    assert len(tiny) == 0  # this process is far above 1 MB: the cache empties itself
+
+
+def test_metrics_percentiles_and_decorator():
+    m = Metrics(slow_ms=1e9)
+    for v in range(1, 101):
+        m.record("op", float(v))
+    s = m.snapshot()["op"]
+    assert (s.count, s.p50_ms, s.p95_ms, s.max_ms) == (100, 51.0, 95.0, 100.0)
+
+    class Svc:
+        metrics = m
+
+        @timed("svc.fail")
+        async def fail(self):
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(Svc().fail())
+    assert m.snapshot()["svc.fail"].errors == 1
+
+
+def test_settings_from_env_validated_and_masked(tmp_path):
+    s = Settings.load({"PHARMGPT_BCRYPT_ROUNDS": "10", "PHARMGPT_DATA_DIR": str(tmp_path), "GROQ_API_KEY": "gsk_secret1234"})
+    assert s.bcrypt_rounds == 10 and s.data_dir == tmp_path and s.embedded
+    assert "secret" not in s.describe()["groq_api_key"] and "…1234" in s.describe()["groq_api_key"]
+    with pytest.raises(ConfigError, match="SUPABASE_ANON_KEY"):
+        Settings.load({"SUPABASE_URL": "https://x.supabase.co"})
+    with pytest.raises(ConfigError, match="must be a int"):
+        Settings.load({"PHARMGPT_BCRYPT_ROUNDS": "many"})
+    with pytest.raises(ConfigError, match="between 4 and 16"):
+        Settings.load({"PHARMGPT_BCRYPT_ROUNDS": "40"})
+
+
+def test_password_hashing_schemes():
+    h = passwords.hash_password("p" * 100, rounds=4)
+    assert h.startswith("$2b$04$") and passwords.verify_password("p" * 100, h)
+    assert not passwords.verify_password("p" * 99, h)
+    assert not passwords.verify_password("x", "not a hash")
+    salt = "ab" * 32
+    legacy = hashlib.sha256(("secret" + salt).encode()).hexdigest()
+    assert passwords.verify_password("secret", legacy, passwords.LEGACY, salt)
+    assert not passwords.verify_password("secret", legacy, passwords.LEGACY, None)
+    assert passwords.needs_rehash(legacy, passwords.LEGACY, 12)
+    assert passwords.needs_rehash(h, passwords.BCRYPT, 12) and not passwords.needs_rehash(h, passwords.BCRYPT, 4)
