@@ -28,6 +28,7 @@ lint: install
 
 bench: install
 	$(PY) bench/gateway.py
+	$(PY) bench/services.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

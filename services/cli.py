@@ -13,6 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the local stack (unless SUPABASE_URL is set) and the app")
     run.add_argument("--port", type=int, default=8501)
+    doctor = sub.add_parser("doctor", help="print the configuration (secrets masked) and check each part")
+    doctor.add_argument("--json", action="store_true")
     add_local(sub)
     return parser
 
@@ -22,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from services.launcher import run_app
         return run_app(port=args.port)
+    if args.command == "doctor":
+        from services.doctor import run_doctor
+        return run_doctor(as_json=args.json)
     if args.command in ("local", "db"):
         from localbase.cli import run
         return run(args)

@@ -164,3 +164,18 @@ async def test_unsupported_features_fail_loudly_and_change_nothing(stack, servic
         resp = await http.get(f"{stack.url}/rest/v1/items?select=count()", headers=h)
         assert resp.status_code == 400
     assert (await db.table("items").select("name").eq("id", 950).execute()).data == [{"name": "keep"}]
+
+
+def test_doctor_reports_a_reachable_store_and_masks_secrets(stack, tmp_path):
+    env = {**os.environ, "SUPABASE_URL": stack.url, "SUPABASE_ANON_KEY": stack.anon_key,
+           "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key, "SUPABASE_JWT_SECRET": stack.jwt_secret,
+           "PHARMGPT_DATA_DIR": str(tmp_path), "PHARMGPT_SECRETS_FILE": str(tmp_path / "none.toml")}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "doctor"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK   supabase" in out.stdout
+    assert stack.jwt_secret not in out.stdout and stack.service_role_key not in out.stdout
+    env["SUPABASE_URL"] = "http://127.0.0.1:9"
+    out = subprocess.run([sys.executable, "-m", "services.cli", "doctor"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 1 and "not reachable" in out.stdout

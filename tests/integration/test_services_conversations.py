@@ -258,3 +258,28 @@ async def test_backend_unavailable_without_outbox(tmp_path):
         assert "not reachable" in e.value.message
     finally:
         await b.close()
+
+
+async def test_background_flusher_delivers_when_the_store_returns(tmp_path):
+    from localbase.postgres import free_port
+    from localbase.stack import LocalStack
+    from tests.integration.conftest import service_settings
+    stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
+    info = stack.up()
+    svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=1))
+    try:
+        user = await svc.users.create_user(f"flush-{uuid.uuid4().hex[:6]}", "long enough pw")
+        conv = await svc.conversations.create_conversation(user.id)
+        stack.stop_gateway()
+        held = await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": "held"})
+        assert held.pending
+        svc.start_outbox_flusher(interval_s=0.2)
+        stack.up()
+        for _ in range(100):
+            if not svc.conversations.pending_messages(user.id):
+                break
+            await asyncio.sleep(0.1)
+        assert [m.content for m in await svc.conversations.get_messages(user.id, conv.id)] == ["held"]
+    finally:
+        await svc.close()
+        stack.down()
