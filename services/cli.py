@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8501)
     doctor = sub.add_parser("doctor", help="print the configuration (secrets masked) and check each part")
     doctor.add_argument("--json", action="store_true")
+    worker = sub.add_parser("worker", help="run an ingestion worker (the queue is shared with the app)")
+    worker.add_argument("--once", action="store_true", help="process the queue until empty, then exit")
+    sub.add_parser("reconcile", help="remove chunks whose document no longer exists")
+    ev = sub.add_parser("eval", help="retrieval evaluation")
+    ev.add_argument("dataset", choices=["scifact"])
+    ev.add_argument("--split", default="test", choices=["test", "train"])
+    ev.add_argument("--data-dir", type=Path, default=None)
+    ev.add_argument("--no-tune", action="store_true", help="equal RRF weights instead of tuning on train")
+    ev.add_argument("--json", action="store_true")
     add_local(sub)
     return parser
 
@@ -24,6 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from services.launcher import run_app
         return run_app(port=args.port)
+    if args.command in ("worker", "reconcile"):
+        from services.rag_commands import run_reconcile, run_worker
+        return run_worker(once=args.once) if args.command == "worker" else run_reconcile()
+    if args.command == "eval":
+        import json
+
+        from rag.eval import DEFAULT_DATA, evaluate, report
+        result = evaluate(args.data_dir or DEFAULT_DATA, args.split, tune=not args.no_tune)
+        print(json.dumps(result, indent=2) if args.json else report(result))
+        return 0
     if args.command == "doctor":
         from services.doctor import run_doctor
         return run_doctor(as_json=args.json)

@@ -15,7 +15,8 @@ from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUPABASE_KEYS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET")
-SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key"}
+SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key",
+                 "openai_api_key"}
 
 
 def _secrets_file() -> dict:
@@ -58,8 +59,24 @@ class Settings:
     slow_call_ms: float = 500.0
     # uploads
     max_upload_bytes: int = 25 * 1024 * 1024
-    # LLM
+    # RAG: ingestion, index and retrieval
+    chroma_host: str | None = None      # a Chroma server; unset: the embedded store in data_dir/chroma
+    chroma_port: int = 8000
+    chunk_size: int = 1000
+    chunk_overlap: int = 200
+    max_pages: int = 2000
+    ingest_attempts: int = 3
+    ingest_stale_after_s: int = 600
+    rrf_dense_weight: float = 1.0
+    rrf_lexical_weight: float = 1.0
+    min_similarity: float = 0.35
+    min_bm25: float = 3.0
+    # LLM: Groq when a key is set, else an OpenAI-compatible server when a URL is set, else offline
     groq_api_key: str | None = None
+    llm_fallback_models: str = "llama-3.3-70b-versatile"
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    openai_model: str = "local-model"
 
     @property
     def embedded(self) -> bool:
@@ -81,7 +98,7 @@ class Settings:
 
         values: dict = {}
         for f in dataclasses.fields(cls):
-            bare = f.name.startswith("supabase_") or f.name == "groq_api_key"
+            bare = f.name.startswith(("supabase_", "chroma_", "openai_")) or f.name == "groq_api_key"
             raw = get(f.name.upper()) if bare else get(f"PHARMGPT_{f.name.upper()}")
             if raw is None:
                 continue
@@ -105,6 +122,8 @@ class Settings:
             raise ConfigError(f"PHARMGPT_BCRYPT_ROUNDS must be between 4 and 16, got {self.bcrypt_rounds}")
         if self.user_jwt_ttl_s < 120:
             raise ConfigError("PHARMGPT_USER_JWT_TTL_S must be at least 120 seconds")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError("PHARMGPT_CHUNK_OVERLAP must be smaller than PHARMGPT_CHUNK_SIZE")
         if self.session_ttl_s < 60:
             raise ConfigError("PHARMGPT_SESSION_TTL_S must be at least 60 seconds")
 

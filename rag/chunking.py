@@ -1,0 +1,147 @@
+"""Section- and paragraph-aware chunking with overlap, never cutting a word.
+
+Defaults follow the old app (about 1,000 characters, 200 overlap). A chunk
+never spans two headings, so its heading is unambiguous; it may span pages,
+and then carries the page range. Tables stay whole when they fit in 1.5
+chunks; bigger ones are split by rows with the header row repeated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .loaders import LoadedDocument, Section
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    page_start: int | None
+    page_end: int | None
+    heading: str | None
+    position: int  # character offset of the chunk's first unit within the document's text
+    kind: str = "text"
+
+    @property
+    def pages(self) -> str:
+        if self.page_start is None:
+            return ""
+        return str(self.page_start) if self.page_start == self.page_end else f"{self.page_start}-{self.page_end}"
+
+
+@dataclass
+class _Unit:
+    text: str
+    page: int | None
+    heading: str | None
+    kind: str
+    position: int
+
+
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
+
+
+def _split_long(text: str, size: int) -> list[str]:
+    """Pieces of at most `size` characters, cut at sentence, else word, boundaries."""
+    if len(text) <= size:
+        return [text]
+    pieces: list[str] = []
+    buf = ""
+    for sentence in _SENTENCE.split(text):
+        for word in sentence.split(" ") if len(sentence) > size else [sentence]:
+            candidate = f"{buf} {word}".strip() if buf else word
+            if len(candidate) <= size:
+                buf = candidate
+                continue
+            if buf:
+                pieces.append(buf)
+            while len(word) > size:  # a single "word" longer than a chunk (e.g. a URL)
+                pieces.append(word[:size])
+                word = word[size:]
+            buf = word
+    if buf:
+        pieces.append(buf)
+    return pieces
+
+
+def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
+    text = section.text.strip()
+    if len(text) <= size * 1.5:
+        return [_Unit(text, section.page, section.heading, "table", position)]
+    rows = text.splitlines()
+    header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
+    units, buf = [], list(header)
+    for row in rows[len(header):]:
+        if len("\n".join(buf + [row])) > size and len(buf) > len(header):
+            units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position))
+            buf = list(header)
+        buf.append(row)
+    if len(buf) > len(header):
+        units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position))
+    return units
+
+
+def _units(doc: LoadedDocument, size: int) -> list[_Unit]:
+    out: list[_Unit] = []
+    position = 0
+    for s in doc.sections:
+        if s.kind == "table":
+            out.extend(_table_units(s, size, position))
+        else:
+            for para in re.split(r"\n\s*\n", s.text):
+                para = " ".join(para.split())
+                if para:
+                    for piece in _split_long(para, size):
+                        out.append(_Unit(piece, s.page, s.heading, "text", position))
+                position += len(para) + 2
+        position += len(s.text)
+    return out
+
+
+def _tail(text: str, overlap: int) -> str:
+    if overlap <= 0 or len(text) <= overlap:
+        return "" if overlap <= 0 else text
+    cut = text[-overlap:]
+    space = cut.find(" ")
+    return cut[space + 1:] if space != -1 else ""
+
+
+def chunk_document(doc: LoadedDocument, size: int = 1000, overlap: int = 200) -> list[Chunk]:
+    if overlap >= size:
+        raise ValueError("overlap must be smaller than the chunk size")
+    chunks: list[Chunk] = []
+    cur: list[_Unit] = []
+    carry = ""  # overlap text from the previous chunk of the same heading
+    carry_page: int | None = None
+
+    def flush() -> None:
+        nonlocal cur, carry, carry_page
+        if not cur:
+            return
+        body = "\n\n".join(u.text for u in cur)
+        text = f"{carry} {body}".strip() if carry and cur[0].kind == "text" else body
+        pages = [u.page for u in cur if u.page is not None]
+        if carry and carry_page is not None and cur[0].kind == "text":
+            pages.append(carry_page)
+        kind = "table" if all(u.kind == "table" for u in cur) else "text"
+        chunks.append(Chunk(len(chunks), text, min(pages) if pages else None, max(pages) if pages else None,
+                            cur[0].heading, cur[0].position, kind))
+        carry = _tail(body, overlap) if kind == "text" else ""
+        carry_page = cur[-1].page
+        cur = []
+
+    for u in _units(doc, size):
+        if cur and u.heading != cur[0].heading:
+            flush()
+            carry = ""
+        if u.kind == "table" or (cur and cur[-1].kind == "table"):
+            flush()
+            carry = ""
+        length = len(carry) + sum(len(x.text) + 2 for x in cur) + len(u.text)
+        if cur and length > size:
+            flush()
+        cur.append(u)
+    flush()
+    return chunks

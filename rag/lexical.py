@@ -1,0 +1,124 @@
+"""BM25 over each user's chunks (bm25s), so exact drug names and doses are found.
+
+One index per user, rebuilt from that user's chunks in the vector store (the
+source of truth) whenever a document is added or removed, saved under
+`<root>/<user_id>/`, and loaded back lazily after a restart. A user's corpus
+is small (thousands of chunks), so a rebuild costs milliseconds to a second.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .store import ChunkStore
+
+
+@dataclass
+class _UserIndex:
+    retriever: object | None  # bm25s.BM25, None for an empty corpus
+    ids: list[str]
+    doc_ids: np.ndarray
+
+
+def _stemmer():
+    import Stemmer
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(texts: list[str], stemmer=None) -> list[list[str]]:
+    import bm25s
+    return bm25s.tokenize(texts, stopwords="en_plus", stemmer=stemmer or _stemmer(), show_progress=False,
+                          return_ids=False)
+
+
+class LexicalIndex:
+    def __init__(self, root: Path, store: ChunkStore):
+        self.root = root
+        self.store = store
+        self._cache: dict[str, _UserIndex] = {}
+        self._lock = threading.Lock()
+        self._stemmer = None
+
+    @property
+    def stemmer(self):
+        if self._stemmer is None:
+            self._stemmer = _stemmer()
+        return self._stemmer
+
+    def _dir(self, user_id: str) -> Path:
+        return self.root / uuid.UUID(str(user_id)).hex
+
+    def rebuild(self, user_id: str) -> int:
+        """Re-index the user's chunks from the store; returns the corpus size."""
+        import bm25s
+        corpus = self.store.all_chunks(user_id)
+        ids = [c[0] for c in corpus]
+        docs = np.array([c[1] for c in corpus], dtype=object)
+        retriever = None
+        target = self._dir(user_id)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if corpus:
+            retriever = bm25s.BM25()
+            retriever.index(tokenize([c[2] for c in corpus], self.stemmer), show_progress=False)
+            retriever.save(str(tmp))
+        (tmp / "pharmgpt_ids.json").write_text(json.dumps({"ids": ids, "doc_ids": docs.tolist()}))
+        with self._lock:
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+            self._cache[str(user_id)] = _UserIndex(retriever, ids, docs)
+        return len(ids)
+
+    def _load(self, user_id: str) -> _UserIndex:
+        with self._lock:
+            idx = self._cache.get(str(user_id))
+        if idx is not None:
+            return idx
+        d = self._dir(user_id)
+        try:
+            meta = json.loads((d / "pharmgpt_ids.json").read_text())
+            retriever = None
+            if meta["ids"]:
+                import bm25s
+                retriever = bm25s.BM25.load(str(d))
+            idx = _UserIndex(retriever, meta["ids"], np.array(meta["doc_ids"], dtype=object))
+        except (OSError, ValueError, KeyError):
+            self.rebuild(user_id)  # missing or damaged on disk: the store has the truth
+            with self._lock:
+                return self._cache[str(user_id)]
+        with self._lock:
+            self._cache[str(user_id)] = idx
+        return idx
+
+    def search(self, user_id: str, query: str, k: int,
+               document_ids: list[str] | None = None) -> list[tuple[str, str, float]]:
+        """(chunk_id, document_id, score) of the best `k` matches with a positive score."""
+        if document_ids is not None and not document_ids:
+            return []
+        idx = self._load(user_id)
+        if idx.retriever is None:
+            return []
+        vocab = idx.retriever.vocab_dict
+        tokens = [t for t in tokenize([query], self.stemmer)[0] if t in vocab]
+        if not tokens:
+            return []
+        scores = np.asarray(idx.retriever.get_scores(tokens), dtype=np.float32)
+        if document_ids is not None:
+            scores = np.where(np.isin(idx.doc_ids, list(map(str, document_ids))), scores, 0.0)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(idx.ids[i], str(idx.doc_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def forget(self, user_id: str) -> None:
+        with self._lock:
+            self._cache.pop(str(user_id), None)
+        shutil.rmtree(self._dir(user_id), ignore_errors=True)

@@ -1,0 +1,124 @@
+"""Types and small helpers shared by the format loaders.
+
+The dataclasses live here (not in ``__init__``) so each format module can import
+them without a circular import through the package's dispatcher.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.errors import IngestionError
+
+
+@dataclass
+class Section:
+    text: str
+    page: int | None
+    heading: str | None
+    kind: str = "text"
+
+
+@dataclass
+class LoadedDocument:
+    sections: list[Section]
+    page_count: int | None
+    warnings: list[str] = field(default_factory=list)
+
+
+# Magic numbers of the binary formats we accept; used to catch renamed files early.
+_MAGIC = (
+    (b"%PDF-", "pdf"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),  # legacy .doc/.xls, or an encrypted .docx
+)
+
+KIND_NAMES = {
+    "pdf": "a PDF",
+    "zip": "a ZIP archive (such as a Word .docx file)",
+    "png": "a PNG image",
+    "jpeg": "a JPEG image",
+    "ole": "an old-format Office file (.doc/.xls) or a password-protected Office file",
+}
+
+
+def sniff(data: bytes) -> str | None:
+    """The real binary format of ``data`` from its first bytes, or None if it is none of ours."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    if b"%PDF-" in data[:1024]:  # PDFs may carry junk before the header
+        return "pdf"
+    return None
+
+
+def mislabelled(filename: str, expected: str, actual: str) -> IngestionError:
+    return IngestionError(
+        f"{filename} is named as {expected} but is actually {KIND_NAMES[actual]}; "
+        "please give it the right file extension and upload it again",
+        details={"expected": expected, "actual": actual},
+    )
+
+
+_LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "\x00": ""})
+
+
+def normalise_whitespace(text: str) -> str:
+    """Collapse runs of spaces, keep single line breaks and paragraph breaks (one blank line)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_LIGATURES)
+    text = re.sub(r"[ \t\f\v\u00a0\u2000-\u200a\u202f\u3000]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def inline(text: str) -> str:
+    """All whitespace (including line breaks) collapsed to single spaces, for titles and cells."""
+    return " ".join(text.split())
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """Rows (first row = header) as a Markdown table; ragged rows are padded."""
+    rows = [[inline(c).replace("|", "\\|") for c in r] for r in rows]
+    if not rows or not any(any(r) for r in rows):
+        return ""
+    rows = rows[:1] + [r for r in rows[1:] if any(r)]
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    lines = ["| " + " | ".join(rows[0]) + " |", "| " + " | ".join(["---"] * width) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def tesseract_available() -> bool:
+    return shutil.which("tesseract") is not None
+
+
+def ocr_image(image: bytes, suffix: str = ".png", timeout: float = 120) -> str:
+    """Run the ``tesseract`` CLI on one image. Raises RuntimeError if it fails.
+
+    A temporary file (not stdin) because older tesseract builds can't read stdin.
+    """
+    exe = shutil.which("tesseract")
+    if exe is None:
+        raise RuntimeError("tesseract is not installed")
+    with tempfile.TemporaryDirectory(prefix="pharmgpt-ocr-") as tmp:
+        path = Path(tmp) / f"image{suffix}"
+        path.write_bytes(image)
+        try:
+            proc = subprocess.run(
+                [exe, str(path), "stdout"], capture_output=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"tesseract took longer than {timeout:g} s") from e
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip()[-500:]
+        raise RuntimeError(message or "tesseract failed")
+    return proc.stdout.decode("utf-8", "replace")

@@ -1,0 +1,56 @@
+"""The pharmacology system prompt and the numbered-sources context."""
+
+from __future__ import annotations
+
+from .retriever import Passage
+
+SYSTEM_PROMPT = """You are PharmGPT, an assistant for licensed pharmacists.
+Answer from the numbered sources provided, which come from the pharmacist's own drug references.
+Cover what the question needs among: mechanism of action, pharmacokinetics, dosing (with units),
+interactions, adverse effects and special populations (renal/hepatic impairment, pregnancy and
+lactation, paediatrics, older adults).
+Cite every statement that comes from a source with its number in square brackets, e.g. [2].
+Quote doses and limits exactly as the source gives them. If the sources disagree, say so.
+{scope_rule}
+End with one line: "For professional use; verify against the full prescribing information."
+"""
+
+STRICT_RULE = ("If the sources do not answer the question, say that the uploaded documents do not cover it; "
+               "do not answer from general knowledge.")
+GENERAL_RULE = ("If the sources do not fully answer the question you may add general pharmacological knowledge, "
+                "but mark those sentences with '(general knowledge, not from your documents)'.")
+
+NOT_COVERED = ("Your documents don't cover this question, so I won't guess. Upload a reference that covers it "
+               "(for example the drug's prescribing information), or turn off strict mode in Settings to allow "
+               "general answers, clearly marked.")
+
+
+def source_label(p: Passage) -> str:
+    pages = p.pages
+    where = f", page {pages}" if pages and "-" not in pages else (f", pages {pages}" if pages else "")
+    section = p.metadata.get("heading")
+    return f"{p.filename}{where}" + (f" — {section}" if section else "")
+
+
+def build_messages(question: str, passages: list[Passage], history: list[dict], strict: bool = True,
+                   history_turns: int = 4) -> list[dict]:
+    system = SYSTEM_PROMPT.format(scope_rule=STRICT_RULE if strict else GENERAL_RULE)
+    sources = "\n\n".join(f"[{i}] {source_label(p)}\n{p.text}" for i, p in enumerate(passages, 1))
+    msgs = [{"role": "system", "content": system}]
+    for m in history[-history_turns * 2:]:
+        if m.get("role") in ("user", "assistant"):
+            msgs.append({"role": m["role"], "content": m["content"][:4000]})
+    msgs.append({"role": "user", "content": f"Sources:\n\n{sources or '(none)'}\n\nQuestion: {question}"})
+    return msgs
+
+
+def sources_payload(passages: list[Passage], snippet_chars: int = 300) -> list[dict]:
+    """What a message stores about each cited source (DESIGN D8)."""
+    out = []
+    for i, p in enumerate(passages, 1):
+        out.append({"n": i, "document_id": p.document_id, "chunk_id": p.chunk_id, "filename": p.filename,
+                    "page": p.metadata.get("page_start"), "pages": p.pages or None,
+                    "section": p.metadata.get("heading"), "snippet": p.text[:snippet_chars],
+                    "score": round(p.score, 5),
+                    "similarity": None if p.similarity is None else round(p.similarity, 4)})
+    return out

@@ -1,0 +1,82 @@
+"""Builds the RAG side once per process and hooks it into the services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.config import Settings
+from services.container import Services
+
+from .embeddings import Embedder, shared_embedder
+from .engine import ChatEngine
+from .index import RagIndex
+from .lexical import LexicalIndex
+from .retriever import RetrievalConfig, Retriever
+from .store import ChunkStore
+from .worker import IngestWorker
+
+log = logging.getLogger(__name__)
+
+
+def make_provider(settings: Settings):
+    """Groq when a key is set, else an OpenAI-compatible server when a URL is set, else None (offline)."""
+    fallbacks = [m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()]
+    if settings.groq_api_key:
+        from .llm import GroqProvider
+        return GroqProvider(settings.groq_api_key,
+                            models=["meta-llama/llama-4-maverick-17b-128e-instruct", *fallbacks])
+    if settings.openai_base_url:
+        from .llm import OpenAICompatProvider
+        return OpenAICompatProvider(settings.openai_base_url, settings.openai_api_key, settings.openai_model)
+    return None
+
+
+class RagSystem:
+    def __init__(self, services: Services, *, embedder: Embedder | None = None, provider=None,
+                 use_configured_provider: bool = True):
+        s = services.settings
+        self.services = services
+        self.store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port)
+        self.lexical = LexicalIndex(s.data_dir / "lexical", self.store)
+        self.embedder = embedder or shared_embedder()
+        self.index = RagIndex(self.store, self.lexical, self.embedder)
+        self.retriever = Retriever(self.store, self.lexical, self.embedder, RetrievalConfig(
+            dense_weight=s.rrf_dense_weight, lexical_weight=s.rrf_lexical_weight,
+            min_similarity=s.min_similarity, min_bm25=s.min_bm25))
+        if provider is None and use_configured_provider:
+            provider = make_provider(s)
+        self.engine = ChatEngine(services, self.retriever, provider)
+        self.worker = IngestWorker(services, self.index)
+        services.documents.on_documents_deleted = self.index.drop_documents
+        services.conversations.on_documents_deleted = self.index.drop_documents
+        self._worker_task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
+
+    def start_worker(self) -> None:
+        """The in-process worker of the embedded default."""
+        if self._worker_task is None:
+            self._stop.clear()
+            self._worker_task = asyncio.get_running_loop().create_task(self.worker.run_forever(self._stop))
+
+    async def stop_worker(self) -> None:
+        if self._worker_task is not None:
+            self._stop.set()
+            self.worker.wake()
+            await asyncio.wait_for(self._worker_task, 30)
+            self._worker_task = None
+
+    async def reconcile(self) -> dict[str, int]:
+        """Remove chunks without a live document row (pharmgpt reconcile)."""
+        svc = self.services.backend.service
+        live: dict[str, set[str]] = {}
+        offset = 0
+        while True:
+            r = await self.services.backend.execute(svc.table("documents").select("id,user_id").order("id")
+                                                    .range(offset, offset + 999), what="documents")
+            for row in r.data:
+                live.setdefault(row["user_id"], set()).add(row["id"])
+            if len(r.data) < 1000:
+                break
+            offset += 1000
+        return await self.index.reconcile(live)
