@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", type=Path, default=None)
     ev.add_argument("--no-tune", action="store_true", help="equal RRF weights instead of tuning on train")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--cache-dir", type=Path, default=None,
+                    help="keep corpus embeddings here between runs (e.g. .pharmgpt/cache)")
     add_local(sub)
     return parser
 
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         from rag.eval import DEFAULT_DATA, evaluate, report
-        result = evaluate(args.data_dir or DEFAULT_DATA, args.split, tune=not args.no_tune)
+        result = evaluate(args.data_dir or DEFAULT_DATA, args.split, tune=not args.no_tune,
+                          cache_dir=args.cache_dir)
         print(json.dumps(result, indent=2) if args.json else report(result))
         return 0
     if args.command == "doctor":

@@ -36,16 +36,44 @@ def _check_supabase(settings: Settings) -> tuple[bool, str]:
         return False, f"{url}: not reachable ({e})"
 
 
+def _check_chroma(settings: Settings) -> tuple[bool, str]:
+    from rag.store import ChunkStore
+    where = f"server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host \
+        else f"embedded store in {settings.data_dir / 'chroma'}"
+    try:
+        store = ChunkStore(path=settings.data_dir / "chroma", host=settings.chroma_host, port=settings.chroma_port)
+        store.client.heartbeat()
+        return True, f"{where}: answers, {len(store.users())} user collection(s)"
+    except Exception as e:
+        return False, f"{where}: {type(e).__name__}: {e}"
+
+
+def _check_llm(settings: Settings) -> tuple[bool, str]:
+    if settings.groq_api_key:
+        url, what = "https://api.groq.com/openai/v1/models", "Groq"
+        headers = {"Authorization": f"Bearer {settings.groq_api_key}"}
+    elif settings.openai_base_url:
+        url, what = settings.openai_base_url.rstrip("/") + "/models", f"OpenAI-compatible server {settings.openai_base_url}"
+        headers = {"Authorization": f"Bearer {settings.openai_api_key}"} if settings.openai_api_key else {}
+    else:
+        return True, "offline mode: no GROQ_API_KEY or OPENAI_BASE_URL, answers quote the documents (extractive)"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status == 200, f"{what}: answers ({r.status})"
+    except urllib.error.HTTPError as e:
+        return False, f"{what}: HTTP {e.code}" + (" — the key was refused" if e.code in (401, 403) else "")
+    except (urllib.error.URLError, OSError) as e:
+        return False, f"{what}: not reachable ({e})"
+
+
 def run_doctor(as_json: bool = False) -> int:
     try:
         settings = Settings.load()
     except PharmGPTError as e:
         print(f"configuration: {e.message}")
         return 1
-    checks = {"supabase": _check_supabase(settings),
-              "chroma": (False, "not built yet (issue #4): no vector store to check"),
-              "llm": (False, "not built yet (issue #4); GROQ_API_KEY is "
-                             + ("set" if settings.groq_api_key else "not set (offline answers)"))}
+    checks = {"supabase": _check_supabase(settings), "chroma": _check_chroma(settings),
+              "llm": _check_llm(settings)}
     if as_json:
         print(json.dumps({"settings": settings.describe(),
                           "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()}}, indent=2))

@@ -206,3 +206,54 @@ async def test_reconcile_removes_orphans(rag, services):
     removed = await rag.reconcile()
     assert removed.get(u.id) == 1
     assert rag.store.document_ids(u.id) == {d.id}
+
+
+async def test_groq_answer_streams_with_sources_and_stops_cleanly(rag, services, lipitor):
+    from rag.engine import ChatEngine
+    from rag.llm import GroqProvider
+    from tests.unit.fake_openai_server import DropAfter, FakeChatServer, Tokens, rate_limited
+    u, conv = lipitor["user"], lipitor["conv"]
+    with FakeChatServer() as server:
+        provider = GroqProvider("test-key", base_url=server.url, models=["primary-model"], timeout_s=5,
+                                max_retries=2, max_wait_s=0.01)
+        engine = ChatEngine(services, rag.retriever, provider)
+        server.script(rate_limited("0"), Tokens(["The starting dose ", "is 10 or 20 mg ", "once daily [1]."]))
+        events = [e async for e in engine.answer(u.id, conv.id, "What is the starting dose of atorvastatin?")]
+        text = "".join(e["text"] for e in events if e["type"] == "token")
+        done = events[-1]["message"]
+        assert text == "The starting dose is 10 or 20 mg once daily [1]."
+        assert done.content == text and done.sources and done.model
+        prompt = server.requests[-1].messages
+        assert prompt[0]["role"] == "system" and "[1]" in prompt[-1]["content"]
+        assert "Question: What is the starting dose of atorvastatin?" in prompt[-1]["content"]
+        # the pharmacist stops the stream: what was shown is kept, marked as stopped
+        server.script(Tokens(["Atorvastatin ", "is ", "metabolised ", "by ", "CYP3A4 "] * 20, delay_s=0.01))
+        gen = engine.answer(u.id, conv.id, "How is atorvastatin metabolised?")
+        seen = []
+        async for e in gen:
+            if e["type"] == "token":
+                seen.append(e["text"])
+                if len(seen) == 3:
+                    break
+        await gen.aclose()
+        last = (await services.conversations.get_messages(u.id, conv.id, limit=1))[0]
+        assert last.role == "assistant" and last.content.startswith("".join(seen)) and "stopped" in last.content
+        # a model that drops the connection mid-answer is an error, and the partial text is kept
+        server.script(DropAfter(["Partial ", "answer "]))
+        from rag.llm import LLMError
+        with pytest.raises(LLMError):
+            async for _ in engine.answer(u.id, conv.id, "What about grapefruit juice with atorvastatin?"):
+                pass
+        last = (await services.conversations.get_messages(u.id, conv.id, limit=1))[0]
+        assert last.content.startswith("Partial answer") and "stopped" in last.content
+        await provider.aclose()
+
+
+def test_provider_selection(tmp_path):
+    from rag.llm import GroqProvider, OpenAICompatProvider
+    from rag.system import make_provider
+    from services.config import Settings
+    assert make_provider(Settings(data_dir=tmp_path)) is None
+    assert isinstance(make_provider(Settings(data_dir=tmp_path, groq_api_key="gsk_x")), GroqProvider)
+    compat = make_provider(Settings(data_dir=tmp_path, openai_base_url="http://127.0.0.1:9/v1"))
+    assert isinstance(compat, OpenAICompatProvider)
