@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--cache-dir", type=Path, default=None,
                     help="keep corpus embeddings here between runs (e.g. .pharmgpt/cache)")
+    adm = sub.add_parser("admin", help="administration from the command line")
+    adm_sub = adm.add_subparsers(dest="admin_command", required=True)
+    adm_sub.add_parser("promote", help="make an existing account an administrator").add_argument("username")
     add_local(sub)
     return parser
 
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                           cache_dir=args.cache_dir)
         print(json.dumps(result, indent=2) if args.json else report(result))
         return 0
+    if args.command == "admin":
+        from services.admin import run_command as run_admin
+        return run_admin(args)
     if args.command == "doctor":
         from services.doctor import run_doctor
         return run_doctor(as_json=args.json)
