@@ -1,18 +1,65 @@
-"""PharmGPT's Streamlit entry. The full UI is issue #5; this page shows the stack is up."""
+"""PharmGPT's Streamlit entry: page setup, the sign-in gate, navigation.
+
+Pages live in app/views/ (one module each) and reach the services only
+through app.context (via app.components.ui); nothing here talks to a database.
+The folder is deliberately not called `pages/`: Streamlit treats a `pages/`
+folder next to the entry script as a legacy multipage app and, on a fresh
+server, would run a requested page file directly, skipping the sign-in gate
+below (AppTest does so on every run).
+"""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="PharmGPT", page_icon="💊")
-st.title("PharmGPT")
-st.caption("Grounded answers for pharmacists, from your own drug references.")
+from app.components import auth, ui
 
-url = os.environ.get("SUPABASE_URL")
-if url:
-    st.success(f"Connected data store: {url}")
+HERE = Path(__file__).resolve().parent
+VIEWS = HERE / "views"
+
+st.set_page_config(page_title="PharmGPT", page_icon="💊", layout="wide")
+ui.start_run()
+
+try:
+    ctx = ui.context()
+except Exception as e:  # the stack or the configuration: say what to fix, no stack trace
+    ui.log.exception("PharmGPT could not start")
+    st.title("PharmGPT")
+    st.error("PharmGPT could not start: " + (getattr(e, "message", None) or str(e) or type(e).__name__))
+    st.info("Run `pharmgpt doctor` to see which part is missing, then reload this page.")
+    st.stop()
+
+user = auth.current_user(ctx)
+
+if user is None:
+    page = st.navigation([st.Page(VIEWS / "signin.py", title="Sign in", icon="🔐", url_path="signin")],
+                         position="hidden")
+    if st.session_state.get("clear_cookie"):
+        auth.write_cookie(None)
 else:
-    st.warning("No data store configured. Start the app with `make run`.")
-st.info("Sign-in, chat and document upload are being built (see the README's status section).")
+    pages = [
+        st.Page(VIEWS / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
+        st.Page(VIEWS / "documents.py", title="Documents", icon=":material/description:", url_path="documents"),
+        st.Page(VIEWS / "settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+    ]
+    if user.is_admin:
+        pages.append(st.Page(VIEWS / "admin.py", title="Admin", icon=":material/admin_panel_settings:",
+                             url_path="admin"))
+    page = st.navigation(pages)
+    prefs = ui.preferences(ctx, user.id)
+    ui.apply_theme(prefs.get("theme", "light"))
+    with st.sidebar:
+        top = st.container()
+        top.caption(f"Signed in as **{user.username}**" + (" · admin" if user.is_admin else ""))
+        if top.button("Log out", key="logout", icon=":material/logout:"):
+            auth.sign_out(ctx)
+            st.rerun()
+
+page.run()
+
+if user is not None and auth.token():
+    # keeps the browser's cookie in step with the (sliding) server session; last, so it takes no room
+    with st.sidebar:
+        auth.write_cookie(auth.token(), ctx.services.settings.session_ttl_s)

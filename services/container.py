@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 
+from .admin import AdminService
 from .audit import AuditService
 from .backend import Backend
 from .blobs import BlobStore
@@ -42,6 +43,7 @@ class Services:
         self.conversations = ConversationService(backend, self.cache, self.metrics, self.audit, self.outbox)
         self.documents = DocumentService(backend, settings, self.cache, self.metrics, self.audit, self.blobs)
         self.preferences = PreferenceService(backend, self.metrics)
+        self.admin = AdminService(backend, self.cache, self.metrics, self.audit, self.sessions)
         self._flusher: asyncio.Task | None = None
 
     @classmethod

@@ -14,7 +14,7 @@ from .blobs import BlobStore
 from .cache import TTLCache
 from .config import Settings
 from .conversations import ChunkDropHook, _uuid
-from .errors import NotFound, ValidationError
+from .errors import Conflict, NotFound, ValidationError
 from .metrics import Metrics, timed
 from .models import Document, Upload
 
@@ -143,6 +143,61 @@ class DocumentService:
         doc = Document.from_row(r.data[0])
         self.cache.invalidate("docs", doc.user_id)
         return doc
+
+    @timed("documents.retry")
+    async def retry_document(self, user_id: str, doc_id: str) -> Document:
+        """Queue a failed document again: the owner check runs as the user (RLS), the
+        status reset and the new ingest job as the service role (processing fields are the worker's)."""
+        doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
+        if doc.status != "failed":
+            raise Conflict(f"{doc.filename} is {doc.status}; only a document that failed can be retried.")
+        svc = self.backend.service
+        # the status first: a worker claiming the new job moves it on to processing
+        r = await self.backend.execute(svc.table("documents").update({"status": "pending", "processing_error": None})
+                                       .eq("id", doc.id).eq("status", "failed").select(Document.COLUMNS),
+                                       what="document")
+        if not r.data:
+            raise Conflict(f"{doc.filename} is already being processed again.")
+        try:
+            await self.backend.execute(svc.table("ingest_jobs").insert(
+                {"document_id": doc.id, "user_id": doc.user_id}, returning="minimal"),
+                what="ingest job", idempotent=False)
+        except Conflict:
+            pass  # a live job for it exists already (at most one per document)
+        self.cache.invalidate("docs", user_id)
+        await self.audit.record("document.retried", user_id=user_id, target_type="document", target_id=doc.id,
+                                details={"filename": doc.filename, "error": (doc.processing_error or "")[:200]})
+        return Document.from_row(r.data[0])
+
+    @timed("documents.job_progress")
+    async def job_progress(self, user_id: str, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The latest ingest job of each document (as the user: RLS): its status, attempts and
+        progress (pages, chunks, chunks_done) plus `percent` when the chunk count is known."""
+        ids = []
+        for d in doc_ids:
+            try:
+                ids.append(_uuid(d, "document"))
+            except NotFound:
+                continue
+        if not ids:
+            return {}
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(db.table("ingest_jobs").select("document_id,status,attempts,progress,"
+                                                                      "last_error,created_at")
+                                       .in_("document_id", sorted(set(ids))).order("created_at", desc=True)
+                                       .limit(1000), what="ingestion progress")
+        out: dict[str, dict[str, Any]] = {}
+        for row in r.data:
+            if row["document_id"] in out:
+                continue  # an older job of the same document
+            progress = dict(row.get("progress") or {})
+            chunks, done = progress.get("chunks"), progress.get("chunks_done")
+            percent = None
+            if isinstance(chunks, int) and chunks > 0 and isinstance(done, int):
+                percent = max(0, min(100, round(100 * done / chunks)))
+            out[row["document_id"]] = {**progress, "status": row["status"], "attempts": row["attempts"],
+                                       "last_error": row.get("last_error"), "percent": percent}
+        return out
 
     @timed("documents.delete")
     async def delete_document(self, user_id: str, doc_id: str) -> None:

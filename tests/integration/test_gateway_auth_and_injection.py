@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from postgrest.exceptions import APIError
 
-from tests.integration.conftest import client_for, user_token
+from tests.conftest import client_for, user_token
 
 pytestmark = pytest.mark.integration
 

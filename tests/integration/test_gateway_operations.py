@@ -19,7 +19,7 @@ from postgrest.exceptions import APIError
 
 from localbase.postgres import free_port
 from localbase.stack import LocalStack
-from tests.integration.conftest import client_for
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.integration
 

@@ -160,7 +160,7 @@ async def test_other_users_conversation_is_not_found(services, account):
 
 
 async def test_forty_concurrent_appends_from_two_clients(services, account, stack, tmp_path):
-    from tests.integration.conftest import service_settings
+    from tests.conftest import service_settings
     user, _ = await account()
     other = await Services.create(service_settings(stack, tmp_path / "second"))  # a second process' services
     try:
@@ -207,7 +207,7 @@ async def test_user_token_is_renewed_before_it_expires(services, account):
 async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
     from localbase.postgres import free_port
     from localbase.stack import LocalStack
-    from tests.integration.conftest import service_settings
+    from tests.conftest import service_settings
     stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
     info = stack.up()
     svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=2))
@@ -263,7 +263,7 @@ async def test_backend_unavailable_without_outbox(tmp_path):
 async def test_background_flusher_delivers_when_the_store_returns(tmp_path):
     from localbase.postgres import free_port
     from localbase.stack import LocalStack
-    from tests.integration.conftest import service_settings
+    from tests.conftest import service_settings
     stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
     info = stack.up()
     svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=1))

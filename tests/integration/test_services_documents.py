@@ -58,7 +58,7 @@ async def test_bad_uploads_are_refused_and_leave_nothing(services, account, name
 
 async def test_oversized_upload(services, account, stack, tmp_path):
     from services.container import Services
-    from tests.integration.conftest import service_settings
+    from tests.conftest import service_settings
     user, _ = await account()
     small = await Services.create(service_settings(stack, tmp_path, max_upload_bytes=1024))
     try:

@@ -1,4 +1,4 @@
-"""One real local stack per test session: embedded Postgres + gateway + sql/.
+"""Shared fixtures: one real local stack per test session (embedded Postgres + gateway + sql/).
 
 Tests reach it only through the real `supabase` async client (and psycopg as
 the superuser where a test must look underneath, e.g. to prove nothing changed).

@@ -1,0 +1,1 @@
+"""One module per page; each runs `render()` when Streamlit executes it as a page."""
