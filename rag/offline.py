@@ -25,6 +25,15 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text) if len(s.strip()) > 20]
 
 
+def _tabular(sentence: str) -> bool:
+    """Rows of a table flattened into text (numbers, units, abbreviations) read badly as prose."""
+    chars = [c for c in sentence if not c.isspace()]
+    digits = sum(c.isdigit() for c in chars)
+    words = sentence.split()
+    short = sum(1 for w in words if len(w.strip(".,;:()%")) <= 3)
+    return bool(chars) and (digits / len(chars) > 0.12 or (len(words) > 12 and short / len(words) > 0.55))
+
+
 def extractive_answer(question: str, passages: list[Passage], max_sentences: int = 4) -> str:
     q_terms = set(tokenize([question])[0])
     if not passages:
@@ -33,10 +42,16 @@ def extractive_answer(question: str, passages: list[Passage], max_sentences: int
     df = {t: sum(1 for p in passages if t in set(tokenize([p.text])[0])) for t in q_terms}
     weight = {t: math.log(1 + len(passages) / (1 + df[t])) + 0.1 for t in q_terms}
     scored = []
+    prose = [n for n, p in enumerate(passages, 1) if p.metadata.get("kind") != "table"]
     for n, p in enumerate(passages, 1):
+        if prose and n not in prose:  # table rows read badly as sentences: quote prose when there is any
+            continue
         for pos, s in enumerate(_sentences(p.text)):
-            terms = set(tokenize([s])[0])
-            score = sum(weight[t] for t in q_terms & terms)
+            if _tabular(s):
+                continue
+            tokens = tokenize([s])[0]
+            terms = set(tokens)
+            score = sum(weight[t] for t in q_terms & terms) / (1 + len(tokens) / 30)  # dense beats long
             if score > 0:
                 scored.append((score - 0.01 * pos - 0.05 * n, n, s))
     scored.sort(reverse=True)

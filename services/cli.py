@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     adm = sub.add_parser("admin", help="administration from the command line")
     adm_sub = adm.add_subparsers(dest="admin_command", required=True)
     adm_sub.add_parser("promote", help="make an existing account an administrator").add_argument("username")
+    from migration.cli import add_commands as add_migrate  # argparse only: cheap to import
+    add_migrate(sub)
     add_local(sub)
     return parser
 
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "admin":
         from services.admin import run_command as run_admin
         return run_admin(args)
+    if args.command == "migrate":
+        from migration.cli import run as run_migrate
+        return run_migrate(args)
     if args.command == "doctor":
         from services.doctor import run_doctor
         return run_doctor(as_json=args.json)
