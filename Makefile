@@ -30,6 +30,10 @@ lint: install
 bench: install
 	$(PY) bench/gateway.py
 	$(PY) bench/services.py
+	$(PY) bench/retrieval.py
+	$(PY) bench/ingest.py
+	$(PY) bench/app.py
+	$(PY) bench/migration.py --scale 0.1
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
