@@ -16,7 +16,7 @@ from rag.loaders.text import decode
 from services.errors import IngestionError
 from tests.fixtures import documents as fx
 
-LABELS = Path("/work/shared/data/fda-labels")
+LABELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "fda-labels"
 needs_labels = pytest.mark.skipif(not LABELS.is_dir(), reason="FDA label samples not present")
 
 
