@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -29,20 +28,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
-def stats(xs):
-    return {"p50": round(statistics.median(xs), 1), "p95": round(pct(xs, 95), 1), "max": round(max(xs), 1)}
+from bench.figures import stats  # noqa: E402
 
 
 def seed_conversations(dsn: str, user_id: str, n: int, per: int) -> list[str]:
-    import psycopg
     from datetime import UTC, datetime, timedelta
+
+    import psycopg
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ids = [str(uuid.uuid4()) for _ in range(n)]
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:

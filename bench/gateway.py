@@ -28,13 +28,9 @@ import psycopg
 from supabase import AsyncClientOptions, acreate_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.figures import pct  # noqa: E402
 from localbase.auth import mint  # noqa: E402
 from localbase.stack import LocalStack  # noqa: E402
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 async def timed(fn, n: int, warmup: int = 20) -> list[float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.figures import stats  # noqa: E402
 from rag.embeddings import Embedder  # noqa: E402
 from rag.lexical import LexicalIndex  # noqa: E402
 from rag.retriever import Retriever  # noqa: E402
@@ -51,13 +51,8 @@ def unit(rng, n, d=384):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def stats(xs):
-    return {"p50": round(statistics.median(xs), 2), "p95": round(pct(xs, 95), 2), "max": round(max(xs), 2)}
 
 
 def run(args) -> dict:
@@ -92,7 +87,7 @@ def run(args) -> dict:
     questions = [f"{rng.choice(DRUGS)} {rng.choice(TOPICS)}" for _ in range(args.queries)]
     qusers = [users[int(rng.integers(0, len(users)))] for _ in range(args.queries)]
     qvecs = unit(rng, args.queries)
-    for i in range(20):  # warm caches (collections, BM25 indexes)
+    for i in range(min(20, args.queries)):  # warm caches (collections, BM25 indexes)
         retriever.retrieve_with_embedding(qusers[i], questions[i], qvecs[i], None)
 
     excl, incl, per_user, shared_ms, scoped = [], [], [], [], []

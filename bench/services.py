@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.figures import pct  # noqa: E402
 from localbase.stack import LocalStack  # noqa: E402
 from services.config import Settings  # noqa: E402
 from services.container import Services  # noqa: E402
@@ -80,9 +81,6 @@ def seed(dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, lon
     return main_id, long_id
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 async def timed(fn, n, before=None):
