@@ -7,6 +7,7 @@ import logging
 
 from services.config import Settings
 from services.container import Services
+from services.errors import PharmGPTError
 
 from .embeddings import Embedder, shared_embedder
 from .engine import ChatEngine
@@ -65,6 +66,26 @@ class RagSystem:
             self.worker.wake()
             await asyncio.wait_for(self._worker_task, 30)
             self._worker_task = None
+
+    async def page_text(self, user_id: str, document_id: str, page: int) -> str | None:
+        """The text of one page of the user's document, so a citation can be checked in the app.
+
+        The owner check is the user's own client (RLS); None when the page has no text.
+        """
+        doc = await self.services.documents.get_document(user_id, document_id)
+        if not doc.sha256:
+            return None
+
+        def _read():
+            from .loaders import load_document
+            loaded = load_document(doc.filename, self.services.blobs.get(doc.sha256), doc.file_type,
+                                   max_pages=self.services.settings.max_pages)
+            parts = [s.text for s in loaded.sections if s.page == page]
+            return "\n\n".join(parts) or None
+        try:
+            return await asyncio.to_thread(_read)
+        except (FileNotFoundError, PharmGPTError):
+            return None
 
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""

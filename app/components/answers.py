@@ -7,6 +7,11 @@ from collections.abc import Iterable, Iterator
 
 import streamlit as st
 
+from services.preferences import PREFERENCES
+
+DEFAULT_MODEL = PREFERENCES["model"].default
+
+
 _CITATION = re.compile(r"\[(\d{1,3})\](?!\()")
 
 DISCLAIMER = ("PharmGPT supports licensed pharmacists; it does not replace professional judgement. "
@@ -54,7 +59,8 @@ def source_label(s: dict) -> str:
     return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "")
 
 
-def render_sources(sources: list[dict], *, expanded: bool = False) -> None:
+def render_sources(sources: list[dict], *, expanded: bool = False, open_page=None, key: str = "") -> None:
+    """Numbered sources; `open_page(source)` (if given) shows the cited page's text on request."""
     if not sources:
         return
     with st.expander(f"Sources ({len(sources)})", expanded=expanded, icon=":material/menu_book:"):
@@ -63,6 +69,20 @@ def render_sources(sources: list[dict], *, expanded: bool = False) -> None:
             snippet = " ".join((s.get("snippet") or "").split())
             if snippet:
                 st.caption(snippet[:300] + ("…" if len(snippet) > 300 else ""))
+            if open_page is not None and s.get("page") and s.get("document_id"):
+                if st.button(f"Open page {s['page']}", key=f"open_page_{key}_{s.get('n')}",
+                             icon=":material/open_in_new:", type="tertiary"):
+                    open_page(s)
+
+
+def model_choices(settings, current: str | None) -> list[str]:
+    """The models the configured provider can use, the current one first."""
+    options = [DEFAULT_MODEL, *(m.strip() for m in settings.llm_fallback_models.split(",") if m.strip())]
+    if settings.openai_base_url:
+        options.append(settings.openai_model)
+    if current:
+        options.insert(0, current)
+    return list(dict.fromkeys(options))
 
 
 def answer_text(events: Iterable[dict], sink: dict) -> Iterator[str]:

@@ -35,6 +35,12 @@ def _show_more(conv_id: str) -> None:
     shown[conv_id] = shown.get(conv_id, HISTORY_PAGE) + HISTORY_PAGE
 
 
+def _model_changed(user_id: str) -> None:
+    value = st.session_state["chat_model"]
+    if ui.act(ui.context().services.preferences.set(user_id, "model", value), f"Answers now use {value}."):
+        st.session_state.setdefault("prefs", {})["model"] = value
+
+
 def _strict_changed(user_id: str) -> None:
     value = bool(st.session_state["strict_toggle"])
     ctx = ui.context()
@@ -64,7 +70,19 @@ def _message(m: Message, prefs: dict) -> None:
             meta.append("not saved yet: it is sent when the data store is back")
         st.caption(" · ".join(x for x in meta if x))
         if m.role == "assistant" and prefs.get("show_sources", True):
-            answers.render_sources(m.sources)
+            answers.render_sources(m.sources, open_page=_open_page, key=m.id)
+
+
+@st.dialog("Cited page", width="large")
+def _open_page(source: dict) -> None:
+    ctx = ui.context()
+    user = st.session_state["user"]
+    st.markdown(f"**{source.get('filename', 'document')}, page {source['page']}**")
+    text = ui.call(ctx.rag.page_text(user.id, source["document_id"], int(source["page"])), default=None)
+    if text:
+        st.text(text)
+    else:
+        st.info("This page could not be shown: the document may have been deleted or the page has no text.")
 
 
 def _prepend(first, rest):
@@ -164,6 +182,10 @@ def render() -> None:
                      "Off: general pharmacological knowledge may be added, clearly marked.")
     if ctx.rag.engine.provider is None:
         st.caption(":gray-badge[Offline mode] " + answers.OFFLINE_NOTE)
+    else:
+        choices = answers.model_choices(ctx.services.settings, prefs.get("model"))
+        st.selectbox("Model", choices, index=0, key="chat_model", on_change=_model_changed, args=(user.id,),
+                     help="Which model answers; the configured fallbacks take over if it is unavailable.")
     st.caption(answers.DISCLAIMER)
 
     messages: list[Message] = []

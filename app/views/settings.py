@@ -6,22 +6,13 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from app.components import auth, ui
+from app.components import answers, auth, ui
 from app.components.dates import relative_date
 from services.errors import PharmGPTError
 from services.preferences import PREFERENCES
 
 DEFAULT_MODEL = PREFERENCES["model"].default
 MODES = {"Documents only": True, "General knowledge allowed": False}
-
-
-def model_options(settings, current: str) -> list[str]:
-    options = [DEFAULT_MODEL, *(m.strip() for m in settings.llm_fallback_models.split(",") if m.strip())]
-    if settings.openai_base_url:
-        options.append(settings.openai_model)
-    if current:
-        options.insert(0, current)
-    return list(dict.fromkeys(options))
 
 
 def changed(old: dict, new: dict) -> dict:
@@ -43,7 +34,7 @@ def _preferences(ctx, user_id: str) -> None:
     prefs = ui.preferences(ctx, user_id)
     offline = ctx.rag.engine.provider is None
     with st.form("prefs_form"):
-        model = st.selectbox("Default model", model_options(ctx.services.settings, prefs["model"]),
+        model = st.selectbox("Default model", answers.model_choices(ctx.services.settings, prefs["model"]),
                              key="pref_model", disabled=offline,
                              help="No language model is configured: answers are offline extracts." if offline
                              else "The model that writes answers.")

@@ -103,7 +103,7 @@ def test_conversation_rows():
 
 def test_settings_helpers():
     s = Settings(llm_fallback_models="llama-3.3-70b-versatile, other", openai_base_url="http://x", openai_model="m")
-    assert settings.model_options(s, "custom") == ["custom", settings.DEFAULT_MODEL, "llama-3.3-70b-versatile",
+    assert answers.model_choices(s, "custom") == ["custom", answers.DEFAULT_MODEL, "llama-3.3-70b-versatile",
                                                    "other", "m"]
     assert settings.changed({"a": 1, "b": 2}, {"a": 1, "b": 3}) == {"b": 3}
     sessions = [SessionInfo("1", NOW - timedelta(hours=2), NOW + timedelta(hours=20), NOW, "127.0.0.1", "Firefox",

@@ -123,7 +123,7 @@ def open_menu(page):
         settle(page)
         page.locator("[class*='st-key-conv_menu_'] button").first.click()
         try:
-            page.wait_for_selector("[class*='st-key-conv_rename_'] button", timeout=5_000)
+            page.wait_for_selector("[class*='st-key-conv_rename_'] button:visible", timeout=5_000)
             return
         except Exception:
             page.keyboard.press("Escape")
@@ -208,13 +208,25 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
         assert snippet[:80] in text, f"{label}: the cited page does not contain {snippet[:80]!r}"
         checked += 1
     assert checked, f"no PDF source with a page among {labels}"
+    # the pharmacist opens the cited page itself
+    opener = panel.get_by_role("button", name=re.compile(r"Open page \d+")).first
+    number = int(re.search(r"\d+", opener.inner_text()).group())
+    opener.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"page {number}").first.wait_for()
+    page.wait_for_function("() => (document.querySelector('[role=dialog]')?.innerText || '').length > 300",
+                           timeout=60_000)
+    shown = norm(dialog.inner_text())
+    assert page_text[number][:60] in shown or page_text[number][-60:] in shown
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
 
     # --- conversation management through the sidebar
     title = QUESTION[:50]
     assert any(t.startswith(title[:30]) for t in sidebar_titles(page))
     open_menu(page)
-    page.locator("[class*='st-key-conv_title_'] input").fill("My statin notes")
-    page.locator("[class*='st-key-conv_rename_'] button").click()
+    page.locator("[class*='st-key-conv_title_'] input:visible").first.fill("My statin notes")
+    page.locator("[class*='st-key-conv_rename_'] button:visible").first.click()
     page.wait_for_function("() => [...document.querySelectorAll('[class*=st-key-conv_open_] button')]"
                            ".some(b => b.innerText.includes('My statin notes'))")
     settle(page)
@@ -235,21 +247,21 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     settle(page)
     open_menu(page)
     with page.expect_download() as dl:
-        page.locator("[class*='st-key-conv_export_json_'] button").click()
+        page.locator("[class*='st-key-conv_export_json_'] button:visible").first.click()
     exported = json.loads(Path(dl.value.path()).read_text())
     assert exported["messages"] and exported["messages"][0]["role"] == "user"
-    page.locator("[class*='st-key-conv_pin_'] button").click()
+    page.locator("[class*='st-key-conv_pin_'] button:visible").first.click()
     assert len(wait_titles(page, lambda t: len(t) == 2)) == 2
     open_menu(page)
-    page.locator("[class*='st-key-conv_archive_'] button").click()
+    page.locator("[class*='st-key-conv_archive_'] button:visible").first.click()
     assert len(wait_titles(page, lambda t: len(t) == 1)) == 1
     page.locator(key("conv_archived")).locator("label").first.click()
     archived = wait_titles(page, lambda t: len(t) == 1)
     assert len(archived) == 1
     open_menu(page)
-    page.locator("[class*='st-key-conv_delok_']").locator("label").first.click()
+    page.locator("[class*='st-key-conv_delok_'] label:visible").first.click()
     settle(page)
-    page.locator("[class*='st-key-conv_delete_'] button").click()
+    page.locator("[class*='st-key-conv_delete_'] button:visible").first.click()
     assert wait_titles(page, lambda t: t == []) == []
     page.locator(key("conv_archived")).locator("label").first.click()
     remaining = wait_titles(page, lambda t: len(t) == 1)

@@ -257,3 +257,14 @@ def test_provider_selection(tmp_path):
     assert isinstance(make_provider(Settings(data_dir=tmp_path, groq_api_key="gsk_x")), GroqProvider)
     compat = make_provider(Settings(data_dir=tmp_path, openai_base_url="http://127.0.0.1:9/v1"))
     assert isinstance(compat, OpenAICompatProvider)
+
+
+async def test_the_cited_page_can_be_opened_by_its_owner_only(rag, services, lipitor):
+    from services.errors import NotFound
+    u, pdf = lipitor["user"], lipitor["pdf"]
+    number, text = lipitor["pages"][1]
+    got = await rag.page_text(u.id, pdf.id, number)
+    assert got and norm(text)[:80] in norm(got)
+    stranger = await services.users.create_user(f"peek-{uuid.uuid4().hex[:6]}", "long enough pw")
+    with pytest.raises(NotFound):
+        await rag.page_text(stranger.id, pdf.id, number)
