@@ -7,10 +7,10 @@ and each interaction is one script run:
   * the first page after sign-in (the sign-in form submitted → chat page with
     the sidebar list);
   * switching conversations (a sidebar click → that conversation's history);
-  * sending a message in offline mode: the whole run (question stored,
-    retrieval, answer streamed and stored) — an upper bound on the time to the
-    first streamed token — and, measured on the engine, the time to the first
-    token itself.
+  * sending a message in offline mode: from the start of the script run to
+    the first streamed token (recorded by the page itself in the service
+    metrics), the whole interaction (answer stored, page redrawn), and the
+    engine's own time to the first token.
 
     .venv/bin/python bench/app.py [--iterations 30] [--json]
 """
@@ -102,6 +102,7 @@ def run(args) -> dict:
             switch.append((time.perf_counter() - t) * 1000)
 
         send = []
+        ctx.services.metrics._samples.pop("app.send_to_first_token", None)
         for i in range(args.iterations):
             at.chat_input(key="chat_input").set_value(f"What is the renal dose of metformin? ({i})")
             t = time.perf_counter()
@@ -118,12 +119,14 @@ def run(args) -> dict:
                     return ms
             return (time.perf_counter() - t) * 1000
 
+        page_first = list(ctx.services.metrics._samples.get("app.send_to_first_token", []))
         engine_first = [ctx.run(first_token(conv_ids[i])) for i in range(args.iterations)]
         ctx.run(ctx.rag.stop_worker())
         ctx.run(ctx.services.close())
         return {"conversations": args.conversations, "messages_each": args.messages, "iterations": args.iterations,
                 "first_page_after_sign_in_ms": stats(first_page),
                 "switch_conversation_ms": stats(switch),
+                "send_message_to_first_token_offline_ms": stats(page_first),
                 "send_message_whole_run_offline_ms": stats(send),
                 "engine_time_to_first_token_offline_ms": stats(engine_first)}
     finally:

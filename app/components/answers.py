@@ -85,14 +85,18 @@ def model_choices(settings, current: str | None) -> list[str]:
     return list(dict.fromkeys(options))
 
 
-def answer_text(events: Iterable[dict], sink: dict) -> Iterator[str]:
+def answer_text(events: Iterable[dict], sink: dict, on_first_token=None) -> Iterator[str]:
     """The text of an answer's events for `st.write_stream`; sources and the stored message go to `sink`."""
+    first = True
     for ev in events:
         kind = ev.get("type")
         if kind == "sources":
             sink["sources"] = ev.get("sources") or []
             sink["covered"] = ev.get("covered")
         elif kind == "token":
+            if first and on_first_token is not None:
+                on_first_token()
+            first = False
             yield ev.get("text", "")
         elif kind == "done":
             sink["message"] = ev.get("message")

@@ -9,6 +9,7 @@ page carries on with what it has.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ def context():
 
 def start_run() -> None:
     """Call once at the top of every run: the banner slot, then any flashed messages."""
+    st.session_state["_run_started"] = time.perf_counter()  # for server-side timings (bench/app.py)
     st.session_state[_BANNER] = st.empty()
     if st.session_state.get(_DOWN):
         st.session_state[_BANNER].warning(BACKEND_DOWN, icon="⚠️")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from app.components import answers, auth, docs, sidebar, ui
@@ -85,6 +87,13 @@ def _open_page(source: dict) -> None:
         st.info("This page could not be shown: the document may have been deleted or the page has no text.")
 
 
+def _record_first_token(ctx) -> None:
+    """Server time from the start of this script run to the first answer token (metrics)."""
+    started = st.session_state.get("_run_started")
+    if started is not None:
+        ctx.services.metrics.record("app.send_to_first_token", (time.perf_counter() - started) * 1000)
+
+
 def _prepend(first, rest):
     if first is not None:
         yield first
@@ -107,7 +116,8 @@ def ask(ctx, user_id: str, conv_id: str, question: str, *, message_id: str | Non
         try:
             with st.spinner("Looking through your documents…"):
                 first = next(stream, None)  # retrieval happens before the first event
-            st.write_stream(answers.answer_text(_prepend(first, stream), sink))
+            st.write_stream(answers.answer_text(_prepend(first, stream), sink,
+                                                on_first_token=lambda: _record_first_token(ctx)))
             ok = True
         except BackendUnavailable:
             ui.backend_down()
