@@ -102,7 +102,7 @@ def run(args) -> dict:
             switch.append((time.perf_counter() - t) * 1000)
 
         send = []
-        ctx.services.metrics._samples.pop("app.send_to_first_token", None)
+        ctx.services.metrics.reset("app.send_to_first_token")
         for i in range(args.iterations):
             at.chat_input(key="chat_input").set_value(f"What is the renal dose of metformin? ({i})")
             t = time.perf_counter()
@@ -119,7 +119,7 @@ def run(args) -> dict:
                     return ms
             return (time.perf_counter() - t) * 1000
 
-        page_first = list(ctx.services.metrics._samples.get("app.send_to_first_token", []))
+        page_first = ctx.services.metrics.samples("app.send_to_first_token")
         engine_first = [ctx.run(first_token(conv_ids[i])) for i in range(args.iterations)]
         ctx.run(ctx.rag.stop_worker())
         ctx.run(ctx.services.close())

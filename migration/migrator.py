@@ -122,6 +122,21 @@ class Migrator:
     ) -> dict:
         return Target.item(self.run_id, kind, key, target, state, checksum, error)
 
+    def _message_batch_item(self, key: str, conv, user_id: str, msgs: list) -> dict:
+        """The pending item for one block of a conversation's messages (first run and resume alike)."""
+        return self._item(
+            "message_batch",
+            key,
+            {
+                "conversation_id": conv.id,
+                "user_id": user_id,
+                "block_size": self.batch,
+                "indexes": ranges([m.index for m in msgs]),
+            },
+            "pending",
+            digest([m.index for m in msgs] + [m.content for m in msgs]),
+        )
+
     async def _mine(self, kind: str, keys: list[str]) -> dict[str, dict]:
         """This run's items for these keys (only a resumed run has any)."""
         if not self.resuming or not keys:
@@ -526,18 +541,7 @@ class Migrator:
             )
             for b, msgs in self._message_blocks(c).items():
                 bkey = f"{key}#{b}"
-                item = self._item(
-                    "message_batch",
-                    bkey,
-                    {
-                        "conversation_id": c.id,
-                        "user_id": uid,
-                        "block_size": self.batch,
-                        "indexes": ranges([m.index for m in msgs]),
-                    },
-                    "pending",
-                    digest([m.index for m in msgs] + [m.content for m in msgs]),
-                )
+                item = self._message_batch_item(bkey, c, uid, msgs)
                 if done_blocks.get(bkey, {}).get("state") == "done":
                     continue
                 batch_items.append(item)
@@ -653,21 +657,7 @@ class Migrator:
             blocks: dict[int, list] = {}
             for m in missing:
                 blocks.setdefault(m.index // self.batch, []).append(m)
-            items = [
-                self._item(
-                    "message_batch",
-                    f"{L}/{c.key}#{b}",
-                    {
-                        "conversation_id": c.id,
-                        "user_id": uid,
-                        "block_size": self.batch,
-                        "indexes": ranges([m.index for m in ms]),
-                    },
-                    "pending",
-                    digest([m.index for m in ms] + [m.content for m in ms]),
-                )
-                for b, ms in blocks.items()
-            ]
+            items = [self._message_batch_item(f"{L}/{c.key}#{b}", c, uid, ms) for b, ms in blocks.items()]
             await t.put_items(items)
             await t.insert(
                 "messages",
@@ -819,19 +809,12 @@ class Migrator:
         """Keep memory flat over thousands of users: the user's BM25 index is on disk (the app loads
         it lazily), and the embedded Chroma client keeps every collection's HNSW index it touched in
         memory (~3 MB each) until it is closed, so it is closed and reopened every few users."""
-        cache = getattr(self.lexical, "_cache", None)
-        if isinstance(cache, dict):
-            cache.pop(str(uid), None)
+        self.lexical.evict(uid)
         self._touched += 1
-        if self._touched < STORE_RECYCLE or getattr(self.store, "host", None):
+        if self._touched < STORE_RECYCLE or self.store.host:
             return
         self._touched = 0
-        client = getattr(self.store, "_client", None)
-        if client is not None and hasattr(client, "close"):
-            with self.store._lock:
-                self.store._collections.clear()
-                self.store._client = None
-                client.close()
+        self.store.close()
 
     def _count_doc(self, doc: LegacyDocument) -> None:
         self.counts["documents_written"] += 1

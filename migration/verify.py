@@ -304,12 +304,7 @@ class Verifier:
         return out
 
     def _stored_chunks(self, uid: str, doc_id: str) -> list[dict]:
-        col = self.store._collection(uid, create=False)
-        if col is None:
-            return []
-        res = col.get(
-            where={"document_id": doc_id}, include=["documents", "metadatas", "embeddings"]
-        )
+        res = self.store.get(uid, document_id=doc_id, embeddings=True)
         out = []
         for i, cid in enumerate(res["ids"]):
             v = np.asarray(res["embeddings"][i], dtype=np.float32)

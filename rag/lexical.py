@@ -118,6 +118,11 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top])]
         return [(idx.ids[i], str(idx.doc_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
+    def evict(self, user_id: str) -> None:
+        """Drop the in-memory index (it is loaded from disk again on the next search)."""
+        with self._lock:
+            self._cache.pop(str(user_id), None)
+
     def forget(self, user_id: str) -> None:
         with self._lock:
             self._cache.pop(str(user_id), None)

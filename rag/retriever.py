@@ -118,10 +118,7 @@ class Retriever:
         """Lexical-only hits carry no text yet: fetch it (from the user's own collection)."""
         if not passages:
             return
-        col = self.store._collection(user_id, create=False)
-        if col is None:
-            return
-        res = col.get(ids=[p.chunk_id for p in passages], include=["documents", "metadatas"])
+        res = self.store.get(user_id, ids=[p.chunk_id for p in passages])
         found = {i: (t, m) for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)}
         for p in passages:
             if p.chunk_id in found and found[p.chunk_id][1].get("user_id") == str(user_id):

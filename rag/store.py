@@ -106,11 +106,26 @@ class ChunkStore:
             hits.append(Hit(cid, meta["document_id"], text, meta, 1.0 - float(dist)))
         return hits
 
-    def get_document_chunks(self, user_id: str, document_id: str) -> list[Hit]:
+    def get(self, user_id: str, *, ids: list[str] | None = None, document_id: str | None = None,
+            embeddings: bool = False) -> dict[str, list]:
+        """Raw records of the user's own collection (ids, documents, metadatas[, embeddings])."""
         col = self._collection(user_id, create=False)
         if col is None:
-            return []
-        res = col.get(where={"document_id": str(document_id)}, include=["documents", "metadatas"])
+            return {"ids": [], "documents": [], "metadatas": [], "embeddings": []}
+        include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+        where = {"document_id": str(document_id)} if document_id is not None else None
+        return col.get(ids=ids, where=where, include=include)
+
+    def close(self) -> None:
+        """Let go of the client and cached collections (each holds memory); reopened on next use."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._collections.clear()
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+    def get_document_chunks(self, user_id: str, document_id: str) -> list[Hit]:
+        res = self.get(user_id, document_id=document_id)
         hits = [Hit(i, m["document_id"], t, m, 1.0) for i, t, m in zip(res["ids"], res["documents"],
                                                                        res["metadatas"], strict=True)]
         return sorted(hits, key=lambda h: h.metadata.get("chunk_index", 0))

@@ -42,6 +42,14 @@ class Metrics:
         if ms > self.slow_ms:
             log.warning("slow call %s took %.0f ms", op, ms)
 
+    def samples(self, op: str) -> list[float]:
+        """The recent latencies of one operation, oldest first (ms)."""
+        return list(self._samples.get(op, ()))
+
+    def reset(self, op: str) -> None:
+        for d in (self._samples, self._counts, self._errors, self._max):
+            d.pop(op, None)
+
     def snapshot(self) -> dict[str, OpStats]:
         out = {}
         for op, xs in self._samples.items():
