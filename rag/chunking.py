@@ -23,6 +23,7 @@ class Chunk:
     heading: str | None
     position: int  # character offset of the chunk's first unit within the document's text
     kind: str = "text"
+    section_code: str | None = None  # LOINC code of an SPL section
 
     @property
     def pages(self) -> str:
@@ -38,6 +39,7 @@ class _Unit:
     heading: str | None
     kind: str
     position: int
+    code: str | None = None
 
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
@@ -69,17 +71,17 @@ def _split_long(text: str, size: int) -> list[str]:
 def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
     text = section.text.strip()
     if len(text) <= size * 1.5:
-        return [_Unit(text, section.page, section.heading, "table", position)]
+        return [_Unit(text, section.page, section.heading, "table", position, section.code)]
     rows = text.splitlines()
     header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
     units, buf = [], list(header)
     for row in rows[len(header):]:
         if len("\n".join(buf + [row])) > size and len(buf) > len(header):
-            units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position))
+            units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
             buf = list(header)
         buf.append(row)
     if len(buf) > len(header):
-        units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position))
+        units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
     return units
 
 
@@ -94,7 +96,7 @@ def _units(doc: LoadedDocument, size: int) -> list[_Unit]:
                 para = " ".join(para.split())
                 if para:
                     for piece in _split_long(para, size):
-                        out.append(_Unit(piece, s.page, s.heading, "text", position))
+                        out.append(_Unit(piece, s.page, s.heading, "text", position, s.code))
                 position += len(para) + 2
         position += len(s.text)
     return out
@@ -127,7 +129,7 @@ def chunk_document(doc: LoadedDocument, size: int = 1000, overlap: int = 200) ->
             pages.append(carry_page)
         kind = "table" if all(u.kind == "table" for u in cur) else "text"
         chunks.append(Chunk(len(chunks), text, min(pages) if pages else None, max(pages) if pages else None,
-                            cur[0].heading, cur[0].position, kind))
+                            cur[0].heading, cur[0].position, kind, cur[0].code))
         carry = _tail(body, overlap) if kind == "text" else ""
         carry_page = cur[-1].page
         cur = []

@@ -10,16 +10,23 @@ marked as stopped, so nothing the pharmacist saw is lost.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.container import Services
+from services.models import Document
 
+from .drugs import DrugLexicon, shared_lexicon
+from .gate import RelevanceGate
 from .offline import extractive_answer, stream_text
-from .prompts import NOT_COVERED, build_messages, sources_payload
+from .prompts import build_messages, not_covered, sources_payload
 from .retriever import Retriever, standalone_query
+from .scope import DrugScope, ScopedDocument, scope_by_drug
+from .sections import question_intents
+from .vocabulary import expand_query
 
 OFFLINE_MODEL = "offline-extractive"
 STOPPED = "\n\n*(stopped)*"
@@ -28,33 +35,74 @@ STOPPED = "\n\n*(stopped)*"
 @dataclass
 class AnswerPlan:
     query: str
-    passages: list  # the relevant passages, numbered 1..n in the prompt and in `sources`
+    passages: list  # the passages the answer may use, numbered 1..n in the prompt and in `sources`
     sources: list[dict[str, Any]]
     strict: bool
     covered: bool
+    retrieved: list = field(default_factory=list)  # everything retrieved in scope, before the gate
+    scope: DrugScope = field(default_factory=DrugScope)
+    intents: list[str] = field(default_factory=list)
+    prepared: str | None = None  # a refusal or an offline answer, fixed before streaming
 
 
 class ChatEngine:
-    def __init__(self, services: Services, retriever: Retriever, provider=None, *, fallback_models=()):
+    def __init__(self, services: Services, retriever: Retriever, provider=None, *, fallback_models=(),
+                 lexicon: Callable[[], DrugLexicon] | None = None, gate: RelevanceGate | None = None):
         self.services = services
         self.retriever = retriever
         self.provider = provider  # None: offline extractive answers
         self.fallback_models = list(fallback_models)
+        self.lexicon = lexicon or shared_lexicon
+        self.gate = gate or RelevanceGate()
 
-    async def scope(self, user_id: str, conv_id: str) -> list[str]:
+    async def scope_documents(self, user_id: str, conv_id: str) -> list[Document]:
         """Ready documents of the conversation plus the user's library."""
         docs = self.services.documents
         conv_docs = await docs.get_conversation_documents(user_id, conv_id)
         library = await docs.get_library_documents(user_id)
-        return [d.id for d in conv_docs + library if d.status == "ready"]
+        return [d for d in conv_docs + library if d.status == "ready"]
+
+    async def scope(self, user_id: str, conv_id: str) -> list[str]:
+        return [d.id for d in await self.scope_documents(user_id, conv_id)]
 
     async def plan(self, user_id: str, conv_id: str, question: str, history: list[dict],
                    prefs: dict) -> AnswerPlan:
+        strict = bool(prefs["strict_mode"])
         query = standalone_query(question, history)
-        doc_ids = await self.scope(user_id, conv_id)
-        passages = await self.retriever.retrieve(user_id, query, doc_ids, k=prefs["top_k"]) if doc_ids else []
-        relevant = self.retriever.relevant(passages)
-        return AnswerPlan(query, relevant, sources_payload(relevant), prefs["strict_mode"], bool(relevant))
+        documents = await self.scope_documents(user_id, conv_id)
+        earlier = [m["content"] for m in history if m.get("role") == "user" and m.get("content")]
+        lexicon = await asyncio.to_thread(self.lexicon)
+        scope = scope_by_drug(lexicon, question, earlier, [ScopedDocument(
+            d.id, tuple((d.metadata or {}).get("drugs") or ()), tuple((d.metadata or {}).get("products") or ()))
+            for d in documents])
+        if scope.inherited:
+            query = f"{query} {' '.join(scope.asked)}"
+        intents = question_intents(question) or question_intents(query)
+        retrieved = []
+        if scope.document_ids:
+            retrieved = await self.retriever.retrieve(user_id, expand_query(query), scope.document_ids,
+                                                      k=max(prefs["top_k"], 5), intents=intents)
+        relevant = self.gate.passing(question, retrieved, scope, intents)
+        plan = AnswerPlan(query, relevant, [], strict, bool(relevant), retrieved, scope, intents)
+        with_model = self.provider is not None
+        if not relevant:
+            # strict off relaxes only what it can: a model may answer generally, offline shows the
+            # closest in-scope passages; another drug's label is never a fallback
+            relax = not strict and (with_model or (bool(retrieved) and not scope.uncovered))
+            if relax:
+                plan.passages = [] if scope.uncovered else retrieved[: prefs["top_k"]]
+            else:
+                offer = not scope.uncovered and (with_model or bool(retrieved))
+                plan.prepared = not_covered(scope.missing if scope.uncovered else None,
+                                            strict=strict and offer, with_model=with_model)
+        if plan.prepared is None and not with_model:
+            answer = extractive_answer(question, plan.passages, intents=intents, confident=plan.covered,
+                                       expansion=expand_query(question)[len(question):], drugs=scope.asked)
+            plan.prepared, quotes = answer.text, answer.quotes
+            plan.sources = sources_payload(plan.passages, quotes=quotes)
+        else:
+            plan.sources = sources_payload(plan.passages)
+        return plan
 
     async def answer(self, user_id: str, conv_id: str, question: str, *,
                      message_id: str | None = None) -> AsyncIterator[dict]:
@@ -86,12 +134,8 @@ class ChatEngine:
 
     async def _generate(self, question: str, plan: AnswerPlan, history: list[dict],
                         prefs: dict) -> AsyncIterator[str]:
-        if not plan.covered and (plan.strict or self.provider is None):
-            async for piece in stream_text(NOT_COVERED):
-                yield piece
-            return
-        if self.provider is None:
-            async for piece in stream_text(extractive_answer(question, plan.passages)):
+        if plan.prepared is not None:  # a refusal or the offline answer: no model call
+            async for piece in stream_text(plan.prepared):
                 yield piece
             return
         messages = build_messages(question, plan.passages, history, strict=plan.strict)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from .chunking import Chunk
+from .drugs import DrugLexicon, document_drugs, shared_lexicon
 from .embeddings import Embedder
 from .lexical import LexicalIndex
+from .loaders import LoadedDocument
 from .store import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -23,8 +26,10 @@ def chunk_metadata(chunk: Chunk, document: dict) -> dict:
     meta = {"document_id": document["id"], "chunk_index": chunk.index, "filename": document["filename"],
             "kind": chunk.kind, "position": chunk.position}
     # Chroma metadata values cannot be None
+    drugs = ", ".join((document.get("metadata") or {}).get("drugs") or [])
     for key, value in (("page_start", chunk.page_start), ("page_end", chunk.page_end), ("pages", chunk.pages),
-                       ("heading", chunk.heading), ("conversation_id", document.get("conversation_id"))):
+                       ("heading", chunk.heading), ("conversation_id", document.get("conversation_id")),
+                       ("section_code", chunk.section_code), ("drugs", drugs)):
         if value not in (None, ""):
             meta[key] = value
     return meta
@@ -36,10 +41,24 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 class RagIndex:
-    def __init__(self, store: ChunkStore, lexical: LexicalIndex, embedder: Embedder):
+    def __init__(self, store: ChunkStore, lexical: LexicalIndex, embedder: Embedder,
+                 lexicon_dir: Path | None = None):
         self.store = store
         self.lexical = lexical
         self.embedder = embedder
+        self.lexicon_dir = lexicon_dir
+
+    @property
+    def lexicon(self) -> DrugLexicon:
+        return shared_lexicon(self.lexicon_dir)
+
+    def identify(self, loaded: LoadedDocument) -> dict[str, list[str]]:
+        """What a loaded document is about: its drugs (declared names first, else its text) and
+        the product names it declares that are not just a drug's name."""
+        text = "\n".join(s.text for s in loaded.sections[:400])
+        drugs = document_drugs(self.lexicon, loaded.subjects, text)
+        products = [n for n in loaded.subjects if self.lexicon.canonical(n) not in drugs][:5]
+        return {"drugs": drugs, "products": products}
 
     def write_chunks(self, user_id: str, document: dict, chunks: list[Chunk], embeddings: np.ndarray) -> None:
         self.store.upsert(user_id, [chunk_id(document["id"], c.index) for c in chunks], embeddings,

@@ -21,15 +21,31 @@ GENERAL_RULE = ("If the sources do not fully answer the question you may add gen
                 "but mark those sentences with '(general knowledge, not from your documents)'.")
 
 NOT_COVERED = ("Your documents don't cover this question, so I won't guess. Upload a reference that covers it "
-               "(for example the drug's prescribing information), or turn off strict mode in Settings to allow "
-               "general answers, clearly marked.")
+               "(for example the drug's prescribing information).")
+_RELAX_OFFLINE = ("Turning off strict mode in Settings shows the closest passages anyway, labelled as possibly "
+                  "not answering the question.")
+_RELAX_MODEL = "Turning off strict mode in Settings allows a general answer, clearly marked as not from your documents."
+
+
+def not_covered(missing: list[str] | None = None, *, strict: bool = True, with_model: bool = False) -> str:
+    """The refusal: names the drugs no document is about, and only offers a toggle that changes something."""
+    if missing:
+        names = ", ".join(missing)
+        text = (f"None of your documents is about {names}, so I won't answer from another drug's label. "
+                f"Upload a reference for {names} (for example its prescribing information).")
+    else:
+        text = NOT_COVERED
+    if strict:
+        text += " " + (_RELAX_MODEL if with_model else _RELAX_OFFLINE)
+    return text
 
 
 def source_label(p: Passage) -> str:
     pages = p.pages
     where = f", page {pages}" if pages and "-" not in pages else (f", pages {pages}" if pages else "")
     section = p.metadata.get("heading")
-    return f"{p.filename}{where}" + (f" — {section}" if section else "")
+    drugs = p.metadata.get("drugs")
+    return f"{p.filename}{where}" + (f" ({drugs})" if drugs else "") + (f" — {section}" if section else "")
 
 
 def build_messages(question: str, passages: list[Passage], history: list[dict], strict: bool = True,
@@ -44,13 +60,16 @@ def build_messages(question: str, passages: list[Passage], history: list[dict], 
     return msgs
 
 
-def sources_payload(passages: list[Passage], snippet_chars: int = 300) -> list[dict]:
-    """What a message stores about each cited source (DESIGN D8)."""
+def sources_payload(passages: list[Passage], snippet_chars: int = 300,
+                    quotes: dict[int, list[str]] | None = None) -> list[dict]:
+    """What a message stores about each cited source (DESIGN D8); `quotes`: source n -> quoted text."""
     out = []
     for i, p in enumerate(passages, 1):
         out.append({"n": i, "document_id": p.document_id, "chunk_id": p.chunk_id, "filename": p.filename,
                     "page": p.metadata.get("page_start"), "pages": p.pages or None,
                     "section": p.metadata.get("heading"), "snippet": p.text[:snippet_chars],
+                    "drugs": p.metadata.get("drugs") or None, "kind": p.metadata.get("kind"),
+                    "quotes": list(quotes.get(i, [])) if quotes else [],
                     "score": round(p.score, 5),
                     "similarity": None if p.similarity is None else round(p.similarity, 4)})
     return out

@@ -14,6 +14,7 @@ from typing import Any
 
 from .embeddings import Embedder
 from .lexical import LexicalIndex
+from .sections import DATA, SECONDARY, section_families
 from .store import ChunkStore
 
 
@@ -26,6 +27,7 @@ class RetrievalConfig:
     lexical_weight: float = 1.0
     min_similarity: float = 0.35   # cosine, all-MiniLM-L6-v2
     min_bm25: float = 3.0
+    section_boost: float = 1.0     # fused score x (1 + boost) for a chunk in a section the question asks for
 
 
 @dataclass
@@ -46,6 +48,19 @@ class Passage:
     @property
     def pages(self) -> str:
         return self.metadata.get("pages", "") or ""
+
+
+def section_weight(metadata: dict[str, Any], intents: list[str], boost: float) -> float:
+    """Boost a chunk in a section the question asks for; damp summaries, leaflets and data elements."""
+    families = section_families(metadata.get("section_code"), metadata.get("heading"))
+    weight = 1.0
+    if intents and families & set(intents):
+        weight += boost * (1.0 if intents[0] in families else 0.6)
+    if families & DATA:
+        weight *= 0.5
+    elif families & SECONDARY:
+        weight *= 0.8
+    return weight
 
 
 def rrf(rankings: dict[str, list[str]], weights: dict[str, float], k: int) -> dict[str, float]:
@@ -84,12 +99,14 @@ class Retriever:
         self.config = config or RetrievalConfig()
 
     async def retrieve(self, user_id: str, query: str, document_ids: list[str] | None,
-                       k: int | None = None) -> list[Passage]:
+                       k: int | None = None, intents: list[str] | None = None) -> list[Passage]:
         emb = await asyncio.to_thread(self.embedder.embed_query, query)
-        return await asyncio.to_thread(self.retrieve_with_embedding, user_id, query, emb, document_ids, k)
+        return await asyncio.to_thread(self.retrieve_with_embedding, user_id, query, emb, document_ids, k,
+                                       intents=intents)
 
     def retrieve_with_embedding(self, user_id: str, query: str, embedding, document_ids: list[str] | None,
-                                k: int | None = None, mode: str = "hybrid") -> list[Passage]:
+                                k: int | None = None, mode: str = "hybrid",
+                                intents: list[str] | None = None) -> list[Passage]:
         cfg = self.config
         k = k or cfg.k
         dense = self.store.query(user_id, embedding, cfg.candidates, document_ids) if mode != "bm25" else []
@@ -110,6 +127,10 @@ class Retriever:
                     {"dense": cfg.dense_weight, "bm25": cfg.lexical_weight}, cfg.rrf_k)
         for cid, s in fused.items():
             by_id[cid].score = s
+        if intents is not None and cfg.section_boost:
+            self._fill_text(user_id, [p for p in by_id.values() if not p.text])
+            for p in by_id.values():
+                p.score *= section_weight(p.metadata, intents, cfg.section_boost)
         ranked = sorted(by_id.values(), key=lambda p: -p.score)[:k]
         self._fill_text(user_id, [p for p in ranked if not p.text])
         return ranked

@@ -11,6 +11,7 @@ from services.errors import PharmGPTError
 
 from .embeddings import Embedder, shared_embedder
 from .engine import ChatEngine
+from .gate import RelevanceGate
 from .index import RagIndex
 from .lexical import LexicalIndex
 from .retriever import RetrievalConfig, Retriever
@@ -41,13 +42,14 @@ class RagSystem:
         self.store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port)
         self.lexical = LexicalIndex(s.data_dir / "lexical", self.store)
         self.embedder = embedder or shared_embedder()
-        self.index = RagIndex(self.store, self.lexical, self.embedder)
+        self.index = RagIndex(self.store, self.lexical, self.embedder, lexicon_dir=s.data_dir / "cache")
         self.retriever = Retriever(self.store, self.lexical, self.embedder, RetrievalConfig(
             dense_weight=s.rrf_dense_weight, lexical_weight=s.rrf_lexical_weight,
             min_similarity=s.min_similarity, min_bm25=s.min_bm25))
         if provider is None and use_configured_provider:
             provider = make_provider(s)
-        self.engine = ChatEngine(services, self.retriever, provider)
+        self.engine = ChatEngine(services, self.retriever, provider, lexicon=lambda: self.index.lexicon,
+                                 gate=RelevanceGate(s.min_similarity, s.min_bm25))
         self.worker = IngestWorker(services, self.index)
         services.documents.on_documents_deleted = self.index.drop_documents
         services.conversations.on_documents_deleted = self.index.drop_documents

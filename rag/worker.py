@@ -130,6 +130,8 @@ class IngestWorker:
         chunks = chunk_document(loaded, self.settings.chunk_size, self.settings.chunk_overlap)
         if not chunks:
             raise IngestionError(f"{doc['filename']} contains no extractable text.")
+        identity = await asyncio.to_thread(self.index.identify, loaded)
+        doc["metadata"] = {**(doc.get("metadata") or {}), **identity}  # on every chunk, and on the row
         user_id = doc["user_id"]
         await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])  # a rerun starts clean
         total = len(chunks)

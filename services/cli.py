@@ -19,8 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run an ingestion worker (the queue is shared with the app)")
     worker.add_argument("--once", action="store_true", help="process the queue until empty, then exit")
     sub.add_parser("reconcile", help="remove chunks whose document no longer exists")
-    ev = sub.add_parser("eval", help="retrieval evaluation")
-    ev.add_argument("dataset", choices=["scifact"])
+    ev = sub.add_parser("eval", help="retrieval (scifact) and answer (pharm) evaluation")
+    ev.add_argument("dataset", choices=["scifact", "pharm"])
+    ev.add_argument("--questions", type=Path, default=None,
+                    help="pharm: a JSONL file of questions (default: shared/data/pharm-qa/dev.jsonl)")
+    ev.add_argument("--labels", type=Path, default=None,
+                    help="pharm: the folder of documents to upload (default: shared/data/fda-labels)")
     ev.add_argument("--split", default="test", choices=["test", "train"])
     ev.add_argument("--data-dir", type=Path, default=None)
     ev.add_argument("--no-tune", action="store_true", help="equal RRF weights instead of tuning on train")
@@ -44,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("worker", "reconcile"):
         from services.rag_commands import run_reconcile, run_worker
         return run_worker(once=args.once) if args.command == "worker" else run_reconcile()
+    if args.command == "eval" and args.dataset == "pharm":
+        import json
+
+        from rag.eval_pharm import evaluate as evaluate_pharm
+        outcome = evaluate_pharm(args.questions, args.labels)
+        print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.report())
+        return 0
     if args.command == "eval":
         import json
 

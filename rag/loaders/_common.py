@@ -22,6 +22,7 @@ class Section:
     page: int | None
     heading: str | None
     kind: str = "text"
+    code: str | None = None  # the section's LOINC code in an SPL label
 
 
 @dataclass
@@ -29,6 +30,7 @@ class LoadedDocument:
     sections: list[Section]
     page_count: int | None
     warnings: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)  # drug names the file declares it is about
 
 
 # Magic numbers of the binary formats we accept; used to catch renamed files early.

@@ -15,6 +15,7 @@ from services.errors import IngestionError
 from ._common import LoadedDocument, Section, inline, markdown_table, normalise_whitespace
 
 NS = "{urn:hl7-org:v3}"
+TITLE_HEADING = "Label title"  # sections.py reads it as data, not an answer
 UNCLASSIFIED = "42229-5"  # "SPL UNCLASSIFIED SECTION": says nothing a reader would want as a title
 _INLINE_SKIP = frozenset({"footnote", "renderMultiMedia", "footnoteRef"})
 _BLOCK = {"paragraph", "list", "item", "table", "caption"}
@@ -164,7 +165,7 @@ class _Builder:
         self.sections: list[Section] = []
         self.buf: list[str] = []
 
-    def flush(self, heading: str | None) -> None:
+    def flush(self, heading: str | None, code: str | None = None) -> None:
         """Emit buffered text; untitled subsections merge into their parent's Section."""
         text = _SPACE_BEFORE_CLOSE.sub("", normalise_whitespace("\n\n".join(self.buf)))
         self.buf.clear()
@@ -174,9 +175,9 @@ class _Builder:
         if last is not None and last.kind == "text" and last.heading == heading:
             last.text = f"{last.text}\n\n{text}"
         else:
-            self.sections.append(Section(text, None, heading))
+            self.sections.append(Section(text, None, heading, code=code))
 
-    def add_text_element(self, text_el: ET.Element, heading: str | None) -> None:
+    def add_text_element(self, text_el: ET.Element, heading: str | None, code: str | None = None) -> None:
         self.buf.append(text_el.text or "")
         for child in text_el:
             tag = _tag(child)
@@ -188,27 +189,59 @@ class _Builder:
                     self.buf.append(inline(_text(caption)))
                 table = markdown_table(_table_rows(child))
                 if table:
-                    self.flush(heading)
-                    self.sections.append(Section(table, None, heading, kind="table"))
+                    self.flush(heading, code)
+                    self.sections.append(Section(table, None, heading, kind="table", code=code))
                 self.buf.append(_table_notes(child))
             elif tag not in _INLINE_SKIP:
                 self.buf.append(_text(child))
             self.buf.append(child.tail or "")
 
-    def walk(self, section: ET.Element, path: list[str]) -> None:
+    def walk(self, section: ET.Element, path: list[str], code: str | None = None) -> None:
         heading_text = _heading(section)
         path = path + [heading_text] if heading_text else path
         heading = " › ".join(path) or None
+        code = _code(section) or code  # an unclassified subsection keeps its parent's code
         text_el = section.find(f"{NS}text")
         if text_el is not None:
-            self.add_text_element(text_el, heading)
+            self.add_text_element(text_el, heading, code)
         self.buf.append(_indexing(section))
-        self.flush(heading)
+        self.flush(heading, code)
         for highlight in section.findall(f"{NS}excerpt/{NS}highlight/{NS}text"):
-            self.add_text_element(highlight, " › ".join(path + ["Highlights"]))
-            self.flush(" › ".join(path + ["Highlights"]))
+            self.add_text_element(highlight, " › ".join(path + ["Highlights"]), code)
+            self.flush(" › ".join(path + ["Highlights"]), code)
         for child in section.findall(f"{NS}component/{NS}section"):
-            self.walk(child, path)
+            self.walk(child, path, code)
+
+
+def _code(section: ET.Element) -> str | None:
+    el = section.find(f"{NS}code")
+    code = el.get("code") if el is not None else None
+    return code if code and code != UNCLASSIFIED else None
+
+
+def _declared_drugs(root: ET.Element) -> list[str]:
+    """Product, generic and active-ingredient names from the label's product data."""
+    names: list[str] = []
+
+    def add(el: ET.Element | None) -> None:
+        text = inline(_text(el)) if el is not None else ""
+        if text and len(text) <= 120 and text.lower() not in (n.lower() for n in names):
+            names.append(text)
+
+    for product in root.iter(f"{NS}manufacturedProduct"):
+        actives = [i for i in product.findall(f"{NS}ingredient")
+                   if (i.get("classCode") or "").startswith("ACTI")]
+        if not actives:  # a kit's outer box, or a part such as an alcohol pad
+            continue
+        add(product.find(f"{NS}name"))
+        for generic in product.findall(f"{NS}asEntityWithGeneric/{NS}genericMedicine"):
+            add(generic.find(f"{NS}name"))
+        for ingredient in actives:
+            add(ingredient.find(f"{NS}ingredientSubstance/{NS}name"))
+    if not names:  # an indexing file names its substance instead
+        for substance in root.iter(f"{NS}identifiedSubstance"):
+            add(substance.find(f"{NS}name"))
+    return names
 
 
 def load_spl(filename: str, data: bytes) -> LoadedDocument:
@@ -218,7 +251,8 @@ def load_spl(filename: str, data: bytes) -> LoadedDocument:
     builder = _Builder()
     title = root.find(f"{NS}title")
     if title is not None and (text := normalise_whitespace(_text(title))):
-        builder.sections.append(Section(text, None, None))
+        builder.sections.append(Section(text, None, TITLE_HEADING))
     for section in root.findall(f"{NS}component/{NS}structuredBody/{NS}component/{NS}section"):
         builder.walk(section, [])
-    return LoadedDocument(sections=builder.sections, page_count=None, warnings=[])
+    return LoadedDocument(sections=builder.sections, page_count=None, warnings=[],
+                          subjects=_declared_drugs(root))

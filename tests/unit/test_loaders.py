@@ -12,6 +12,7 @@ import pytest
 from rag.loaders import LoadedDocument, Section, load_document
 from rag.loaders.csv_loader import load_csv
 from rag.loaders.pdf import clean_page_text
+from rag.loaders.spl import TITLE_HEADING
 from rag.loaders.text import decode
 from services.errors import IngestionError
 from tests.fixtures import documents as fx
@@ -65,7 +66,7 @@ def test_lipitor_sections_headings_and_tables():
     assert "7 DRUG INTERACTIONS › 7.3 Cyclosporine" in hs
     assert "1 INDICATIONS AND USAGE › 1.1 Prevention of Cardiovascular Disease" in hs
     # the document title comes first, without a heading
-    assert doc.sections[0].heading is None and "LIPITOR" in doc.sections[0].text
+    assert doc.sections[0].heading == TITLE_HEADING and "LIPITOR" in doc.sections[0].text
 
     tables = [s for s in doc.sections if s.kind == "table"]
     assert len(tables) >= 8
@@ -159,7 +160,7 @@ SPL_MINI = """<?xml version="1.0" encoding="UTF-8"?>
 def test_spl_missing_titles_rowspan_colspan():
     doc = load_document("mini.xml", SPL_MINI.encode())
     by_text = {s.text.splitlines()[0]: s for s in doc.sections}
-    assert by_text["Mini"].heading is None
+    assert by_text["Mini"].heading == TITLE_HEADING
     first = by_text["Do not use with MAOIs."]
     assert first.heading == "Contraindications" and "Untitled child text." in first.text
     table = [s for s in doc.sections if s.kind == "table"][0]

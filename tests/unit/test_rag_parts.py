@@ -66,10 +66,11 @@ def test_offline_answer_quotes_and_cites():
                   "or 20 mg once daily.", {"filename": "lipitor.pdf", "pages": "3"}, 0.03),
           Passage("d2:0", "d2", "Metformin is contraindicated in severe renal impairment (eGFR below 30).",
                   {"filename": "metformin.pdf"}, 0.02)]
-    text = extractive_answer("What is the starting dose of atorvastatin?", ps)
-    assert text.startswith(LABEL)
-    assert "The starting dose is 10 mg or 20 mg once daily. [1]" in text
-    assert "[2]" not in text.split("\n")[2]
+    answer = extractive_answer("What is the starting dose of atorvastatin?", ps)
+    assert answer.text.startswith(LABEL)
+    assert "The starting dose is 10 mg or 20 mg once daily. [1]" in answer.text
+    assert "[2]" not in answer.text and "Metformin" not in answer.text  # one drug's document only
+    assert answer.quotes[1] and not answer.quotes.get(2)
 
 
 def test_lexical_and_vector_stores_isolate_users(tmp_path):

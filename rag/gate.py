@@ -1,0 +1,35 @@
+"""The relevance gate: does anything retrieved in scope answer the question?
+
+Strict mode refuses when nothing passes, with a model or without. Calibrated
+on the pharmacist development set (docs/rag.md): a passage passes on its
+cosine similarity or its BM25 score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .retriever import Passage
+from .scope import DrugScope
+from .sections import DATA, section_families
+
+
+@dataclass(frozen=True)
+class RelevanceGate:
+    min_similarity: float = 0.35
+    min_bm25: float = 3.0
+
+    def passing(self, question: str, passages: Sequence[Passage], scope: DrugScope,
+                intents: Sequence[str]) -> list[Passage]:
+        if scope.uncovered:
+            return []
+        return [p for p in passages if not self._data_only(p) and (
+                (p.similarity is not None and p.similarity >= self.min_similarity)
+                or (p.bm25 is not None and p.bm25 >= self.min_bm25))]
+
+    @staticmethod
+    def _data_only(p: Passage) -> bool:
+        """Product data, indexing files and carton text name a drug but answer no clinical question."""
+        families = section_families(p.metadata.get("section_code"), p.metadata.get("heading"))
+        return bool(families & DATA) and not families - DATA
