@@ -5,15 +5,18 @@ sha256+salt hashes, conversations.json per user, one real Chroma store per
 conversation with documents, random unit 384-d vectors), starts a throwaway
 local stack (durable Postgres settings, as in production), then runs
 `pharmgpt migrate run` in a child process — the real entry point — and
-reports users/s, conversations/s, messages/s, chunks/s, the child's peak
-memory (getrusage of the child) and the total time. Goal at full scale
-(1,000 users, 10,000 conversations, 200,000 messages, 50,000 chunks): under
-10 minutes on 2 cores, under 1 GB peak.
+reports users/s, conversations/s, messages/s, chunks/s, and for every phase
+(run, verify, a second run, rollback) its time and its own peak memory (the
+max RSS of that child process alone, from wait4). Goal at full scale (1,000
+users, 10,000 conversations, 200,000 messages, 50,000 chunks): the run under
+10 minutes on 2 cores, every phase under 1 GB, no phase's peak growing with
+the number of users (compare --scale 0.2 with --scale 1).
 
-    .venv/bin/python bench/migration.py                  # full scale
-    .venv/bin/python bench/migration.py --scale 0.1      # a tenth of everything
+    .venv/bin/python bench/migration.py --verify --rollback            # full scale, every phase
+    .venv/bin/python bench/migration.py --scale 0.1                     # a tenth of everything
     .venv/bin/python bench/migration.py --users 50 --conversations 200 --messages 2000 --chunks 1000
-    add --verify to time `pharmgpt migrate verify` as well, --json for raw figures
+    --code DIR runs the migrate commands from another checkout (before/after on one tree);
+    --json for raw figures
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import secrets
 import shutil
 import subprocess
@@ -178,6 +180,31 @@ def generate(
     return written
 
 
+def phase(argv: list[str], env: dict, cwd: Path) -> dict:
+    """One `pharmgpt migrate ...` child: wall time, exit code, output, and the peak RSS of that
+    child alone (wait4's rusage; RUSAGE_CHILDREN would give the max over every child so far)."""
+    t = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "migrate", *argv],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return {
+            "seconds": round(time.perf_counter() - t, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "returncode": p.returncode,
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every count below")
@@ -186,7 +213,13 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--chunks", type=int, default=50_000)
     ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--verify", action="store_true", help="also time `pharmgpt migrate verify`")
+    ap.add_argument("--verify", action="store_true", help="also run `pharmgpt migrate verify`")
+    ap.add_argument(
+        "--rollback", action="store_true", help="end with `pharmgpt migrate rollback` of the run"
+    )
+    ap.add_argument(
+        "--code", type=Path, default=ROOT, help="checkout whose `pharmgpt migrate` is measured"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
@@ -194,10 +227,12 @@ def main() -> int:
         k: max(1, int(getattr(args, k) * args.scale))
         for k in ("users", "conversations", "messages", "chunks")
     }
+    code = args.code.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="pgmig-", dir="/tmp"))
     stack = LocalStack(tmp / "stack", gateway_port=0)
     info = stack.up()
-    out: dict = {"requested": n}
+    out: dict = {"requested": n, "code": str(code), "phases": {}}
+    phases = out["phases"]
     try:
         t = time.perf_counter()
         out["tree"] = generate(tmp / "user_data", **n)
@@ -206,40 +241,26 @@ def main() -> int:
         env = {
             **os.environ,
             **info.as_env(),
+            "PYTHONPATH": str(code),
             "PHARMGPT_DATA_DIR": str(tmp / "app"),
             "PHARMGPT_SECRETS_FILE": str(tmp / "none.toml"),
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "migrate",
-            "run",
-            "--source",
-            str(tmp / "user_data"),
-            "--batch-size",
-            str(args.batch_size),
-            "--json",
-            "--no-progress",
-            "--report",
-            str(tmp / "run.json"),
-        ]
-        t = time.perf_counter()
-        p = subprocess.run(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        src = ["--source", str(tmp / "user_data")]
+        quiet = ["--json", "--no-progress"]
+        run = phase(
+            ["run", *src, "--batch-size", str(args.batch_size), *quiet, "--report", str(tmp / "r")],
+            env,
+            code,
         )
-        total = time.perf_counter() - t
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if p.returncode != 0:
-            print(p.stderr[-4000:], file=sys.stderr)
+        if run["returncode"] != 0:
+            print(run["stderr"][-4000:], file=sys.stderr)
             return 1
-        report = json.loads((tmp / "run.json").read_text())
-        c = report["counts"]
-        secs = report["seconds"]
-        out["run"] = {
-            "total_s": round(total, 1),
+        report = json.loads((tmp / "r").read_text())
+        c, secs = report["counts"], report["seconds"]
+        phases["run"] = {
+            "seconds": run["seconds"],
             "migration_s": secs,
-            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "peak_rss_mb": run["peak_rss_mb"],
             "counts": {
                 k: c.get(f"{k}_written", 0)
                 for k in ("users", "conversations", "messages", "documents", "chunks", "uploads")
@@ -250,42 +271,27 @@ def main() -> int:
             },
         }
         if args.verify:
-            t = time.perf_counter()
-            v = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "services.cli",
-                    "migrate",
-                    "verify",
-                    "--source",
-                    str(tmp / "user_data"),
-                    "--json",
-                    "--no-progress",
-                ],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            out["verify"] = {
-                "seconds": round(time.perf_counter() - t, 1),
-                "ok": v.returncode == 0,
-                "peak_rss_mb": round(
-                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
-                ),
+            v = phase(["verify", *src, *quiet], env, code)
+            phases["verify"] = {
+                "seconds": v["seconds"],
+                "peak_rss_mb": v["peak_rss_mb"],
+                "ok": v["returncode"] == 0,
             }
-        # a second run over the same tree: everything is already there
-        t = time.perf_counter()
-        p2 = subprocess.run(
-            cmd[:-2] + ["--report", str(tmp / "run2.json")],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        out["rerun_s"] = round(time.perf_counter() - t, 1) if p2.returncode == 0 else None
+        again = phase(["run", *src, "--batch-size", str(args.batch_size), *quiet], env, code)
+        phases["second run"] = {
+            "seconds": again["seconds"],
+            "peak_rss_mb": again["peak_rss_mb"],
+            "ok": again["returncode"] == 0,
+        }
+        if args.rollback:
+            rb = phase(["rollback", "--run-id", report["run_id"], "--json"], env, code)
+            removed = json.loads(rb["stdout"])["removed"] if rb["returncode"] == 0 else {}
+            phases["rollback"] = {
+                "seconds": rb["seconds"],
+                "peak_rss_mb": rb["peak_rss_mb"],
+                "ok": rb["returncode"] == 0 and removed.get("users") == out["tree"]["users"],
+                "removed": removed,
+            }
     finally:
         stack.down()
         if not args.keep:
@@ -295,25 +301,23 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    r = out["run"]
+    r = phases["run"]
     print(
-        f"migration benchmark: {out['tree']['users']} users, "
+        f"migration benchmark ({code}): {out['tree']['users']} users, "
         f"{out['tree']['conversations']} conversations, "
         f"{out['tree']['messages']} messages, {out['tree']['chunks']} chunks in "
-        f"{out['tree']['stores']} "
-        f"Chroma stores (generated in {out['generate_s']} s)"
+        f"{out['tree']['stores']} Chroma stores (generated in {out['generate_s']} s)"
     )
-    print(f"  total (child process, start to exit)  {r['total_s']:>8.1f} s")
     print(f"  migration (inside the run)             {r['migration_s']:>8.1f} s")
     for k, v in r["per_s"].items():
         print(f"  {k + '/s':<38} {v:>8.1f}")
-    print(f"  peak memory (child, max RSS)           {r['peak_rss_mb']:>8.1f} MB")
-    if "verify" in out:
-        print(
-            f"  verify                                 {out['verify']['seconds']:>8.1f} s "
-            f"({'OK' if out['verify']['ok'] else 'MISMATCH'})"
-        )
-    print(f"  second run (nothing to write)          {out['rerun_s']:>8.1f} s")
+    print(f"  {'phase':<14} {'time (s)':>9} {'peak RSS (MB)':>14} {'peak / run':>11}  ok")
+    for name, ph in phases.items():
+        ratio = ph["peak_rss_mb"] / r["peak_rss_mb"]
+        ok = "" if "ok" not in ph else ("yes" if ph["ok"] else "NO")
+        print(f"  {name:<14} {ph['seconds']:>9.1f} {ph['peak_rss_mb']:>14.1f} {ratio:>10.2f}x  {ok}")
+    worst = max(ph["peak_rss_mb"] for ph in phases.values())
+    print(f"  highest peak {worst:.0f} MB: {'under' if worst < 1024 else 'OVER'} the 1 GB goal")
     return 0
 
 

@@ -202,6 +202,8 @@ def _run(args, cmd: str, progress) -> int:
                 "counts:",
                 *_table(r["counts"]),
                 f"estimated run time: {r['estimate_s']:.0f} s",
+                *_renames_text(r["renamed"]),
+                *_damage_text(r["damaged_files"]),
                 *_problems_text(r["problems"], r["problem_counts"]),
             ]
         )
@@ -307,6 +309,7 @@ async def _database_command(args, services, progress) -> int:
             lines.append(
                 f"  {len(r['skipped'])} item(s) deliberately not migrated (see the JSON report)"
             )
+        lines += _renames_text(r.get("renamed", []))
         _emit(args, r, "\n".join(lines))
         return 0 if r["ok"] else 1
     if cmd == "rollback":
@@ -325,7 +328,7 @@ async def _database_command(args, services, progress) -> int:
         _emit(args, r, "\n".join(lines))
         return 0
     if cmd == "status":
-        from .state import Target
+        from .state import STALE_AFTER_S, Target, is_stale
 
         t = Target(services)
         if args.run_id:
@@ -333,29 +336,71 @@ async def _database_command(args, services, progress) -> int:
             if run_row is None:
                 print(f"error: no migration run {args.run_id}", file=sys.stderr)
                 return 2
+            run_row["stale"] = is_stale(run_row)
             r = {"run": run_row, "items": await t.count_items(args.run_id)}
-            lines = [f"run {run_row['id']}: {run_row['state']} ({run_row['source']})"]
+            lines = [f"run {run_row['id']}: {_state_text(run_row)} ({run_row['source']})"]
             for kind, states in sorted(r["items"].items()):
                 lines.append(
                     f"  {kind:<14} " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
                 )
+            lines += _resume_hint([run_row])
             _emit(args, r, "\n".join(lines))
             return 0
         runs = await t.runs()
-        lines = (
-            [f"{'run':<36}  {'state':<11}  {'started':<25}  counts"]
-            if runs
-            else ["no migration runs"]
-        )
         for x in runs:
-            c = x["counts"] or {}
-            short = ", ".join(
-                f"{k.removesuffix('_written')} {v}" for k, v in c.items() if k.endswith("_written")
-            )
-            lines.append(f"{x['id']}  {x['state']:<11}  {x['started_at'][:25]:<25}  {short}")
-        _emit(args, {"runs": runs}, "\n".join(lines))
+            x["stale"] = is_stale(x)
+        _emit(args, {"runs": runs, "stale_after_s": STALE_AFTER_S}, "\n".join(_status_lines(runs)))
         return 0
     return 2
+
+
+def _state_text(run: dict) -> str:
+    """`running`, or `stale (no heartbeat since …)` for a run whose process stopped beating."""
+    if run.get("stale"):
+        return f"stale (no heartbeat since {str(run['heartbeat_at'])[:19]})"
+    return run["state"]
+
+
+def _resume_hint(runs: list[dict]) -> list[str]:
+    return [
+        f"run {x['id']} stopped without finishing (killed?); resume it with: pharmgpt migrate "
+        f"run --source {x['source']} --resume {x['id']}"
+        for x in runs
+        if x.get("stale")
+    ]
+
+
+def _status_lines(runs: list[dict]) -> list[str]:
+    if not runs:
+        return ["no migration runs"]
+    rows = [(x["id"], _state_text(x), str(x["started_at"])[:25], x["counts"] or {}) for x in runs]
+    width = max(11, *(len(s) for _, s, _, _ in rows))
+    lines = [f"{'run':<36}  {'state':<{width}}  {'started':<25}  counts"]
+    for run_id, state, started, c in rows:
+        short = ", ".join(
+            f"{k.removesuffix('_written')} {v}" for k, v in c.items() if k.endswith("_written")
+        )
+        lines.append(f"{run_id}  {state:<{width}}  {started:<25}  {short}")
+    return lines + _resume_hint(runs)
+
+
+def _renames_text(renamed: list[dict], limit: int = 25) -> list[str]:
+    lines = [
+        f"  renamed: {x['legacy_username']!r} -> {x['username']!r} (legacy id {x['legacy_id']})"
+        for x in renamed[:limit]
+    ]
+    if len(renamed) > limit:
+        lines.append(f"  … and {len(renamed) - limit} more renamed (see the JSON report)")
+    return lines
+
+
+def _damage_text(damaged: list[dict]) -> list[str]:
+    return [
+        f"  damaged: {d['file']}: {d['recovered']} recovered, {d['lost']} lost"
+        + (f" ({', '.join(d['lost_keys'][:5])}{', …' if len(d['lost_keys']) > 5 else ''})"
+           if d["lost_keys"] else "")
+        for d in damaged
+    ]
 
 
 def _run_summary(r: dict) -> str:
@@ -379,5 +424,7 @@ def _run_summary(r: dict) -> str:
         lines.append(f"  re-embedded chunks: {c['chunks_reembedded']}")
     if c.get("sessions_not_migrated"):
         lines.append(f"  sessions not migrated (users sign in again): {c['sessions_not_migrated']}")
+    lines += _renames_text(r.get("renamed", []))
+    lines += _damage_text(r.get("damaged_files", []))
     lines += _problems_text(r["problems"], r["problem_counts"])
     return "\n".join(lines)

@@ -42,6 +42,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _BACKUP = re.compile(r"\.backup_\d*")
 _ONE_US = timedelta(microseconds=1)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- problems
@@ -51,6 +52,7 @@ class Problem:
     reason: str
     severity: str      # error: not migrated; warning: migrated with a change; info: nothing lost
     key: str | None = None
+    extra: dict | None = None  # structured facts behind the reason (recovered/lost counts, ...)
 
     def as_dict(self) -> dict:
         return {
@@ -58,6 +60,7 @@ class Problem:
             "reason": self.reason,
             "severity": self.severity,
             "key": self.key,
+            **(self.extra or {}),
         }
 
 
@@ -71,9 +74,14 @@ class Problems:
         self.by_severity: dict[str, int] = {}
 
     def add(
-        self, file: str | Path, reason: str, severity: str = "error", key: str | None = None
+        self,
+        file: str | Path,
+        reason: str,
+        severity: str = "error",
+        key: str | None = None,
+        extra: dict | None = None,
     ) -> None:
-        p = Problem(str(file), reason, severity, key)
+        p = Problem(str(file), reason, severity, key, extra)
         k = (p.file, p.reason, p.key)
         if k in self._items:
             return
@@ -104,6 +112,7 @@ class LegacyUser:
     salt: str
     created_at: datetime | None
     last_seen: datetime | None = None
+    renamed_from: str | None = None  # the name it had, when it collided with another (see users())
 
     @property
     def user_id(self) -> str:
@@ -255,41 +264,114 @@ def read_text(path: Path, problems: Problems, rel: str) -> str | None:
         return data.decode("cp1252", errors="replace")
 
 
+@dataclass
+class Salvaged:
+    """What a damaged top-level JSON object still yields."""
+
+    entries: dict
+    error: str | None  # None: the file parsed
+    lost: list[str] = field(default_factory=list)  # keys of entries the damage cut, as they survive
+    lost_unnamed: int = 0  # entries whose key itself was cut
+
+    @property
+    def lost_count(self) -> int:
+        return len(self.lost) + self.lost_unnamed
+
+
 def salvage_object(text: str) -> tuple[dict, str | None]:
     """Parse a top-level JSON object; when it is truncated or damaged, keep the
     complete leading entries. Returns (entries, error or None)."""
+    s = salvage(text)
+    return s.entries, s.error
+
+
+def salvage(text: str) -> Salvaged:
+    """`salvage_object`, plus the entries that were lost: the keys that still stand at the top
+    level of the object in the text after the damage (a cut file keeps the key of the entry it
+    cut; a damaged one may keep more)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         error = f"{e.msg}, line {e.lineno} column {e.colno}"
     else:
         if isinstance(value, dict):
-            return value, None
-        return {}, f"expected a JSON object, found {type(value).__name__}"
+            return Salvaged(value, None)
+        return Salvaged({}, f"expected a JSON object, found {type(value).__name__}")
     dec = json.JSONDecoder()
     out: dict = {}
+
+    def lost_from(i: int) -> Salvaged:
+        keys, unnamed = _top_level_keys(text, i)
+        return Salvaged(out, error, [k for k in keys if k not in out], unnamed)
+
     i = _skip_ws(text, 0)
     if not text.startswith("{", i):
-        return out, error
+        return Salvaged(out, error)
     i += 1
     while True:
         i = _skip_ws(text, i)
+        start = i
         if i >= len(text) or text[i] != '"':
-            return out, error
+            return lost_from(start)
         try:
             key, i = dec.raw_decode(text, i)
             i = _skip_ws(text, i)
             if not text.startswith(":", i):
-                return out, error
+                return lost_from(start)
             value, i = dec.raw_decode(text, _skip_ws(text, i + 1))
         except json.JSONDecodeError:
-            return out, error
+            return lost_from(start)
         out[key] = value
         i = _skip_ws(text, i)
         if text.startswith(",", i):
             i += 1
             continue
-        return out, error
+        return lost_from(i)
+
+
+def _top_level_keys(text: str, i: int) -> tuple[list[str], int]:
+    """Keys of the top-level object found from `i` (the start of an entry) on, tracking nesting
+    and strings; and how many entries there have their key cut off by the end of the text."""
+    keys: list[str] = []
+    unnamed = 0
+    depth, expect_key, n = 0, True, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            j, esc = i + 1, False
+            while j < n:
+                c = text[j]
+                if esc:
+                    esc = False
+                elif c == "\\":
+                    esc = True
+                elif c == '"':
+                    break
+                j += 1
+            at_key = depth == 0 and expect_key
+            if j >= n:  # the text ends inside this string
+                unnamed += at_key
+                break
+            if at_key:
+                k = _skip_ws(text, j + 1)
+                if k >= n or text[k] == ":":
+                    try:
+                        keys.append(json.loads(text[i : j + 1]))
+                    except ValueError:
+                        unnamed += 1
+                expect_key = False
+            i = j + 1
+            continue
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth < 0:
+                break
+        elif ch == "," and depth == 0:
+            expect_key = True
+        i += 1
+    return keys, unnamed
 
 
 def _skip_ws(text: str, i: int) -> int:
@@ -330,6 +412,35 @@ def load_timezone(name: str | None) -> tuple[tzinfo, str]:
         ) from None
 
 
+_NOUNS = {
+    "users.json": ("user", "users"),
+    "sessions.json": ("session", "sessions"),
+    "uploads.json": ("user's upload list", "users' upload lists"),
+    "conversations.json": ("conversation", "conversations"),
+    "documents_metadata.json": ("document entry", "document entries"),
+}
+
+
+def damage_summary(rel: str, got: Salvaged) -> str:
+    """'2 complete conversations recovered, 1 lost (id ...)': what a damaged file still gave."""
+    one, many = _NOUNS.get(Path(rel).name, ("entry", "entries"))
+    n = len(got.entries)
+    head = f"{n} complete {one if n == 1 else many} recovered"
+    if got.lost_count:
+        more = len(got.lost) - 10
+        shown = ", ".join(got.lost[:10]) + (f" and {more} more" if more > 0 else "")
+        parts = [shown] if got.lost else []
+        if got.lost_unnamed:
+            parts.append(f"{got.lost_unnamed} whose id was cut off")
+        lost = f"{got.lost_count} lost ({'; '.join(parts)})"
+    else:
+        lost = "none of the damaged part can be identified"
+    return (
+        f"{head}, {lost}; the lost ones are not migrated (a cut file may also have lost entries "
+        "that stood after the cut: those leave no trace and cannot be counted)"
+    )
+
+
 # ---------------------------------------------------------------- the source
 class LegacySource:
     def __init__(
@@ -347,6 +458,7 @@ class LegacySource:
         self._uploads: dict[str, list] | None = None
         self._scanned = False
         self.last_keys: list[str] = []
+        self.damaged: dict[str, Salvaged] = {}  # relative path -> what its salvage yielded
 
     def rel(self, path: Path) -> str:
         try:
@@ -364,17 +476,38 @@ class LegacySource:
         if not text.strip():
             self.problems.add(rel, "empty file", "warning")
             return {}
-        data, error = salvage_object(text)
-        if error:
-            what = (
-                f"recovered {len(data)} complete entr{'y' if len(data) == 1 else 'ies'}"
-                if data
-                else "nothing could be recovered"
-            )
+        got = salvage(text)
+        if got.error:
+            self.damaged[rel] = got
             self.problems.add(
-                rel, f"corrupt or truncated JSON ({error}): {what}; the rest is not migrated"
+                rel,
+                f"corrupt or truncated JSON ({got.error}): {damage_summary(rel, got)}",
+                key=None,
+                extra={
+                    "recovered": len(got.entries),
+                    "lost": got.lost_count,
+                    "lost_keys": got.lost[:100],
+                },
             )
-        return data
+        return got.entries
+
+    def lost_keys(self, path: Path) -> set[str] | None:
+        """Keys the damage to this file (already read) visibly lost; None: the file is intact."""
+        got = self.damaged.get(self.rel(path))
+        return None if got is None else set(got.lost)
+
+    def damaged_files(self) -> list[dict]:
+        """Every damaged file read so far, with what was recovered and what was lost."""
+        return [
+            {
+                "file": rel,
+                "recovered": len(g.entries),
+                "lost": g.lost_count,
+                "lost_keys": g.lost[:100],
+                "lost_unnamed": g.lost_unnamed,
+            }
+            for rel, g in sorted(self.damaged.items())
+        ]
 
     # ------------------------------------------------------------ users
     def users(self) -> list[LegacyUser]:
@@ -386,25 +519,64 @@ class LegacySource:
             self.problems.add("users.json", "missing: no users can be migrated")
             raw = {}
         last_seen = self._sessions_last_seen()
-        out: list[LegacyUser] = []
-        seen: dict[str, str] = {}
-        for name, entry in raw.items():
-            u = self._user(name, entry, last_seen)
-            if u is None:
-                continue
-            low = u.username.lower()
-            if low in seen:
-                self.problems.add(
-                    "users.json",
-                    f"username {u.username!r} is the same (ignoring case and "
-                    f"Unicode form) as {seen[low]!r}: not migrated",
-                    key=u.legacy_id,
-                )
-                continue
-            seen[low] = u.raw_username
-            out.append(u)
+        out = [u for name, entry in raw.items() if (u := self._user(name, entry, last_seen))]
+        self._rename_collisions(out)
         self._users = out
         return out
+
+    def _rename_collisions(self, users: list[LegacyUser]) -> None:
+        """The old app told `Alice` from `alice`; sign-in now ignores case (and Unicode form), so
+        two such accounts cannot both keep their name. The rule, deterministic for a given
+        users.json: the one that signed up first (earliest valid created_at; without one, after
+        those with one; ties in users.json order) keeps the name; each other one, in that same
+        order, becomes `<her own name>-2`, `-3`, ... (the first suffix no name in users.json
+        uses). She keeps her md5 id, folders, uploads and password."""
+        groups: dict[str, list[int]] = {}
+        for i, u in enumerate(users):
+            groups.setdefault(u.username.lower(), []).append(i)
+        taken = set(groups)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            members.sort(
+                key=lambda i: (users[i].created_at is None, users[i].created_at or _EPOCH, i)
+            )
+            keeper = users[members[0]]
+            n = 1
+            for i in members[1:]:
+                u = users[i]
+                while True:
+                    n += 1
+                    suffix = f"-{n}"
+                    new = u.username[: 128 - len(suffix)] + suffix
+                    if new.lower() not in taken:
+                        break
+                taken.add(new.lower())
+                u.renamed_from, u.username = u.username, new
+                self.problems.add(
+                    "users.json",
+                    f"user {u.raw_username!r}: the same name as {keeper.raw_username!r} ignoring "
+                    "case and Unicode form, which sign-in no longer tells apart; "
+                    f"{keeper.username!r} signed up first and keeps the name, this account is "
+                    f"migrated as {new!r} "
+                    "(same password; signing in with the old name and password says so)",
+                    "warning",
+                    key=u.legacy_id,
+                    extra={"renamed_from": u.renamed_from, "renamed_to": new},
+                )
+
+    def renames(self) -> list[dict]:
+        """The accounts migrated under a new name (see _rename_collisions)."""
+        return [
+            {
+                "legacy_username": u.raw_username,
+                "username": u.username,
+                "legacy_id": u.legacy_id,
+                "user_id": u.user_id,
+            }
+            for u in self.users()
+            if u.renamed_from is not None
+        ]
 
     def _user(self, name: str, entry: Any, last_seen: dict[str, datetime]) -> LegacyUser | None:
         legacy_id = ids.legacy_user_id(name)
@@ -586,10 +758,14 @@ class LegacySource:
                 )
             t = parse_time(m.get("timestamp"), self.tz)
             if t is None:
+                stand_in = (
+                    "the conversation's created_at is used"
+                    if prev is None
+                    else "1 µs after the previous message's time is used (keeps the order)"
+                )
                 p.add(
                     rel,
-                    f"conversation {key}: message #{i} has no valid timestamp; the previous "
-                    "message's time is used",
+                    f"conversation {key}: message #{i} has no valid timestamp; {stand_in}",
                     "warning",
                     key=key,
                 )
@@ -901,9 +1077,7 @@ class LegacySource:
                 counts["unknown_user_folders"] += 1
                 n = sum(1 for _ in Path(entry.path).rglob("*") if _.is_file())
                 if n:
-                    self.problems.add(
-                        name, f"files for an unknown user ({n} file(s)); not migrated"
-                    )
+                    self.problems.add(name, self._unknown_user_note(legacy_id, n), key=legacy_id)
                 continue
             self._scan_user_folder(Path(entry.path), kind, legacy_id, counts)
         self._scanned = True
@@ -934,12 +1108,7 @@ class LegacySource:
                 if key not in live:
                     counts["orphan_rag_folders"] += 1
                     if any(child.iterdir()):
-                        self.problems.add(
-                            self.rel(child),
-                            "RAG folder of a conversation that does not exist; "
-                            "its documents are not migrated",
-                            key=key,
-                        )
+                        self.problems.add(self.rel(child), self._orphan_note(user, key), key=key)
                 elif not any(child.iterdir()):
                     counts["empty_folders"] += 1
             elif _BACKUP.search(child.name):
@@ -950,6 +1119,39 @@ class LegacySource:
             else:
                 counts["unexpected_entries"] += 1
                 self.problems.add(self.rel(child), "unexpected entry; ignored", "info")
+
+    def _unknown_user_note(self, legacy_id: str, n: int) -> str:
+        lost = self.lost_keys(self.root / "users.json")
+        name = next((k for k in lost or () if ids.legacy_user_id(k) == legacy_id), None)
+        if name is not None:
+            return (
+                f"files of user {name!r} ({n} file(s)), whose entry was lost from the damaged "
+                "users.json; not migrated"
+            )
+        if lost is not None:
+            return (
+                f"files for a user not in users.json ({n} file(s)); users.json is damaged, so "
+                "this may be a user lost there; not migrated"
+            )
+        return f"files for an unknown user ({n} file(s)); not migrated"
+
+    def _orphan_note(self, user: LegacyUser, key: str) -> str:
+        lost = self.lost_keys(self.conversations_file(user))
+        if lost is not None and key in lost:
+            return (
+                f"RAG folder of conversation {key}, which was lost from the damaged "
+                "conversations.json; its documents are not migrated"
+            )
+        if lost is not None:
+            return (
+                "RAG folder of a conversation that does not exist in conversations.json, which "
+                "is damaged: it may be one of the conversations lost there; its documents are "
+                "not migrated"
+            )
+        return (
+            "RAG folder of a conversation that does not exist (deleted in the old app); its "
+            "documents are not migrated"
+        )
 
     def _backup_note(self, path: Path) -> str:
         try:

@@ -12,11 +12,30 @@ touched, by the run or by its rollback.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 from . import ids
 
 ID_CHUNK = 200          # ids per `in.(...)` filter: keeps URLs well under server limits
 PAGE = 1000
+HEARTBEAT_S = 5.0       # a running run's background task updates heartbeat_at this often ...
+STALE_AFTER_S = 6 * HEARTBEAT_S  # ... so a heartbeat older than this means its process is gone
+
+
+def heartbeat_age(run: dict) -> float:
+    """Seconds since the run's last heartbeat."""
+    beat = datetime.fromisoformat(str(run["heartbeat_at"]).replace("Z", "+00:00"))
+    return (datetime.now(UTC) - beat).total_seconds()
+
+
+def is_stale(run: dict) -> bool:
+    """A run still marked running whose process has stopped beating (killed, or its machine
+    went down): it can be resumed (or rolled back) without --force."""
+    return run["state"] == "running" and heartbeat_age(run) >= STALE_AFTER_S
+
+
+def is_alive(run: dict) -> bool:
+    return run["state"] == "running" and heartbeat_age(run) < STALE_AFTER_S
 
 
 def chunks(seq: list, n: int) -> Iterator[list]:

@@ -47,7 +47,8 @@ class Verifier:
         progress=None,
         batch: int = 200,
     ):
-        from .migrator import NullProgress, store_for
+        from .ledger import NullProgress
+        from .stores import StoreRecycler, store_for
 
         self.services = services
         self.root = Path(source).resolve()
@@ -55,11 +56,13 @@ class Verifier:
         self.timezone = timezone
         self.target = Target(services)
         self.store = store or store_for(services.settings)[0]
+        self.recycler = StoreRecycler(self.store)  # one collection per user: memory stays flat
         self.progress = progress or NullProgress()
         self.batch = batch
         self.mismatches: list[dict] = []
         self.skipped: list[dict] = []
         self.per_user: list[dict] = []
+        self.renamed: list[dict] = []  # accounts migrated under a new name (case collisions)
         self.counts: dict[str, int] = {}
 
     def _bad(self, where: dict, what: str, expected: Any = None, found: Any = None) -> None:
@@ -114,6 +117,7 @@ class Verifier:
             by_name = {r["username"].lower(): r for r in found}
             for u in part:
                 await self._user(u, rows.get(u.user_id), by_name.get(u.username.lower()))
+                self.recycler.done(u.user_id)
                 self.progress.advance("verify")
         self.progress.stop()
         return {
@@ -125,6 +129,7 @@ class Verifier:
             "mismatches": self.mismatches[:1000],
             "mismatch_count": len(self.mismatches),
             "skipped": self.skipped[:1000],
+            "renamed": self.renamed,
             "per_user": self.per_user,
         }
 
@@ -142,6 +147,16 @@ class Verifier:
             return
         self._add("users")
         n_bad = len(self.mismatches)
+        if u.renamed_from is not None:
+            self.renamed.append(
+                {
+                    "legacy_username": u.raw_username,
+                    "username": u.username,
+                    "legacy_id": u.legacy_id,
+                    "user_id": u.user_id,
+                    "ok": row["username"] == u.username,
+                }
+            )
         if row["username"] != u.username:
             self._bad(where, "username", u.username, row["username"])
         if row["legacy_user_id"] != u.legacy_id:
@@ -161,6 +176,7 @@ class Verifier:
             {
                 **where,
                 "user_id": u.user_id,
+                "renamed_from": u.raw_username if u.renamed_from is not None else None,
                 "ok": len(self.mismatches) == n_bad,
                 "checksum": u.checksum(),
                 "conversations": conv_results,

@@ -118,6 +118,21 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top])]
         return [(idx.ids[i], str(idx.doc_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
+    def indexed_ids(self, user_id: str) -> set[str] | None:
+        """The chunk ids the user's index on disk holds; None when it is missing or unreadable."""
+        try:
+            meta = json.loads((self._dir(user_id) / "pharmgpt_ids.json").read_text())
+            return set(meta["ids"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def is_current(self, user_id: str) -> bool:
+        """Whether the index on disk holds exactly the user's chunks in the store (no chunks and
+        no index count as current). A writer that was killed before rebuilding leaves it not."""
+        have = self.indexed_ids(user_id)
+        want = set(self.store.get(user_id)["ids"])
+        return have == want or (have is None and not want)
+
     def evict(self, user_id: str) -> None:
         """Drop the in-memory index (it is loaded from disk again on the next search)."""
         with self._lock:

@@ -8,6 +8,7 @@ processes and restarts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -102,9 +103,11 @@ class UserService:
         name = normalize_username(username)
         row = await self._lookup(name) if 1 <= len(name) <= 128 else None
         if row is None:
+            await self._refuse_renamed_legacy_name(name, row, password or "", ip)
             await self._dummy_verify(password or "")
             await self.audit.record("auth.login_failed", details={"username": name[:64], "reason": "unknown"}, ip=ip)
             raise AuthError(BAD_CREDENTIALS)
+        await self._refuse_renamed_legacy_name(name, row, password or "", ip)
         now = datetime.now(UTC)
         locked_until = ts(row.get("locked_until"))
         if locked_until and locked_until > now:
@@ -136,6 +139,32 @@ class UserService:
         user = User.from_row({**row, "last_login": now.isoformat()})
         self.cache.set(("user", user.id), user)
         return user
+
+    async def _refuse_renamed_legacy_name(self, name: str, row: dict | None, password: str,
+                                          ip: str | None) -> None:
+        """Two legacy accounts whose names differed only in case (`Alice`, `alice`) were migrated
+        as `Alice` and `alice-2` (migration/legacy.py). When `alice` signs in with her old name
+        and her own password, say which name to use instead of counting a failure against
+        `Alice` (five of those would lock Alice out). Only the exact old name matches: its md5 is
+        the renamed account's legacy id."""
+        if row is not None and row["username"] == name:
+            return  # the exact name of an account: the usual path
+        legacy_id = hashlib.md5(name.encode("utf-8")).hexdigest()
+        if row is not None and row.get("legacy_user_id") == legacy_id:
+            return
+        r = await self.backend.execute(
+            self.backend.service.table("users").select("*").eq("legacy_user_id", legacy_id).limit(1),
+            what="account")
+        other = r.data[0] if r.data else None
+        if other is None or other["username"].lower() == name.lower() or not other.get("is_active", True):
+            return
+        ok = await asyncio.to_thread(verify_password, password, other["password_hash"],
+                                     other["password_scheme"], other.get("password_salt"))
+        if ok:
+            await self.audit.record("auth.login_renamed_account", user_id=other["id"], ip=ip)
+            raise AuthError(f"This account was renamed to “{other['username']}” when it moved to the "
+                            "new PharmGPT. Sign in with that name and the same password.",
+                            details={"username": other["username"]})
 
     async def _store_password(self, user_id: str, password: str) -> None:
         await self.backend.execute(self.backend.service.table("users").update(

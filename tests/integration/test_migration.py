@@ -30,14 +30,14 @@ import pytest_asyncio
 
 from migration import ids
 from migration.backup import backup, check_backup
-from migration.legacy import LegacySource, salvage_object
+from migration.legacy import LegacySource, salvage, salvage_object
 from migration.migrator import Migrator, store_for
 from migration.planner import detect, plan
 from migration.rollback import RollbackError, rollback
 from migration.verify import verify
 from rag.system import RagSystem
 from services.errors import AuthError
-from tests.fixtures.legacy import build_legacy_tree
+from tests.fixtures.legacy import build_case_collision_tree, build_legacy_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -90,6 +90,32 @@ def store_snapshot(store, user_ids: list[str]) -> dict[str, list]:
             )
         out[uid] = sorted(rows)
     return out
+
+
+def lexical_snapshot(lexical, user_ids: list[str]) -> dict[str, list | None]:
+    """The chunk ids each user's BM25 index on disk holds (None: no index), read without the
+    lazy rebuild a search would do."""
+    out = {}
+    for uid in user_ids:
+        have = lexical.indexed_ids(uid)
+        out[uid] = None if have is None else sorted(have)
+    return out
+
+
+# Runs `pharmgpt migrate ...` with the BM25 rebuild replaced by a pause that writes a marker: the
+# process can then be killed exactly between "the user's documents are done" and "the index is
+# rebuilt" (the kill itself is a real SIGKILL from the test).
+PAUSE_BEFORE_INDEX = """
+import os, sys, time
+from pathlib import Path
+import rag.lexical
+def paused(self, user_id):
+    Path(os.environ["PAUSE_MARKER"]).write_text(str(user_id))
+    time.sleep(600)
+rag.lexical.LexicalIndex.rebuild = paused
+from services.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def all_chunk_counts(store) -> dict[str, int]:
@@ -262,9 +288,21 @@ async def test_bad_data_is_reported_with_file_and_reason(migrated):
         return any(file_part in p["file"] and reason_part in p["reason"] for p in problems)
 
     carol, dave = tree.user("carol"), tree.user("dave")
-    assert has(f"conversations_{carol.legacy_id}/conversations.json", "truncated JSON")
+    lost = tree.notes["lost_conversation"]
+    carol_file = f"conversations_{carol.legacy_id}/conversations.json"
+    assert has(carol_file, "truncated JSON")
+    # the cut file says what it still gave and what it lost, by id
+    (cut,) = [p for p in problems if p["file"] == carol_file and "truncated JSON" in p["reason"]]
+    assert (cut["recovered"], cut["lost"], cut["lost_keys"]) == (1, 1, [lost])
+    assert "1 complete conversation recovered, 1 lost" in cut["reason"] and lost in cut["reason"]
+    assert {"file": carol_file, "recovered": 1, "lost": 1, "lost_keys": [lost],
+            "lost_unnamed": 0} in report["damaged_files"]
     assert has(f"conversations_{carol.legacy_id}/conversations.json.backup_", "backup copy")
+    # the RAG folder of the lost conversation says so; the deleted one's says it may be one
+    assert has(f"rag_{carol.legacy_id}/conversation_{lost}", "was lost from the damaged")
     assert has(f"rag_{carol.legacy_id}/conversation_", "conversation that does not exist")
+    assert not any("a conversation that does not exist" in p["reason"] and lost in p["file"]
+                   for p in problems)
     assert has(f"rag_{carol.legacy_id}/conversation_", "ghost.pdf")
     assert has(f"conversations_{dave.legacy_id}/conversations.json", "not UTF-8")
     assert has(f"conversations_{dave.legacy_id}/conversations.json", "role 'bot'")
@@ -306,8 +344,8 @@ async def test_second_run_changes_nothing(services, rag, migrated, superuser_dsn
 # ---------------------------------------------------------------- kill -9, resume
 @pytest.mark.parametrize(
     "kill_after",
-    [("message_batch", 3), ("document", 1), ("upload", 1)],
-    ids=lambda k: f"after-{k[1]}-{k[0]}",
+    [("message_batch", 3), ("document", 1), ("upload", 1), ("index", 0)],
+    ids=lambda k: "documents-done-before-index" if k[0] == "index" else f"after-{k[1]}-{k[0]}",
 )
 async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     services, stack, superuser_dsn, tmp_path, kill_after
@@ -325,7 +363,9 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     ).run()
     assert clean["state"] == "completed"
     want_db, want_store = db_snapshot(superuser_dsn, uids), store_snapshot(clean_store, uids)
+    want_lexical = lexical_snapshot(clean_lex, uids)
     assert want_db["messages"][0] == tree.expected["messages"]
+    assert sum(1 for v in want_lexical.values() if v) == 3  # alice, zoë and carol have chunks
     await rollback(services, clean["run_id"], store=clean_store, lexical=clean_lex)
     assert all(n == 0 for n, _ in db_snapshot(superuser_dsn, uids).values())
     assert all(not v for v in store_snapshot(clean_store, uids).values())
@@ -334,10 +374,14 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     kind, threshold = kill_after
     data = tmp_path / "cli"
     data.mkdir()
+    marker = tmp_path / "paused-before-index"
+    entry = ["-m", "services.cli"]
+    if kind == "index":
+        (tmp_path / "pause_before_index.py").write_text(PAUSE_BEFORE_INDEX)
+        entry = [str(tmp_path / "pause_before_index.py")]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "services.cli",
+        *entry,
         "migrate",
         "run",
         "--source",
@@ -347,7 +391,7 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
         "--no-progress",
         "--json",
         cwd=REPO,
-        env=cli_env(stack, data),
+        env={**cli_env(stack, data), "PAUSE_MARKER": str(marker)},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -363,8 +407,9 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
                     (kind, str(tree.root)),
                 ).fetchone()
                 if row and row[0] != uuid.UUID(clean["run_id"]) and row[1] >= threshold:
-                    run_id, seen = str(row[0]), row[1]
-                    break
+                    if kind != "index" or marker.exists():
+                        run_id, seen = str(row[0]), row[1]
+                        break
                 await asyncio.sleep(0.01)
         assert run_id, "the run finished (or failed) before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
@@ -385,21 +430,50 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     assert state == "running" and seen >= threshold
     partial = db_snapshot(superuser_dsn, uids)
     assert partial["messages"][0] < tree.expected["messages"]  # it really stopped half-way
-    with pytest.raises(RollbackError, match="is running"):  # it looks alive for a while
-        await rollback(services, run_id, store=store_for(services.settings)[0])
-
-    # 3. resume: same end state as the clean run, rows and chunks (ids, text, metadata, vectors)
     src = str(tree.root)
-    refused = await cli(stack, data, "run", "--source", src, "--resume", run_id, "--no-progress")
-    assert refused.returncode == 2 and "pass --force" in refused.stderr   # its heartbeat is recent
-    r = await cli(stack, data, "run", "--source", src, "--resume", run_id, "--force",
-                  "--no-progress", "--json")
+    cli_store, cli_lex = store_for(dataclasses.replace(services.settings, data_dir=data))
+    if kind == "index":
+        # killed with the user's documents done and their index not built
+        paused_uid = marker.read_text()
+        with psycopg.connect(superuser_dsn) as conn:
+            (docs_done,) = conn.execute(
+                "SELECT count(*) FROM migration_items WHERE run_id = %s AND kind = 'document' "
+                "AND state = 'done' AND target_ids->>'user_id' = %s",
+                (run_id, paused_uid),
+            ).fetchone()
+        assert docs_done >= 1 and want_lexical[paused_uid]
+        assert cli_lex.indexed_ids(paused_uid) is None
+        # `status` shows it running while its heartbeat is fresh, stale once it is old
+        s = await cli(stack, data, "status")
+        assert "stale" not in next(x for x in s.stdout.splitlines() if x.startswith(run_id))
+        with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE migration_runs SET heartbeat_at = now() - interval '5 minutes' "
+                "WHERE id = %s",
+                (run_id,),
+            )
+        s = await cli(stack, data, "status")
+        assert "stale (no heartbeat since" in next(
+            x for x in s.stdout.splitlines() if x.startswith(run_id)
+        )
+        assert f"resume it with: pharmgpt migrate run --source {src} --resume {run_id}" in s.stdout
+        resume = ["run", "--source", src, "--resume", run_id, "--no-progress", "--json"]
+    else:
+        with pytest.raises(RollbackError, match="is running"):  # it looks alive for a while
+            await rollback(services, run_id, store=store_for(services.settings)[0])
+        refused = await cli(stack, data, "run", "--source", src, "--resume", run_id, "--no-progress")
+        assert refused.returncode == 2 and "pass --force" in refused.stderr  # a recent heartbeat
+        resume = ["run", "--source", src, "--resume", run_id, "--force", "--no-progress", "--json"]
+
+    # 3. resume: same end state as the clean run: rows, chunks (ids, text, metadata, vectors)
+    # and every user's BM25 index
+    r = await cli(stack, data, *resume)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["state"] == "completed" and report["resumed"]
     assert db_snapshot(superuser_dsn, uids) == want_db
-    cli_store, _ = store_for(dataclasses.replace(services.settings, data_dir=data))
     assert store_snapshot(cli_store, uids) == want_store
+    assert lexical_snapshot(cli_lex, uids) == want_lexical
     v = await cli(stack, data, "verify", "--source", src, "--run-id", run_id, "--json",
                   "--no-progress")
     assert v.returncode == 0, v.stdout[-2000:]
@@ -523,19 +597,35 @@ async def test_rollback_restores_the_database_and_the_store(services, rag, super
     audit = await services.audit.list(action="migration.rollback", limit=20)
     assert any(e.target_id == run["run_id"] for e in audit)
 
-    # a migrated user who has used the app since is kept, with what they added
+    # migrated users who have used the app since are kept, with what they added, and the
+    # report says exactly what holds each one
     run2 = await Migrator(
         services, tree.root, batch_size=50, store=rag.store, lexical=rag.lexical
     ).run()
-    alice = tree.user("alice")
+    alice, zoe = tree.user("alice"), tree.user("zoë")
     mine = await services.conversations.create_conversation(
         alice.user_id, title="after the migration"
     )
+    (zconv,) = await services.conversations.get_user_conversations(zoe.user_id)
+    added = await services.conversations.add_message(
+        zoe.user_id, zconv.id, {"role": "user", "content": "a question after the migration"}
+    )
     r2 = await rollback(services, run2["run_id"], store=rag.store, lexical=rag.lexical)
-    assert [k["id"] for k in r2["kept"]] == [alice.user_id]
+    kept = {(k["kind"], k["id"]): k["reason"] for k in r2["kept"]}
+    assert set(kept) == {("user", alice.user_id), ("user", zoe.user_id), ("conversation", zconv.id)}
+    assert kept[("user", alice.user_id)] == (
+        "has 1 conversation(s) created after this run (in the app, or by a later migration run)"
+    )
+    assert kept[("user", zoe.user_id)] == (
+        "has 1 migrated conversation(s) with messages added after the migration"
+    )
+    assert kept[("conversation", zconv.id)] == "1 message(s) were added after the migration"
     left = await services.conversations.get_user_conversations(alice.user_id)
     assert [c.id for c in left] == [mine.id]
     assert rag.store.count(alice.user_id) == 0
+    # zoë keeps her conversation with only what she added; the migrated messages are gone
+    (zleft,) = await services.conversations.get_messages(zoe.user_id, zconv.id)
+    assert zleft.id == added.id
 
 
 # ---------------------------------------------------------------- pieces
@@ -599,7 +689,7 @@ def test_detect_inventories_and_estimates(tmp_path):
     )
     assert c["messages"] == tree.expected["messages"] and c["chunks"] == tree.expected["chunks"]
     assert (
-        c["backup_files"] == 2 and c["unknown_user_folders"] == 1 and c["orphan_rag_folders"] == 1
+        c["backup_files"] == 2 and c["unknown_user_folders"] == 1 and c["orphan_rag_folders"] == 2
     )
     assert r["estimate_s"] >= 0 and r["problem_counts"]["error"] >= 8
 
@@ -610,3 +700,166 @@ def test_salvage_keeps_complete_entries_of_a_cut_file():
     assert data == {"a": {"x": 1}, "b": {"y": [1, 2]}} and "line 4" in error
     assert salvage_object('{"a": 1}') == ({"a": 1}, None)
     assert salvage_object("[1, 2]")[0] == {}
+
+
+def test_salvage_names_the_entries_it_lost():
+    cut = salvage('{\n  "a": {"x": 1},\n  "b": {"k": {"nested": [1, {"deep": "}"}]}, "m": [')
+    assert cut.entries == {"a": {"x": 1}} and cut.lost == ["b"] and cut.lost_unnamed == 0
+    # damage in the middle: what stands after it at the top level is lost, by name
+    broken = salvage('{"a": 1, "b": {"x": oops}, "c": {"q": "a \\" b"}, "d": 2}')
+    assert broken.entries == {"a": 1} and broken.lost == ["b", "c", "d"]
+    # a cut inside a key: counted, without a name
+    key_cut = salvage('{"a": 1, "b": 2, "unfinis')
+    assert key_cut.entries == {"a": 1, "b": 2} and key_cut.lost == [] and key_cut.lost_unnamed == 1
+    assert key_cut.lost_count == 1
+    assert salvage('{"a": 1}').lost_count == 0 and salvage('{"a": 1}').error is None
+
+
+def test_missing_message_times_name_the_time_used(tmp_path):
+    root = tmp_path / "user_data"
+    (root / f"conversations_{ids.legacy_user_id('ann')}").mkdir(parents=True)
+    (root / "users.json").write_text(json.dumps(
+        {"ann": {"password_hash": "a" * 64, "salt": "s" * 64, "created_at": "2025-01-01T10:00:00"}}
+    ))
+    conv = {"title": "t", "created_at": "2025-01-01T10:00:00", "messages": [
+        {"role": "user", "content": "first, no time"},
+        {"role": "assistant", "content": "timed", "timestamp": "2025-01-01T10:05:00"},
+        {"role": "user", "content": "third, no time"},
+    ]}
+    key = str(uuid.uuid4())
+    (root / f"conversations_{ids.legacy_user_id('ann')}" / "conversations.json").write_text(
+        json.dumps({key: conv})
+    )
+    src = LegacySource(root, "UTC")
+    (c,) = list(src.conversations(src.users()[0]))
+    reasons = {p.reason for p in src.problems}
+    assert f"conversation {key}: message #0 has no valid timestamp; the conversation's " \
+           "created_at is used" in reasons
+    assert any("message #2 has no valid timestamp; 1 µs after the previous message's time" in r
+               for r in reasons)
+    assert c.messages[0].created_at == c.created_at
+    assert c.messages[2].created_at > c.messages[1].created_at
+
+
+# ---------------------------------------------------------------- names differing only in case
+async def test_case_colliding_legacy_users_both_migrate_and_sign_in(
+    services, rag, superuser_dsn, tmp_path
+):
+    tree = build_case_collision_tree(tmp_path / "user_data")
+    prefix = tree.notes["renamed"].removesuffix("alice-3")
+    upper, lower, taken = (tree.users[f"{prefix}{n}"] for n in ("Alice", "alice", "alice-2"))
+    report = await Migrator(
+        services, tree.root, batch_size=2, store=rag.store, lexical=rag.lexical
+    ).run()
+    assert report["state"] == "completed"
+    for kind in ("users", "conversations", "messages", "documents", "chunks", "uploads"):
+        assert report["counts"].get(f"{kind}_written", 0) == tree.expected[kind], kind
+    # the rule: Alice signed up first and keeps the name; alice skips the taken alice-2
+    assert report["renamed"] == [
+        {
+            "legacy_username": lower.username,
+            "username": f"{prefix}alice-3",
+            "legacy_id": lower.legacy_id,
+            "user_id": lower.user_id,
+        }
+    ]
+    assert not any("unknown user" in p["reason"] for p in report["problems"])
+    (note,) = [p for p in report["problems"] if p.get("renamed_to")]
+    assert note["key"] == lower.legacy_id and "signed up first and keeps the name" in note["reason"]
+    with psycopg.connect(superuser_dsn) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT legacy_user_id, username FROM users WHERE legacy_user_id = ANY(%s)",
+                ([u.legacy_id for u in (upper, lower, taken)],),
+            ).fetchall()
+        )
+    assert rows == {
+        upper.legacy_id: upper.username,
+        lower.legacy_id: f"{prefix}alice-3",
+        taken.legacy_id: taken.username,
+    }
+    # her own md5 id, history, document and uploads came along
+    convs = await services.conversations.get_user_conversations(lower.user_id)
+    assert {c.id for c in convs} == set(lower.conversations)
+    assert [u.filename for u in await services.documents.get_upload_history(lower.user_id)] == [
+        "metformin notes.txt"
+    ]
+    assert await rag.retriever.retrieve(lower.user_id, "metformin eGFR", None, k=2)
+
+    result = await verify(services, tree.root, run_id=report["run_id"], store=rag.store)
+    assert result["ok"], result["mismatches"]
+    assert [(r["legacy_username"], r["username"], r["ok"]) for r in result["renamed"]] == [
+        (lower.username, f"{prefix}alice-3", True)
+    ]
+
+    # both sign in with their old passwords: Alice under her name, alice under the new one
+    assert (await services.users.authenticate_user(upper.username, upper.password)).id == (
+        upper.user_id
+    )
+    assert (await services.users.authenticate_user(f"{prefix}alice-3", lower.password)).id == (
+        lower.user_id
+    )
+    assert (await services.users.authenticate_user(taken.username, taken.password)).id == (
+        taken.user_id
+    )
+    # alice typing her old name with her password is told the new one, and never counts as a
+    # failure against Alice: more attempts than the lockout threshold leave Alice unlocked
+    for _ in range(services.settings.max_failed_logins + 2):
+        with pytest.raises(AuthError, match=f"renamed to “{prefix}alice-3”"):
+            await services.users.authenticate_user(lower.username, lower.password)
+    with psycopg.connect(superuser_dsn) as conn:
+        failures = dict(
+            conn.execute(
+                "SELECT id::text, failed_logins FROM users WHERE id = ANY(%s::uuid[])",
+                ([upper.user_id, lower.user_id],),
+            ).fetchall()
+        )
+    assert failures == {upper.user_id: 0, lower.user_id: 0}
+    # Alice still signs in, also typing her name in lower case (sign-in ignores case)
+    assert (await services.users.authenticate_user(upper.username, upper.password)).id == (
+        upper.user_id
+    )
+    assert (await services.users.authenticate_user(lower.username, upper.password)).id == (
+        upper.user_id
+    )
+    # a wrong password under the old name is an ordinary failure (of the account it names now)
+    with pytest.raises(AuthError, match="Wrong username or password"):
+        await services.users.authenticate_user(lower.username, "neither-password")
+    # a second run finds both where they are
+    again = await Migrator(services, tree.root, store=rag.store, lexical=rag.lexical).run()
+    assert again["counts"]["users_existing"] == 3 and not again["counts"].get("users_written")
+
+
+# ---------------------------------------------------------------- status of a stopped run
+async def test_status_shows_a_run_without_heartbeat_as_stale(services, stack, superuser_dsn, tmp_path):
+    from migration.state import Target
+
+    t = Target(services)
+    src = str(tmp_path / "user_data")
+    live = await t.create_run({"source": src, "source_fingerprint": "x", "state": "running"})
+    dead = await t.create_run({"source": src, "source_fingerprint": "x", "state": "running"})
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE migration_runs SET heartbeat_at = now() - interval '10 minutes' WHERE id = %s",
+            (dead["id"],),
+        )
+        (beat,) = conn.execute(
+            "SELECT heartbeat_at FROM migration_runs WHERE id = %s", (dead["id"],)
+        ).fetchone()
+    data = tmp_path / "cli"
+    data.mkdir()
+    r = await cli(stack, data, "status")
+    assert r.returncode == 0, r.stderr
+    line = {x.split()[0]: x for x in r.stdout.splitlines() if x.split()}
+    stamp = beat.astimezone(UTC).isoformat()[:19]
+    assert f"stale (no heartbeat since {stamp})" in line[dead["id"]]
+    assert " running " in line[live["id"]] and "stale" not in line[live["id"]]
+    assert f"resume it with: pharmgpt migrate run --source {src} --resume {dead['id']}" in r.stdout
+    assert f"--resume {live['id']}" not in r.stdout
+    one = await cli(stack, data, "status", "--run-id", dead["id"], "--json")
+    assert json.loads(one.stdout)["run"]["stale"] is True
+    # a stale run no longer blocks others, and can be rolled back without --force
+    await rollback(services, dead["id"], store=store_for(services.settings)[0])
+    with pytest.raises(RollbackError, match="is running"):
+        await rollback(services, live["id"], store=store_for(services.settings)[0])
+    await rollback(services, live["id"], store=store_for(services.settings)[0], force=True)
