@@ -44,6 +44,7 @@ class Settings:
     failure_window_s: int = 15 * 60
     lockout_s: int = 15 * 60
     session_ttl_s: int = 24 * 3600
+    session_max_age_s: int = 30 * 24 * 3600  # absolute: activity never extends a session past this
     session_touch_interval_s: int = 60
     user_jwt_ttl_s: int = 15 * 60
     # backend calls
@@ -126,6 +127,8 @@ class Settings:
             raise ConfigError("PHARMGPT_CHUNK_OVERLAP must be smaller than PHARMGPT_CHUNK_SIZE")
         if self.session_ttl_s < 60:
             raise ConfigError("PHARMGPT_SESSION_TTL_S must be at least 60 seconds")
+        if self.session_max_age_s < 60:
+            raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")
 
     def describe(self) -> dict[str, str]:
         """Every setting, secrets masked: for `pharmgpt doctor` and logs."""
