@@ -3,7 +3,10 @@
 Defaults follow the old app (about 1,000 characters, 200 overlap). A chunk
 never spans two headings, so its heading is unambiguous; it may span pages,
 and then carries the page range. Tables stay whole when they fit in 1.5
-chunks; bigger ones are split by rows with the header row repeated.
+chunks; bigger ones are split by rows with the header row repeated, and a row
+longer than a chunk is split at its cell boundaries (issue 12: one row of a
+million columns used to become one 14 MB chunk). No unit is ever longer than
+the chunk size, except a whole small table (at most 1.5 times it).
 """
 
 from __future__ import annotations
@@ -68,18 +71,39 @@ def _split_long(text: str, size: int) -> list[str]:
     return pieces
 
 
+def _split_row(row: str, size: int) -> list[str]:
+    """A Markdown table row longer than `size`, cut between cells (inside a cell only when
+    one cell alone is longer): each piece is a valid row of consecutive cells."""
+    cells = [c.strip() for c in row.strip().strip("|").split(" | ")]
+    pieces: list[str] = []
+    buf: list[str] = []
+    for cell in cells:
+        for part in _split_long(cell, max(1, size - 4)) if len(cell) > size - 4 else [cell]:
+            if buf and len("| " + " | ".join([*buf, part]) + " |") > size:
+                pieces.append("| " + " | ".join(buf) + " |")
+                buf = []
+            buf.append(part)
+    if buf:
+        pieces.append("| " + " | ".join(buf) + " |")
+    return pieces
+
+
 def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
     text = section.text.strip()
     if len(text) <= size * 1.5:
         return [_Unit(text, section.page, section.heading, "table", position, section.code)]
     rows = text.splitlines()
     header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
+    if len("\n".join(header)) > size // 2:  # a header too wide to repeat: its own pieces, then rows alone
+        rows = [piece for row in header[:1] for piece in _split_row(row, size)] + rows[len(header):]
+        header = []
     units, buf = [], list(header)
     for row in rows[len(header):]:
-        if len("\n".join(buf + [row])) > size and len(buf) > len(header):
-            units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
-            buf = list(header)
-        buf.append(row)
+        for piece in _split_row(row, size - len("\n".join(header)) - 1) if len(row) > size // 2 else [row]:
+            if len("\n".join(buf + [piece])) > size and len(buf) > len(header):
+                units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
+                buf = list(header)
+            buf.append(piece)
     if len(buf) > len(header):
         units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
     return units

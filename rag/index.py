@@ -12,7 +12,6 @@ from .chunking import Chunk
 from .drugs import DrugLexicon, document_drugs, shared_lexicon
 from .embeddings import Embedder
 from .lexical import LexicalIndex
-from .loaders import LoadedDocument
 from .store import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +51,11 @@ class RagIndex:
     def lexicon(self) -> DrugLexicon:
         return shared_lexicon(self.lexicon_dir)
 
-    def identify(self, loaded: LoadedDocument) -> dict[str, list[str]]:
-        """What a loaded document is about: its drugs (declared names first, else its text) and
+    def identify(self, subjects: list[str], text: str) -> dict[str, list[str]]:
+        """What a document is about: its drugs (declared names first, else its text) and
         the product names it declares that are not just a drug's name."""
-        text = "\n".join(s.text for s in loaded.sections[:400])
-        drugs = document_drugs(self.lexicon, loaded.subjects, text)
-        products = [n for n in loaded.subjects if self.lexicon.canonical(n) not in drugs][:5]
+        drugs = document_drugs(self.lexicon, subjects, text)
+        products = [n for n in subjects if self.lexicon.canonical(n) not in drugs][:5]
         return {"drugs": drugs, "products": products}
 
     def write_chunks(self, user_id: str, document: dict, chunks: list[Chunk], embeddings: np.ndarray) -> None:

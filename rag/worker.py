@@ -1,13 +1,20 @@
 """The ingestion worker (DESIGN D7): claim a queued job, parse, chunk, embed, index.
 
-Jobs are claimed through `claim_ingest_job` (FOR UPDATE SKIP LOCKED), so the
-embedded app's in-process worker and any number of `pharmgpt worker`
-processes share one queue. Status moves pending → processing → ready | failed
-with progress in the job row. A file problem (IngestionError) fails at once
-with its reason; anything else is retried with backoff up to the job's
-attempts. A worker killed mid-job leaves a 'running' job whose lock goes
-stale and is claimed again; chunk ids are deterministic, so the rerun
-overwrites rather than duplicates.
+Jobs are claimed through `claim_ingest_job` (FOR UPDATE SKIP LOCKED), so any
+number of workers share one queue; the claim takes turns between users, so one
+user's queue cannot starve another's, and a worker runs `ingest_concurrency`
+jobs at once, so one slow file cannot hold everyone else's. Status moves
+pending → processing → ready | failed with progress in the job row.
+
+Against hostile files (issue 12, docs/security.md) the parse + chunk step runs
+in a fresh bounded child process per job (rag/sandbox.py: memory, CPU and
+wall-clock limits, page/character/chunk caps). A file problem (IngestionError,
+including a passed limit) fails at once with its reason, leaves no chunks and
+is never retried; anything else (the store, the disk) is retried with backoff
+up to the job's max_attempts. A running job renews its lock every
+`ingest_heartbeat_s`; a worker killed mid-job leaves a lock that goes stale
+after `ingest_stale_after_s` (a minute) and is claimed again, each claim
+counting an attempt; chunk ids are deterministic, so a rerun overwrites.
 """
 
 from __future__ import annotations
@@ -21,12 +28,16 @@ from datetime import UTC, datetime, timedelta
 from services.container import Services
 from services.errors import IngestionError, PharmGPTError
 
-from .chunking import chunk_document
 from .index import RagIndex, embedding_text
-from .loaders import load_document
+from .loaders import Limits
+from .sandbox import SandboxLimits, parse_in_sandbox
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 64
+
+
+class JobLost(Exception):
+    """This worker's lock on the job was taken over (it went stale): stop, write nothing."""
 
 
 class IngestWorker:
@@ -35,9 +46,10 @@ class IngestWorker:
         self.services = services
         self.index = index
         self.settings = services.settings
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.poll_s = poll_s
         self._wake = asyncio.Event()
+        self._embed_lock = asyncio.Lock()  # one embedding batch at a time: the model is CPU-bound
 
     @property
     def _svc(self):
@@ -50,37 +62,85 @@ class IngestWorker:
         """Upload just queued a job: look now rather than at the next poll."""
         self._wake.set()
 
-    async def run_once(self) -> bool:
+    async def claim(self) -> dict | None:
         r = await self._exec(self._svc.rpc("claim_ingest_job", {
             "worker": self.worker_id, "stale_after": f"{self.settings.ingest_stale_after_s} seconds"}),
             idempotent=False)
-        if not r.data:
+        return r.data[0] if r.data else None
+
+    async def run_once(self) -> bool:
+        job = await self.claim()
+        if job is None:
             return False
-        await self.process(r.data[0])
+        await self.process(job)
         return True
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
+        """Keep up to `ingest_concurrency` jobs running until `stop` is set."""
         stop = stop or asyncio.Event()
+        running: set[asyncio.Task] = set()
+        slots = max(1, self.settings.ingest_concurrency)
         while not stop.is_set():
-            try:
-                worked = await self.run_once()
-            except PharmGPTError as e:  # the store is away: wait and try again
-                log.warning("worker %s: %s", self.worker_id, e.message)
-                worked = False
-            except Exception:
-                log.exception("worker %s: unexpected error", self.worker_id)
-                worked = False
-            if not worked:
-                self._wake.clear()
+            job = None
+            if len(running) < slots:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
-                except TimeoutError:
-                    pass
+                    job = await self.claim()
+                except PharmGPTError as e:  # the store is away: wait and try again
+                    log.warning("worker %s: %s", self.worker_id, e.message)
+                except Exception:
+                    log.exception("worker %s: unexpected error", self.worker_id)
+            if job is not None:
+                task = asyncio.get_running_loop().create_task(self._process_logged(job))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                continue
+            self._wake.clear()
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait()), *running]
+            done, _ = await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits[:2]:
+                w.cancel()
+        if running:
+            await asyncio.wait(running, timeout=30)
+
+    async def _process_logged(self, job: dict) -> None:
+        try:
+            await self.process(job)
+        except Exception:
+            log.exception("worker %s: job %s", self.worker_id, job.get("id"))
 
     async def _job(self, job_id: str, **patch) -> None:
-        await self._exec(self._svc.table("ingest_jobs").update(patch, returning="minimal").eq("id", job_id))
+        await self._exec(self._svc.table("ingest_jobs").update(patch, returning="minimal").eq("id", job_id)
+                         .eq("locked_by", self.worker_id))
+
+    async def _heartbeat(self, job_id: str, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ingest_heartbeat_s)
+            try:
+                r = await self._exec(self._svc.rpc("ingest_heartbeat", {"p_job_id": job_id,
+                                                                        "p_worker": self.worker_id}))
+            except PharmGPTError as e:
+                log.warning("heartbeat of job %s: %s", job_id, e.message)
+                continue
+            if r.data is False:
+                lost.set()
+                return
 
     async def process(self, job: dict) -> None:
+        lost = asyncio.Event()
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(job["id"], lost))
+        work = asyncio.get_running_loop().create_task(self._process(job, lost))
+        try:
+            done, _ = await asyncio.wait([work, asyncio.ensure_future(lost.wait())],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:  # reclaimed by another worker: let it finish the job
+                work.cancel()
+                log.warning("worker %s lost job %s to another worker", self.worker_id, job["id"])
+            else:
+                work.result()
+        finally:
+            beat.cancel()
+
+    async def _process(self, job: dict, lost: asyncio.Event) -> None:
         docs = self.services.documents
         r = await self._exec(self._svc.table("documents").select("*").eq("id", job["document_id"]).limit(1))
         if not r.data:  # deleted while queued
@@ -90,11 +150,14 @@ class IngestWorker:
         user_id = doc["user_id"]
         await docs.update_document_status(doc["id"], "processing")
         try:
-            result = await self._ingest(job, doc)
-        except IngestionError as e:
+            result = await self._ingest(job, doc, lost)
+        except IngestionError as e:  # the file's fault (a passed limit included): final, no chunks left
+            await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])
             await docs.update_document_status(doc["id"], "failed", error=e.message)
             await self._job(job["id"], status="failed", last_error=e.message[:2000])
             log.info("document %s failed: %s", doc["id"], e.message)
+            return
+        except JobLost:
             return
         except Exception as e:  # transient (store, disk, model): retry later, up to max_attempts
             msg = f"{type(e).__name__}: {e}"[:500]
@@ -118,29 +181,37 @@ class IngestWorker:
                         progress={"pages": pages, "chunks": chunks, "chunks_done": chunks})
         self.services.cache.invalidate("docs", user_id)
 
-    async def _ingest(self, job: dict, doc: dict) -> tuple[int, int | None, list[str]]:
+    async def _ingest(self, job: dict, doc: dict, lost: asyncio.Event) -> tuple[int, int | None, list[str]]:
         try:
             data = await asyncio.to_thread(self.services.blobs.get, doc["sha256"]) if doc.get("sha256") else None
         except FileNotFoundError:
             data = None
         if data is None:
             raise IngestionError(f"{doc['filename']}: the uploaded file is missing on the server; upload it again.")
-        loaded = await asyncio.to_thread(load_document, doc["filename"], data, doc["file_type"],
-                                         max_pages=self.settings.max_pages)
-        chunks = chunk_document(loaded, self.settings.chunk_size, self.settings.chunk_overlap)
+        s = self.settings
+        parsed = await asyncio.to_thread(
+            parse_in_sandbox, doc["filename"], data, doc["file_type"], limits=Limits.from_settings(s),
+            chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
+            sandbox=SandboxLimits(timeout_s=s.ingest_timeout_s, memory_mb=s.ingest_memory_mb))
+        chunks = parsed.chunks
         if not chunks:
             raise IngestionError(f"{doc['filename']} contains no extractable text.")
-        identity = await asyncio.to_thread(self.index.identify, loaded)
+        identity = await asyncio.to_thread(self.index.identify, parsed.subjects, parsed.sample)
         doc["metadata"] = {**(doc.get("metadata") or {}), **identity}  # on every chunk, and on the row
+        if lost.is_set():
+            raise JobLost
         user_id = doc["user_id"]
         await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])  # a rerun starts clean
         total = len(chunks)
-        await self._job(job["id"], progress={"pages": loaded.page_count, "chunks": total, "chunks_done": 0})
+        await self._job(job["id"], progress={"pages": parsed.page_count, "chunks": total, "chunks_done": 0})
         for start in range(0, total, EMBED_BATCH * 4):
+            if lost.is_set():
+                raise JobLost
             batch = chunks[start:start + EMBED_BATCH * 4]
-            vectors = await asyncio.to_thread(self.index.embedder.embed, [embedding_text(c) for c in batch])
-            await asyncio.to_thread(self.index.write_chunks, user_id, doc, batch, vectors)
-            await self._job(job["id"], progress={"pages": loaded.page_count, "chunks": total,
+            async with self._embed_lock:
+                vectors = await asyncio.to_thread(self.index.embedder.embed, [embedding_text(c) for c in batch])
+                await asyncio.to_thread(self.index.write_chunks, user_id, doc, batch, vectors)
+            await self._job(job["id"], progress={"pages": parsed.page_count, "chunks": total,
                                                  "chunks_done": start + len(batch)})
         await asyncio.to_thread(self.index.lexical.rebuild, user_id)
-        return total, loaded.page_count, loaded.warnings
+        return total, parsed.page_count, parsed.warnings

@@ -23,7 +23,7 @@ from .conversations import _uuid
 from .errors import Forbidden, NotFound, ValidationError
 from .metrics import Metrics, timed
 from .models import AuditEntry, User, ts
-from .users import normalize_username
+from .users import normalize_username, username_key
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class AdminService:
         name = normalize_username(username)
         if not name:
             raise ValidationError("Give the username to promote.")
-        r = await self.backend.execute(self.backend.service.rpc("login_lookup", {"p_username": name}),
+        r = await self.backend.execute(self.backend.service.rpc("login_lookup", {"p_username": username_key(name)}),
                                        what="account")
         if not r.data:
             raise NotFound(f"There is no account named {name!r}.")

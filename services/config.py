@@ -44,6 +44,7 @@ class Settings:
     failure_window_s: int = 15 * 60
     lockout_s: int = 15 * 60
     session_ttl_s: int = 24 * 3600
+    session_max_age_s: int = 30 * 24 * 3600  # absolute: activity never extends a session past this
     session_touch_interval_s: int = 60
     user_jwt_ttl_s: int = 15 * 60
     # backend calls
@@ -66,7 +67,20 @@ class Settings:
     chunk_overlap: int = 200
     max_pages: int = 2000
     ingest_attempts: int = 3
-    ingest_stale_after_s: int = 600
+    # ingestion against hostile files (docs/security.md): each job is read in its own process
+    ingest_timeout_s: float = 120.0       # wall clock for reading one file
+    ingest_memory_mb: int = 1024          # address space of that process
+    ingest_concurrency: int = 2           # jobs at once per worker, so one big file cannot hold the queue
+    ingest_heartbeat_s: int = 10          # a running job's lock is renewed this often...
+    ingest_stale_after_s: int = 60        # ...and reclaimed this long after the last renewal
+    max_chars: int = 5_000_000            # extracted characters per file
+    max_chunks: int = 10_000              # searchable passages per file
+    max_paragraphs: int = 200_000         # DOCX paragraphs + table cells, CSV cells
+    max_columns: int = 1_000              # CSV columns in one row
+    max_cell_chars: int = 20_000          # characters in one CSV cell
+    max_pdf_operators: int = 3_000_000    # PDF content-stream operators over all pages
+    max_xml_depth: int = 200
+    max_unpacked_bytes: int = 200 * 2**20  # a DOCX's unzipped size
     rrf_dense_weight: float = 1.0
     rrf_lexical_weight: float = 1.0
     min_similarity: float = 0.35
@@ -126,6 +140,10 @@ class Settings:
             raise ConfigError("PHARMGPT_CHUNK_OVERLAP must be smaller than PHARMGPT_CHUNK_SIZE")
         if self.session_ttl_s < 60:
             raise ConfigError("PHARMGPT_SESSION_TTL_S must be at least 60 seconds")
+        if self.ingest_heartbeat_s * 3 > self.ingest_stale_after_s:
+            raise ConfigError("PHARMGPT_INGEST_STALE_AFTER_S must be at least 3 x PHARMGPT_INGEST_HEARTBEAT_S")
+        if self.session_max_age_s < 60:
+            raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")
 
     def describe(self) -> dict[str, str]:
         """Every setting, secrets masked: for `pharmgpt doctor` and logs."""

@@ -82,10 +82,15 @@ class DocumentService:
         if conversation_id is not None:
             conversation_id = _uuid(conversation_id, "conversation")
         self.blobs.put(sha, data)  # before the row, so the worker never finds a job without bytes
+        # the server's proof that this user stored these bytes: register_document takes the
+        # hash from it, never from the caller, so a hash alone reaches nobody else's file
+        proof = await self.backend.execute(self.backend.service.table("upload_proofs").upsert(
+            {"user_id": user_id, "sha256": sha, "file_size": len(data)}, on_conflict="user_id,sha256"),
+            what="document")
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(db.rpc("register_document", {
-            "p_id": str(uuid.uuid4()), "p_conversation_id": conversation_id, "p_sha256": sha,
-            "p_filename": filename, "p_file_type": mime, "p_file_size": len(data), "p_metadata": metadata or {}}),
+            "p_id": str(uuid.uuid4()), "p_conversation_id": conversation_id, "p_upload_id": proof.data[0]["id"],
+            "p_filename": filename, "p_file_type": mime, "p_metadata": metadata or {}}),
             what="document", idempotent=False)
         row = r.data[0]
         self.cache.invalidate("docs", user_id)

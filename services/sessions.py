@@ -2,7 +2,8 @@
 
 Sliding expiry: each validation more than `session_touch_interval_s` after the
 last one pushes `expires_at` out again, so a busy session stays alive and an
-idle one ends; the write happens at most once a minute per session.
+idle one ends; the write happens at most once a minute per session. However busy,
+a session ends `session_max_age_s` (30 days) after sign-in: expiry never slides past it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class SessionService:
         self.metrics = metrics
         self.audit = audit
 
+    def _expiry(self, now: datetime, created_at: datetime) -> datetime:
+        """Sliding expiry, capped at the session's absolute lifetime."""
+        return min(now + timedelta(seconds=self.settings.session_ttl_s),
+                   created_at + timedelta(seconds=self.settings.session_max_age_s))
+
     @property
     def _table(self):
         return self.backend.service.table("sessions")
@@ -43,7 +49,7 @@ class SessionService:
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         row = {"token_hash": token_hash(token), "user_id": user_id, "created_at": _iso(now),
-               "last_activity": _iso(now), "expires_at": _iso(now + timedelta(seconds=self.settings.session_ttl_s)),
+               "last_activity": _iso(now), "expires_at": _iso(self._expiry(now, now)),
                "ip_address": _valid_ip(ip), "user_agent": (user_agent or "")[:512] or None}
         # the token hash is unique, so a retried insert cannot create a second row
         await self.backend.execute(self._table.upsert(row, on_conflict="token_hash", ignore_duplicates=True,
@@ -54,36 +60,40 @@ class SessionService:
         if not token or len(token) > 256:
             return None
         r = await self.backend.execute(
-            self._table.select("id,user_id,expires_at,last_activity,revoked_at,"
+            self._table.select("id,user_id,created_at,expires_at,last_activity,revoked_at,"
                                f"users!inner({User.COLUMNS})").eq("token_hash", token_hash(token)).limit(1),
             what="session")
         return r.data[0] if r.data else None
+
+    def _live(self, row: dict | None, now: datetime) -> bool:
+        return (row is not None and row["revoked_at"] is None and ts(row["expires_at"]) > now
+                and ts(row["created_at"]) + timedelta(seconds=self.settings.session_max_age_s) > now)
 
     @timed("sessions.validate")
     async def validate_session(self, token: str) -> User | None:
         row = await self._find(token)
         now = datetime.now(UTC)
-        if row is None or row["revoked_at"] is not None or ts(row["expires_at"]) <= now:
+        if not self._live(row, now):
             return None
         user = User.from_row(row["users"])
         if not user.is_active:
             return None
         if (now - ts(row["last_activity"])).total_seconds() >= self.settings.session_touch_interval_s:
-            await self._touch(row["id"], now)
+            await self._touch(row, now)
         return user
 
-    async def _touch(self, session_id: str, now: datetime) -> None:
+    async def _touch(self, row: dict, now: datetime) -> None:
         await self.backend.execute(self._table.update(
-            {"last_activity": _iso(now), "expires_at": _iso(now + timedelta(seconds=self.settings.session_ttl_s))},
-            returning="minimal").eq("id", session_id).is_("revoked_at", None), what="session")
+            {"last_activity": _iso(now), "expires_at": _iso(self._expiry(now, ts(row["created_at"])))},
+            returning="minimal").eq("id", row["id"]).is_("revoked_at", None), what="session")
 
     @timed("sessions.refresh")
     async def refresh_session(self, token: str) -> bool:
         row = await self._find(token)
         now = datetime.now(UTC)
-        if row is None or row["revoked_at"] is not None or ts(row["expires_at"]) <= now:
+        if not self._live(row, now):
             return False
-        await self._touch(row["id"], now)
+        await self._touch(row, now)
         return True
 
     @timed("sessions.logout")

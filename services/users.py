@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -20,15 +21,42 @@ from .config import Settings
 from .errors import AuthError, Conflict, NotFound, ValidationError
 from .metrics import Metrics, timed
 from .models import User, ts
+from .password_policy import fold, password_problem
 from .passwords import BCRYPT, LEGACY, hash_password, needs_rehash, verify_password
 
-BAD_CREDENTIALS = "Wrong username or password."
+# Scripts that may share a name: the CJK family with itself and with Latin (no look-alikes there).
+_CJK = {"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PROFILE_FIELDS = {"email"}
 
 
 def normalize_username(username: str) -> str:
     return unicodedata.normalize("NFKC", username or "").strip()
+
+
+def username_key(username: str) -> str:
+    """What makes two names the same account: NFKC and Unicode case folding, in any script
+    (Postgres' lower() under the C locale folds ASCII only). Stored in users.username_key."""
+    return fold(normalize_username(username))
+
+
+def scripts(text: str) -> set[str]:
+    """The writing systems of the letters in `text` ("LATIN", "CYRILLIC", "GREEK", "CJK", ...)."""
+    out = set()
+    for ch in text:
+        if not unicodedata.category(ch).startswith("L"):
+            continue
+        script = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+        out.add("CJK" if script in _CJK else script)
+    return out
+
+
+def bad_credentials(settings: Settings) -> str:
+    """The one answer to a wrong password, an unknown user and a locked account alike,
+    so no reply tells which usernames exist or which are locked."""
+    minutes = max(1, settings.lockout_s // 60)
+    return (f"Wrong username or password. After {settings.max_failed_logins} failed attempts an account "
+            f"is locked for {minutes} minute{'s' if minutes != 1 else ''}.")
 
 
 class UserService:
@@ -49,13 +77,27 @@ class UserService:
             raise ValidationError("Usernames are 3 to 64 characters long.")
         if any(unicodedata.category(ch).startswith("C") for ch in name):
             raise ValidationError("Usernames cannot contain control characters.")
+        found = scripts(name)
+        if len(found) > 1 and not found <= {"LATIN", "CJK"}:
+            raise ValidationError("Usernames cannot mix letters from different alphabets "
+                                  f"({', '.join(sorted(s.title() for s in found))}): such names can "
+                                  "look identical to someone else's.")
         return name
 
-    def validate_password(self, password: str) -> None:
-        if len(password or "") < self.settings.min_password_length:
-            raise ValidationError(f"Passwords are at least {self.settings.min_password_length} characters long.")
-        if len(password) > 1024:
-            raise ValidationError("Passwords are at most 1,024 characters long.")
+    def validate_password(self, password: str, username: str | None = None) -> None:
+        problem = password_problem(password, min_length=self.settings.min_password_length, username=username)
+        if problem:
+            raise ValidationError(problem)
+
+    @property
+    def bad_credentials(self) -> str:
+        return bad_credentials(self.settings)
+
+    def _name_hash(self, name: str) -> str:
+        """A keyed hash of a typed name that matched no account: repeated attempts can be told
+        apart in the audit log, a password typed into the username box cannot be read there."""
+        key = (self.settings.supabase_jwt_secret or "pharmgpt").encode()
+        return hmac.new(key, username_key(name).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
     @staticmethod
     def validate_email(email: str | None) -> str | None:
@@ -74,9 +116,9 @@ class UserService:
     async def create_user(self, username: str, password: str, email: str | None = None,
                           is_admin: bool = False) -> User:
         name = self.validate_username(username)
-        self.validate_password(password)
+        self.validate_password(password, name)
         email = self.validate_email(email)
-        row = {"username": name, "password_hash": await self._hash(password), "password_scheme": BCRYPT,
+        row = {"username": name, "username_key": username_key(name), "password_hash": await self._hash(password), "password_scheme": BCRYPT,
                "email": email, "is_admin": is_admin}
         try:
             r = await self.backend.execute(self.backend.service.table("users").insert(row).select(User.COLUMNS),
@@ -87,48 +129,50 @@ class UserService:
         await self.audit.record("user.created", user_id=user.id, target_type="user", target_id=user.id)
         return user
 
-    async def _lookup(self, username: str) -> dict | None:
-        r = await self.backend.execute(self.backend.service.rpc("login_lookup", {"p_username": username}),
-                                       what="account")
-        return r.data[0] if r.data else None
-
     async def _dummy_verify(self, password: str) -> None:
         """Spend the time a real check would, so unknown users can't be told apart."""
         if self._dummy_hash is None:
             self._dummy_hash = await self._hash("not-a-real-password")
         await asyncio.to_thread(verify_password, password, self._dummy_hash)
 
+    async def _reserve(self, name: str) -> tuple[bool, dict | None]:
+        """Count this attempt before any password is checked (one statement in the database):
+        (True, account) to go on, (False, account) while it is locked, (False, None) for no account."""
+        if not 1 <= len(name) <= 128:
+            return False, None
+        r = await self.backend.execute(self.backend.service.rpc("reserve_login_attempt", {
+            "p_username_key": username_key(name), "p_max_attempts": self.settings.max_failed_logins,
+            "p_window": f"{self.settings.failure_window_s} seconds",
+            "p_lock": f"{self.settings.lockout_s} seconds"}), what="account", idempotent=False)
+        if not r.data:
+            return False, None
+        return bool(r.data[0]["allowed"]), r.data[0]["account"]
+
     @timed("users.authenticate")
     async def authenticate_user(self, username: str, password: str, ip: str | None = None) -> User:
+        """Check a password, at most `max_failed_logins` times per lockout window however many
+        attempts run at once: the attempt is reserved (and counted) before bcrypt runs."""
         name = normalize_username(username)
-        row = await self._lookup(name) if 1 <= len(name) <= 128 else None
+        allowed, row = await self._reserve(name)
         if row is None:
-            await self._refuse_renamed_legacy_name(name, row, password or "", ip)
             await self._dummy_verify(password or "")
-            await self.audit.record("auth.login_failed", details={"username": name[:64], "reason": "unknown"}, ip=ip)
-            raise AuthError(BAD_CREDENTIALS)
+            await self.audit.record("auth.login_failed", ip=ip,
+                                    details={"username_hash": self._name_hash(name), "reason": "unknown"})
+            raise AuthError(self.bad_credentials)
         await self._refuse_renamed_legacy_name(name, row, password or "", ip)
         now = datetime.now(UTC)
-        locked_until = ts(row.get("locked_until"))
-        if locked_until and locked_until > now:
+        if not allowed:
             await self._dummy_verify(password or "")
-            minutes = max(1, int((locked_until - now).total_seconds() // 60) + 1)
             await self.audit.record("auth.login_locked", user_id=row["id"], ip=ip)
-            raise AuthError(f"Too many failed sign-ins. This account is locked for about {minutes} more "
-                            f"minute{'s' if minutes != 1 else ''}.", details={"locked_until": locked_until.isoformat()})
+            raise AuthError(self.bad_credentials, details={"locked_until": row.get("locked_until")})
         ok = await asyncio.to_thread(verify_password, password or "", row["password_hash"],
                                      row["password_scheme"], row.get("password_salt"))
         if not ok or not row.get("is_active", True):
-            r = await self.backend.execute(self.backend.service.rpc("record_login_failure", {
-                "p_user_id": row["id"], "p_max_failures": self.settings.max_failed_logins,
-                "p_window": f"{self.settings.failure_window_s} seconds",
-                "p_lock": f"{self.settings.lockout_s} seconds"}), what="account", idempotent=False)
-            after = r.data[0] if r.data else {}
             await self.audit.record("auth.login_failed", user_id=row["id"], ip=ip,
                                     details={"reason": "password" if ok is False else "inactive"})
-            if after.get("locked_until") and ts(after["locked_until"]) > now:
+            if row.get("locked_until") and ts(row["locked_until"]) > now:  # this attempt was the last allowed
                 await self.audit.record("auth.lockout", user_id=row["id"], ip=ip)
-            raise AuthError(BAD_CREDENTIALS)
+            raise AuthError(self.bad_credentials)
         await self.backend.execute(self.backend.service.rpc("record_login_success", {"p_user_id": row["id"]}),
                                    what="account")
         if needs_rehash(row["password_hash"], row["password_scheme"], self.settings.bcrypt_rounds):
@@ -204,7 +248,7 @@ class UserService:
     @timed("users.change_password")
     async def change_password(self, user_id: str, old: str, new: str, *, keep_session: str | None = None) -> None:
         r = await self.backend.execute(self.backend.service.table("users").select(
-            "id,password_hash,password_scheme,password_salt").eq("id", user_id).limit(1), what="account")
+            "id,username,password_hash,password_scheme,password_salt").eq("id", user_id).limit(1), what="account")
         if not r.data:
             raise NotFound("The account was not found.")
         row = r.data[0]
@@ -212,7 +256,7 @@ class UserService:
                                      row.get("password_salt"))
         if not ok:
             raise AuthError("The current password is not right.")
-        self.validate_password(new)
+        self.validate_password(new, row.get("username"))
         await self._store_password(user_id, new)
         revoked = await self.sessions.logout_all(user_id, except_token=keep_session) if self.sessions else 0
         await self.audit.record("auth.password_changed", user_id=user_id, details={"sessions_revoked": revoked})

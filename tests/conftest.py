@@ -123,6 +123,14 @@ async def make_user(stack: StackInfo, service: AsyncClient):
     return _make
 
 
+async def prove_upload(service: AsyncClient, user_id: str, sha256: str, size: int = 10) -> str:
+    """The server's record that `user_id` stored bytes with this hash (what an upload writes
+    before a document may name them); returns the proof id for register_document."""
+    r = await service.table("upload_proofs").upsert(
+        {"user_id": user_id, "sha256": sha256, "file_size": size}, on_conflict="user_id,sha256").execute()
+    return r.data[0]["id"]
+
+
 def service_settings(stack: StackInfo, data_dir: Path, **overrides):
     from services.config import Settings
     return Settings(supabase_url=stack.url, supabase_anon_key=stack.anon_key,

@@ -11,8 +11,9 @@ from __future__ import annotations
 from services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, mislabelled, sniff
+from .limits import Budget, LimitExceeded, Limits, too_big
 
-__all__ = ["LoadedDocument", "Section", "SUPPORTED_EXTENSIONS", "load_document"]
+__all__ = ["LimitExceeded", "Limits", "LoadedDocument", "Section", "SUPPORTED_EXTENSIONS", "load_document"]
 
 _BY_EXTENSION = {
     ".pdf": "pdf",
@@ -93,39 +94,45 @@ def _check_bytes(name: str, fmt: str, data: bytes) -> str | None:
 
 
 def load_document(
-    filename: str, data: bytes, file_type: str | None = None, *, max_pages: int = 2000
+    filename: str, data: bytes, file_type: str | None = None, *, max_pages: int | None = None,
+    limits: Limits | None = None,
 ) -> LoadedDocument:
-    """Load one uploaded file. Raises IngestionError with a message fit to show the user."""
+    """Load one uploaded file. Raises IngestionError with a message fit to show the user,
+    LimitExceeded (an IngestionError) when the file expands past `limits`."""
+    limits = limits or Limits()
+    if max_pages is not None:
+        limits = Limits(**{**limits.__dict__, "max_pages": max_pages})
     name = _base_name(filename)
     fmt = _format(name, file_type)
     if not data or not data.strip():
         raise IngestionError(f"{name} is empty")
     kind = _check_bytes(name, fmt, data)
+    budget = Budget(name, limits)
 
     if fmt == "pdf":
         from .pdf import load_pdf
 
-        doc = load_pdf(name, data, max_pages=max_pages)
+        doc = load_pdf(name, data, max_pages=limits.max_pages, budget=budget)
     elif fmt == "docx":
         from .docx import load_docx
 
-        doc = load_docx(name, data)
+        doc = load_docx(name, data, budget=budget)
     elif fmt == "text":
         from .text import load_text
 
-        doc = load_text(name, data)
+        doc = load_text(name, data, budget=budget)
     elif fmt == "markdown":
         from .text import load_markdown
 
-        doc = load_markdown(name, data)
+        doc = load_markdown(name, data, budget=budget)
     elif fmt == "csv":
         from .csv_loader import load_csv
 
-        doc = load_csv(name, data)
+        doc = load_csv(name, data, budget=budget)
     elif fmt == "spl":
         from .spl import load_spl
 
-        doc = load_spl(name, data)
+        doc = load_spl(name, data, max_depth=limits.max_xml_depth)
     else:
         from .image import load_image
 
@@ -134,4 +141,7 @@ def load_document(
     doc.sections = [s for s in doc.sections if s.text.strip()]
     if not doc.sections:
         raise IngestionError(f"{name} contains no extractable text", details=doc.warnings or None)
+    total = sum(len(s.text) for s in doc.sections)
+    if total > limits.max_chars:
+        raise too_big(name, "characters of text", limits.max_chars, "characters of text")
     return doc

@@ -2,6 +2,12 @@
 
 Each group repeats the header row so a retrieved chunk still says which column
 is which. Named csv_loader so it does not shadow the standard library's csv.
+
+Hostile files (issue 12): rows are read one at a time and never padded to the
+widest row; a row wider than `max_columns` or a cell longer than
+`max_cell_chars` stops the load; wide tables are cut into column slices of
+COLUMNS_PER_SLICE (the first column repeated in each, as the row's name), so
+no chunk has to hold a whole wide row.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import io
 from services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, markdown_table
+from .limits import Budget, Limits, too_big
 from .text import decode_text_file
 
 ROWS_PER_GROUP = 20
+COLUMNS_PER_SLICE = 12
 
 
 _DELIMITERS = ",;\t|"
@@ -44,20 +52,54 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
     return Guessed
 
 
-def load_csv(filename: str, data: bytes, rows_per_group: int = ROWS_PER_GROUP) -> LoadedDocument:
-    text = decode_text_file(filename, data)
+def _rows(filename: str, text: str, budget: Budget):
+    limits = budget.limits
+    previous = csv.field_size_limit()
+    csv.field_size_limit(limits.max_cell_chars)
     try:
-        rows = list(csv.reader(io.StringIO(text), _dialect(text[:20_000])))
+        for row in csv.reader(io.StringIO(text), _dialect(text[:20_000])):
+            if len(row) > limits.max_columns:
+                raise too_big(filename, "columns in one row", limits.max_columns, "columns in a row")
+            if any(c.strip() for c in row):
+                budget.add_paragraphs(len(row))
+                yield row
     except csv.Error as e:
+        if "field larger than field limit" in str(e):
+            raise too_big(filename, "characters in one cell", limits.max_cell_chars,
+                          "characters in a single cell") from e
         raise IngestionError(f"{filename} is not a readable CSV file ({e})", details=str(e)) from e
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _slices(width: int) -> list[range]:
+    """Column ranges of at most COLUMNS_PER_SLICE (column 0 is added to each later one)."""
+    if width <= COLUMNS_PER_SLICE:
+        return [range(width)]
+    return [range(start, min(start + COLUMNS_PER_SLICE, width)) for start in range(0, width, COLUMNS_PER_SLICE)]
+
+
+def load_csv(filename: str, data: bytes, rows_per_group: int = ROWS_PER_GROUP,
+             budget: Budget | None = None) -> LoadedDocument:
+    budget = budget or Budget(filename, Limits())
+    text = decode_text_file(filename, data, budget)
+    rows = list(_rows(filename, text, budget))
     if not rows:
         raise IngestionError(f"{filename} is empty")
     header, body = rows[0], rows[1:]
-    width = max(len(r) for r in rows)
-    header = header + [f"Column {i + 1}" for i in range(len(header), width)]
     warnings = [] if body else [f"{filename} has a header row but no data rows"]
     groups = [body[i : i + rows_per_group] for i in range(0, len(body), max(1, rows_per_group))]
-    sections = [Section(markdown_table([header, *group]), None, None, kind="table")
-                for group in groups or [[]]]
+    sections = []
+    for group in groups or [[]]:
+        width = max(len(r) for r in [header, *group])  # this group's widest row, never the file's
+        names = header + [f"Column {i + 1}" for i in range(len(header), width)]
+        for cols in _slices(width):
+            keep = list(cols) if cols.start == 0 else [0, *cols]
+            table = [[names[i] for i in keep]] + [[r[i] if i < len(r) else "" for i in keep] for r in group]
+            if cols.start and not any(any(c.strip() for c in r[1:]) for r in table[1:]):
+                continue  # short rows: nothing in these columns
+            sections.append(Section(markdown_table(table), None,
+                                    None if width <= COLUMNS_PER_SLICE else
+                                    f"Columns {cols.start + 1}-{cols.stop} of {width}", kind="table"))
     return LoadedDocument(sections=sections, page_count=None, warnings=warnings)
+

@@ -12,6 +12,7 @@ import re
 from services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, markdown_table, normalise_whitespace
+from .limits import Budget, Limits, too_big
 
 _HEADING_STYLE = re.compile(r"^(Heading \d+|Title)$", re.IGNORECASE)
 
@@ -35,10 +36,39 @@ def _table_rows(table) -> list[list[str]]:
     return rows
 
 
-def load_docx(filename: str, data: bytes) -> LoadedDocument:
+_PARAGRAPH_TAGS = (b"<w:p>", b"<w:p ", b"<w:p/>", b"<w:tc>", b"<w:tc ")
+
+
+def _precheck(filename: str, data: bytes, budget: Budget) -> None:
+    """Before python-docx builds a tree of it: the unzipped size, and the paragraphs and table
+    cells counted by streaming word/document.xml (a 290 KB file can hold 2 million)."""
+    import zipfile
+
+    limits = budget.limits
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if sum(i.file_size for i in z.infolist()) > limits.max_unpacked_bytes:
+                raise too_big(filename, "unzipped size", limits.max_unpacked_bytes // 2**20, "MB when unzipped")
+            if "word/document.xml" not in z.namelist():
+                return  # python-docx says what is wrong
+            tail = b""
+            with z.open("word/document.xml") as f:
+                while block := f.read(1 << 20):
+                    window = tail + block
+                    budget.add_paragraphs(sum(window.count(t) for t in _PARAGRAPH_TAGS)
+                                          - sum(tail.count(t) for t in _PARAGRAPH_TAGS))
+                    tail = window[-8:]
+    except zipfile.BadZipFile:
+        return  # reported by the parse below
+    budget.paragraphs = 0  # counted again as they are read
+
+
+def load_docx(filename: str, data: bytes, budget: Budget | None = None) -> LoadedDocument:
     import docx
     from docx.table import Table
 
+    budget = budget or Budget(filename, Limits())
+    _precheck(filename, data, budget)
     try:
         document = docx.Document(io.BytesIO(data))
         blocks = list(document.iter_inner_content())
@@ -59,13 +89,18 @@ def load_docx(filename: str, data: bytes) -> LoadedDocument:
         buf.clear()
 
     for block in blocks:
+        budget.add_paragraphs()
         if isinstance(block, Table):
-            table = markdown_table(_table_rows(block))
+            rows = _table_rows(block)
+            budget.add_paragraphs(sum(len(r) for r in rows))
+            table = markdown_table(rows)
+            budget.add_chars(len(table))
             if table:
                 flush()
                 sections.append(Section(table, None, heading, kind="table"))
             continue
         text = block.text.strip()
+        budget.add_chars(len(text))
         style = _style_name(block)
         if _HEADING_STYLE.match(style):
             if text:

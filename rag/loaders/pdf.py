@@ -14,6 +14,7 @@ import re
 from services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, normalise_whitespace, ocr_image, tesseract_available
+from .limits import Budget, LimitExceeded, Limits
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,17 @@ def _ocr_page(page) -> str:
     return "\n\n".join(texts)
 
 
-def load_pdf(filename: str, data: bytes, *, max_pages: int = 2000) -> LoadedDocument:
+def _extract(page, budget: Budget) -> str:
+    """A page's text, every content-stream operator charged to the budget as pypdf visits it,
+    so a stream of millions of operators (or one stream shared by every page) stops at the cap."""
+    def count(op, args, cm, tm):
+        budget.add_operators()
+    return page.extract_text(visitor_operand_before=count) or ""
+
+
+def load_pdf(filename: str, data: bytes, *, max_pages: int = 2000,
+             budget: Budget | None = None) -> LoadedDocument:
+    budget = budget or Budget(filename, Limits(max_pages=max_pages))
     reader = _open(filename, data)
     try:
         page_count = len(reader.pages)
@@ -78,7 +89,9 @@ def load_pdf(filename: str, data: bytes, *, max_pages: int = 2000) -> LoadedDocu
     warnings: list[str] = []
     for number, page in enumerate(reader.pages, start=1):
         try:
-            text = clean_page_text(page.extract_text() or "")
+            text = clean_page_text(_extract(page, budget))
+        except LimitExceeded:
+            raise
         except Exception as e:  # one bad page should not lose the rest of the document
             log.warning("pdf %s page %d: %r", filename, number, e)
             warnings.append(f"page {number} could not be read")
@@ -91,6 +104,7 @@ def load_pdf(filename: str, data: bytes, *, max_pages: int = 2000) -> LoadedDocu
         if not text:
             warnings.append(f"no text on page {number}")
             continue
+        budget.add_chars(len(text))
         sections.append(Section(text, number, None))
 
     if not sections and not ocr:

@@ -28,20 +28,29 @@ def _tag(el: ET.Element) -> str:
     return el.tag.removeprefix(NS) if isinstance(el.tag, str) else ""
 
 
-def _parse(filename: str, data: bytes) -> ET.Element:
-    """Parse without ever expanding entity declarations (SPL never uses a DTD)."""
-    if b"<!ENTITY" in data:
-        raise IngestionError(f"{filename} declares XML entities, which FDA labels never do; "
-                             "it was refused for safety")
+def _parse(filename: str, data: bytes, max_depth: int = 200) -> ET.Element:
+    """Parse with defusedxml, whatever the encoding (a byte search for "<!ENTITY" misses
+    UTF-16): no DTD, no entities, no external references, which FDA labels never use.
+    A document nested deeper than `max_depth` is refused for good, before any recursive walk."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
     try:
-        from defusedxml.ElementTree import fromstring  # stricter, when available
-    except ImportError:
-        fromstring = ET.fromstring
-    try:
-        return fromstring(data)
-    except Exception as e:  # ParseError, or defusedxml's refusals
+        root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as e:
+        raise IngestionError(f"{filename} declares XML entities or a DTD, which FDA labels never do; "
+                             "it was refused for safety", details=repr(e)) from e
+    except Exception as e:  # ParseError
         raise IngestionError(f"{filename} is not readable XML (the file is damaged)",
                              details=repr(e)) from e
+    stack = [(root, 1)]
+    while stack:  # iterative: the check itself cannot overflow
+        el, depth = stack.pop()
+        if depth > max_depth:
+            raise IngestionError(f"{filename} is nested more than {max_depth:,} levels deep, which no FDA "
+                                 "label is; it was not processed", details={"limit": "xml depth"})
+        stack.extend((child, depth + 1) for child in el)
+    return root
 
 
 def _text(el: ET.Element, skip: frozenset[str] = _INLINE_SKIP) -> str:
@@ -244,8 +253,8 @@ def _declared_drugs(root: ET.Element) -> list[str]:
     return names
 
 
-def load_spl(filename: str, data: bytes) -> LoadedDocument:
-    root = _parse(filename, data)
+def load_spl(filename: str, data: bytes, *, max_depth: int = 200) -> LoadedDocument:
+    root = _parse(filename, data, max_depth)
     if root.tag != f"{NS}document":
         raise IngestionError(f"{filename} is XML but not an FDA Structured Product Label (SPL)")
     builder = _Builder()

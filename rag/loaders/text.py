@@ -13,6 +13,7 @@ import re
 from services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, markdown_table, normalise_whitespace
+from .limits import Budget
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts the same way
@@ -63,18 +64,37 @@ def decode(data: bytes) -> str:
     return data.decode("latin-1")
 
 
-def decode_text_file(filename: str, data: bytes) -> str:
-    """Decoded text with normalised line endings; IngestionError if there is nothing in it."""
+# control characters that never occur in text (tab, line breaks and form feed do)
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_BINARY_SHARE = 0.01
+
+
+def _looks_binary(text: str) -> bool:
+    """Control characters in more than 1 % of the whole decoded text (not only the first
+    8 KB the upload check reads): a binary file renamed .txt, or one with text in front."""
+    bad = len(_BINARY.findall(text))
+    return bad > max(8, len(text) * _BINARY_SHARE)
+
+
+def decode_text_file(filename: str, data: bytes, budget: Budget | None = None) -> str:
+    """Decoded text with normalised line endings; IngestionError if there is nothing in it
+    or it is not text; LimitExceeded past the budget's characters."""
     if not data.strip():
         raise IngestionError(f"{filename} is empty")
-    text = decode(data).replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = decode(data)
+    if budget is not None:
+        budget.add_chars(len(text))
+    if _looks_binary(text):
+        raise IngestionError(f"{filename} looks like a binary file, not text; upload the document "
+                             "itself (PDF, Word, text) rather than this file")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     if not text.strip():
         raise IngestionError(f"{filename} is empty")
     return text
 
 
-def load_text(filename: str, data: bytes) -> LoadedDocument:
-    text = normalise_whitespace(decode_text_file(filename, data))
+def load_text(filename: str, data: bytes, budget: Budget | None = None) -> LoadedDocument:
+    text = normalise_whitespace(decode_text_file(filename, data, budget))
     return LoadedDocument(sections=[Section(text, None, None)], page_count=None, warnings=[])
 
 
@@ -95,9 +115,9 @@ def _md_table(lines: list[str]) -> str:
     return markdown_table(rows)
 
 
-def load_markdown(filename: str, data: bytes) -> LoadedDocument:
+def load_markdown(filename: str, data: bytes, budget: Budget | None = None) -> LoadedDocument:
     """One Section per ATX (``#``) heading; pipe tables become their own table Sections."""
-    lines = decode_text_file(filename, data).split("\n")
+    lines = decode_text_file(filename, data, budget).split("\n")
     sections: list[Section] = []
     heading: str | None = None
     buf: list[str] = []

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from rag.engine import OFFLINE_MODEL
-from rag.prompts import NOT_COVERED
+from rag.prompts import not_covered
 from services.errors import NotFound
 from tests.app.conftest import PASSWORD, sign_in, texts
 
@@ -65,16 +65,16 @@ def test_sign_up_then_sign_out_and_in_again(new_app, ctx):
     assert at.session_state["user"].id == user.id and not errors(at)
 
 
-def test_sign_in_messages(new_app, make_account):
+def test_sign_in_messages(new_app, make_account, ctx):
     user, _ = make_account()
     at = new_app()
     at.button(key="signin_submit").click()
     at.run()
     assert errors(at) == ["Enter your username.", "Enter your password."]
     at = sign_in(new_app(), user.username, "not the password")
-    assert errors(at) == ["Wrong username or password."] and "user" not in at.session_state
+    assert errors(at) == [ctx.services.users.bad_credentials] and "user" not in at.session_state
     at = sign_in(new_app(), f"nobody-{uuid.uuid4().hex[:6]}", PASSWORD)
-    assert errors(at) == ["Wrong username or password."]
+    assert errors(at) == [ctx.services.users.bad_credentials]
 
 
 def test_lockout_is_explained(new_app, make_account, ctx):
@@ -84,7 +84,9 @@ def test_lockout_is_explained(new_app, make_account, ctx):
         at = sign_in(at, user.username, "wrong password")
     at = sign_in(at, user.username, PASSWORD)
     assert "user" not in at.session_state
-    assert any("locked for about 15 more minutes" in e for e in errors(at)), errors(at)
+    # the same words as a wrong password (no reply tells a locked account apart), which
+    # explain the lock
+    assert errors(at) == [ctx.services.users.bad_credentials] and "locked for 15 minutes" in errors(at)[0]
 
 
 # ---------------------------------------------------------------------- chat
@@ -96,12 +98,13 @@ def test_offline_question_without_documents(signed_in, ctx):
     at.run()
     assert not at.exception, at.exception
     page = texts(at)
-    assert NOT_COVERED in page  # strict mode, nothing uploaded: it says so instead of guessing
+    refusal = not_covered(["atorvastatin"])  # nothing uploaded: it names the drug instead of guessing
+    assert refusal in page
     assert sidebar_labels(at) == [question]  # titled after the question, listed in the sidebar
     assert [h.value for h in at.header] == [question]
     conv_id = at.session_state["conv_id"]
     msgs = ctx.run(ctx.services.conversations.get_messages(user.id, conv_id))
-    assert [(m.role, m.content) for m in msgs] == [("user", question), ("assistant", NOT_COVERED)]
+    assert [(m.role, m.content) for m in msgs] == [("user", question), ("assistant", refusal)]
     assert msgs[1].model == OFFLINE_MODEL
     assert at.button(key="regenerate")  # the last answer can be asked again
     at.button(key="regenerate").click()

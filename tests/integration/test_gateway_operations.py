@@ -19,7 +19,7 @@ from postgrest.exceptions import APIError
 
 from localbase.postgres import free_port
 from localbase.stack import LocalStack
-from tests.conftest import client_for
+from tests.conftest import client_for, prove_upload
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,9 @@ async def test_headers_only_insert_gives_location(stack):
         assert resp.status_code == 204
 
 
-async def test_owner_crud_on_user_tables(make_user):
+async def test_owner_crud_on_user_tables(make_user, service):
     u = await make_user()
+    await prove_upload(service, u.id, "d" * 64)
     c = u.client
     conv = (await c.table("conversations").insert({"title": "crud"}).execute()).data[0]
     r = await c.table("conversations").update({"title": "renamed", "is_pinned": True}).eq("id", conv["id"]).execute()

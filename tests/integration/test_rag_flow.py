@@ -94,7 +94,7 @@ async def test_answer_cites_a_page_that_contains_the_text(rag, lipitor):
 async def test_strict_mode_says_the_documents_do_not_cover_it(rag, lipitor):
     u, conv = lipitor["user"], lipitor["conv"]
     text, sources, msg = await ask(rag, u.id, conv.id, "How do I fix a flat bicycle tyre on a mountain bike?")
-    assert text == NOT_COVERED and sources == [] and msg.sources == []
+    assert text.startswith(NOT_COVERED) and sources == [] and msg.sources == []
 
 
 async def test_follow_up_uses_the_previous_question(rag, lipitor):

@@ -8,6 +8,8 @@ import uuid
 import pytest
 from postgrest.exceptions import APIError
 
+from tests.conftest import prove_upload
+
 pytestmark = pytest.mark.integration
 
 
@@ -17,8 +19,10 @@ async def seed(user, service) -> dict:
     conv = (await c.table("conversations").insert({"title": f"{user.username} chat"}).execute()).data[0]
     msg = (await c.table("messages").insert(
         {"conversation_id": conv["id"], "role": "user", "content": "secret dose question"}).execute()).data[0]
+    sha = uuid.uuid4().hex * 2
+    await prove_upload(service, user.id, sha)
     doc = (await c.table("documents").insert(
-        {"conversation_id": conv["id"], "sha256": uuid.uuid4().hex * 2, "filename": "label.pdf",
+        {"conversation_id": conv["id"], "sha256": sha, "filename": "label.pdf",
          "file_type": "application/pdf", "file_size": 10}).execute()).data[0]
     upl = (await c.table("uploads").insert(
         {"document_id": doc["id"], "filename": "label.pdf", "file_size": 10}).execute()).data[0]

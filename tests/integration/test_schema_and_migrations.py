@@ -11,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from localbase import migrations
+from tests.conftest import prove_upload
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,7 @@ async def test_deleting_a_conversation_cascades(make_user, service):
     u = await make_user()
     conv = (await u.client.table("conversations").insert({"title": "t"}).execute()).data[0]
     await u.client.table("messages").insert({"conversation_id": conv["id"], "role": "user", "content": "x"}).execute()
+    await prove_upload(service, u.id, "a" * 64)
     doc = (await u.client.table("documents").insert(
         {"conversation_id": conv["id"], "sha256": "a" * 64, "filename": "f.pdf", "file_type": "pdf"}).execute()).data[0]
     await u.client.table("conversations").delete().eq("id", conv["id"]).execute()
@@ -110,9 +112,10 @@ async def test_deleting_a_conversation_cascades(make_user, service):
     assert (await service.table("documents").select("id").eq("id", doc["id"]).execute()).data == []
 
 
-async def test_same_bytes_once_per_scope(make_user):
+async def test_same_bytes_once_per_scope(make_user, service):
     from postgrest.exceptions import APIError
     u = await make_user()
+    await prove_upload(service, u.id, "b" * 64)
     row = {"sha256": "b" * 64, "filename": "f.pdf", "file_type": "pdf"}
     await u.client.table("documents").insert(row).execute()
     with pytest.raises(APIError) as e:
@@ -124,6 +127,7 @@ async def test_same_bytes_once_per_scope(make_user):
 
 async def test_claim_ingest_job_skips_locked_and_reclaims_stale(make_user, service):
     u = await make_user()
+    await prove_upload(service, u.id, "c" * 64)
     doc = (await u.client.table("documents").insert(
         {"sha256": "c" * 64, "filename": "f.pdf", "file_type": "pdf"}).execute()).data[0]
     await u.client.table("ingest_jobs").insert({"document_id": doc["id"]}).execute()

@@ -1,0 +1,148 @@
+"""Reading an uploaded file in its own bounded process (issue 12).
+
+Parsing is where hostile bytes do harm: a 212 KB CSV that pads to 6 GB, a PDF
+whose one content stream is drawn on 300 pages, a DOCX of 2 million empty
+paragraphs. So the worker never parses in its own process: each job's
+load + chunk step runs in a fresh child (`python -m rag.sandbox`) with an
+address-space limit (RLIMIT_AS) and a CPU limit set before anything is
+imported, killed at a wall-clock limit, and with the loaders' page, character
+and chunk caps. Whatever happens there, the worker (and the app beside it)
+keeps running; a child past a limit is a permanent `LimitExceeded`, never a retry.
+
+Protocol: one JSON line (the job) then the file's bytes on stdin; one JSON
+object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+
+from services.errors import IngestionError
+
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 120.0
+    memory_mb: int = 1024
+
+
+@dataclass
+class ParsedFile:
+    chunks: list  # rag.chunking.Chunk
+    page_count: int | None
+    warnings: list[str]
+    subjects: list[str] = field(default_factory=list)  # drug names the file declares (SPL product data)
+    sample: str = ""  # the opening text, to tell which drugs an undeclared file is about
+
+
+def _limit_error(filename: str, message: str, **details) -> IngestionError:
+    from .loaders.limits import LimitExceeded
+    return LimitExceeded(f"{filename} was not processed: {message} Split it into smaller files, or save "
+                         "only the pages you need, and upload those.", details=details or None)
+
+
+def parse_in_sandbox(filename: str, data: bytes, file_type: str | None, *, limits, chunk_size: int,
+                     chunk_overlap: int, sandbox: SandboxLimits) -> ParsedFile:
+    """Load and chunk `data` in a fresh bounded child process (blocking: call it in a thread).
+
+    Raises IngestionError (the file's fault, shown to the user) or LimitExceeded; OSError
+    only if the child could not be started at all (a transient server problem)."""
+    from .chunking import Chunk
+
+    job = {"filename": filename, "file_type": file_type, "limits": asdict(limits), "chunk_size": chunk_size,
+           "chunk_overlap": chunk_overlap, "memory_mb": sandbox.memory_mb,
+           "cpu_s": int(sandbox.timeout_s) + 5}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_"))}
+    env["PYTHONPATH"] = _PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, "-m", "rag.sandbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=_PROJECT_ROOT, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(json.dumps(job).encode() + b"\n" + data, timeout=sandbox.timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise _limit_error(filename, f"reading it took longer than {sandbox.timeout_s:g} seconds, this "
+                           "server's limit for one file.", limit="wall clock", value=sandbox.timeout_s) from None
+    try:
+        result = json.loads(out) if out else None
+    except ValueError:
+        result = None
+    if result is None:  # killed (memory, CPU) or crashed before answering
+        tail = err.decode("utf-8", "replace")[-300:]
+        if proc.returncode < 0 or "MemoryError" in tail or "Cannot allocate" in tail:
+            raise _limit_error(filename, f"reading it needed more than {sandbox.memory_mb:,} MB of memory or "
+                               "more processing time than this server allows for one file.",
+                               limit="memory", value=sandbox.memory_mb, exit=proc.returncode, stderr=tail)
+        raise IngestionError(f"{filename} could not be read (the reader stopped unexpectedly)",
+                             details={"exit": proc.returncode, "stderr": tail})
+    if not result["ok"]:
+        if result["kind"] == "limit":
+            from .loaders.limits import LimitExceeded
+            raise LimitExceeded(result["message"], details=result.get("details"))
+        if result["kind"] == "memory":
+            raise _limit_error(filename, f"reading it needed more than {sandbox.memory_mb:,} MB of memory, this "
+                               "server's limit for one file.", limit="memory", value=sandbox.memory_mb)
+        raise IngestionError(result["message"], details=result.get("details"))
+    chunks = [Chunk(**c) for c in result["chunks"]]
+    return ParsedFile(chunks, result["page_count"], result["warnings"], result.get("subjects") or [],
+                      result.get("sample") or "")
+
+
+# ---------------------------------------------------------------------------------- child side
+def _set_limits(memory_mb: int, cpu_s: int) -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _child() -> int:
+    header = sys.stdin.buffer.readline()
+    job = json.loads(header)
+    _set_limits(job["memory_mb"], job["cpu_s"])
+    data = sys.stdin.buffer.read()
+
+    def answer(obj) -> int:
+        sys.stdout.write(json.dumps(obj))
+        sys.stdout.flush()
+        return 0
+
+    try:
+        from .chunking import chunk_document
+        from .loaders import LimitExceeded, Limits, load_document
+        limits = Limits(**job["limits"])
+        loaded = load_document(job["filename"], data, job["file_type"], limits=limits)
+        chunks = chunk_document(loaded, job["chunk_size"], job["chunk_overlap"])
+        if len(chunks) > limits.max_chunks:
+            from .loaders.limits import too_big
+            raise too_big(job["filename"], "chunks", limits.max_chunks, "searchable passages")
+        return answer({"ok": True, "page_count": loaded.page_count, "warnings": loaded.warnings[:50],
+                       "chunks": [asdict(c) for c in chunks], "subjects": loaded.subjects[:20],
+                       "sample": "\n".join(sec.text for sec in loaded.sections[:400])[:200_000]})
+    except LimitExceeded as e:
+        return answer({"ok": False, "kind": "limit", "message": e.message, "details": _jsonable(e.details)})
+    except IngestionError as e:
+        return answer({"ok": False, "kind": "file", "message": e.message, "details": _jsonable(e.details)})
+    except MemoryError:
+        return answer({"ok": False, "kind": "memory"})
+    except RecursionError:
+        return answer({"ok": False, "kind": "limit", "details": None,
+                       "message": f"{job['filename']} was not processed: it is nested too deeply to read."})
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)[:500]
+
+
+if __name__ == "__main__":
+    sys.exit(_child())
