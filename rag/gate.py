@@ -2,7 +2,7 @@
 
 Strict mode refuses when nothing passes, with a model or without. Calibrated
 on the pharmacist development set (docs/rag.md): a passage passes on its
-cosine similarity or its BM25 score.
+cosine similarity, or on its BM25 score when its similarity is not negligible.
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ from .sections import DATA, section_families
 class RelevanceGate:
     min_similarity: float = 0.35
     min_bm25: float = 3.0
+    # a word match alone ("mountain", "fix") is not an answer: it needs some meaning in common too
+    min_similarity_with_words: float = 0.2
 
     def passing(self, question: str, passages: Sequence[Passage], scope: DrugScope,
                 intents: Sequence[str]) -> list[Passage]:
         if scope.uncovered:
+            return []
+        closest = max((p.similarity for p in passages if p.similarity is not None), default=0.0)
+        if closest < self.min_similarity_with_words:  # word matches alone, nothing near in meaning
             return []
         return [p for p in passages if not self._data_only(p) and (
                 (p.similarity is not None and p.similarity >= self.min_similarity)

@@ -159,12 +159,13 @@ class UserService:
             await self.audit.record("auth.login_failed", ip=ip,
                                     details={"username_hash": self._name_hash(name), "reason": "unknown"})
             raise AuthError(self.bad_credentials)
-        await self._refuse_renamed_legacy_name(name, row, password or "", ip)
         now = datetime.now(UTC)
         if not allowed:
             await self._dummy_verify(password or "")
             await self.audit.record("auth.login_locked", user_id=row["id"], ip=ip)
             raise AuthError(self.bad_credentials, details={"locked_until": row.get("locked_until")})
+        # after the reservation, so guesses through an old name count against the lockout too
+        await self._refuse_renamed_legacy_name(name, row, password or "", ip)
         ok = await asyncio.to_thread(verify_password, password or "", row["password_hash"],
                                      row["password_scheme"], row.get("password_salt"))
         if not ok or not row.get("is_active", True):
@@ -205,6 +206,12 @@ class UserService:
         ok = await asyncio.to_thread(verify_password, password, other["password_hash"],
                                      other["password_scheme"], other.get("password_salt"))
         if ok:
+            if row is not None and row.get("failed_logins"):  # her own password: give the attempt back
+                await self.backend.execute(
+                    self.backend.service.table("users").update(
+                        {"failed_logins": max(0, int(row["failed_logins"]) - 1), "locked_until": None},
+                        returning="minimal").eq("id", row["id"]).eq("failed_logins", row["failed_logins"]),
+                    what="account")
             await self.audit.record("auth.login_renamed_account", user_id=other["id"], ip=ip)
             raise AuthError(f"This account was renamed to “{other['username']}” when it moved to the "
                             "new PharmGPT. Sign in with that name and the same password.",
