@@ -19,6 +19,11 @@ from ..legacy import LegacyConversation, LegacyUser, digest, iso
 from ..state import expand, ranges
 
 
+def message_row(conversation_id: str, user_id: str, m) -> dict:
+    """One legacy message as a `messages` row; its id is derived, so a rerun overwrites."""
+    return {"id": ids.message_id(conversation_id, m.index), "conversation_id": conversation_id,
+            "user_id": user_id, "role": m.role, "content": m.content, "created_at": iso(m.created_at)}
+
 class ConversationStep:
     def __init__(self, run: RunLedger):
         self.run = run
@@ -146,17 +151,7 @@ class ConversationStep:
                 if done_blocks.get(bkey, {}).get("state") == "done":
                     continue
                 batch_items.append(item)
-                msg_rows += [
-                    {
-                        "id": ids.message_id(c.id, m.index),
-                        "conversation_id": c.id,
-                        "user_id": uid,
-                        "role": m.role,
-                        "content": m.content,
-                        "created_at": iso(m.created_at),
-                    }
-                    for m in msgs
-                ]
+                msg_rows += [message_row(c.id, uid, m) for m in msgs]
         await t.put_items(conv_items + batch_items)  # claimed before anything is written
         failed = await self.run.insert_rows("conversations", rows, conv_items)
         ok = [c for c in convs if f"{L}/{c.key}" not in failed]
@@ -264,17 +259,7 @@ class ConversationStep:
             await t.put_items(items)
             await t.insert(
                 "messages",
-                [
-                    {
-                        "id": ids.message_id(c.id, m.index),
-                        "conversation_id": c.id,
-                        "user_id": uid,
-                        "role": m.role,
-                        "content": m.content,
-                        "created_at": iso(m.created_at),
-                    }
-                    for m in missing
-                ],
+                [message_row(c.id, uid, m) for m in missing],
                 self.batch,
             )
             await t.put_items([dict(i, state="done") for i in items])
