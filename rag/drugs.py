@@ -140,10 +140,6 @@ class DrugLexicon:
             known = self._known_cache = {n for names in self.variants.values() for n in names}
         return known
 
-    def synonyms(self, canonical: str) -> list[str]:
-        """Every surface form of one drug (brand names included), for display and matching."""
-        return sorted(v for v, names in self.variants.items() if canonical in names)
-
 
 def _is_drug(data: dict) -> bool:
     """A specific drug, not a pharmacologic class (MeSH D27 without a DrugBank id)."""

@@ -62,9 +62,6 @@ class ChatEngine:
         library = await docs.get_library_documents(user_id)
         return [d for d in conv_docs + library if d.status == "ready"]
 
-    async def scope(self, user_id: str, conv_id: str) -> list[str]:
-        return [d.id for d in await self.scope_documents(user_id, conv_id)]
-
     async def plan(self, user_id: str, conv_id: str, question: str, history: list[dict],
                    prefs: dict) -> AnswerPlan:
         strict = bool(prefs["strict_mode"])

@@ -143,12 +143,12 @@ def extractive_answer(question: str, passages: list[Passage], *, intents: Sequen
         return OfflineAnswer("")
     lead_doc = passages[0].document_id
     numbered = [(n, p) for n, p in enumerate(passages, 1) if p.document_id == lead_doc]  # one drug
-    units = [u for n, p in numbered for u in _units(n, p)]
-    _score_units(question, units, intents, passages, expansion, drugs)
-    units = [u for u in units if u.score > 0]
+    every_unit = [u for n, p in numbered for u in _units(n, p)]
+    _score_units(question, every_unit, intents, passages, expansion, drugs)
+    units = [u for u in every_unit if u.score > 0]
     if not units:  # nothing overlaps word for word: the top passage's opening, cleaned
         first = passages[0]
-        opening = [u for u in _units(1, first)][:2] or [_Unit(1, first.metadata.get("heading") or "",
+        opening = _units(1, first)[:2] or [_Unit(1, first.metadata.get("heading") or "",
                                                              _clean(first.text)[:400], (0, 0), "text")]
         units = opening
     by_section: dict[str, list[_Unit]] = {}
@@ -160,15 +160,14 @@ def extractive_answer(question: str, passages: list[Passage], *, intents: Sequen
         return best[0] + 0.3 * sum(best[1:])
 
     sections = sorted(by_section.values(), key=strength, reverse=True)
-    everything = {u.heading: [] for u in units}
-    for n, p in numbered:
-        for u in _units(n, p):
-            if u.heading in everything:
-                everything[u.heading].append(u)
+    everything: dict[str, list[_Unit]] = {u.heading: [] for u in units}
+    for u in every_unit:  # the whole of each candidate section, scored or not
+        if u.heading in everything:
+            everything[u.heading].append(u)
     chosen: list[_Unit] = []
     for group in sections:
         whole = {u.text: u for u in sorted(everything.get(group[0].heading, []), key=lambda u: u.order)}
-        if not chosen and len(whole) <= max_units + 1 and sum(len(t) for t in whole) <= 900:
+        if not chosen and whole and len(whole) <= max_units + 1 and sum(len(t) for t in whole) <= 900:
             chosen = list(whole.values())  # a short section reads best whole
             break
         top = sorted(group, key=lambda u: -u.score)

@@ -35,20 +35,16 @@ class DrugScope:
         return bool(self.asked) and not self.document_ids
 
 
-def _named(lexicon: DrugLexicon, text: str, extra: dict[str, str]) -> list[str]:
-    return lexicon.find(text, extra)
-
-
 def scope_by_drug(lexicon: DrugLexicon, question: str, earlier_questions: Sequence[str],
                   documents: Iterable[ScopedDocument]) -> DrugScope:
     documents = list(documents)
     library_drugs = {d for doc in documents for d in doc.drugs}
     extra = lexicon.surface_forms(library_drugs)
-    asked = _named(lexicon, question, extra)
+    asked = lexicon.find(question, extra)
     inherited = False
     if not asked:
         for earlier in reversed(earlier_questions):
-            asked = _named(lexicon, earlier, extra)
+            asked = lexicon.find(earlier, extra)
             if asked:
                 inherited = True
                 break
