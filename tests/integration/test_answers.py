@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -11,10 +10,12 @@ import pytest_asyncio
 from rag.offline import LABEL_UNSURE
 from rag.prompts import NOT_COVERED
 from rag.system import RagSystem
+from tests.fixtures import shared_data
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LABELS = shared_data("fda-labels")
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.skipif(not LABELS.is_dir(), reason=f"the FDA labels are not at {LABELS}")]
 
-LABELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "fda-labels"
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +14,12 @@ from rag.engine import OFFLINE_MODEL
 from rag.loaders import load_document
 from rag.prompts import NOT_COVERED
 from rag.system import RagSystem
+from tests.fixtures import shared_data
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LABELS = shared_data("fda-labels")
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.skipif(not LABELS.is_dir(), reason=f"the FDA labels are not at {LABELS}")]
 
-LABELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "fda-labels"
 
 
 def norm(text: str) -> str:
