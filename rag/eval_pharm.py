@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -21,8 +22,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DEFAULT_QUESTIONS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pharm-qa" / "dev.jsonl"
-DEFAULT_LABELS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fda-labels"
+SHARED_DATA = Path(os.environ.get("PHARMGPT_SHARED_DATA")
+                   or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+DEFAULT_QUESTIONS = SHARED_DATA / "pharm-qa" / "dev.jsonl"
+DEFAULT_LABELS = SHARED_DATA / "fda-labels"
 REFUSAL_MARKERS = ("don't cover this question", "None of your documents is about")
 
 
