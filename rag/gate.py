@@ -29,9 +29,12 @@ class RelevanceGate:
         closest = max((p.similarity for p in passages if p.similarity is not None), default=0.0)
         if closest < self.min_similarity_with_words:  # word matches alone, nothing near in meaning
             return []
+        # a question naming no drug, no product and no section of a label must be near in meaning:
+        # a shared word ("mountain", "fix") is not enough
+        words_count = bool(scope.asked or scope.by_product or intents)
         return [p for p in passages if not self._data_only(p) and (
                 (p.similarity is not None and p.similarity >= self.min_similarity)
-                or (p.bm25 is not None and p.bm25 >= self.min_bm25))]
+                or (words_count and p.bm25 is not None and p.bm25 >= self.min_bm25))]
 
     @staticmethod
     def _data_only(p: Passage) -> bool:

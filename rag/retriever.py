@@ -83,11 +83,14 @@ def standalone_query(question: str, history: list[dict]) -> str:
     pregnancy?" after "warfarin dosing" searches for both.
     """
     previous = [m["content"] for m in history if m.get("role") == "user" and m.get("content")]
-    if not previous:
-        return question
-    if len(question.split()) <= 6 or _FOLLOW_UP.search(question):
+    if previous and is_follow_up(question):
         return f"{question} {previous[-1]}"
     return question
+
+
+def is_follow_up(question: str) -> bool:
+    """Short, or leaning on an earlier question ("and in pregnancy?", "what about its dose?")."""
+    return len(question.split()) <= 6 or bool(_FOLLOW_UP.search(question))
 
 
 class Retriever:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .drugs import DrugLexicon, words
+from .retriever import is_follow_up
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class DrugScope:
     inherited: bool = False                         # taken from an earlier question
     document_ids: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # asked about, but no document is about them
+    by_product: bool = False  # scoped by a product named in words
 
     @property
     def uncovered(self) -> bool:
@@ -42,7 +44,7 @@ def scope_by_drug(lexicon: DrugLexicon, question: str, earlier_questions: Sequen
     extra = lexicon.surface_forms(library_drugs)
     asked = lexicon.find(question, extra)
     inherited = False
-    if not asked:
+    if not asked and is_follow_up(question):  # a new topic does not inherit the last drug
         for earlier in reversed(earlier_questions):
             asked = lexicon.find(earlier, extra)
             if asked:
@@ -50,7 +52,7 @@ def scope_by_drug(lexicon: DrugLexicon, question: str, earlier_questions: Sequen
                 break
     if not asked:  # names no drug: a product named in words, else every document; one drug is quoted
         by_product = _named_products(question, documents)
-        return DrugScope(document_ids=by_product or [d.id for d in documents])
+        return DrugScope(document_ids=by_product or [d.id for d in documents], by_product=bool(by_product))
     ids = [d.id for d in documents if set(d.drugs) & set(asked)]
     return DrugScope(asked=asked, inherited=inherited, document_ids=ids,
                      missing=[a for a in asked if a not in library_drugs])
