@@ -9,6 +9,7 @@ from services.config import Settings
 from services.container import Services
 from services.errors import PharmGPTError
 
+from . import source_view
 from .embeddings import Embedder, shared_embedder
 from .engine import ChatEngine
 from .gate import RelevanceGate
@@ -69,25 +70,32 @@ class RagSystem:
             await asyncio.wait_for(self._worker_task, 30)
             self._worker_task = None
 
-    async def page_text(self, user_id: str, document_id: str, page: int) -> str | None:
-        """The text of one page of the user's document, so a citation can be checked in the app.
-
-        The owner check is the user's own client (RLS); None when the page has no text.
-        """
+    async def _loaded(self, user_id: str, document_id: str):
+        """The user's document parsed again (the owner check is the user's own client, RLS), or
+        None when its bytes are gone or no longer parse. NotFound when the row is not theirs or gone."""
         doc = await self.services.documents.get_document(user_id, document_id)
         if not doc.sha256:
             return None
 
         def _read():
             from .loaders import load_document
-            loaded = load_document(doc.filename, self.services.blobs.get(doc.sha256), doc.file_type,
-                                   max_pages=self.services.settings.max_pages)
-            parts = [s.text for s in loaded.sections if s.page == page]
-            return "\n\n".join(parts) or None
+            return load_document(doc.filename, self.services.blobs.get(doc.sha256), doc.file_type,
+                                 max_pages=self.services.settings.max_pages)
         try:
             return await asyncio.to_thread(_read)
         except (FileNotFoundError, PharmGPTError):
             return None
+
+    async def page_text(self, user_id: str, document_id: str, page: int) -> str | None:
+        """The text of one page of the user's document; None when the page has no text."""
+        loaded = await self._loaded(user_id, document_id)
+        return source_view.page_text(loaded, page) if loaded else None
+
+    async def source_view(self, user_id: str, source: dict, *, whole_section: bool = False):
+        """What a cited source opens to (its page, or its section for a label without pages), with
+        the quoted passages marked; None when it cannot be found. NotFound when the document is gone."""
+        loaded = await self._loaded(user_id, source["document_id"])
+        return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""

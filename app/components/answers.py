@@ -9,10 +9,18 @@ import streamlit as st
 
 from services.preferences import PREFERENCES
 
+from . import citations
+
 DEFAULT_MODEL = PREFERENCES["model"].default
 
 
 _CITATION = re.compile(r"\[(\d{1,3})\](?!\()")
+# Markdown that would make the browser fetch or follow something a document (or a model) wrote:
+# images of any kind, and links to anything but http(s) (data:, javascript:, relative paths).
+_IMAGE = re.compile(r"!\[([^\]\n]*)\](?:\([^)\n]*\)|\[[^\]\n]*\])")
+_UNSAFE_LINK = re.compile(r"\[([^\]\n]*)\]\((?!\s*https?://)[^)\n]*\)")
+_UNSAFE_AUTOLINK = re.compile(r"<((?!https?://)[a-z][a-z0-9+.-]*:[^>\s]*)>", re.IGNORECASE)
+_HOLD_BACK = 300  # how far back an unfinished `![...](...)` may start while an answer streams
 
 DISCLAIMER = ("PharmGPT supports licensed pharmacists; it does not replace professional judgement. "
               "Check doses and interactions against the full prescribing information.")
@@ -30,6 +38,42 @@ SUMMARY_PROMPT = (
 
 def summary_question(filename: str) -> str:
     return SUMMARY_PROMPT.format(filename=filename)
+
+
+def safe_markdown(text: str) -> str:
+    """Answer text with images dropped (their alt text kept) and non-http(s) links made plain text."""
+    text = _IMAGE.sub(lambda m: m.group(1), text)
+    text = _UNSAFE_LINK.sub(lambda m: m.group(1), text)
+    return _UNSAFE_AUTOLINK.sub(lambda m: m.group(1).replace(":", "\\:"), text)
+
+
+_OPENER = re.compile(r"!?\[|<|!$")
+_COMPLETE = re.compile(r"!?\[[^\]\n]*\](?:\([^)\n]*\)|\[[^\]\n]*\]|[^(\[])|<[^>\n]*>|[^\n]*\n")
+
+
+def _open_construct(text: str) -> int | None:
+    """Where the first image/link/autolink that may still be unfinished starts, if one does."""
+    base = max(0, len(text) - _HOLD_BACK)
+    for m in _OPENER.finditer(text, base):
+        if not _COMPLETE.match(text, m.start()):
+            return m.start()
+    return None
+
+
+def safe_stream(pieces: Iterable[str]) -> Iterator[str]:
+    """`safe_markdown` over streamed text. The page renders everything streamed so far as one
+    Markdown text, so a tail that may open an image or link is held back until it is complete
+    (or longer than `_HOLD_BACK`): no construct ever spans two sanitised pieces."""
+    buf = ""
+    for piece in pieces:
+        buf += piece
+        start = _open_construct(buf)
+        cut = len(buf) if start is None else start
+        if cut:
+            yield safe_markdown(buf[:cut])
+            buf = buf[cut:]
+    if buf:
+        yield safe_markdown(buf)
 
 
 def format_citations(text: str, n_sources: int) -> str:
@@ -59,8 +103,10 @@ def source_label(s: dict) -> str:
     return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "")
 
 
-def render_sources(sources: list[dict], *, expanded: bool = False, open_page=None, key: str = "") -> None:
-    """Numbered sources; `open_page(source)` (if given) shows the cited page's text on request."""
+def render_sources(sources: list[dict], *, expanded: bool = False, open_source=None,
+                   live_ids: set[str] | None = None, key: str = "") -> None:
+    """Numbered sources. `open_source(source, whole_section)` (if given) opens one to its page or
+    section; a source whose document is not in `live_ids` says it was deleted and opens nothing."""
     if not sources:
         return
     with st.expander(f"Sources ({len(sources)})", expanded=expanded, icon=":material/menu_book:"):
@@ -68,11 +114,23 @@ def render_sources(sources: list[dict], *, expanded: bool = False, open_page=Non
             st.markdown(f"**{source_label(s)}**")
             snippet = " ".join((s.get("snippet") or "").split())
             if snippet:
-                st.caption(snippet[:300] + ("…" if len(snippet) > 300 else ""))
-            if open_page is not None and s.get("page") and s.get("document_id"):
-                if st.button(f"Open page {s['page']}", key=f"open_page_{key}_{s.get('n')}",
-                             icon=":material/open_in_new:", type="tertiary"):
-                    open_page(s)
+                st.text(snippet[:300] + ("…" if len(snippet) > 300 else ""))
+            doc_id = s.get("document_id")
+            if open_source is None or not doc_id:
+                continue
+            if live_ids is not None and doc_id not in live_ids:
+                st.caption(f":gray-badge[{citations.DELETED}]")
+                continue
+            cols = st.columns(2 if s.get("page") and s.get("section") else 1)
+            if s.get("page"):
+                if cols[0].button(f"Open page {s['page']}", key=f"open_page_{key}_{s.get('n')}",
+                                  icon=":material/open_in_new:", type="tertiary"):
+                    open_source(s, False)
+            if s.get("section"):
+                label = "Whole section" if s.get("page") else "Open section"
+                if cols[-1].button(label, key=f"open_section_{key}_{s.get('n')}",
+                                   icon=":material/article:", type="tertiary"):
+                    open_source(s, True)
 
 
 def model_choices(settings, current: str | None) -> list[str]:
@@ -86,7 +144,12 @@ def model_choices(settings, current: str | None) -> list[str]:
 
 
 def answer_text(events: Iterable[dict], sink: dict, on_first_token=None) -> Iterator[str]:
-    """The text of an answer's events for `st.write_stream`; sources and the stored message go to `sink`."""
+    """The text of an answer's events for `st.write_stream`, made safe to render as it streams;
+    sources and the stored message go to `sink`."""
+    return safe_stream(_answer_tokens(events, sink, on_first_token))
+
+
+def _answer_tokens(events: Iterable[dict], sink: dict, on_first_token=None) -> Iterator[str]:
     first = True
     for ev in events:
         kind = ev.get("type")

@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from app.components import answers, auth, docs, sidebar, ui
+from app.components import answers, auth, citations, docs, sidebar, ui
 from app.components.dates import relative_date
 from rag.engine import OFFLINE_MODEL
 from services.conversations import MAX_PAGE
@@ -62,9 +62,10 @@ def _ensure_conversation(ctx, user_id: str, conv_id: str | None) -> str | None:
     return conv.id
 
 
-def _message(m: Message, prefs: dict) -> None:
+def _message(m: Message, prefs: dict, live_ids: set[str] | None) -> None:
     with st.chat_message(m.role, avatar="🧑‍⚕️" if m.role == "user" else "💊"):
-        st.markdown(answers.format_citations(m.content, len(m.sources)) if m.role == "assistant" else m.content)
+        st.markdown(answers.format_citations(answers.safe_markdown(m.content), len(m.sources))
+                    if m.role == "assistant" else m.content)
         meta = [relative_date(m.created_at)]
         if m.model == OFFLINE_MODEL:
             meta.append("offline mode")
@@ -72,19 +73,17 @@ def _message(m: Message, prefs: dict) -> None:
             meta.append("not saved yet: it is sent when the data store is back")
         st.caption(" · ".join(x for x in meta if x))
         if m.role == "assistant" and prefs.get("show_sources", True):
-            answers.render_sources(m.sources, open_page=_open_page, key=m.id)
+            answers.render_sources(m.sources, open_source=citations.open_source, live_ids=live_ids, key=m.id)
 
 
-@st.dialog("Cited page", width="large")
-def _open_page(source: dict) -> None:
-    ctx = ui.context()
-    user = st.session_state["user"]
-    st.markdown(f"**{source.get('filename', 'document')}, page {source['page']}**")
-    text = ui.call(ctx.rag.page_text(user.id, source["document_id"], int(source["page"])), default=None)
-    if text:
-        st.text(text)
-    else:
-        st.info("This page could not be shown: the document may have been deleted or the page has no text.")
+def _live_documents(ctx, user_id: str, conv_id: str | None) -> set[str] | None:
+    """Ids of the documents a source of this conversation may cite; None when they can't be read."""
+    library = ui.call(ctx.services.documents.get_library_documents(user_id), default=None, quiet=True)
+    attached = (ui.call(ctx.services.documents.get_conversation_documents(user_id, conv_id), default=None,
+                        quiet=True) if conv_id else [])
+    if library is None or attached is None:
+        return None
+    return {d.id for d in library} | {d.id for d in attached}
 
 
 def _record_first_token(ctx) -> None:
@@ -210,8 +209,9 @@ def render() -> None:
     elif not st.session_state.get("upload_results"):
         st.info("Ask about a drug, a dose or an interaction. Attach drug references (PDF, Word, text, "
                 "images) with the paperclip; answers cite them by file and page.")
+    live_ids = _live_documents(ctx, user.id, conv_id) if messages else None
     for m in messages:
-        _message(m, prefs)
+        _message(m, prefs, live_ids)
 
     question, message_id = None, None
     last_user = next((m for m in reversed(messages) if m.role == "user"), None)

@@ -179,6 +179,25 @@ def test_open_conversation_shows_history_and_duplicate(signed_in, ctx):
     assert at.session_state["conv_id"] != conv.id
 
 
+def test_sources_of_a_deleted_document_say_so_and_document_text_loads_nothing(signed_in, ctx):
+    at, user = signed_in()
+    cs = ctx.services.conversations
+    conv = ctx.run(cs.create_conversation(user.id, title="Gone"))
+    ctx.run(cs.add_message(user.id, conv.id, {"role": "user", "content": "Dose?"}))
+    ctx.run(cs.add_message(user.id, conv.id, {
+        "role": "assistant", "content": "Dose 5 mg ![p](http://127.0.0.1:9/leak.png) [1].",
+        "sources": [{"n": 1, "filename": "old.pdf", "page": 2, "section": "Dosing", "document_id": str(uuid.uuid4()),
+                     "snippet": "Dose 5 mg ![p](http://127.0.0.1:9/leak.png)"}]}))
+    at.run()
+    at.button(key=f"conv_open_{conv.id}").click()
+    at.run()
+    page = texts(at)
+    assert ":gray-badge[document deleted]" in page
+    assert not [b for b in at.button if (b.key or "").startswith(("open_page_", "open_section_"))]
+    assert "leak.png" not in " ".join(m.value for m in at.markdown)  # the image is not rendered
+    assert not at.exception
+
+
 # ---------------------------------------------------------------------- settings and admin
 def test_settings_save(signed_in, ctx):
     at, user = signed_in()
@@ -273,6 +292,7 @@ def test_upload_in_chat_then_summarise(signed_in, ctx):
     assert msgs[-1].role == "assistant" and msgs[-1].content.startswith("Offline mode")
     assert msgs[-1].sources and msgs[-1].sources[0]["filename"] == "atorvastatin.md"
     assert "**[1] atorvastatin.md" in texts(at)
+    assert [b for b in at.button if (b.key or "").startswith(("open_page_", "open_section_"))]  # it opens
     # the same file again: an "already uploaded" notice, no second document
     at.chat_input(key="chat_input").upload("copy.md", text, "text/markdown")
     at.run()

@@ -196,7 +196,7 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     shot(page, "chat-sources")
     panel = last.locator("[data-testid='stExpander']")
     labels = [norm(t) for t in panel.locator("strong").all_inner_texts() if re.match(r"\[\d+\]", t)]
-    captions = [norm(t).rstrip("…") for t in panel.locator("[data-testid='stCaptionContainer']").all_inner_texts()]
+    captions = [norm(t).rstrip("…") for t in panel.locator("[data-testid='stText']").all_inner_texts()]
     page_text = {n: norm(t) for n, t in pages}
     checked = 0
     for label, snippet in zip(labels, captions, strict=False):

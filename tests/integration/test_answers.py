@@ -121,3 +121,30 @@ async def test_the_prompt_holds_only_the_asked_drugs_passages(services, library)
         prompt = server.requests[0].messages[-1]["content"]
         assert "[1]" in prompt and "lipitor-orig.xml" in prompt
         assert "no-title.xml" not in prompt and "cough.xml" not in prompt and "haloperidol" not in prompt.lower()
+
+
+async def test_an_xml_source_opens_to_its_section_with_the_quote_highlighted(services, library):
+    rag, user, docs = library
+    conv = await services.conversations.create_conversation(user.id)
+    _, sources = await ask(rag.engine, user.id, "What dose of the cough syrup for children 6 to under 12 years?",
+                           conv.id)
+    source = next(s for s in sources if s["quotes"])
+    assert source["page"] is None and source["section"]  # a label has sections, not pages
+    view = await rag.source_view(user.id, source)
+    assert view is not None and source["section"] in view.title
+    marked = [view.text[a:b] for a, b in view.highlights]
+    assert any("2 teaspoonfuls (10 mL)" in m for m in marked), marked
+    assert len(view.text) > sum(len(m) for m in marked)  # the whole section, the quote marked in it
+
+
+async def test_a_source_of_another_user_or_a_deleted_document_does_not_open(services, library):
+    from services.errors import NotFound
+    rag, user, docs = library
+    conv = await services.conversations.create_conversation(user.id)
+    _, sources = await ask(rag.engine, user.id, "Maximum daily dose of Lipitor?", conv.id)
+    stranger = await services.users.create_user(f"peek-{uuid.uuid4().hex[:6]}", "long enough pw 1")
+    with pytest.raises(NotFound):
+        await rag.source_view(stranger.id, sources[0])
+    gone = {**sources[0], "document_id": str(uuid.uuid4())}
+    with pytest.raises(NotFound):
+        await rag.source_view(user.id, gone)
