@@ -17,6 +17,11 @@ from .store import ChunkStore
 log = logging.getLogger(__name__)
 
 
+# What an index built today holds per chunk. Documents ingested under an older format are
+# re-ingested by `pharmgpt reconcile`: 2 = chunks carry the document's drugs and their section code.
+INDEX_FORMAT = 2
+
+
 def chunk_id(document_id: str, n: int) -> str:
     return f"{document_id}:{n}"
 

@@ -13,7 +13,7 @@ from . import source_view
 from .embeddings import Embedder, shared_embedder
 from .engine import ChatEngine
 from .gate import RelevanceGate
-from .index import RagIndex
+from .index import INDEX_FORMAT, RagIndex
 from .lexical import LexicalIndex
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
@@ -97,17 +97,38 @@ class RagSystem:
         loaded = await self._loaded(user_id, source["document_id"])
         return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
-    async def reconcile(self) -> dict[str, int]:
-        """Remove chunks without a live document row (pharmgpt reconcile)."""
+    async def _all_documents(self, columns: str):
+        """Every document row, a page at a time (an admin command: the service role)."""
         svc = self.services.backend.service
-        live: dict[str, set[str]] = {}
         offset = 0
         while True:
-            r = await self.services.backend.execute(svc.table("documents").select("id,user_id").order("id")
+            r = await self.services.backend.execute(svc.table("documents").select(columns).order("id")
                                                     .range(offset, offset + 999), what="documents")
             for row in r.data:
-                live.setdefault(row["user_id"], set()).add(row["id"])
+                yield row
             if len(r.data) < 1000:
                 break
             offset += 1000
+
+    async def reconcile(self) -> dict[str, int]:
+        """Remove chunks without a live document row (pharmgpt reconcile)."""
+        live: dict[str, set[str]] = {}
+        async for row in self._all_documents("id,user_id"):
+            live.setdefault(row["user_id"], set()).add(row["id"])
         return await self.index.reconcile(live)
+
+    async def outdated_documents(self, user_id: str | None = None) -> list[dict]:
+        """Ready documents (of one user, or everyone's) indexed before the current INDEX_FORMAT."""
+        return [row async for row in self._all_documents("id,user_id,status,metadata")
+                if row["status"] == "ready" and (user_id is None or row["user_id"] == user_id)
+                and int((row.get("metadata") or {}).get("index_format") or 0) < INDEX_FORMAT]
+
+    async def reindex_outdated(self, user_id: str | None = None) -> int:
+        """Queue every outdated document for ingestion again; the worker rebuilds its chunks with
+        drugs and sections, and the documents page shows the progress. Returns how many."""
+        queued = 0
+        for row in await self.outdated_documents(user_id):
+            queued += await self.services.documents.requeue_for_reindex(row["id"], row["user_id"])
+        if queued:
+            self.worker.wake()
+        return queued

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from services.container import Services
 from services.errors import IngestionError, PharmGPTError
 
-from .index import RagIndex, embedding_text
+from .index import INDEX_FORMAT, RagIndex, embedding_text
 from .loaders import Limits
 from .sandbox import SandboxLimits, parse_in_sandbox
 
@@ -173,7 +173,7 @@ class IngestWorker:
             log.warning("document %s: transient failure (attempt %s): %s", doc["id"], job["attempts"], msg)
             return
         chunks, pages, warnings = result
-        meta = dict(doc.get("metadata") or {})
+        meta = {**(doc.get("metadata") or {}), "index_format": INDEX_FORMAT}
         if warnings:
             meta["warnings"] = warnings[:50]
         await docs.update_document_status(doc["id"], "ready", chunk_count=chunks, page_count=pages, metadata=meta)

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     worker = sub.add_parser("worker", help="run an ingestion worker (the queue is shared with the app)")
     worker.add_argument("--once", action="store_true", help="process the queue until empty, then exit")
-    sub.add_parser("reconcile", help="remove chunks whose document no longer exists")
+    sub.add_parser("reconcile", help="remove chunks whose document no longer exists, and re-index "
+                                     "documents indexed by an older version (drug identity, sections)")
     ev = sub.add_parser("eval", help="retrieval (scifact) and answer (pharm) evaluation")
     ev.add_argument("dataset", choices=["scifact", "pharm"])
     ev.add_argument("--questions", type=Path, default=None,

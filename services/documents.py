@@ -174,6 +174,25 @@ class DocumentService:
                                 details={"filename": doc.filename, "error": (doc.processing_error or "")[:200]})
         return Document.from_row(r.data[0])
 
+    async def requeue_for_reindex(self, doc_id: str, user_id: str) -> int:
+        """An admin re-index (`pharmgpt reconcile`): a ready document goes back to the queue.
+        Returns 1 when queued, 0 when it was no longer ready or a live job exists already."""
+        svc = self.backend.service
+        r = await self.backend.execute(svc.table("documents").update({"status": "pending", "processing_error": None})
+                                       .eq("id", doc_id).eq("status", "ready").select("id"), what="document")
+        if not r.data:
+            return 0
+        try:
+            await self.backend.execute(svc.table("ingest_jobs").insert(
+                {"document_id": doc_id, "user_id": user_id}, returning="minimal"),
+                what="ingest job", idempotent=False)
+        except Conflict:
+            return 0
+        self.cache.invalidate("docs", user_id)
+        await self.audit.record("document.reindexed", target_type="document", target_id=doc_id,
+                                details={"user_id": user_id})
+        return 1
+
     @timed("documents.job_progress")
     async def job_progress(self, user_id: str, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The latest ingest job of each document (as the user: RLS): its status, attempts and

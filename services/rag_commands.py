@@ -42,5 +42,8 @@ def run_reconcile() -> int:
         removed = await rag.reconcile()
         total = sum(removed.values())
         print(f"removed orphaned chunks of {total} document(s) across {len(removed)} user(s)")
+        queued = await rag.reindex_outdated()
+        print(f"queued {queued} document(s) indexed by an older version for re-indexing"
+              + (" (a running app or `pharmgpt worker` processes them)" if queued else ""))
         return 0
     return asyncio.run(_with_system(work))

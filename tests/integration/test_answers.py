@@ -148,3 +148,25 @@ async def test_a_source_of_another_user_or_a_deleted_document_does_not_open(serv
     gone = {**sources[0], "document_id": str(uuid.uuid4())}
     with pytest.raises(NotFound):
         await rag.source_view(user.id, gone)
+
+
+async def test_reconcile_reindexes_documents_from_before_drug_identity(services):
+    from rag.index import INDEX_FORMAT
+    rag = RagSystem(services, use_configured_provider=False)
+    user = await services.users.create_user(f"old-{uuid.uuid4().hex[:8]}", "long enough pw 1")
+    doc = await services.documents.register_upload(user.id, "cough.xml", (LABELS / "cough.xml").read_bytes())
+    while await rag.worker.run_once():
+        pass
+    # what an older version left: no drugs, no format on the row, no drugs on the chunks
+    svc = services.backend.service
+    await svc.table("documents").update({"metadata": {}}).eq("id", doc.id).execute()
+    rag.store.delete_documents(user.id, [doc.id])
+    assert [r["id"] for r in await rag.outdated_documents(user.id)] == [doc.id]
+    assert await rag.reindex_outdated(user.id) == 1  # scoped: the command itself does every user
+    assert (await services.documents.get_document(user.id, doc.id)).status == "pending"
+    while await rag.worker.run_once():
+        pass
+    again = await services.documents.get_document(user.id, doc.id)
+    assert again.status == "ready" and again.metadata["index_format"] == INDEX_FORMAT and again.metadata["drugs"]
+    assert doc.id in rag.store.document_ids(user.id)
+    assert await rag.outdated_documents(user.id) == [] and await rag.reindex_outdated(user.id) == 0
