@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from services.container import Services
+from services.errors import BackendUnavailable
 from services.models import Document
 
 from .drugs import DrugLexicon, shared_lexicon
@@ -30,6 +31,22 @@ from .vocabulary import expand_query
 
 OFFLINE_MODEL = "offline-extractive"
 STOPPED = "\n\n*(stopped)*"
+
+
+@dataclass(frozen=True)
+class AnswerRules:
+    """The answer path's rules, each one switchable so `pharmgpt eval pharm --ablate` can
+    measure what it is worth (docs/rag.md). The product always runs with all of them on."""
+
+    drug_scope: bool = True       # search only documents about the drug asked
+    section_intents: bool = True  # boost the sections the question is about
+    lay_words: bool = True        # also search the label's words for everyday ones
+    relevance_gate: bool = True   # refuse when nothing retrieved answers
+    one_drug: bool = True         # offline: quote one document only
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
 
 
 @dataclass
@@ -47,8 +64,10 @@ class AnswerPlan:
 
 class ChatEngine:
     def __init__(self, services: Services, retriever: Retriever, provider=None, *, fallback_models=(),
-                 lexicon: Callable[[], DrugLexicon] | None = None, gate: RelevanceGate | None = None):
+                 lexicon: Callable[[], DrugLexicon] | None = None, gate: RelevanceGate | None = None,
+                 rules: AnswerRules | None = None):
         self.services = services
+        self.rules = rules or AnswerRules()
         self.retriever = retriever
         self.provider = provider  # None: offline extractive answers
         self.fallback_models = list(fallback_models)
@@ -68,18 +87,24 @@ class ChatEngine:
         query = standalone_query(question, history)
         documents = await self.scope_documents(user_id, conv_id)
         earlier = [m["content"] for m in history if m.get("role") == "user" and m.get("content")]
-        lexicon = await asyncio.to_thread(self.lexicon)
-        scope = scope_by_drug(lexicon, question, earlier, [ScopedDocument(
-            d.id, tuple((d.metadata or {}).get("drugs") or ()), tuple((d.metadata or {}).get("products") or ()))
-            for d in documents])
+        rules = self.rules
+        if rules.drug_scope:
+            lexicon = await asyncio.to_thread(self.lexicon)
+            scope = scope_by_drug(lexicon, question, earlier, [ScopedDocument(
+                d.id, tuple((d.metadata or {}).get("drugs") or ()), tuple((d.metadata or {}).get("products") or ()))
+                for d in documents])
+        else:
+            scope = DrugScope(document_ids=[d.id for d in documents])
         if scope.inherited:
             query = f"{query} {' '.join(scope.asked)}"
-        intents = question_intents(question) or question_intents(query)
+        intents = (question_intents(question) or question_intents(query)) if rules.section_intents else []
+        expand = expand_query if rules.lay_words else (lambda text: text)
         retrieved = []
         if scope.document_ids:
-            retrieved = await self.retriever.retrieve(user_id, expand_query(query), scope.document_ids,
+            retrieved = await self.retriever.retrieve(user_id, expand(query), scope.document_ids,
                                                       k=max(prefs["top_k"], 5), intents=intents)
-        relevant = self.gate.passing(question, retrieved, scope, intents)
+        relevant = (self.gate.passing(question, retrieved, scope, intents) if rules.relevance_gate
+                    else retrieved[: prefs["top_k"]])
         plan = AnswerPlan(query, relevant, [], strict, bool(relevant), retrieved, scope, intents)
         with_model = self.provider is not None
         if not relevant:
@@ -94,7 +119,8 @@ class ChatEngine:
                                             strict=strict and offer, with_model=with_model)
         if plan.prepared is None and not with_model:
             answer = extractive_answer(question, plan.passages, intents=intents, confident=plan.covered,
-                                       expansion=expand_query(question)[len(question):], drugs=scope.asked)
+                                       expansion=expand(question)[len(question):], drugs=scope.asked,
+                                       one_document=rules.one_drug)
             plan.prepared, quotes = answer.text, answer.quotes
             plan.sources = sources_payload(plan.passages, quotes=quotes)
         else:
@@ -105,11 +131,16 @@ class ChatEngine:
                      message_id: str | None = None) -> AsyncIterator[dict]:
         cs = self.services.conversations
         question = (question or "").strip()
+        # the question is stored (or queued in the outbox) before anything that can fail, so an
+        # outage loses nothing; with the store away there is nothing to answer from, so say so now
+        asked = await cs.add_message(user_id, conv_id, {"id": message_id or str(uuid.uuid4()), "role": "user",
+                                                        "content": question})
+        if asked.pending:
+            raise BackendUnavailable("The data store is not reachable right now. Your question is kept and "
+                                     "will be saved when it is back; ask again then for an answer.")
         prefs = await self.services.preferences.get_all(user_id)
         history = [{"role": m.role, "content": m.content}
-                   for m in await cs.get_messages(user_id, conv_id, limit=8)]
-        await cs.add_message(user_id, conv_id, {"id": message_id or str(uuid.uuid4()), "role": "user",
-                                                "content": question})
+                   for m in await cs.get_messages(user_id, conv_id, limit=9) if m.id != asked.id][-8:]
         plan = await self.plan(user_id, conv_id, question, history, prefs)
         yield {"type": "sources", "sources": plan.sources, "covered": plan.covered}
         model = prefs["model"] if self.provider else OFFLINE_MODEL

@@ -49,6 +49,7 @@ class Row:
 @dataclass
 class PharmEval:
     rows: list[Row] = field(default_factory=list)
+    ablations: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # rule switched off -> scores
 
     def _count(self, attr: str, answerable: bool = True) -> tuple[int, int]:
         rows = [r for r in self.rows if (r.must is not None) == answerable]
@@ -70,7 +71,8 @@ class PharmEval:
                 "answer_p50_ms": pct(total, 0.5), "answer_p95_ms": pct(total, 0.95)}
 
     def as_dict(self) -> dict:
-        return {"scores": self.scores, "latency": self.latency, "rows": [asdict(r) for r in self.rows]}
+        return {"scores": self.scores, "latency": self.latency, "ablations": self.ablations,
+                "rows": [asdict(r) for r in self.rows]}
 
     def report(self) -> str:
         s = self.scores
@@ -78,6 +80,13 @@ class PharmEval:
                  f"in offline answer {s['in_answer'][0]}/{s['in_answer'][1]}",
                  f"refusals          {s['refusals'][0]}/{s['refusals'][1]}",
                  "latency           " + ", ".join(f"{k} {v}" for k, v in self.latency.items()), ""]
+        if self.ablations:
+            lines += ["with one rule switched off:", "| rule off | top-5 | in answer | refusals |",
+                      "|---|---|---|---|"]
+            for rule, got in self.ablations.items():
+                lines.append(f"| {rule} | " + " | ".join(f"{got[k][0]}/{got[k][1]}"
+                                                       for k in ("top5", "in_answer", "refusals")) + " |")
+            lines.append("")
         for r in self.rows:
             if r.must is None and not r.refused:
                 lines.append(f"MISS refusal {r.id}: {r.question}\n    answered: {r.answer[:300]!r}")
@@ -94,7 +103,7 @@ def load_questions(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-async def _run(questions: list[dict], labels: Path, work: Path) -> PharmEval:
+async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = False) -> PharmEval:
     from localbase.stack import LocalStack
     from services.config import Settings
     from services.container import Services
@@ -116,7 +125,14 @@ async def _run(questions: list[dict], labels: Path, work: Path) -> PharmEval:
                 await services.documents.register_upload(user.id, name, data)
             while await rag.worker.run_once():
                 pass
-            return await _ask_all(rag, services, user.id, questions)
+            result = await _ask_all(rag, services, user.id, questions)
+            if ablate:
+                from .engine import AnswerRules
+                for rule in AnswerRules.names():
+                    rag.engine.rules = AnswerRules(**{rule: False})
+                    result.ablations[rule] = (await _ask_all(rag, services, user.id, questions)).scores
+                rag.engine.rules = AnswerRules()
+            return result
         finally:
             await services.close()
     finally:
@@ -153,10 +169,12 @@ async def _ask_all(rag, services, user_id: str, questions: list[dict]) -> PharmE
     return result
 
 
-def evaluate(questions_file: Path | None = None, labels: Path | None = None) -> PharmEval:
+def evaluate(questions_file: Path | None = None, labels: Path | None = None, *,
+             ablate: bool = False) -> PharmEval:
+    """`ablate`: also score the questions once with each answer rule switched off (same index)."""
     work = Path(tempfile.mkdtemp(prefix="pgt-eval-", dir="/tmp"))  # short: socket paths are length-limited
     try:
         return asyncio.run(_run(load_questions(questions_file or DEFAULT_QUESTIONS), labels or DEFAULT_LABELS,
-                                work))
+                                work, ablate))
     finally:
         shutil.rmtree(work, ignore_errors=True)

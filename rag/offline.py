@@ -138,11 +138,12 @@ def _score_units(question: str, units: list[_Unit], intents: Sequence[str], pass
 
 def extractive_answer(question: str, passages: list[Passage], *, intents: Sequence[str] = (),
                       confident: bool = True, max_units: int = 4, expansion: str = "",
-                      drugs: Sequence[str] = ()) -> OfflineAnswer:
+                      drugs: Sequence[str] = (), one_document: bool = True) -> OfflineAnswer:
     if not passages:
         return OfflineAnswer("")
     lead_doc = passages[0].document_id
-    numbered = [(n, p) for n, p in enumerate(passages, 1) if p.document_id == lead_doc]  # one drug
+    numbered = [(n, p) for n, p in enumerate(passages, 1)
+                if p.document_id == lead_doc or not one_document]  # one drug
     every_unit = [u for n, p in numbered for u in _units(n, p)]
     _score_units(question, every_unit, intents, passages, expansion, drugs)
     units = [u for u in every_unit if u.score > 0]

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", type=Path, default=None)
     ev.add_argument("--no-tune", action="store_true", help="equal RRF weights instead of tuning on train")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--ablate", action="store_true",
+                    help="pharm: also score with each answer rule switched off, one at a time")
     ev.add_argument("--cache-dir", type=Path, default=None,
                     help="keep corpus embeddings here between runs (e.g. .pharmgpt/cache)")
     adm = sub.add_parser("admin", help="administration from the command line")
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         from rag.eval_pharm import evaluate as evaluate_pharm
-        outcome = evaluate_pharm(args.questions, args.labels)
+        outcome = evaluate_pharm(args.questions, args.labels, ablate=args.ablate)
         print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.report())
         return 0
     if args.command == "eval":

@@ -6,6 +6,8 @@ the superuser where a test must look underneath, e.g. to prove nothing changed).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import tempfile
 import uuid
@@ -56,6 +58,17 @@ CREATE OR REPLACE FUNCTION gwtest.fail(msg text) RETURNS integer
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA gwtest TO authenticated, service_role;
 NOTIFY pgrst, 'reload schema';
 """
+
+
+def pytest_configure(config):
+    """One pytest temp root per checkout when tests run as root. Every pytest session resets the
+    shared /tmp/pytest-of-root to 0700, which locks the embedded Postgres's service user out of
+    the stacks of another session running at the same time (another checkout's suite)."""
+    if os.geteuid() == 0 and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        digest = hashlib.sha1(str(config.rootpath).encode()).hexdigest()[:8]
+        root = Path(tempfile.gettempdir()) / f"pharmgpt-tests-{digest}"
+        root.mkdir(mode=0o711, exist_ok=True)
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)
 
 
 @pytest.fixture(scope="session")

@@ -242,6 +242,35 @@ async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
         stack.down()
 
 
+async def test_a_question_asked_during_an_outage_arrives_exactly_once(tmp_path):
+    from localbase.postgres import free_port
+    from localbase.stack import LocalStack
+    from rag.system import RagSystem
+    from services.errors import BackendUnavailable
+    from tests.conftest import service_settings
+    stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
+    info = stack.up()
+    svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=2))
+    try:
+        rag = RagSystem(svc, use_configured_provider=False)
+        user = await svc.users.create_user(f"outage-{uuid.uuid4().hex[:6]}", "long enough pw")
+        conv = await svc.conversations.create_conversation(user.id)
+        await svc.preferences.get_all(user.id)  # the page has run before the outage
+        stack.stop_gateway()
+        with pytest.raises(BackendUnavailable) as e:
+            [ev async for ev in rag.engine.answer(user.id, conv.id, "Dose of amoxicillin for otitis media?")]
+        assert "question is kept" in e.value.message
+        assert [m.content for m in svc.conversations.pending_messages(user.id, conv.id)] == \
+            ["Dose of amoxicillin for otitis media?"]
+        stack.up()
+        await svc.conversations.flush_outbox()
+        msgs = await svc.conversations.get_messages(user.id, conv.id)
+        assert [m.content for m in msgs] == ["Dose of amoxicillin for otitis media?"]
+    finally:
+        await svc.close()
+        stack.down()
+
+
 async def test_backend_unavailable_without_outbox(tmp_path):
     from localbase.auth import api_keys
     from services.config import Settings
