@@ -62,4 +62,4 @@ page.run()
 if user is not None and auth.token():
     # keeps the browser's cookie in step with the (sliding) server session; last, so it takes no room
     with st.sidebar:
-        auth.write_cookie(auth.token(), ctx.services.settings.session_ttl_s)
+        auth.keep_cookie(auth.token(), ctx.services.settings.session_ttl_s)

@@ -20,7 +20,7 @@ def run_app(port: int = 8501) -> int:
         info = stack.up()
         env.update(info.as_env())
         print(f"local stack: {info.url} (data in {settings.data_dir})", flush=True)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "main.py"),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "server.py"),
            "--server.port", str(port), "--server.address", "127.0.0.1"]
     print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
     # stop cleanly on Ctrl-C and on SIGTERM, even when started in the background

@@ -1,7 +1,8 @@
 """Who is signed in, and keeping them signed in across a page refresh (DESIGN D3).
 
-The session token lives in a browser cookie (`SameSite=Strict`, `Secure` on
-https), set by a tiny script on the page and read back from the request with
+The session token lives in an HttpOnly browser cookie (`SameSite=Strict`, `Secure`
+on https), set by a route of the app's server (app/session_cookie.py) from a
+one-time code the page posts, and read back from the request with
 `st.context.cookies` when a new browser session starts. The token is checked
 with `validate_session` then, and again at most once a minute, so a session
 revoked elsewhere ("log out everywhere", a deactivated account) ends here too.
@@ -14,12 +15,14 @@ import time
 
 import streamlit as st
 
+from app import session_cookie
 from services.errors import BackendUnavailable, PharmGPTError, ValidationError
 from services.models import User
 
 from . import ui
 
-COOKIE = "pharmgpt_session"
+COOKIE = session_cookie.COOKIE
+COOKIE_RENEW_S = 3600
 REVALIDATE_S = 60
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,256}$")
 SESSION_ENDED = "Your session has ended (it expired, or you were signed out on another device). Please sign in again."
@@ -28,16 +31,24 @@ _KEEP_ON_SIGN_OUT = ("cookie_checked",)
 
 # ---------------------------------------------------------------------- cookie
 def cookie_script(token: str | None, max_age_s: int = 86400) -> str:
-    """A script that sets the session cookie, or clears it when `token` is None."""
+    """A script that has the app's server set the session cookie HttpOnly (or clear it when
+    `token` is None); the script itself carries only a one-time code, never the token."""
     if token is not None and not _TOKEN.match(token):
         raise ValueError("not a session token")
-    value, age = (token, max(60, int(max_age_s))) if token else ("", 0)
-    return ("<script>(function(){var s=location.protocol==='https:'?'; Secure':'';"
-            f"document.cookie='{COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Strict'+s;}})();</script>")
+    return session_cookie.script(session_cookie.issue(token, max_age_s if token else 0))
 
 
 def write_cookie(token: str | None, max_age_s: int = 86400) -> None:
     st.html(cookie_script(token, max_age_s), unsafe_allow_javascript=True)
+
+
+def keep_cookie(token: str, max_age_s: int) -> None:
+    """Set the cookie after sign-in, then renew it hourly so it follows the sliding session."""
+    written = st.session_state.get("cookie_written")
+    if written and written[0] == token and time.time() - written[1] < COOKIE_RENEW_S:
+        return
+    write_cookie(token, max_age_s)
+    st.session_state["cookie_written"] = (token, time.time())
 
 
 def _cookie_token() -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
@@ -56,11 +57,14 @@ def test_answer_text_streams_tokens_and_keeps_the_rest():
     assert "aspirin.pdf" in answers.summary_question("aspirin.pdf")
 
 
-def test_cookie_script():
-    js = auth.cookie_script("abc_DEF-123456789012345", 3600)
-    assert "pharmgpt_session=abc_DEF-123456789012345; Path=/; Max-Age=3600; SameSite=Strict" in js
-    assert "Secure" in js  # added on https
-    assert "pharmgpt_session=; Path=/; Max-Age=0" in auth.cookie_script(None)
+def test_cookie_script_carries_a_one_time_code_not_the_token():
+    from app import session_cookie
+    token = "abc_DEF-123456789012345"
+    js = auth.cookie_script(token, 3600)
+    assert token not in js and session_cookie.ROUTE in js
+    code = re.search(r'c="([A-Za-z0-9_\-]+)"', js).group(1)
+    assert session_cookie.redeem(code) == (token, 3600)
+    assert session_cookie.redeem(code) is None  # once only
     with pytest.raises(ValueError):
         auth.cookie_script("x'; alert(1); '")
 

@@ -169,6 +169,16 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.fill(f"{key('signup_confirm')} input", PASSWORD)
     page.click(f"{key('signup_submit')} button")
     page.wait_for_selector(key("new_chat"))
+    # the session cookie is set HttpOnly by the app's route: page script cannot read it,
+    # and a reload still finds the pharmacist signed in
+    deadline = time.monotonic() + 30
+    while not [c for c in page.context.cookies() if c["name"] == "pharmgpt_session"] and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "pharmgpt_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert "pharmgpt_session" not in page.evaluate("document.cookie")
+    page.reload()
+    page.wait_for_selector(key("new_chat"))
 
     # --- upload the label PDF to the library and wait until it is ready
     page.get_by_role("link", name="Documents").click()
@@ -176,7 +186,7 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.wait_for_selector(uploader, state="attached")
     page.set_input_files(uploader, str(tmp_path / "Lipitor label.pdf"))
     page.wait_for_selector(f"{key('doc_upload')} button:not([disabled])")
-    page.click(f"{key('doc_upload')} button")
+    page.click(".st-key-doc_upload button")
     page.get_by_text("Ready", exact=True).first.wait_for(timeout=240_000)
     shot(page, "documents")
 

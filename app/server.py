@@ -1,0 +1,10 @@
+"""The app's server, started by `pharmgpt run`: Streamlit (its Starlette server) plus the one
+route of our own, which sets the session cookie HttpOnly (app/session_cookie.py)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.session_cookie import routes
+
+app = st.App("main.py", routes=routes())
