@@ -7,8 +7,12 @@ half-applied schema is refused instead of recorded.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import textwrap
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -87,3 +91,41 @@ def test_baseline_of_an_empty_database_and_bad_arguments(empty_db, capsys):
     bad = empty_db.rsplit("/", 1)[0] + "/no_such_database_here"
     assert main(["db", "migrate", "--db-uri", bad]) == 2
     assert "cannot connect" in capsys.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_route() -> str:
+    """The bash block between the apply-route markers in README.md."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- apply-route -->", 1)[1].split("<!-- /apply-route -->", 1)[0]
+    return textwrap.dedent(block.split("```bash", 1)[1].split("```", 1)[0])
+
+
+def run_route(cwd: Path, dsn: str) -> subprocess.CompletedProcess:
+    bindir = EmbeddedPostgres("/nonexistent").bindir
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(DATABASE_URL=dsn, PATH=f"{bindir}:{env.get('PATH', '')}")
+    return subprocess.run(["bash", "-c", readme_route()], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_the_readme_route_applies_and_records_the_schema(empty_db):
+    proc = run_route(ROOT, empty_db)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING" not in proc.stderr and "ERROR" not in proc.stderr
+    assert recorded(empty_db) == [m.name for m in migrations.discover()]
+
+
+def test_the_readme_route_stops_at_the_first_failing_file(empty_db, tmp_path):
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "0001_a.sql").write_text("CREATE TABLE public.route_a (id int);\n")
+    (tmp_path / "sql" / "0002_b.sql").write_text("CREATE TABLE public.route_b (id int);\nSELECT 1/0;\n")
+    (tmp_path / "sql" / "0003_c.sql").write_text("CREATE TABLE public.route_c (id int);\n")
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    proc = run_route(tmp_path, empty_db)
+    assert proc.returncode != 0 and "division by zero" in proc.stderr
+    with psycopg.connect(empty_db) as conn:
+        made = [conn.execute("SELECT to_regclass(%s)", (f"public.route_{x}",)).fetchone()[0] for x in "abc"]
+    assert made == ["route_a", None, None]  # b rolled back whole, c never run
