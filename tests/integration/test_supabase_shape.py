@@ -139,3 +139,27 @@ def test_an_existing_database_ends_with_the_same_privileges(empty_db, localbase_
     fresh = privilege_matrix(localbase_stack.db_uri)
     upgraded = privilege_matrix(empty_db)
     assert upgraded == fresh, matrix_diff(fresh, upgraded, "fresh", "upgraded")
+
+
+def test_0001_names_the_grant_it_cannot_give(supabase_shape, tmp_path):
+    """A project whose `auth` schema lacks the usual grant: 0001 stops with the GRANT to ask for."""
+    name = f"noauth_{uuid.uuid4().hex[:8]}"
+    admin = supabase_shape.info.db_uri
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db_admin = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        with psycopg.connect(db_admin, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA auth AUTHORIZATION supabase_auth_admin")
+            for fn, typ in (("uid", "uuid"), ("role", "text"), ("jwt", "jsonb")):
+                conn.execute(f"CREATE FUNCTION auth.{fn}() RETURNS {typ} LANGUAGE sql AS 'SELECT NULL::{typ}'")
+                conn.execute(f"ALTER FUNCTION auth.{fn}() OWNER TO supabase_auth_admin")
+            conn.execute("GRANT USAGE ON SCHEMA auth TO postgres")  # but not to the API roles
+        shutil.copy(migrations.SQL_DIR / "0001_roles_and_auth.sql", tmp_path)
+        with pytest.raises(ShapeApplyError) as e:
+            apply_with_psql(psql_path(supabase_shape.pg), supabase_shape.applier_dsn(name), tmp_path)
+        assert "role anon has no USAGE on schema auth, and postgres may not grant it" in str(e.value)
+        assert "GRANT USAGE ON SCHEMA auth TO anon" in str(e.value)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
