@@ -107,7 +107,7 @@ def _migrate(migrations, dsn: str, *, baseline: bool, through: str | None) -> in
                   else "nothing to record: every file is recorded already")
             applied = []
         else:
-            applied = migrations.apply(dsn)
+            applied = migrations.apply(dsn, on_notice=_print_warning)
     except migrations.MigrationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -117,6 +117,14 @@ def _migrate(migrations, dsn: str, *, baseline: bool, through: str | None) -> in
     if not baseline:
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
+
+
+def _print_warning(diag) -> None:
+    """A WARNING while applying (e.g. a GRANT that granted nothing) is worth seeing."""
+    import sys
+
+    if diag.severity_nonlocalized == "WARNING":
+        print(f"warning: {diag.message_primary}", file=sys.stderr)
 
 
 def _gateway(args: argparse.Namespace) -> int:

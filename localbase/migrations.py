@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +98,17 @@ _HAND_APPLIED_HINT = (
 )
 
 
-def apply(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply pending migrations; returns the names applied (empty when up to date)."""
+def apply(dsn: str, sql_dir: Path = SQL_DIR,
+          on_notice: Callable[[psycopg.errors.Diagnostic], None] | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied (empty when up to date).
+
+    `on_notice` receives every NOTICE/WARNING the server sends while applying.
+    """
     migrations = discover(sql_dir)
     applied_now: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if on_notice is not None:
+            conn.add_notice_handler(on_notice)
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             conn.execute(_BOOKKEEPING)

@@ -163,3 +163,22 @@ def test_0001_names_the_grant_it_cannot_give(supabase_shape, tmp_path):
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_the_runner_applies_sql_as_postgres_too(supabase_shape):
+    """`pharmgpt db migrate` straight onto a fresh project: no warning, the same privileges."""
+    name = f"runner_{uuid.uuid4().hex[:8]}"
+    supabase_shape.bootstrap_database(name)
+    try:
+        notices: list[str] = []
+        applied = migrations.apply(supabase_shape.applier_dsn(name),
+                                   on_notice=lambda d: notices.append(f"{d.severity_nonlocalized}: {d.message_primary}"))
+        assert applied == [m.name for m in migrations.discover()]
+        assert [n for n in notices if not n.startswith("NOTICE")] == []
+        assert any(n.startswith("NOTICE") for n in notices)  # the handler hears the server
+        by_runner = privilege_matrix(supabase_shape.applier_dsn(name))
+        by_psql = privilege_matrix(supabase_shape.applier_dsn())
+        assert by_runner == by_psql, matrix_diff(by_psql, by_runner, "psql", "runner")
+    finally:
+        with psycopg.connect(supabase_shape.info.db_uri, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
