@@ -38,6 +38,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     mig = msub.add_parser("migrate", help="apply pending sql/ files to a database")
     mig.add_argument("--db-uri", default=os.environ.get("DATABASE_URL"))
     mig.add_argument("--data-dir", type=Path, default=None)
+    mig.add_argument("--baseline", action="store_true",
+                     help="record sql/ as applied without running it (for a schema applied by hand "
+                          "with psql); checks that its tables and functions exist first")
+    mig.add_argument("--through", metavar="NNNN", default=None,
+                     help="with --baseline: record only the files up to this number")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
             stack = LocalStack(args.data_dir or default_data_dir())
             stack.pg.start()
             dsn = stack.pg.dsn()
-        applied = migrations.apply(dsn)
-        print("applied: " + ", ".join(applied) if applied else "schema is up to date")
-        return 0
+        return _migrate(migrations, dsn, baseline=args.baseline, through=args.through)
     if args.local_cmd == "gateway":
         return _gateway(args)
     stack = LocalStack(args.data_dir or default_data_dir())
@@ -86,6 +89,42 @@ def run(args: argparse.Namespace) -> int:
         print(f"SUPABASE_SERVICE_ROLE_KEY={keys['service_role']}")
         print(f"SUPABASE_JWT_SECRET={stack.pg.credentials.jwt_secret}")
     return 0
+
+
+def _migrate(migrations, dsn: str, *, baseline: bool, through: str | None) -> int:
+    """Apply or baseline; a refusal is a message and exit status 2, not a traceback."""
+    import sys
+
+    import psycopg
+
+    if through and not baseline:
+        print("error: --through goes with --baseline", file=sys.stderr)
+        return 2
+    try:
+        if baseline:
+            recorded = migrations.baseline(dsn, through=through)
+            print("recorded as applied: " + ", ".join(recorded) if recorded
+                  else "nothing to record: every file is recorded already")
+            applied = []
+        else:
+            applied = migrations.apply(dsn, on_notice=_print_warning)
+    except migrations.MigrationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as e:
+        print(f"error: cannot connect to the database: {str(e).strip()}", file=sys.stderr)
+        return 2
+    if not baseline:
+        print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def _print_warning(diag) -> None:
+    """A WARNING while applying (e.g. a GRANT that granted nothing) is worth seeing."""
+    import sys
+
+    if diag.severity_nonlocalized == "WARNING":
+        print(f"warning: {diag.message_primary}", file=sys.stderr)
 
 
 def _gateway(args: argparse.Namespace) -> int:

@@ -121,7 +121,9 @@ class EmbeddedPostgres:
     in throwaway directories, never for the app's own data.
     """
 
-    def __init__(self, data_dir: Path | str, *, port: int | None = None, ephemeral: bool = False):
+    def __init__(self, data_dir: Path | str, *, port: int | None = None, ephemeral: bool = False,
+                 superuser: str = SUPERUSER):
+        self.superuser = superuser  # the bootstrap role initdb creates
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "logs" / "postgres.log"
@@ -149,10 +151,11 @@ class EmbeddedPostgres:
     def port(self) -> int:
         return self.credentials.port
 
-    def dsn(self, user: str = SUPERUSER, dbname: str = "postgres") -> str:
+    def dsn(self, user: str | None = None, dbname: str = "postgres") -> str:
+        user = user or self.superuser
         password = (
             self.credentials.superuser_password
-            if user == SUPERUSER
+            if user == self.superuser
             else self.credentials.authenticator_password
         )
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
@@ -222,7 +225,7 @@ class EmbeddedPostgres:
                 ent = pwd.getpwnam(SERVICE_USER)
                 os.chown(pwfile, ent.pw_uid, ent.pw_gid)
             self._pg(
-                "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "-E", "UTF8",
+                "initdb", "-D", str(self.pgdata), "-U", self.superuser, "-E", "UTF8",
                 "--locale=C", "--auth=scram-sha-256", f"--pwfile={pwfile}",
             )
         finally:

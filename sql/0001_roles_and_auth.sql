@@ -1,6 +1,8 @@
 -- Roles and auth helpers the Supabase API expects. Everything here is created
--- only where missing, so this file applies unchanged to a hosted Supabase
--- project (where these already exist) and to localbase's embedded Postgres.
+-- only where missing, and granted only where missing, so this file applies
+-- unchanged to a hosted Supabase project (where these already exist, owned by
+-- other roles) and to localbase's embedded Postgres. It needs no superuser:
+-- a role with CREATEROLE (Supabase's `postgres`) is enough.
 
 DO $$
 BEGIN
@@ -19,11 +21,23 @@ BEGIN
 END
 $$;
 
-GRANT anon, authenticated, service_role TO authenticator;
-
-CREATE SCHEMA IF NOT EXISTS auth;
-GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
-GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+-- The gateway's login role switches to the three API roles. Granted only where
+-- missing: on Supabase it is a member already, and granting a role this one did
+-- not create needs ADMIN OPTION on PostgreSQL 16+.
+DO $$
+DECLARE
+  r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+    IF NOT pg_has_role('authenticator', r, 'MEMBER') THEN
+      EXECUTE format('GRANT %I TO authenticator', r);
+    END IF;
+  END LOOP;
+  IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth') THEN
+    CREATE SCHEMA auth;
+  END IF;
+END
+$$;
 
 DO $$
 BEGIN
@@ -69,4 +83,33 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION auth.uid(), auth.role(), auth.jwt() TO anon, authenticated, service_role;
+-- What the API roles need: USAGE on auth and public, EXECUTE on the helpers.
+-- Granted where missing; a grant this role cannot give (the object belongs to
+-- someone else) is an error naming what to ask its owner for, not a warning.
+DO $$
+DECLARE
+  r text;
+  obj text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+    FOREACH obj IN ARRAY ARRAY['auth', 'public'] LOOP
+      IF NOT has_schema_privilege(r, obj, 'USAGE') THEN
+        IF NOT has_schema_privilege(current_user, obj, 'USAGE WITH GRANT OPTION') THEN
+          RAISE EXCEPTION 'role % has no USAGE on schema %, and % may not grant it', r, obj, current_user
+            USING HINT = format('ask the owner of schema %s to run: GRANT USAGE ON SCHEMA %s TO %s', obj, obj, r);
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', obj, r);
+      END IF;
+    END LOOP;
+    FOREACH obj IN ARRAY ARRAY['auth.uid()', 'auth.role()', 'auth.jwt()'] LOOP
+      IF NOT has_function_privilege(r, obj, 'EXECUTE') THEN
+        IF NOT has_function_privilege(current_user, obj, 'EXECUTE WITH GRANT OPTION') THEN
+          RAISE EXCEPTION 'role % may not execute %, and % may not grant it', r, obj, current_user
+            USING HINT = format('ask the owner of %s to run: GRANT EXECUTE ON FUNCTION %s TO %s', obj, obj, r);
+        END IF;
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', obj, r);
+      END IF;
+    END LOOP;
+  END LOOP;
+END
+$$;

@@ -72,7 +72,7 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def stack() -> StackInfo:
+def localbase_stack() -> StackInfo:
     # short path: Postgres unix-socket paths are length-limited
     root = Path(tempfile.mkdtemp(prefix="pgt-", dir="/tmp"))
     st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"))
@@ -86,6 +86,47 @@ def stack() -> StackInfo:
     finally:
         st.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def supabase_shape():
+    """A database bootstrapped like a Supabase project, sql/ applied by its non-superuser
+    `postgres` (tests/fixtures/supabase_shape.py), behind the same gateway as `authenticator`."""
+    from tests.fixtures.supabase_shape import SupabaseShapedStack
+
+    root = Path(tempfile.mkdtemp(prefix="pgs-", dir="/tmp"))
+    st = SupabaseShapedStack(root / "data", ephemeral=True, gateway_port=0)
+    try:
+        st.up()
+        yield st
+    finally:
+        st.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+STACKS = ("localbase", "supabase_shape")
+
+
+@pytest.fixture(scope="session")
+def stack(request) -> StackInfo:
+    """The stack a test runs on: localbase, or each of those a module names with
+    `pytest.mark.stacks(...)` (see pytest_generate_tests)."""
+    kind = getattr(request, "param", "localbase")
+    if kind == "supabase_shape":
+        return request.getfixturevalue("supabase_shape").info
+    return request.getfixturevalue("localbase_stack")
+
+
+def pytest_generate_tests(metafunc):
+    """`pytestmark = pytest.mark.stacks("localbase", "supabase_shape")` runs a module's
+    tests once per stack, the same tests, no copies."""
+    marker = metafunc.definition.get_closest_marker("stacks")
+    if marker is None or "stack" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(STACKS)
+    if unknown:
+        raise pytest.UsageError(f"unknown stack(s) {sorted(unknown)}; known: {STACKS}")
+    metafunc.parametrize("stack", marker.args, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")

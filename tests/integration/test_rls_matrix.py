@@ -10,7 +10,8 @@ from postgrest.exceptions import APIError
 
 from tests.conftest import prove_upload
 
-pytestmark = pytest.mark.integration
+# the same tests on a Supabase-shaped database too (tests/fixtures/supabase_shape.py)
+pytestmark = [pytest.mark.integration, pytest.mark.stacks("localbase", "supabase_shape")]
 
 
 async def seed(user, service) -> dict:

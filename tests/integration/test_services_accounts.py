@@ -13,7 +13,8 @@ from services import passwords
 from services.errors import AuthError, Conflict, NotFound, ValidationError
 from services.sessions import token_hash
 
-pytestmark = pytest.mark.integration
+# the same tests on a Supabase-shaped database too (tests/fixtures/supabase_shape.py)
+pytestmark = [pytest.mark.integration, pytest.mark.stacks("localbase", "supabase_shape")]
 
 
 async def test_signup_rules(services):
