@@ -71,6 +71,18 @@ class StackInfo:
                 "SUPABASE_SECRET_KEY": self.service_role_key, "SUPABASE_JWT_SIGNING_KEY": self.signing_key}
 
 
+def _is_gateway(pid: int) -> bool:
+    """Is `pid` a localbase gateway? (Without /proc, trust the pidfile.)"""
+    proc = Path("/proc")
+    if not (proc / "self").exists():
+        return True
+    try:
+        cmdline = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"localbase" in cmdline and b"gateway" in cmdline
+
+
 class LocalStack:
     def __init__(self, data_dir: Path | str, *, gateway_port: int | None = None, ephemeral: bool = False,
                  sql_dir: Path = migrations.SQL_DIR, schemas: tuple[str, ...] = ("public",),
@@ -111,6 +123,8 @@ class LocalStack:
         if existing:
             self.info = existing
             return existing
+        if self.gateway_pidfile.exists():  # a dead gateway, or one running with the other kind of keys
+            self.stop_gateway()
         port = free_port(self._gateway_port or DEFAULT_GATEWAY_PORT)
         log_path = self.pg.data_dir / "logs" / "gateway.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +184,8 @@ class LocalStack:
                 pid = json.loads(self.gateway_pidfile.read_text())["pid"]
             except (OSError, ValueError, KeyError):
                 pid = None
+            if pid and not _is_gateway(pid):
+                pid = None  # the recorded process is gone; its pid may belong to something else now
         if pid:
             try:
                 os.kill(pid, 15)
