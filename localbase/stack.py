@@ -61,6 +61,12 @@ class StackInfo:
                 "supabase_service_role_key": self.service_role_key, "supabase_jwt_secret": self.jwt_secret,
                 "supabase_jwt_signing_key": self.signing_key}
 
+    def gateway_keys(self) -> dict:
+        """The contents of a `--keys-file` for another gateway in front of this project
+        (verification material only: the public JWK, the API keys, the legacy secret if any)."""
+        return project_keys.ProjectKeys(self.legacy, self.anon_key, self.service_role_key, self.jwt_secret,
+                                        self.signing_key).gateway_config()
+
     def as_env(self) -> dict[str, str]:
         if self.legacy:
             assert self.jwt_secret

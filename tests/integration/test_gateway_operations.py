@@ -123,9 +123,8 @@ def test_standalone_gateway_configured_like_postgrest(stack, tmp_path):
         keys = ["--jwt-secret", stack.jwt_secret]
     else:  # what it needs to verify: the public JWK and the API keys
         keys_file = tmp_path / "gateway-keys.json"
-        keys_file.write_text(json.dumps({"jwks": {"keys": [stack.signer.public_jwk()]},
-                                         "api_keys": [stack.anon_key, stack.service_role_key],
-                                         "legacy_api_keys": False}))
+        keys_file.write_text(json.dumps(stack.gateway_keys()))
+        assert '"d"' not in keys_file.read_text()
         keys = ["--keys-file", str(keys_file)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "local", "gateway", "--db-uri", dsn, "--port", str(port),
