@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-legacy-keys lint bench clean
 
 $(STAMP): pyproject.toml tests/e2e/setup_browser.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,19 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/pharmgpt run
 
+# the legacy-keys job: a legacy project (HS256 JWT secret, JWT anon/service keys) on a
+# representative subset (RLS matrix, accounts, key handling); the main run uses the new keys
+ACCOUNTS := tests/integration/test_services_accounts.py
+LEGACY_TESTS := tests/integration/test_rls_matrix.py tests/integration/test_gateway_keys.py \
+	$(ACCOUNTS)::test_signup_rules $(ACCOUNTS)::test_expired_and_revoked_sessions_are_refused \
+	$(ACCOUNTS)::test_profile_password_change_and_deletion
+
 test: install
 	$(PY) -m pytest
+	PHARMGPT_TEST_KEYS=legacy $(PY) -m pytest -q $(LEGACY_TESTS)
+
+test-legacy-keys: install
+	PHARMGPT_TEST_KEYS=legacy $(PY) -m pytest -q $(LEGACY_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check .

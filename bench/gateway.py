@@ -60,7 +60,7 @@ async def run(info, args) -> dict:
     svc = await acreate_client(info.url, info.service_role_key)
     await svc.table("users").insert({"id": uid, "username": f"bench-{uid[:8]}",
                                      "password_hash": "$2b$12$" + "x" * 53}).execute()
-    token = mint(info.jwt_secret, "authenticated", sub=uid, aud="authenticated", lifetime_s=3600)
+    token = mint(info.signer, "authenticated", sub=uid, aud="authenticated", lifetime_s=3600)
     client = await acreate_client(info.url, info.anon_key,
                                   AsyncClientOptions(headers={"Authorization": f"Bearer {token}"}))
     conv = (await client.table("conversations").insert({"title": "bench"}).execute()).data[0]["id"]

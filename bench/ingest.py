@@ -54,8 +54,7 @@ async def run(args) -> dict:
     info = stack.up()
     try:
         data = big_pdf(root, args.copies)
-        settings = Settings(supabase_url=info.url, supabase_anon_key=info.anon_key,
-                            supabase_service_role_key=info.service_role_key, supabase_jwt_secret=info.jwt_secret,
+        settings = Settings(**info.settings_overrides(),
                             data_dir=root / "svc", bcrypt_rounds=4)
         services = await Services.create(settings)
         embedder = Embedder()

@@ -107,8 +107,7 @@ async def run(args) -> dict:
         main_id, long_id = seed(info.db_uri, args.users, args.conversations, args.other_conversations,
                                 args.messages, args.long_conversation)
         seed_s = time.perf_counter() - t
-        settings = Settings(supabase_url=info.url, supabase_anon_key=info.anon_key,
-                            supabase_service_role_key=info.service_role_key, supabase_jwt_secret=info.jwt_secret,
+        settings = Settings(**info.settings_overrides(),
                             data_dir=root / "svc", slow_call_ms=1e9)
         svc = await Services.create(settings)
         cs = svc.conversations

@@ -1,27 +1,40 @@
-"""JWTs for localbase: verifying requests and minting the API keys.
+"""JWTs for localbase: verifying requests and minting tokens and the legacy API keys.
 
-HS256 only: a token with `alg: none` or any other algorithm is refused, as is
-one signed with another secret, expired, or meant for another audience.
+Accepted: HS256, ES256 and RS256, each only with the key it was made for. A
+token with a `kid` is checked against that key of the key set, and its `alg`
+must be that key's; a token without one only against the legacy HS256 secret.
+`alg: none`, unknown kids, an algorithm the key does not have (e.g. a public
+key used as an HMAC secret), other secrets, expired tokens and other
+audiences are refused with PostgREST's 401.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
 from .errors import ApiError
+from .keys import ALGORITHMS, KeySet, SigningKey
 
-ALGORITHM = "HS256"
+ALGORITHM = "HS256"  # the legacy secret's algorithm
 
 
 @dataclass(frozen=True)
 class JwtConfig:
-    secret: str
+    secret: str | None = None  # the legacy HS256 secret (tokens without a kid)
     audience: str | None = "authenticated"
     anon_role: str = "anon"
     leeway_s: int = 5
+    keys: KeySet | None = None  # keys by kid; `secret` is added to it as the legacy secret
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        keys = self.keys or KeySet()
+        if self.secret and not keys.legacy_secret:
+            keys = KeySet(keys.by_kid, self.secret, keys.api_keys, keys.legacy_api_keys)
+        object.__setattr__(self, "keys", keys)
 
 
 def _unauthorized(code: str, message: str, details: str | None = None) -> ApiError:
@@ -29,7 +42,6 @@ def _unauthorized(code: str, message: str, details: str | None = None) -> ApiErr
                     headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
 
 
-_CACHE: dict[tuple[str, str], dict] = {}
 _CACHE_MAX = 1024
 
 
@@ -39,16 +51,17 @@ def verify(token: str, cfg: JwtConfig) -> dict:
     Verified tokens are remembered (bounded), so a client's repeated requests
     skip the HMAC; `exp` is still checked on every use.
     """
-    hit = _CACHE.get((cfg.secret, token))
+    cache = cfg._cache
+    hit = cache.get(token)
     if hit is not None:
         exp = hit.get("exp")
         if exp is None or exp + cfg.leeway_s >= time.time():
             return hit
-        _CACHE.pop((cfg.secret, token), None)
+        cache.pop(token, None)
     claims = _verify(token, cfg)
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.clear()
-    _CACHE[(cfg.secret, token)] = claims
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[token] = claims
     return claims
 
 
@@ -57,12 +70,29 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as e:
         raise _unauthorized("PGRST301", "JWT could not be decoded", str(e)) from None
-    if header.get("alg") != ALGORITHM:
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ALGORITHMS:
         raise _unauthorized("PGRST301", "Wrong or unsupported encoding algorithm",
-                            f"alg {header.get('alg')!r} is not accepted")
+                            f"alg {alg!r} is not accepted")
+    keys = cfg.keys
+    assert keys is not None  # set in __post_init__
+    if kid is not None:
+        found = keys.by_kid.get(kid) if isinstance(kid, str) else None
+        if found is None:
+            raise _unauthorized("PGRST301", "No suitable key or wrong key type", f"no key has kid {kid!r}")
+        if found.alg != alg:  # e.g. an HS256 token made with an ES/RS public key as the secret
+            raise _unauthorized("PGRST301", "Wrong or unsupported encoding algorithm",
+                                f"key {kid!r} is {found.alg}, the token says {alg}")
+        key = found.key
+    elif alg == ALGORITHM and keys.legacy_secret:
+        key = keys.legacy_secret
+    else:
+        raise _unauthorized("PGRST301", "No suitable key or wrong key type",
+                            "the token has no kid" + ("" if keys.legacy_secret else
+                                                      " and this project has no legacy JWT secret"))
     try:
         claims = jwt.decode(
-            token, cfg.secret, algorithms=[ALGORITHM], leeway=cfg.leeway_s,
+            token, key, algorithms=[alg], leeway=cfg.leeway_s,
             options={"verify_aud": False, "require": []},
         )
     except jwt.ExpiredSignatureError:
@@ -81,10 +111,12 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
     return claims
 
 
-def mint(secret: str, role: str, *, lifetime_s: int = 3600, **extra) -> str:
+def mint(key: str | SigningKey, role: str, *, lifetime_s: int = 3600, **extra) -> str:
+    """A token for `role`: a str is the legacy HS256 secret, a SigningKey signs with its kid."""
+    signer = key if isinstance(key, SigningKey) else SigningKey.shared_secret(key)
     now = int(time.time())
     claims = {"iss": "pharmgpt-localbase", "role": role, "iat": now, "exp": now + lifetime_s, **extra}
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return signer.sign(claims)
 
 
 _KEYS_IAT = 1767225600  # fixed, so the same secret always gives the same keys
@@ -92,7 +124,7 @@ _KEYS_EXP = 4102444800
 
 
 def api_keys(secret: str) -> dict[str, str]:
-    """The anon and service-role keys, as a Supabase project has them (stable per secret)."""
+    """The legacy anon and service-role JWT keys, as a legacy project has them (stable per secret)."""
     def key(role: str) -> str:
         claims = {"iss": "pharmgpt-localbase", "role": role, "iat": _KEYS_IAT, "exp": _KEYS_EXP}
         return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -19,7 +19,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         ("stop", "stop the gateway and Postgres"),
                         ("status", "is it running, and where"),
                         ("reset", "stop and delete all local data"),
-                        ("keys", "print the local URL and the anon / service-role keys")]:
+                        ("keys", "print the local URL, API keys and signing key (secrets: keep them local)")]:
         p = lsub.add_parser(name, help=help_)
         p.add_argument("--data-dir", type=Path, default=None)
         if name == "reset":
@@ -28,7 +28,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--db-uri", default=os.environ.get("PHARMGPT_GATEWAY_DB_URI"))
     g.add_argument("--port", type=int, default=3000)
     g.add_argument("--host", default="127.0.0.1")
-    g.add_argument("--jwt-secret", default=os.environ.get("PHARMGPT_GATEWAY_JWT_SECRET"))
+    g.add_argument("--jwt-secret", default=os.environ.get("PHARMGPT_GATEWAY_JWT_SECRET"),
+                   help="a legacy HS256 secret (tokens without kid; JWT apikeys)")
+    g.add_argument("--keys-file", type=Path, default=os.environ.get("PHARMGPT_GATEWAY_KEYS_FILE"),
+                   help="JSON: {jwks, api_keys, jwt_secret, legacy_api_keys} (localbase writes one)")
     g.add_argument("--anon-role", default="anon")
     g.add_argument("--schemas", default="public")
     g.add_argument("--jwt-aud", default="authenticated")
@@ -81,13 +84,10 @@ def run(args: argparse.Namespace) -> int:
         stack.pg.reset()
         print("reset")
     elif args.local_cmd == "keys":
-        from .auth import api_keys
-        keys = api_keys(stack.pg.credentials.jwt_secret)  # creates the secret on first use
         gw = stack._running_gateway()
-        print(f"SUPABASE_URL={gw.url if gw else 'http://127.0.0.1:54321 (not running)'}")
-        print(f"SUPABASE_ANON_KEY={keys['anon']}")
-        print(f"SUPABASE_SERVICE_ROLE_KEY={keys['service_role']}")
-        print(f"SUPABASE_JWT_SECRET={stack.pg.credentials.jwt_secret}")
+        info = stack._info(gw.url if gw else "http://127.0.0.1:54321 (not running)", None)  # creates keys once
+        for name, value in info.as_env().items():
+            print(f"{name}={value}")
     return 0
 
 
@@ -133,11 +133,20 @@ def _gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .gateway import GatewayConfig, create_app
+    from .keys import KeyMaterialError
+    from .project_keys import read_gateway_file
 
-    if not args.db_uri or not args.jwt_secret:
-        raise SystemExit("gateway needs --db-uri and --jwt-secret (or PHARMGPT_GATEWAY_DB_URI / _JWT_SECRET)")
+    if not args.db_uri or not (args.jwt_secret or args.keys_file):
+        raise SystemExit("gateway needs --db-uri and --keys-file or --jwt-secret "
+                         "(or PHARMGPT_GATEWAY_DB_URI / _KEYS_FILE / _JWT_SECRET)")
+    keys = None
+    if args.keys_file:
+        try:
+            keys = read_gateway_file(args.keys_file, jwt_secret=args.jwt_secret)
+        except (OSError, ValueError, KeyMaterialError) as e:
+            raise SystemExit(f"gateway: the keys file {args.keys_file} cannot be used: {e}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = GatewayConfig(db_uri=args.db_uri, jwt_secret=args.jwt_secret,
+    cfg = GatewayConfig(db_uri=args.db_uri, jwt_secret=args.jwt_secret, keys=keys,
                         schemas=[s.strip() for s in args.schemas.split(",") if s.strip()],
                         anon_role=args.anon_role, jwt_audience=args.jwt_aud or None,
                         require_apikey=not args.no_apikey)

@@ -1,6 +1,7 @@
 """A PostgREST-compatible ASGI gateway serving `/rest/v1`.
 
-Per request: check the `apikey`, verify the bearer JWT, open one transaction
+Per request: check the `apikey` (an opaque `sb_publishable_…`/`sb_secret_…`
+key, or a legacy JWT key), verify the bearer JWT, open one transaction
 on a pooled `authenticator` connection, switch to the claim's role with
 `set_config('role', ..., true)`, expose the claims to `auth.uid()`, run one
 generated statement, and answer in PostgREST's shapes and statuses.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hmac
 import io
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from . import schema_cache
 from .auth import JwtConfig, verify
 from .errors import ApiError, status_for_sqlstate
 from .grammar import parse_query
+from .keys import KeySet, api_key_role, is_opaque_api_key
 from .sqlbuilder import Builder, Statement
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,8 @@ CSV_MEDIA = "text/csv"
 @dataclass
 class GatewayConfig:
     db_uri: str
-    jwt_secret: str
+    jwt_secret: str | None = None  # the legacy HS256 secret
+    keys: KeySet | None = None  # signing keys by kid, the opaque API keys, whether legacy JWT apikeys work
     schemas: list[str] = field(default_factory=lambda: ["public"])
     anon_role: str = "anon"
     jwt_audience: str | None = "authenticated"
@@ -112,7 +116,9 @@ def _to_csv(body: str) -> bytes:
 class Gateway:
     def __init__(self, cfg: GatewayConfig):
         self.cfg = cfg
-        self.jwt = JwtConfig(cfg.jwt_secret, cfg.jwt_audience, cfg.anon_role)
+        self.jwt = JwtConfig(cfg.jwt_secret, cfg.jwt_audience, cfg.anon_role, keys=cfg.keys)
+        self.keys: KeySet = self.jwt.keys  # type: ignore[assignment]  # set by JwtConfig
+        self._jwks_body = orjson.dumps(self.keys.public_jwks())
         self.pool: AsyncConnectionPool | None = None
         self.cache: schema_cache.SchemaCache | None = None
         self._listener: asyncio.Task | None = None
@@ -222,6 +228,9 @@ class Gateway:
     async def handle(self, req: Request) -> Response:
         if req.path in ("/health", "/ready"):
             return await self._health()
+        if req.path == "/auth/v1/.well-known/jwks.json" and req.method in ("GET", "HEAD"):
+            return Response(200, self._jwks_body, {"content-type": "application/json",
+                                                   "cache-control": "public, max-age=600"})
         if not req.path.startswith("/rest/v1"):
             raise ApiError(404, "PGRST404", f"Not found: {req.path}")
         claims, role = self._authenticate(req.headers)
@@ -236,12 +245,20 @@ class Gateway:
         return await self._table(req, parts[0], claims, role)
 
     def _authenticate(self, headers: dict[str, str]) -> tuple[dict, str]:
+        """The claims and role of a request, as Supabase's API gateway and PostgREST decide them.
+
+        An opaque apikey stands for its role unless the Authorization header
+        carries a user's JWT (supabase clients repeat the apikey there, which
+        counts as no user token); a legacy JWT apikey works only where legacy
+        keys are enabled.
+        """
         apikey = headers.get("apikey")
-        if self.cfg.require_apikey:
-            if not apikey:
-                raise ApiError(401, "PGRST302", "No API key found in request",
-                               None, "No `apikey` request header was found.")
-            verify(apikey, self.jwt)
+        key_role = None
+        if apikey:
+            key_role = self._api_key(apikey)
+        elif self.cfg.require_apikey:
+            raise ApiError(401, "PGRST302", "No API key found in request",
+                           None, "No `apikey` request header was found.")
         auth = headers.get("authorization", "")
         token = None
         if auth:
@@ -249,8 +266,15 @@ class Gateway:
             if scheme.lower() != "bearer" or not value.strip():
                 raise ApiError(401, "PGRST301", "Authorization header must be 'Bearer <jwt>'")
             token = value.strip()
-        elif apikey:
-            token = apikey
+        if token is not None and is_opaque_api_key(token):
+            if not (apikey and key_role and hmac.compare_digest(token.encode(), apikey.encode())):
+                raise ApiError(401, "PGRST301", "Invalid API key in the Authorization header", None,
+                               "Send a user's JWT, or the same API key as the apikey header.")
+            token = None
+        if token is None and key_role is not None:
+            return {"role": key_role}, key_role
+        if token is None and apikey:
+            token = apikey  # a legacy JWT apikey and no user token: the key's own claims
         if token is None:
             return {"role": self.cfg.anon_role}, self.cfg.anon_role
         claims = verify(token, self.jwt)
@@ -258,6 +282,21 @@ class Gateway:
         if self.cache is not None and role not in self.cache.roles:
             raise ApiError(401, "PGRST301", f'role "{role}" is not allowed', None, None)
         return claims, role
+
+    def _api_key(self, apikey: str) -> str | None:
+        """The role of an opaque key; None for a (verified) legacy JWT key; 401 for anything else."""
+        if is_opaque_api_key(apikey):
+            role = self.keys.role_for_api_key(apikey)
+            if role is None:
+                hint = ("Use the project's sb_publishable_… or sb_secret_… key."
+                        if api_key_role(apikey) is None else "This key is not one of the project's keys.")
+                raise ApiError(401, "PGRST301", "Invalid API key", None, hint)
+            return role
+        if not self.keys.legacy_api_keys:
+            raise ApiError(401, "PGRST301", "Legacy API keys are disabled", None,
+                           "Use the project's sb_publishable_… or sb_secret_… key.")
+        verify(apikey, self.jwt)
+        return None
 
     def _schema(self, req: Request) -> str:
         hdr = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"

@@ -3,7 +3,9 @@
 `LocalStack.up()` starts the embedded server, applies `sql/`, gives the
 `authenticator` role its password and starts the gateway as a child process
 on 127.0.0.1, so the app and the tests use the real `supabase` client over
-HTTP exactly as they would against a hosted project.
+HTTP exactly as they would against a hosted project. Its keys are a new
+project's (ES256 signing key, `sb_publishable_…`/`sb_secret_…`), or with
+`legacy_keys=True` a legacy project's (HS256 secret, JWT anon/service keys).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import migrations
-from .auth import api_keys
+from . import migrations, project_keys
+from .keys import SigningKey, load_signing_key
 from .postgres import EmbeddedPostgres, free_port
 
 log = logging.getLogger(__name__)
@@ -34,25 +36,65 @@ DEFAULT_GATEWAY_PORT = 54321
 @dataclass
 class StackInfo:
     url: str
-    anon_key: str
-    service_role_key: str
-    jwt_secret: str
+    anon_key: str  # sb_publishable_… (legacy: the anon JWT)
+    service_role_key: str  # sb_secret_… (legacy: the service-role JWT)
+    jwt_secret: str | None  # legacy only: the HS256 secret
     db_uri: str  # superuser DSN, for admin tools and benchmarks
     gateway_pid: int | None = None
+    signing_key: str | None = None  # the ES256 private JWK (JSON) user tokens are signed with
+
+    @property
+    def legacy(self) -> bool:
+        return self.signing_key is None
+
+    @property
+    def signer(self) -> SigningKey:
+        """What the services (and tests) sign user tokens with."""
+        if self.signing_key:
+            return load_signing_key(self.signing_key)
+        assert self.jwt_secret
+        return SigningKey.shared_secret(self.jwt_secret)
+
+    def settings_overrides(self) -> dict[str, str | None]:
+        """The Settings fields that point the services at this stack."""
+        return {"supabase_url": self.url, "supabase_anon_key": self.anon_key,
+                "supabase_service_role_key": self.service_role_key, "supabase_jwt_secret": self.jwt_secret,
+                "supabase_jwt_signing_key": self.signing_key}
+
+    def gateway_keys(self) -> dict:
+        """The contents of a `--keys-file` for another gateway in front of this project
+        (verification material only: the public JWK, the API keys, the legacy secret if any)."""
+        return project_keys.ProjectKeys(self.legacy, self.anon_key, self.service_role_key, self.jwt_secret,
+                                        self.signing_key).gateway_config()
 
     def as_env(self) -> dict[str, str]:
-        return {
-            "SUPABASE_URL": self.url,
-            "SUPABASE_ANON_KEY": self.anon_key,
-            "SUPABASE_SERVICE_ROLE_KEY": self.service_role_key,
-            "SUPABASE_JWT_SECRET": self.jwt_secret,
-        }
+        if self.legacy:
+            assert self.jwt_secret
+            return {"SUPABASE_URL": self.url, "SUPABASE_ANON_KEY": self.anon_key,
+                    "SUPABASE_SERVICE_ROLE_KEY": self.service_role_key, "SUPABASE_JWT_SECRET": self.jwt_secret}
+        assert self.signing_key
+        return {"SUPABASE_URL": self.url, "SUPABASE_PUBLISHABLE_KEY": self.anon_key,
+                "SUPABASE_SECRET_KEY": self.service_role_key, "SUPABASE_JWT_SIGNING_KEY": self.signing_key}
+
+
+def _is_gateway(pid: int) -> bool:
+    """Is `pid` a localbase gateway? (Without /proc, trust the pidfile.)"""
+    proc = Path("/proc")
+    if not (proc / "self").exists():
+        return True
+    try:
+        cmdline = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"localbase" in cmdline and b"gateway" in cmdline
 
 
 class LocalStack:
     def __init__(self, data_dir: Path | str, *, gateway_port: int | None = None, ephemeral: bool = False,
-                 sql_dir: Path = migrations.SQL_DIR, schemas: tuple[str, ...] = ("public",)):
+                 sql_dir: Path = migrations.SQL_DIR, schemas: tuple[str, ...] = ("public",),
+                 legacy_keys: bool = False):
         self.pg = EmbeddedPostgres(data_dir, ephemeral=ephemeral)
+        self.legacy_keys = legacy_keys
         self.sql_dir = sql_dir
         self.schemas = schemas
         self._gateway_port = gateway_port
@@ -62,6 +104,15 @@ class LocalStack:
     @property
     def gateway_pidfile(self) -> Path:
         return self.pg.data_dir / "gateway.json"
+
+    def keys(self) -> project_keys.ProjectKeys:
+        """This project's keys (created on first use, kept in the data directory)."""
+        return project_keys.load_or_create(self.pg.data_dir, self.pg.credentials.jwt_secret,
+                                           legacy=self.legacy_keys)
+
+    def _info(self, url: str, pid: int | None) -> StackInfo:
+        k = self.keys()
+        return StackInfo(url, k.anon_key, k.service_role_key, k.jwt_secret, self.pg.dsn(), pid, k.signing_key)
 
     def prepare_database(self) -> list[str]:
         """Start Postgres, apply migrations, set the authenticator's password."""
@@ -78,12 +129,16 @@ class LocalStack:
         if existing:
             self.info = existing
             return existing
+        if self.gateway_pidfile.exists():  # a dead gateway, or one running with the other kind of keys
+            self.stop_gateway()
         port = free_port(self._gateway_port or DEFAULT_GATEWAY_PORT)
-        creds = self.pg.credentials
         log_path = self.pg.data_dir / "logs" / "gateway.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PHARMGPT_GATEWAY_JWT_SECRET": creds.jwt_secret,
+        keys_file = self.pg.data_dir / "gateway-keys.json"
+        project_keys.write_gateway_file(keys_file, self.keys())
+        env = {**os.environ, "PHARMGPT_GATEWAY_KEYS_FILE": str(keys_file),
                "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
+        env.pop("PHARMGPT_GATEWAY_JWT_SECRET", None)
         with open(log_path, "ab") as logf:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
@@ -93,10 +148,9 @@ class LocalStack:
             )
         url = f"http://127.0.0.1:{port}"
         self._wait_healthy(url, wait_s, log_path)
-        keys = api_keys(creds.jwt_secret)
-        self.info = StackInfo(url, keys["anon"], keys["service_role"], creds.jwt_secret, self.pg.dsn(),
-                              self._proc.pid)
-        self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url}))
+        self.info = self._info(url, self._proc.pid)
+        self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url,
+                                                    "legacy_keys": self.legacy_keys}))
         return self.info
 
     def _wait_healthy(self, url: str, wait_s: float, log_path: Path) -> None:
@@ -117,15 +171,15 @@ class LocalStack:
     def _running_gateway(self) -> StackInfo | None:
         try:
             state = json.loads(self.gateway_pidfile.read_text())
+            if bool(state.get("legacy_keys", True)) != self.legacy_keys:
+                return None  # running with the other kind of keys
             os.kill(state["pid"], 0)
             with urllib.request.urlopen(f"{state['url']}/health", timeout=2) as r:
                 if r.status != 200:
                     return None
         except (OSError, ValueError, KeyError, urllib.error.URLError):
             return None
-        keys = api_keys(self.pg.credentials.jwt_secret)
-        return StackInfo(state["url"], keys["anon"], keys["service_role"], self.pg.credentials.jwt_secret,
-                         self.pg.dsn(), state["pid"])
+        return self._info(state["url"], state["pid"])
 
     def stop_gateway(self) -> None:
         pid = None
@@ -136,6 +190,8 @@ class LocalStack:
                 pid = json.loads(self.gateway_pidfile.read_text())["pid"]
             except (OSError, ValueError, KeyError):
                 pid = None
+            if pid and not _is_gateway(pid):
+                pid = None  # the recorded process is gone; its pid may belong to something else now
         if pid:
             try:
                 os.kill(pid, 15)

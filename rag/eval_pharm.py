@@ -113,9 +113,7 @@ async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = F
     stack = LocalStack(work / "data", ephemeral=True, gateway_port=0)
     info = await asyncio.to_thread(stack.up)
     try:
-        settings = Settings.load(supabase_url=info.url, supabase_anon_key=info.anon_key,
-                                 supabase_service_role_key=info.service_role_key,
-                                 supabase_jwt_secret=info.jwt_secret, data_dir=work / "app", bcrypt_rounds=4)
+        settings = Settings.load(**info.settings_overrides(), data_dir=work / "app", bcrypt_rounds=4)
         services = await Services.create(settings, start_local=False)
         try:
             rag = RagSystem(services, use_configured_provider=False)

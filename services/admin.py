@@ -248,9 +248,7 @@ def run_command(args: argparse.Namespace) -> int:
         stack = LocalStack(settings.data_dir)
         started_here = not stack.pg.status().running
         info = stack.up()
-        settings = dataclasses.replace(settings, supabase_url=info.url, supabase_anon_key=info.anon_key,
-                                       supabase_service_role_key=info.service_role_key,
-                                       supabase_jwt_secret=info.jwt_secret)
+        settings = dataclasses.replace(settings, **info.settings_overrides())
 
     async def go() -> int:
         services = await Services.create(settings, start_local=False)

@@ -3,8 +3,10 @@
 * the service-role client, for the auth/session services, admin work and the
   worker (DESIGN D2);
 * a client per user carrying a server-minted JWT (sub = user id, role =
-  authenticated, minutes of life, renewed before expiry), so Postgres RLS
-  decides what each user sees. Clients of different users never share a
+  authenticated, minutes of life, renewed before expiry), signed with the key
+  the project trusts (ES256/RS256 with its `kid`, or an HS256 secret) and
+  shaped like Supabase Auth's own tokens, so Postgres RLS decides what each
+  user sees. Clients of different users never share a
   token; they do share one HTTP connection pool.
 
 `execute()` runs a query with bounded retries (idempotent calls only) and maps
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +26,6 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-from localbase.auth import mint
 
 from .config import Settings
 from .errors import (
@@ -84,10 +85,11 @@ class _UserClient:
 
 class Backend:
     def __init__(self, settings: Settings):
-        if not (settings.supabase_url and settings.supabase_service_role_key and settings.supabase_jwt_secret
-                and settings.supabase_anon_key):
-            raise ValueError("Backend needs SUPABASE_URL, both keys and the JWT secret")
+        if not (settings.supabase_url and settings.supabase_service_role_key and settings.supabase_anon_key):
+            raise ValueError("Backend needs SUPABASE_URL and both API keys")
         self.settings = settings
+        self._signer = settings.signing_key()
+        self._issuer = settings.supabase_url.rstrip("/") + "/auth/v1"
         self._http: httpx.AsyncClient | None = None
         self._service: AsyncClient | None = None
         self._users: OrderedDict[str, _UserClient] = OrderedDict()
@@ -122,10 +124,14 @@ class Backend:
         return self._service
 
     def user_token(self, user_id: str) -> tuple[str, float]:
+        """A token as Supabase Auth would issue it (iss/aud/role/sub/iat/exp/session_id), with `kid`
+        in the header. session_id is fresh per token: PharmGPT's own session ids stay server-side."""
         ttl = self.settings.user_jwt_ttl_s
-        token = mint(self.settings.supabase_jwt_secret, "authenticated", lifetime_s=ttl, sub=str(user_id),
-                     aud="authenticated")
-        return token, time.time() + ttl
+        now = int(time.time())
+        claims = {"iss": self._issuer, "aud": "authenticated", "role": "authenticated", "sub": str(user_id),
+                  "iat": now, "exp": now + ttl, "session_id": str(uuid.uuid4()), "aal": "aal1",
+                  "is_anonymous": False}
+        return self._signer.sign(claims), now + ttl
 
     async def for_user(self, user_id: str) -> AsyncClient:
         """The user's own client; a fresh token once less than a quarter of its life is left."""

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     from migration.cli import add_commands as add_migrate  # argparse only: cheap to import
     add_migrate(sub)
     add_local(sub)
+    from services.keys_command import add_commands as add_keys
+    add_keys(sub)
     return parser
 
 
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         from services.doctor import run_doctor
         return run_doctor(as_json=args.json)
+    if args.command == "keys":
+        from services.keys_command import run as run_keys
+        return run_keys(args)
     if args.command in ("local", "db"):
         from localbase.cli import run
         return run(args)

@@ -14,9 +14,10 @@ from pathlib import Path
 from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SUPABASE_KEYS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET")
 SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key",
-                 "openai_api_key"}
+                 "openai_api_key", "supabase_jwt_signing_key"}
+# Supabase's current names for the API keys; the legacy names (the field names) work too
+ENV_ALIASES = {"supabase_anon_key": "SUPABASE_PUBLISHABLE_KEY", "supabase_service_role_key": "SUPABASE_SECRET_KEY"}
 
 
 def _secrets_file() -> dict:
@@ -33,9 +34,11 @@ def _secrets_file() -> dict:
 class Settings:
     # data store (no URL: the embedded local stack)
     supabase_url: str | None = None
-    supabase_anon_key: str | None = None
-    supabase_service_role_key: str | None = None
-    supabase_jwt_secret: str | None = None
+    supabase_anon_key: str | None = None  # sb_publishable_… (SUPABASE_PUBLISHABLE_KEY) or the legacy anon JWT
+    supabase_service_role_key: str | None = None  # sb_secret_… (SUPABASE_SECRET_KEY) or the legacy JWT
+    supabase_jwt_signing_key: str | None = None  # private JWK / PEM (ES256, RS256), or a file holding it
+    supabase_jwt_kid: str | None = None  # the kid, for a PEM key or an imported shared secret
+    supabase_jwt_secret: str | None = None  # legacy HS256 secret (or a shared secret imported with a kid)
     data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".pharmgpt")
     # accounts and sessions
     bcrypt_rounds: int = 12
@@ -114,6 +117,12 @@ class Settings:
         for f in dataclasses.fields(cls):
             bare = f.name.startswith(("supabase_", "chroma_", "openai_")) or f.name == "groq_api_key"
             raw = get(f.name.upper()) if bare else get(f"PHARMGPT_{f.name.upper()}")
+            if f.name in ENV_ALIASES:
+                alias = get(ENV_ALIASES[f.name])
+                if raw is not None and alias is not None and raw != alias:
+                    raise ConfigError(f"{f.name.upper()} and {ENV_ALIASES[f.name]} are both set, to different "
+                                      "keys: keep one")
+                raw = alias or raw
             if raw is None:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
@@ -124,14 +133,20 @@ class Settings:
 
     def validate(self) -> None:
         if self.supabase_url:
-            missing = [k for k in SUPABASE_KEYS if not getattr(self, k.lower())]
+            missing = [f"{ENV_ALIASES[k]} (or {k.upper()})" for k in ("supabase_anon_key", "supabase_service_role_key")
+                       if not getattr(self, k)]
+            if not (self.supabase_jwt_signing_key or self.supabase_jwt_secret):
+                missing.append("SUPABASE_JWT_SIGNING_KEY (or, legacy, SUPABASE_JWT_SECRET)")
             if missing:
                 raise ConfigError(
                     "SUPABASE_URL is set, so these are needed too: " + ", ".join(missing)
-                    + " (set them in the environment or .streamlit/secrets.toml)"
+                    + " (set them in the environment or .streamlit/secrets.toml; see docs/supabase.md)"
                 )
             if not self.supabase_url.startswith(("http://", "https://")):
                 raise ConfigError(f"SUPABASE_URL must start with http:// or https://, got {self.supabase_url!r}")
+            _check_api_key("SUPABASE_PUBLISHABLE_KEY", self.supabase_anon_key, "anon")
+            _check_api_key("SUPABASE_SECRET_KEY", self.supabase_service_role_key, "service_role")
+            self.signing_key()
         if not 4 <= self.bcrypt_rounds <= 16:
             raise ConfigError(f"PHARMGPT_BCRYPT_ROUNDS must be between 4 and 16, got {self.bcrypt_rounds}")
         if self.user_jwt_ttl_s < 120:
@@ -145,6 +160,28 @@ class Settings:
         if self.session_max_age_s < 60:
             raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")
 
+    def signing_key(self):
+        """The key user tokens are signed with (a localbase.keys.SigningKey): the signing key if set,
+        else the shared secret (HS256; with SUPABASE_JWT_KID when it was imported with one)."""
+        from localbase.keys import KeyMaterialError, SigningKey, load_signing_key
+
+        try:
+            if self.supabase_jwt_signing_key:
+                return load_signing_key(self.supabase_jwt_signing_key, self.supabase_jwt_kid)
+            if self.supabase_jwt_secret:
+                return SigningKey.shared_secret(self.supabase_jwt_secret, self.supabase_jwt_kid)
+        except KeyMaterialError as e:
+            raise ConfigError(f"SUPABASE_JWT_SIGNING_KEY: {e}") from None
+        raise ConfigError("no signing key: set SUPABASE_JWT_SIGNING_KEY (or, legacy, SUPABASE_JWT_SECRET)")
+
+    @property
+    def server_secret(self) -> bytes:
+        """A secret only this server knows, for keyed hashes (e.g. unknown names in the audit log)."""
+        import hashlib
+
+        material = self.supabase_jwt_signing_key or self.supabase_jwt_secret or self.supabase_service_role_key
+        return hashlib.sha256(b"pharmgpt-server-secret:" + (material or "pharmgpt").encode()).digest()
+
     def describe(self) -> dict[str, str]:
         """Every setting, secrets masked: for `pharmgpt doctor` and logs."""
         out = {}
@@ -154,6 +191,29 @@ class Settings:
                 value = f"set ({len(str(value))} chars, ends …{str(value)[-4:]})"
             out[f.name] = "not set" if value is None else str(value)
         return out
+
+
+def _check_api_key(name: str, value: str | None, role: str) -> None:
+    """The publishable key must not be the secret one (or the reverse): a user's data path
+    would then run as service_role, past RLS."""
+    if not value:
+        return
+    from localbase.keys import PUBLISHABLE_PREFIX, SECRET_PREFIX, api_key_role, is_opaque_api_key
+
+    if is_opaque_api_key(value):
+        found = api_key_role(value)
+        if found is None:
+            raise ConfigError(f"{name} must start with {PUBLISHABLE_PREFIX} or {SECRET_PREFIX} (or be a legacy "
+                              "JWT key)")
+    else:
+        import jwt
+
+        try:
+            found = jwt.decode(value, options={"verify_signature": False}).get("role")
+        except jwt.PyJWTError:
+            raise ConfigError(f"{name} is neither an sb_ key nor a readable JWT") from None
+    if found != role:
+        raise ConfigError(f"{name} is a key for {found!r}, not {role!r}: the keys are swapped or wrong")
 
 
 def _coerce(name: str, typ, raw: str):

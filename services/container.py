@@ -52,9 +52,7 @@ class Services:
         if settings.embedded and start_local:
             from localbase.stack import LocalStack
             info = await asyncio.to_thread(LocalStack(settings.data_dir).up)
-            settings = dataclasses.replace(settings, supabase_url=info.url, supabase_anon_key=info.anon_key,
-                                           supabase_service_role_key=info.service_role_key,
-                                           supabase_jwt_secret=info.jwt_secret)
+            settings = dataclasses.replace(settings, **info.settings_overrides())
         backend = Backend(settings)
         await backend.start()
         return cls(settings, backend)

@@ -36,6 +36,46 @@ def _check_supabase(settings: Settings) -> tuple[bool, str]:
         return False, f"{url}: not reachable ({e})"
 
 
+def _check_signing(settings: Settings) -> tuple[bool, str]:
+    """Does the project accept the user tokens PharmGPT signs? One read as a user that owns nothing."""
+    if settings.embedded:
+        import dataclasses
+
+        from localbase.stack import LocalStack
+        gw = LocalStack(settings.data_dir)._running_gateway()
+        if gw is None:
+            return False, "embedded local stack not running"
+        settings = dataclasses.replace(settings, **gw.settings_overrides())
+    from .backend import Backend
+
+    try:
+        signer = settings.signing_key()
+        token, _ = Backend(settings).user_token("00000000-0000-0000-0000-000000000000")
+    except PharmGPTError as e:
+        return False, e.message
+    what = f"{signer.alg} key" + (f" kid {signer.kid}" if signer.kid else " (legacy JWT secret, no kid)")
+    url = settings.supabase_url.rstrip("/")
+    listed = ""
+    if signer.asymmetric:
+        try:
+            with urllib.request.urlopen(f"{url}/auth/v1/.well-known/jwks.json", timeout=10) as r:
+                kids = {k.get("kid") for k in json.loads(r.read()).get("keys", [])}
+            listed = "; in the project's JWKS" if signer.kid in kids else "; NOT in the project's JWKS"
+        except (urllib.error.URLError, OSError, ValueError):
+            listed = "; the project's JWKS could not be read"
+    req = urllib.request.Request(f"{url}/rest/v1/users?select=id&limit=1",
+                                 headers={"apikey": settings.supabase_anon_key, "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status == 200, f"user tokens signed with the {what} are accepted{listed}"
+    except urllib.error.HTTPError as e:
+        body = e.read()[:200].decode(errors="replace")
+        return False, (f"user tokens signed with the {what} are refused (HTTP {e.code} {body}){listed} — "
+                       "import the key in the project (docs/supabase.md)")
+    except (urllib.error.URLError, OSError) as e:
+        return False, f"{url}: not reachable ({e})"
+
+
 def _check_chroma(settings: Settings) -> tuple[bool, str]:
     from rag.store import ChunkStore
     where = f"server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host \
@@ -72,7 +112,8 @@ def run_doctor(as_json: bool = False) -> int:
     except PharmGPTError as e:
         print(f"configuration: {e.message}")
         return 1
-    checks = {"supabase": _check_supabase(settings), "chroma": _check_chroma(settings),
+    checks = {"supabase": _check_supabase(settings), "signing": _check_signing(settings),
+              "chroma": _check_chroma(settings),
               "llm": _check_llm(settings)}
     if as_json:
         print(json.dumps({"settings": settings.describe(),
@@ -84,5 +125,5 @@ def run_doctor(as_json: bool = False) -> int:
         print("checks")
         for k, (ok, detail) in checks.items():
             print(f"  {'OK  ' if ok else 'FAIL'} {k:<9} {detail}")
-    return 0 if checks["supabase"][0] else 1
+    return 0 if checks["supabase"][0] and checks["signing"][0] else 1
 

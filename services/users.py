@@ -96,7 +96,7 @@ class UserService:
     def _name_hash(self, name: str) -> str:
         """A keyed hash of a typed name that matched no account: repeated attempts can be told
         apart in the audit log, a password typed into the username box cannot be read there."""
-        key = (self.settings.supabase_jwt_secret or "pharmgpt").encode()
+        key = self.settings.server_secret
         return hmac.new(key, username_key(name).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
     @staticmethod

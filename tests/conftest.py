@@ -71,11 +71,21 @@ def pytest_configure(config):
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)
 
 
+def legacy_keys() -> bool:
+    """PHARMGPT_TEST_KEYS=legacy: the stack is a legacy project (HS256 secret, JWT API keys);
+    default: a new one (ES256 signing key with kid, sb_publishable_/sb_secret_ keys)."""
+    mode = os.environ.get("PHARMGPT_TEST_KEYS", "").strip().lower()
+    if mode not in ("", "es256", "legacy"):
+        raise pytest.UsageError(f"PHARMGPT_TEST_KEYS must be es256 or legacy, not {mode!r}")
+    return mode == "legacy"
+
+
 @pytest.fixture(scope="session")
 def localbase_stack() -> StackInfo:
     # short path: Postgres unix-socket paths are length-limited
     root = Path(tempfile.mkdtemp(prefix="pgt-", dir="/tmp"))
-    st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"))
+    st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"),
+                    legacy_keys=legacy_keys())
     try:
         st.prepare_database()
         with psycopg.connect(st.pg.dsn(), autocommit=True) as conn:
@@ -137,7 +147,7 @@ def superuser_dsn(stack: StackInfo) -> str:
 def user_token(stack: StackInfo, user_id: str, **overrides) -> str:
     claims = {"sub": user_id, "aud": "authenticated", **overrides}
     lifetime = claims.pop("lifetime_s", 600)
-    return mint(stack.jwt_secret, claims.pop("role", "authenticated"), lifetime_s=lifetime, **claims)
+    return mint(stack.signer, claims.pop("role", "authenticated"), lifetime_s=lifetime, **claims)
 
 
 async def client_for(stack: StackInfo, bearer: str | None = None, apikey: str | None = None) -> AsyncClient:
@@ -187,8 +197,7 @@ async def prove_upload(service: AsyncClient, user_id: str, sha256: str, size: in
 
 def service_settings(stack: StackInfo, data_dir: Path, **overrides):
     from services.config import Settings
-    return Settings(supabase_url=stack.url, supabase_anon_key=stack.anon_key,
-                    supabase_service_role_key=stack.service_role_key, supabase_jwt_secret=stack.jwt_secret,
+    return Settings(**stack.settings_overrides(),
                     data_dir=data_dir, bcrypt_rounds=4, retry_max_wait_s=0.5, **overrides)
 
 

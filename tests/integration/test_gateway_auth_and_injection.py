@@ -28,10 +28,10 @@ def forged_tokens(stack, user_id: str) -> dict[str, str]:
         "alg_none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
         "wrong_secret": jwt.encode(claims, "not-the-secret-" * 4, algorithm="HS256"),
         "wrong_audience": user_token(stack, user_id, aud="somebody-else"),
-        "expired": jwt.encode({**claims, "exp": now - 120}, stack.jwt_secret, algorithm="HS256"),
+        "expired": stack.signer.sign({**claims, "exp": now - 120}),
         "garbage": "not.a.jwt",
-        "unknown_role": jwt.encode({**claims, "role": "postgres"}, stack.jwt_secret, algorithm="HS256"),
-        "hs512": jwt.encode(claims, stack.jwt_secret, algorithm="HS512"),
+        "unknown_role": stack.signer.sign({**claims, "role": "postgres"}),
+        "hs512": jwt.encode(claims, stack.jwt_secret or "s" * 64, algorithm="HS512"),
     }
 
 

@@ -4,6 +4,7 @@ standalone mode configured like PostgREST, headers-only inserts, own-row CRUD.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -115,12 +116,19 @@ async def test_database_going_away_gives_503_then_recovers():
 
 
 @pytest.mark.slow
-def test_standalone_gateway_configured_like_postgrest(stack):
+def test_standalone_gateway_configured_like_postgrest(stack, tmp_path):
     port = free_port()
     dsn = stack.db_uri  # any database: here the session's, as its superuser
+    if stack.legacy:
+        keys = ["--jwt-secret", stack.jwt_secret]
+    else:  # what it needs to verify: the public JWK and the API keys
+        keys_file = tmp_path / "gateway-keys.json"
+        keys_file.write_text(json.dumps(stack.gateway_keys()))
+        assert '"d"' not in keys_file.read_text()
+        keys = ["--keys-file", str(keys_file)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "local", "gateway", "--db-uri", dsn, "--port", str(port),
-         "--jwt-secret", stack.jwt_secret, "--anon-role", "anon", "--schemas", "gwtest,public"],
+         *keys, "--anon-role", "anon", "--schemas", "gwtest,public"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
     )
     try:
@@ -146,10 +154,17 @@ def test_local_keys_command_prints_working_keys(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines())
-    assert set(lines) == {"SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET"}
-    import jwt
-    claims = jwt.decode(lines["SUPABASE_SERVICE_ROLE_KEY"], lines["SUPABASE_JWT_SECRET"], algorithms=["HS256"])
-    assert claims["role"] == "service_role"
+    assert set(lines) == {"SUPABASE_URL", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY",
+                          "SUPABASE_JWT_SIGNING_KEY"}
+    assert lines["SUPABASE_PUBLISHABLE_KEY"].startswith("sb_publishable_")
+    assert lines["SUPABASE_SECRET_KEY"].startswith("sb_secret_")
+    from localbase.keys import load_signing_key
+    signer = load_signing_key(lines["SUPABASE_JWT_SIGNING_KEY"])
+    assert signer.alg == "ES256" and signer.kid
+    assert (tmp_path / "k" / "keys.json").stat().st_mode & 0o777 == 0o600
+    out2 = subprocess.run([sys.executable, "-m", "services.cli", "local", "keys", "--data-dir", str(tmp_path / "k")],
+                          capture_output=True, text=True, timeout=120)
+    assert out2.stdout == out.stdout  # kept, not regenerated
 
 
 async def test_unsupported_features_fail_loudly_and_change_nothing(stack, service):
@@ -168,14 +183,14 @@ async def test_unsupported_features_fail_loudly_and_change_nothing(stack, servic
 
 
 def test_doctor_reports_a_reachable_store_and_masks_secrets(stack, tmp_path):
-    env = {**os.environ, "SUPABASE_URL": stack.url, "SUPABASE_ANON_KEY": stack.anon_key,
-           "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key, "SUPABASE_JWT_SECRET": stack.jwt_secret,
+    env = {**os.environ, **stack.as_env(),
            "PHARMGPT_DATA_DIR": str(tmp_path), "PHARMGPT_SECRETS_FILE": str(tmp_path / "none.toml")}
     out = subprocess.run([sys.executable, "-m", "services.cli", "doctor"], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK   supabase" in out.stdout
-    assert stack.jwt_secret not in out.stdout and stack.service_role_key not in out.stdout
+    for secret in (stack.jwt_secret, stack.signing_key, stack.service_role_key):
+        assert secret is None or secret not in out.stdout
     env["SUPABASE_URL"] = "http://127.0.0.1:9"
     out = subprocess.run([sys.executable, "-m", "services.cli", "doctor"], capture_output=True, text=True,
                          env=env, timeout=60)
