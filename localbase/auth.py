@@ -21,7 +21,7 @@ class JwtConfig:
     secret: str
     audience: str | None = "authenticated"
     anon_role: str = "anon"
-    leeway_s: int = 5
+    leeway_s: int = 30  # clock skew allowed on exp/nbf/iat, as Supabase's PostgREST allows
 
 
 def _unauthorized(code: str, message: str, details: str | None = None) -> ApiError:
@@ -60,6 +60,7 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
     if header.get("alg") != ALGORITHM:
         raise _unauthorized("PGRST301", "Wrong or unsupported encoding algorithm",
                             f"alg {header.get('alg')!r} is not accepted")
+    _check_time_claims(token)
     try:
         claims = jwt.decode(
             token, cfg.secret, algorithms=[ALGORITHM], leeway=cfg.leeway_s,
@@ -79,6 +80,22 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
     if not isinstance(claims.get("role", cfg.anon_role), str):
         raise _unauthorized("PGRST301", "JWT role claim must be a string")
     return claims
+
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_time_claims(token: str) -> None:
+    """exp/nbf/iat must be JSON numbers: PyJWT would take "1999999999" as a date."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise _unauthorized("PGRST301", "JWT could not be decoded", str(e)) from None
+    for name in _TIME_CLAIMS:
+        value = unverified.get(name)
+        if name in unverified and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _unauthorized("PGRST303", f"JWT claim '{name}' must be a number",
+                                f"got {type(value).__name__}")
 
 
 def mint(secret: str, role: str, *, lifetime_s: int = 3600, **extra) -> str:

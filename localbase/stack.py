@@ -78,33 +78,46 @@ class LocalStack:
         if existing:
             self.info = existing
             return existing
-        port = free_port(self._gateway_port or DEFAULT_GATEWAY_PORT)
         creds = self.pg.credentials
-        log_path = self.pg.data_dir / "logs" / "gateway.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PHARMGPT_GATEWAY_JWT_SECRET": creds.jwt_secret,
-               "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
-        with open(log_path, "ab") as logf:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
-                 "--schemas", ",".join(self.schemas)],
-                env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
-        self._wait_healthy(url, wait_s, log_path)
+        self._proc, url = self.spawn_gateway(port=self._gateway_port or DEFAULT_GATEWAY_PORT, wait_s=wait_s)
         keys = api_keys(creds.jwt_secret)
         self.info = StackInfo(url, keys["anon"], keys["service_role"], creds.jwt_secret, self.pg.dsn(),
                               self._proc.pid)
         self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url}))
         return self.info
 
-    def _wait_healthy(self, url: str, wait_s: float, log_path: Path) -> None:
+    def spawn_gateway(self, *extra_args: str, port: int = 0, wait_s: float = 60,
+                      log_name: str = "gateway.log") -> tuple[subprocess.Popen, str]:
+        """Start a gateway child process on this database (extra_args: e.g. limits) and wait
+        until it is healthy; the caller owns the process."""
+        port = free_port(port or None)
+        creds = self.pg.credentials
+        log_path = self.pg.data_dir / "logs" / log_name
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PHARMGPT_GATEWAY_JWT_SECRET": creds.jwt_secret,
+               "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
+        with open(log_path, "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
+                 "--schemas", ",".join(self.schemas), *extra_args],
+                env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            self._wait_healthy(url, wait_s, log_path, proc)
+        except RuntimeError:
+            proc.kill()
+            proc.wait(5)
+            raise
+        return proc, url
+
+    def _wait_healthy(self, url: str, wait_s: float, log_path: Path, proc: subprocess.Popen) -> None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
+            if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"gateway exited with {self._proc.returncode}:\n{tail}")
+                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{tail}")
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                     if r.status == 200:

@@ -72,7 +72,8 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def stack() -> StackInfo:
+def local_stack() -> LocalStack:
+    """The session's stack object (for tests that start a second gateway on it)."""
     # short path: Postgres unix-socket paths are length-limited
     root = Path(tempfile.mkdtemp(prefix="pgt-", dir="/tmp"))
     st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"))
@@ -80,12 +81,17 @@ def stack() -> StackInfo:
         st.prepare_database()
         with psycopg.connect(st.pg.dsn(), autocommit=True) as conn:
             conn.execute(TEST_SCHEMA_SQL)
-        info = st.up()
-        st_info = info
-        yield st_info
+        st.up()
+        yield st
     finally:
         st.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(local_stack: LocalStack) -> StackInfo:
+    assert local_stack.info is not None
+    return local_stack.info
 
 
 @pytest.fixture(scope="session")
