@@ -457,7 +457,7 @@ class Gateway:
         for name, value in settings:
             context += [name, value]
         context_sql = _context_sql(len(settings))
-        sql = _size_capped(st.sql, self.cfg.max_response_bytes)
+        sql = _size_capped(st.sql, self.cfg.max_response_bytes, abort=not read_only)
         # a single-object mutation must roll back unless it touched exactly one row,
         # so it checks the count before COMMIT; everything else goes in one round trip
         must_check = accept == OBJECT_MEDIA and not read_only and not st.returns_scalar
@@ -540,9 +540,12 @@ class Gateway:
 
     def _check_size(self, body: str | None, size: int | None) -> None:
         if body is None and size is not None:
-            raise pgrst("LB507", "The response is larger than the gateway's limit",
-                        f"{size} bytes; the limit is {self.cfg.max_response_bytes} bytes",
-                        "Select fewer rows or columns (limit, Range, select) or page through the result.")
+            raise self._too_large(size)
+
+    def _too_large(self, size: int | str) -> ApiError:
+        return pgrst("LB507", "The response is larger than the gateway's limit",
+                     f"{size} bytes; the limit is {self.cfg.max_response_bytes} bytes",
+                     "Select fewer rows or columns (limit, Range, select) or page through the result.")
 
     def _location(self, target: tuple[str, str], body: str) -> str:
         name, schema = target
@@ -556,6 +559,9 @@ class Gateway:
     def _pg_error(self, e: psycopg.errors.Error, role: str) -> ApiError:
         diag = e.diag
         sqlstate = e.sqlstate
+        msg = diag.message_primary or ""
+        if sqlstate == "22P02" and f'"{_OVERSIZE_TAG}' in msg:
+            return self._too_large(msg.rsplit(_OVERSIZE_TAG, 1)[1].rstrip('"'))
         return ApiError(
             status_for_sqlstate(sqlstate, role, self.cfg.anon_role, diag.message_primary or ""),
             sqlstate or "PGRST000",
@@ -565,6 +571,9 @@ class Gateway:
         )
 
 
+_OVERSIZE_TAG = "LB507:"
+
+
 @functools.cache
 def _context_sql(n_settings: int) -> str:
     """The request-context statement, with `n_settings` role settings applied SET LOCAL."""
@@ -572,10 +581,18 @@ def _context_sql(n_settings: int) -> str:
     return _CONTEXT_SQL + extra
 
 
-def _size_capped(sql: str, cap: int) -> str:
+def _size_capped(sql: str, cap: int, abort: bool) -> str:
     """The statement with its JSON body withheld (NULL) past `cap` bytes, and the size beside it,
-    so an oversized result is refused without crossing the wire."""
-    capped = f"SELECT CASE WHEN octet_length(_s.b) <= {int(cap)} THEN _s.b END, _s.n, _s.t, octet_length(_s.b)"
+    so an oversized result is refused without crossing the wire.
+
+    With `abort` (a write) an oversized result is an error inside the transaction instead, so
+    the write rolls back rather than committing behind an error response: the cast of
+    `LB507:<size>` to integer fails, and `_pg_error` turns that failure into LB507.
+    """
+    cap = int(cap)
+    fallback = f"('{_OVERSIZE_TAG}' || octet_length(_s.b))::int::text" if abort else "NULL"
+    capped = (f"SELECT CASE WHEN octet_length(_s.b) <= {cap} THEN _s.b ELSE {fallback} END, _s.n, _s.t, "
+              "octet_length(_s.b)")
     if sql.endswith(MUTATION_TAIL):  # a data-modifying WITH stays at the top level
         return sql[: -len(MUTATION_TAIL)] + f" {capped} FROM _q _s"
     return f"{capped} FROM ({sql}) _s(b, n, t)"

@@ -101,9 +101,10 @@ class DocumentService:
         if not self.cache.missing(cached):
             return cached
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(build(db.table("documents").select(Document.COLUMNS))
-                                       .order("added_at", desc=True).limit(500), what="document list")
-        out = [Document.from_row(x) for x in r.data]
+        rows = await self.backend.fetch_rows(
+            lambda: build(db.table("documents").select(Document.COLUMNS)).order("added_at", desc=True).order("id"),
+            limit=500, what="document list")
+        out = [Document.from_row(x) for x in rows]
         self.cache.set(key, out)
         return out
 
