@@ -43,7 +43,8 @@ class UserSlots:
         slot.users += 1
         try:
             try:
-                await asyncio.wait_for(slot.sem.acquire(), self.wait_s)
+                async with asyncio.timeout(self.wait_s):  # cancellation-safe, unlike wait_for's race
+                    await slot.sem.acquire()
             except TimeoutError:
                 raise pgrst("LB429", "Too many of your requests are waiting for the database",
                             f"at most {self.per_user} run at once per user",

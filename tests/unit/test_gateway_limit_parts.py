@@ -67,3 +67,40 @@ def test_nul_in_the_query_string_is_refused():
     with pytest.raises(ApiError) as e:
         parse_query([("name", "eq.a\x00b")])
     assert (e.value.status, e.value.code) == (400, "LB400")
+
+
+async def test_user_slots_bound_one_user_and_leave_others_free():
+    import asyncio
+
+    from localbase.fairness import UserSlots
+
+    slots = UserSlots(2, 0.3)
+    running = peak = 0
+
+    async def job():
+        nonlocal running, peak
+        async with slots.hold("u"):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+    await asyncio.gather(*[job() for _ in range(5)])
+    assert peak == 2
+
+    async def hold_long():
+        async with slots.hold("u"):
+            await asyncio.sleep(5)
+    busy = [asyncio.create_task(hold_long()) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(ApiError) as e:
+        async with slots.hold("u"):
+            pass
+    assert (e.value.status, e.value.code) == (429, "LB429")
+    async with slots.hold("v"):  # another user is not held up
+        pass
+    async with slots.hold(None):  # the service role is not limited
+        pass
+    for t in busy:
+        t.cancel()
+    await asyncio.gather(*busy, return_exceptions=True)
+    assert slots.in_use("u") == 0 and not slots._slots
