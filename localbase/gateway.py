@@ -351,7 +351,8 @@ class Gateway:
             body = orjson.loads(req.body)
         except orjson.JSONDecodeError as e:
             raise pgrst("PGRST102", "Empty or invalid json", str(e)) from None
-        _refuse_nul(body)
+        if b"\\u0000" in req.body:  # a raw NUL is not valid JSON; only the escape can carry one
+            _refuse_nul(body)
         return body
 
     def _parse(self, req: Request, rpc_arg_names: set[str] | None = None):
