@@ -248,7 +248,7 @@ class Gateway:
             size += len(chunk)
             if size > self.cfg.max_body_bytes:
                 raise pgrst("LB413", "Request body too large",
-                               f"limit is {self.cfg.max_body_bytes} bytes")
+                            f"limit is {self.cfg.max_body_bytes} bytes")
             chunks.append(chunk)
             more = msg.get("more_body", False)
         return b"".join(chunks)
@@ -310,7 +310,7 @@ class Gateway:
         schema = req.headers.get(hdr) or self.cfg.schemas[0]
         if schema not in self.cfg.schemas:
             raise pgrst("PGRST106", "The schema must be one of the following: " + ", ".join(self.cfg.schemas),
-                           None, None)
+                        None, None)
         return schema
 
     def _root(self, role: str) -> Response:
@@ -515,8 +515,8 @@ class Gateway:
                 status = 206
             if total is not None and nrows == 0 and offset > 0 and offset >= total:
                 raise pgrst("PGRST103", "Requested range not satisfiable",
-                               f"An offset of {offset} was requested, but there are only {total} rows.",
-                               headers={"content-range": f"*/{total}"})
+                            f"An offset of {offset} was requested, but there are only {total} rows.",
+                            headers={"content-range": f"*/{total}"})
         else:
             headers["content-range"] = f"*/{nrows if count else '*'}"
         if location is not None:

@@ -105,7 +105,7 @@ class Builder:
         t = self.cache.table(self.schema, name)
         if t is None:
             raise pgrst("PGRST205", f"Could not find the table '{self.schema}.{name}' in the schema cache",
-                           None, None)
+                        None, None)
         return t
 
     def column(self, table: Table, name: str) -> str:
@@ -136,24 +136,24 @@ class Builder:
         target = self.cache.table(self.schema, emb.relation)
         if target is None:
             raise pgrst("PGRST200",
-                           f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
-                           "in the schema cache", None,
-                           "Verify the relationship name and that a foreign key links the tables.")
+                        f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
+                        "in the schema cache", None,
+                        "Verify the relationship name and that a foreign key links the tables.")
         rels = self.cache.rels_between((parent.schema, parent.name), (target.schema, target.name))
         if emb.hint:
             rels = [(r, own) for r, own in rels
                     if r.name == emb.hint or emb.hint in (r.cols if own else r.cols)]
         if not rels:
             raise pgrst("PGRST200",
-                           f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
-                           "in the schema cache", None, None)
+                        f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
+                        "in the schema cache", None, None)
         if len(rels) > 1:
             raise pgrst("PGRST201",
-                           f"Could not embed because more than one relationship was found for "
-                           f"'{parent.name}' and '{emb.relation}'",
-                           [r.name for r, _ in rels],
-                           f"Try changing '{emb.relation}' to one of "
-                           + ", ".join(f"'{emb.relation}!{r.name}'" for r, _ in rels))
+                        f"Could not embed because more than one relationship was found for "
+                        f"'{parent.name}' and '{emb.relation}'",
+                        [r.name for r, _ in rels],
+                        f"Try changing '{emb.relation}' to one of "
+                        + ", ".join(f"'{emb.relation}!{r.name}'" for r, _ in rels))
         rel, parent_holds_fk = rels[0]
         if parent_holds_fk:   # parent.cols -> target.f_cols : to-one
             pairs = list(zip(rel.f_cols, rel.cols, strict=True))
@@ -278,8 +278,8 @@ class Builder:
         for path in q.nodes:
             if path not in known:
                 raise pgrst("PGRST108",
-                               f"'{'.'.join(path)}' is not an embedded resource in this request", None,
-                               f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.")
+                            f"'{'.'.join(path)}' is not an embedded resource in this request", None,
+                            f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.")
 
     # ------------------------------------------------------------------ statements
     def read(self, table_name: str, q: Query, *, count: str | None, limit: int | None,
@@ -368,7 +368,7 @@ class Builder:
         for c in columns:
             if c not in t.columns:
                 raise pgrst("PGRST204",
-                               f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
+                            f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
         scope = _Scope(t, self._alias(), ())
         target = qualified(t.schema, t.name)
         col_sql = ", ".join(ident(c) for c in columns)
@@ -415,7 +415,7 @@ class Builder:
         for c in body:
             if c not in t.columns:
                 raise pgrst("PGRST204",
-                               f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
+                            f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
         target = qualified(t.schema, t.name)
         returning = self._returning_columns(t, q, representation)
         _, cols = self._returning(scope, q, representation)
@@ -465,8 +465,8 @@ class Builder:
                 return fn
         sig = ", ".join(sorted(given))
         raise pgrst("PGRST202",
-                       f"Could not find the function {self.schema}.{name}({sig}) in the schema cache", None,
-                       "Check the function name and its argument names.")
+                    f"Could not find the function {self.schema}.{name}({sig}) in the schema cache", None,
+                    "Check the function name and its argument names.")
 
     def rpc(self, fn: Function, args: dict, q: Query, *, count: str | None, limit: int | None,
             offset: int | None) -> Statement:
