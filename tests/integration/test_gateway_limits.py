@@ -154,7 +154,7 @@ async def test_a_slow_regex_flood_leaves_health_and_other_users_served(stack, su
         flood = [asyncio.create_task(http.get("/rest/v1/messages", params=slow_params(),
                                               headers=headers(stack, flooder.token)))
                  for _ in range(12)]  # more than the pool's 10 connections
-        await wait_for(lambda: active_queries(superuser_dsn) >= 3, 3, "the flood reaches Postgres")
+        await wait_for(lambda: active_queries(superuser_dsn) >= 3, 10, "the flood reaches Postgres")
         async with httpx.AsyncClient(base_url=stack.url, timeout=1.0) as quick:
             health = await quick.get("/health")
             other = await quick.get("/rest/v1/conversations", params={"select": "id"},
