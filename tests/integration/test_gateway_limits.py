@@ -226,6 +226,12 @@ async def test_services_page_correctly_under_a_cap_smaller_than_their_page(stack
         assert [m.content for m in msgs] == [f"m{i}" for i in range(7)]
         exported = json.loads(await svc.conversations.export_conversation(user.id, convs[0].id, "json"))
         assert [m["content"] for m in exported["messages"]] == [f"m{i}" for i in range(7)]
+        docs = [await svc.documents.register_upload(user.id, f"note{i}.txt", f"paging note {i}".encode())
+                for i in range(5)]
+        library = await svc.documents.get_library_documents(user.id)
+        assert sorted(d.id for d in library) == sorted(d.id for d in docs)
+        assert len(await svc.documents.get_upload_history(user.id)) == 5
+        assert set(await svc.documents.job_progress(user.id, [d.id for d in docs])) == {d.id for d in docs}
     finally:
         await svc.close()
 
