@@ -26,7 +26,7 @@ class JwtConfig:
     secret: str | None = None  # the legacy HS256 secret (tokens without a kid)
     audience: str | None = "authenticated"
     anon_role: str = "anon"
-    leeway_s: int = 5
+    leeway_s: int = 30  # clock skew allowed on exp/nbf/iat, as Supabase's PostgREST allows
     keys: KeySet | None = None  # keys by kid; `secret` is added to it as the legacy secret
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -90,6 +90,7 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
         raise _unauthorized("PGRST301", "No suitable key or wrong key type",
                             "the token has no kid" + ("" if keys.legacy_secret else
                                                       " and this project has no legacy JWT secret"))
+    _check_time_claims(token)
     try:
         claims = jwt.decode(
             token, key, algorithms=[alg], leeway=cfg.leeway_s,
@@ -109,6 +110,22 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
     if not isinstance(claims.get("role", cfg.anon_role), str):
         raise _unauthorized("PGRST301", "JWT role claim must be a string")
     return claims
+
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_time_claims(token: str) -> None:
+    """exp/nbf/iat must be JSON numbers: PyJWT would take "1999999999" as a date."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise _unauthorized("PGRST301", "JWT could not be decoded", str(e)) from None
+    for name in _TIME_CLAIMS:
+        value = unverified.get(name)
+        if name in unverified and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _unauthorized("PGRST303", f"JWT claim '{name}' must be a number",
+                                f"got {type(value).__name__}")
 
 
 def mint(key: str | SigningKey, role: str, *, lifetime_s: int = 3600, **extra) -> str:

@@ -36,6 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--schemas", default="public")
     g.add_argument("--jwt-aud", default="authenticated")
     g.add_argument("--no-apikey", action="store_true", help="do not require the apikey header")
+    _limit_args(g)
     m = sub.add_parser("db", help="schema migrations")
     msub = m.add_subparsers(dest="db_cmd", required=True)
     mig = msub.add_parser("migrate", help="apply pending sql/ files to a database")
@@ -46,6 +47,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                           "with psql); checks that its tables and functions exist first")
     mig.add_argument("--through", metavar="NNNN", default=None,
                      help="with --baseline: record only the files up to this number")
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(f"PHARMGPT_GATEWAY_{name}")
+    return int(raw) if raw not in (None, "") else default
+
+
+def _limit_args(g: argparse.ArgumentParser) -> None:
+    """The gateway's limits (docs/security.md "Gateway limits"); each also reads PHARMGPT_GATEWAY_<NAME>."""
+    from .gateway import GatewayConfig
+
+    d = GatewayConfig(db_uri="", jwt_secret="")
+    g.add_argument("--max-rows", type=int, default=_env_int("MAX_ROWS", d.max_rows),
+                   help="cap rows per response and per embed, like db-max-rows (default: none)")
+    g.add_argument("--max-response-bytes", type=int,
+                   default=_env_int("MAX_RESPONSE_BYTES", d.max_response_bytes))
+    g.add_argument("--max-query-bytes", type=int, default=_env_int("MAX_QUERY_BYTES", d.max_query_bytes))
+    g.add_argument("--max-filters", type=int, default=_env_int("MAX_FILTERS", d.max_filters))
+    g.add_argument("--max-filter-depth", type=int, default=_env_int("MAX_FILTER_DEPTH", d.max_filter_depth))
+    g.add_argument("--pool-size", type=int, default=_env_int("POOL_SIZE", d.pool_max))
+    g.add_argument("--per-user-connections", type=int,
+                   default=_env_int("PER_USER_CONNECTIONS", d.per_user_connections))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,7 +172,11 @@ def _gateway(args: argparse.Namespace) -> int:
     cfg = GatewayConfig(db_uri=args.db_uri, jwt_secret=args.jwt_secret, keys=keys,
                         schemas=[s.strip() for s in args.schemas.split(",") if s.strip()],
                         anon_role=args.anon_role, jwt_audience=args.jwt_aud or None,
-                        require_apikey=not args.no_apikey)
+                        require_apikey=not args.no_apikey, max_rows=args.max_rows,
+                        max_response_bytes=args.max_response_bytes, max_query_bytes=args.max_query_bytes,
+                        max_filters=args.max_filters, max_filter_depth=args.max_filter_depth,
+                        pool_max=args.pool_size, pool_min=min(2, args.pool_size),
+                        per_user_connections=args.per_user_connections)
     uvicorn.run(create_app(cfg), host=args.host, port=args.port, log_level="warning",
                 access_log=False, lifespan="on")
     return 0

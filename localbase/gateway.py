@@ -3,14 +3,21 @@
 Per request: check the `apikey` (an opaque `sb_publishable_…`/`sb_secret_…`
 key, or a legacy JWT key), verify the bearer JWT, open one transaction
 on a pooled `authenticator` connection, switch to the claim's role with
-`set_config('role', ..., true)`, expose the claims to `auth.uid()`, run one
-generated statement, and answer in PostgREST's shapes and statuses.
+`set_config('role', ..., true)`, apply that role's own settings (its
+`statement_timeout`, as PostgREST does), expose the claims to `auth.uid()`,
+run one generated statement, and answer in PostgREST's shapes and statuses.
+
+Limits (see docs/security.md, "Gateway limits"): per-user concurrency, an
+optional max-rows cap, a response-size cap, bounded filter parsing, NUL bytes
+refused, and a query cancelled in Postgres when its client goes away.
+`/health` has its own connection, so a flood of slow queries cannot fail it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import hmac
 import io
 import logging
@@ -20,14 +27,16 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 import psycopg
 from psycopg import AsyncRawCursor
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import schema_cache
 from .auth import JwtConfig, verify
-from .errors import ApiError, status_for_sqlstate
-from .grammar import parse_query
+from .errors import ApiError, pgrst, status_for_sqlstate
+from .fairness import UserSlots
+from .grammar import Budget, parse_query
 from .keys import KeySet, api_key_role, is_opaque_api_key
-from .sqlbuilder import Builder, Statement
+from .prefer import parse_prefer
+from .sqlbuilder import MUTATION_TAIL, Builder, Statement
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,15 @@ class GatewayConfig:
     pool_max: int = 10
     max_body_bytes: int = 64 * 1024 * 1024
     require_apikey: bool = True
+    # limits (docs/security.md "Gateway limits")
+    max_rows: int | None = None  # like PostgREST's db-max-rows, top level and every embed
+    max_response_bytes: int = 32 * 1024 * 1024
+    max_query_bytes: int = 64 * 1024
+    max_filters: int = 200
+    max_filter_depth: int = 8
+    per_user_connections: int = 4  # of pool_max, per JWT subject; service_role is not limited
+    pool_wait_s: float = 10.0
+    root_roles: tuple[str, ...] = ("service_role",)  # who may list the schema at /rest/v1/
 
 
 @dataclass
@@ -62,6 +80,7 @@ class Request:
     query: list[tuple[str, str]]
     headers: dict[str, str]
     body: bytes
+    client: str = ""
 
 
 @dataclass
@@ -69,18 +88,6 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def _prefer(headers: dict[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in headers.get("prefer", "").split(","):
-        part = part.strip()
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[k.strip()] = v.strip()
-        elif part:
-            out[part] = ""
-    return out
 
 
 def _range(headers: dict[str, str]) -> tuple[int | None, int | None]:
@@ -94,9 +101,9 @@ def _range(headers: dict[str, str]) -> tuple[int | None, int | None]:
         start = int(start_s)
         end = int(end_s) if end_s else None
     except ValueError:
-        raise ApiError(416, "PGRST103", "Requested range not satisfiable", f"bad Range header {raw!r}") from None
+        raise pgrst("PGRST103", "Requested range not satisfiable", f"bad Range header {raw!r}") from None
     if end is not None and end < start:
-        raise ApiError(416, "PGRST103", "Requested range not satisfiable", None)
+        raise pgrst("PGRST103", "Requested range not satisfiable", None)
     return start, (None if end is None else end - start + 1)
 
 
@@ -120,8 +127,10 @@ class Gateway:
         self.keys: KeySet = self.jwt.keys  # type: ignore[assignment]  # set by JwtConfig
         self._jwks_body = orjson.dumps(self.keys.public_jwks())
         self.pool: AsyncConnectionPool | None = None
+        self.health_pool: AsyncConnectionPool | None = None
         self.cache: schema_cache.SchemaCache | None = None
         self._listener: asyncio.Task | None = None
+        self.slots = UserSlots(cfg.per_user_connections, cfg.pool_wait_s)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -130,6 +139,10 @@ class Gateway:
             kwargs={"autocommit": True, "cursor_factory": AsyncRawCursor, "prepare_threshold": 3},
         )
         await self.pool.open(wait=True, timeout=30)
+        # readiness never queues behind user queries
+        self.health_pool = AsyncConnectionPool(self.cfg.db_uri, min_size=1, max_size=1, open=False,
+                                               kwargs={"autocommit": True})
+        await self.health_pool.open(wait=True, timeout=30)
         await self.reload_schema()
         self._listener = asyncio.create_task(self._listen())
 
@@ -138,6 +151,8 @@ class Gateway:
             self._listener.cancel()
         if self.pool:
             await self.pool.close()
+        if self.health_pool:
+            await self.health_pool.close()
 
     async def reload_schema(self) -> None:
         def _load():
@@ -170,16 +185,22 @@ class Gateway:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
+            raw_query = scope.get("query_string", b"")
+            if len(raw_query) > self.cfg.max_query_bytes:
+                raise pgrst("LB414", "The query string is too long",
+                            f"limit is {self.cfg.max_query_bytes} bytes", "Send fewer or shorter filters.")
             body = await self._read_body(receive, headers)
             req = Request(scope["method"], scope["path"],
-                          parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True),
-                          headers, body)
-            resp = await self.handle(req)
+                          parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True),
+                          headers, body, (scope.get("client") or ("", 0))[0])
+            resp = await self._until_disconnect(self.handle(req), receive)
+            if resp is None:
+                return  # the client went away; its query was cancelled
         except ApiError as e:
             resp = self._error(e)
         except Exception:
             log.exception("unhandled error")
-            resp = self._error(ApiError(500, "PGRST000", "Internal error in the gateway"))
+            resp = self._error(pgrst("PGRSTX00", "Internal error in the gateway"))
         await self._send(send, resp, head=scope["method"] == "HEAD")
 
     async def _lifespan(self, receive, send) -> None:
@@ -197,9 +218,34 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @staticmethod
+    async def _until_disconnect(work, receive) -> Response | None:
+        """Run `work`, cancelling it if the client disconnects first.
+
+        Cancelling the task makes psycopg send a cancel request for the running
+        statement, so an abandoned query stops using its backend and connection.
+        """
+        task = asyncio.ensure_future(work)
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        watcher = asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            log.info("client disconnected; request cancelled")
+            return None
+        return task.result()
+
     async def _read_body(self, receive, headers: dict[str, str]) -> bytes:
         if int(headers.get("content-length") or 0) > self.cfg.max_body_bytes:
-            raise ApiError(413, "PGRST413", "Request body too large", f"limit is {self.cfg.max_body_bytes} bytes")
+            raise pgrst("LB413", "Request body too large", f"limit is {self.cfg.max_body_bytes} bytes")
         chunks, size = [], 0
         more = True
         while more:
@@ -207,8 +253,8 @@ class Gateway:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.cfg.max_body_bytes:
-                raise ApiError(413, "PGRST413", "Request body too large",
-                               f"limit is {self.cfg.max_body_bytes} bytes")
+                raise pgrst("LB413", "Request body too large",
+                            f"limit is {self.cfg.max_body_bytes} bytes")
             chunks.append(chunk)
             more = msg.get("more_body", False)
         return b"".join(chunks)
@@ -232,16 +278,16 @@ class Gateway:
             return Response(200, self._jwks_body, {"content-type": "application/json",
                                                    "cache-control": "public, max-age=600"})
         if not req.path.startswith("/rest/v1"):
-            raise ApiError(404, "PGRST404", f"Not found: {req.path}")
+            raise pgrst("PGRST125", f"Not found: {req.path}")
         claims, role = self._authenticate(req.headers)
         rest = req.path[len("/rest/v1"):].strip("/")
         if rest == "":
-            return self._root()
+            return self._root(role)
         parts = [unquote(p) for p in rest.split("/")]
         if parts[0] == "rpc" and len(parts) == 2:
             return await self._rpc(req, parts[1], claims, role)
         if len(parts) != 1:
-            raise ApiError(404, "PGRST404", f"Not found: {req.path}")
+            raise pgrst("PGRST125", f"Not found: {req.path}")
         return await self._table(req, parts[0], claims, role)
 
     def _authenticate(self, headers: dict[str, str]) -> tuple[dict, str]:
@@ -302,20 +348,25 @@ class Gateway:
         hdr = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"
         schema = req.headers.get(hdr) or self.cfg.schemas[0]
         if schema not in self.cfg.schemas:
-            raise ApiError(406, "PGRST106", "The schema must be one of the following: " + ", ".join(self.cfg.schemas),
-                           None, None)
+            raise pgrst("PGRST106", "The schema must be one of the following: " + ", ".join(self.cfg.schemas),
+                        None, None)
         return schema
 
-    def _root(self) -> Response:
+    def _root(self, role: str) -> Response:
+        """The schema listing; only for the service role, as Supabase now serves its OpenAPI root."""
         assert self.cache is not None
+        if role not in self.cfg.root_roles:
+            raise ApiError(401 if role == self.cfg.anon_role else 403, "42501",
+                           "permission denied: the API root is only served to the service role", None,
+                           "Use the service-role (secret) key to list the schema.")
         doc = {"tables": sorted(f"{s}.{t}" for s, t in self.cache.tables),
                "functions": sorted(f"{s}.{f}" for s, f in self.cache.functions)}
         return Response(200, orjson.dumps(doc), {"content-type": "application/json; charset=utf-8"})
 
     async def _health(self) -> Response:
         try:
-            assert self.pool is not None
-            async with self.pool.connection(timeout=5) as conn:
+            assert self.health_pool is not None
+            async with self.health_pool.connection(timeout=5) as conn:
                 await conn.execute("SELECT 1")
         except Exception as e:
             return Response(503, orjson.dumps({"status": "unavailable", "error": str(e)}))
@@ -330,31 +381,40 @@ class Gateway:
         if "application/json" in accept or "*/*" in accept or "application/vnd.pgrst.array+json" in accept \
                 or accept.strip() == "":
             return JSON_MEDIA
-        raise ApiError(406, "PGRST107", f"None of these media types are available: {accept}", None, None)
+        raise pgrst("PGRST107", f"None of these media types are available: {accept}", None, None)
 
     def _json_body(self, req: Request):
         if not req.body:
             return {} if req.method == "PATCH" else None
         try:
-            return orjson.loads(req.body)
+            body = orjson.loads(req.body)
         except orjson.JSONDecodeError as e:
-            raise ApiError(400, "PGRST102", "Empty or invalid json", str(e)) from None
+            raise pgrst("PGRST102", "Empty or invalid json", str(e)) from None
+        if b"\\u0000" in req.body:  # a raw NUL is not valid JSON; only the escape can carry one
+            _refuse_nul(body)
+        return body
+
+    def _parse(self, req: Request, rpc_arg_names: set[str] | None = None):
+        budget = Budget(self.cfg.max_filters, self.cfg.max_filter_depth)
+        return parse_query(req.query, rpc_arg_names=rpc_arg_names, budget=budget)
+
+    def _cap(self, limit: int | None) -> int | None:
+        """The row limit after the max-rows cap (None: no limit)."""
+        cap = self.cfg.max_rows
+        if cap is None:
+            return limit
+        return cap if limit is None else min(limit, cap)
 
     # ------------------------------------------------------------------ tables
     async def _table(self, req: Request, name: str, claims: dict, role: str) -> Response:
         assert self.cache is not None
         schema = self._schema(req)
-        prefer = _prefer(req.headers)
+        prefer = parse_prefer(req.headers.get("prefer", ""))
         accept = self._accept(req)
-        b = Builder(self.cache, schema)
-        q = parse_query(req.query)
-        for unsupported in ("max-affected", "tx", "params"):
-            if unsupported in prefer:
-                raise ApiError(400, "PGRST100", f"Prefer: {unsupported} is not supported by localbase")
-        count = prefer.get("count")
-        if count is not None and count not in ("exact", "planned", "estimated"):
-            raise ApiError(400, "PGRST100", f"unknown count method {count!r}")
-        representation = prefer.get("return") == "representation"
+        b = Builder(self.cache, schema, max_rows=self.cfg.max_rows)
+        q = self._parse(req)
+        count = prefer.count
+        representation = prefer.ret == "representation"
         if req.method in ("GET", "HEAD"):
             r_off, r_lim = _range(req.headers)
             node = q.node(())
@@ -362,22 +422,19 @@ class Gateway:
             limit = node.limit
             if r_lim is not None:
                 limit = r_lim if limit is None else min(limit, r_lim)
-            st = b.read(name, q, count=count, limit=limit, offset=offset)
+            st = b.read(name, q, count=count, limit=self._cap(limit), offset=offset)
             return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
                                    read_only=True)
         if req.method == "POST":
             body = self._json_body(req)
             if body is None:
-                raise ApiError(400, "PGRST102", "Empty or invalid json")
-            resolution = prefer.get("resolution")
-            if resolution not in (None, "merge-duplicates", "ignore-duplicates"):
-                raise ApiError(400, "PGRST100", f"unknown resolution {resolution!r}")
-            want_rows = representation or prefer.get("return") == "headers-only"
-            st = b.insert(name, q, body, representation=want_rows, resolution=resolution,
-                          missing_default=prefer.get("missing") == "default")
+                raise pgrst("PGRST102", "Empty or invalid json")
+            want_rows = representation or prefer.ret == "headers-only"
+            st = b.insert(name, q, body, representation=want_rows, resolution=prefer.resolution,
+                          missing_default=prefer.missing == "default")
             return await self._run(req, st, claims, role, accept, count=count, status=201,
                                    representation=representation,
-                                   location=(name, schema) if prefer.get("return") == "headers-only" else None)
+                                   location=(name, schema) if prefer.ret == "headers-only" else None)
         if req.method == "PATCH":
             st = b.update(name, q, self._json_body(req), representation=representation)
             return await self._run(req, st, claims, role, accept, count=count,
@@ -386,30 +443,30 @@ class Gateway:
             st = b.delete(name, q, representation=representation)
             return await self._run(req, st, claims, role, accept, count=count,
                                    status=200 if representation else 204, representation=representation)
-        raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+        raise pgrst("PGRST117", f"Unsupported HTTP method: {req.method}")
 
     # ------------------------------------------------------------------ rpc
     async def _rpc(self, req: Request, name: str, claims: dict, role: str) -> Response:
         assert self.cache is not None
         schema = self._schema(req)
         accept = self._accept(req)
-        prefer = _prefer(req.headers)
-        b = Builder(self.cache, schema)
+        prefer = parse_prefer(req.headers.get("prefer", ""))
+        b = Builder(self.cache, schema, max_rows=self.cfg.max_rows)
         candidates = self.cache.functions.get((schema, name), [])
         arg_names = {a.name for fn in candidates for a in fn.args}
         if req.method in ("GET", "HEAD"):
-            q = parse_query(req.query, rpc_arg_names=arg_names)
+            q = self._parse(req, arg_names)
             args: dict = dict(q.rpc_args)
         elif req.method == "POST":
-            q = parse_query(req.query)
+            q = self._parse(req)
             body = self._json_body(req)
             if body is None:
                 body = {}
             if not isinstance(body, dict):
-                raise ApiError(400, "PGRST102", "RPC arguments must be a JSON object")
+                raise pgrst("PGRST102", "RPC arguments must be a JSON object")
             args = body
         else:
-            raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+            raise pgrst("PGRST117", f"Unsupported HTTP method: {req.method}")
         fn = b.resolve_function(name, set(args))
         if req.method in ("GET", "HEAD"):
             for a in fn.args:  # query-string JSON arguments arrive as text
@@ -418,12 +475,12 @@ class Gateway:
                         args[a.name] = orjson.loads(args[a.name])
                     except orjson.JSONDecodeError:
                         pass
-        count = prefer.get("count")
+        count = prefer.count
         r_off, r_lim = _range(req.headers)
         node = q.node(())
         offset = node.offset if node.offset is not None else r_off
         limit = node.limit if r_lim is None else (r_lim if node.limit is None else min(node.limit, r_lim))
-        st = b.rpc(fn, args, q, count=count, limit=limit, offset=offset)
+        st = b.rpc(fn, args, q, count=count, limit=self._cap(limit), offset=offset)
         read_only = req.method in ("GET", "HEAD") or fn.volatility in ("s", "i")
         return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
                                read_only=read_only, rpc=True)
@@ -436,42 +493,49 @@ class Gateway:
         assert self.pool is not None
         claims_json = orjson.dumps(claims).decode()
         context = [role, claims_json, req.method, req.path, "on" if read_only else "off"]
+        settings = self.cache.role_settings.get(role, []) if self.cache is not None else []
+        for name, value in settings:
+            context += [name, value]
+        context_sql = _context_sql(len(settings))
+        sql = _size_capped(st.sql, self.cfg.max_response_bytes, abort=not read_only)
         # a single-object mutation must roll back unless it touched exactly one row,
         # so it checks the count before COMMIT; everything else goes in one round trip
         must_check = accept == OBJECT_MEDIA and not read_only and not st.returns_scalar
         try:
-            async with self.pool.connection(timeout=10) as conn:
+            async with self.slots.hold(self._caller(req, claims, role)), \
+                    self.pool.connection(timeout=self.cfg.pool_wait_s) as conn:
                 try:
                     if must_check:
                         async with conn.transaction():
-                            await conn.execute(_CONTEXT_SQL, context)
-                            body, nrows, total = await (await conn.execute(st.sql, st.params)).fetchone()
+                            await conn.execute(context_sql, context)
+                            body, nrows, total, size = await (await conn.execute(sql, st.params)).fetchone()
+                            self._check_size(body, size)
                             if nrows != 1:
-                                raise ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
-                                               f"The result contains {nrows} rows", None)
+                                raise pgrst("PGRST116", "Cannot coerce the result to a single JSON object",
+                                            f"The result contains {nrows} rows", None)
                     else:
                         async with conn.pipeline():
                             async with conn.transaction():
-                                await conn.execute(_CONTEXT_SQL, context)
-                                cur = await conn.execute(st.sql, st.params)
+                                await conn.execute(context_sql, context)
+                                cur = await conn.execute(sql, st.params)
                                 count_cur = (await conn.execute(st.count_sql, st.params)
                                              if st.count_sql else None)
-                        body, nrows, total = await cur.fetchone()
+                        body, nrows, total, size = await cur.fetchone()
+                        self._check_size(body, size)
                         if count_cur is not None:
                             plan = await count_cur.fetchone()
                             total = int(plan[0][0]["Plan"]["Plan Rows"])
                         if accept == OBJECT_MEDIA and not st.returns_scalar and nrows != 1:
-                            raise ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
-                                           f"The result contains {nrows} rows", None)
+                            raise pgrst("PGRST116", "Cannot coerce the result to a single JSON object",
+                                        f"The result contains {nrows} rows", None)
                 except psycopg.errors.Error as e:
                     if isinstance(e, psycopg.OperationalError) and conn.closed:
                         raise
                     raise self._pg_error(e, role) from None
+        except PoolTimeout as e:
+            raise pgrst("PGRST003", "Timed out acquiring connection from connection pool.", str(e)) from None
         except psycopg.OperationalError as e:
-            raise ApiError(503, "PGRST001", "Database client error. Retrying the connection.", str(e)) from None
-        except TimeoutError as e:
-            raise ApiError(503, "PGRST003", "Timed out acquiring connection from connection pool.",
-                           str(e)) from None
+            raise pgrst("PGRST001", "Database client error. Retrying the connection.", str(e)) from None
         headers: dict[str, str] = {}
         if count:
             headers["preference-applied"] = f"count={count}"
@@ -489,9 +553,9 @@ class Gateway:
             if total is not None and nrows and nrows < total:
                 status = 206
             if total is not None and nrows == 0 and offset > 0 and offset >= total:
-                raise ApiError(416, "PGRST103", "Requested range not satisfiable",
-                               f"An offset of {offset} was requested, but there are only {total} rows.",
-                               headers={"content-range": f"*/{total}"})
+                raise pgrst("PGRST103", "Requested range not satisfiable",
+                            f"An offset of {offset} was requested, but there are only {total} rows.",
+                            headers={"content-range": f"*/{total}"})
         else:
             headers["content-range"] = f"*/{nrows if count else '*'}"
         if location is not None:
@@ -507,6 +571,22 @@ class Gateway:
         headers["content-type"] = "application/json; charset=utf-8"
         return Response(status, body.encode(), headers)
 
+    def _caller(self, req: Request, claims: dict, role: str) -> str | None:
+        """Whose share of the pool this request uses (None: not limited)."""
+        if role in self.cfg.root_roles:
+            return None
+        sub = claims.get("sub")
+        return f"sub:{sub}" if isinstance(sub, str) and sub else f"{role}@{req.client}"
+
+    def _check_size(self, body: str | None, size: int | None) -> None:
+        if body is None and size is not None:
+            raise self._too_large(size)
+
+    def _too_large(self, size: int | str) -> ApiError:
+        return pgrst("LB507", "The response is larger than the gateway's limit",
+                     f"{size} bytes; the limit is {self.cfg.max_response_bytes} bytes",
+                     "Select fewer rows or columns (limit, Range, select) or page through the result.")
+
     def _location(self, target: tuple[str, str], body: str) -> str:
         name, schema = target
         rows = orjson.loads(body)
@@ -519,13 +599,59 @@ class Gateway:
     def _pg_error(self, e: psycopg.errors.Error, role: str) -> ApiError:
         diag = e.diag
         sqlstate = e.sqlstate
+        msg = diag.message_primary or ""
+        if sqlstate == "22P02" and f'"{_OVERSIZE_TAG}' in msg:
+            return self._too_large(msg.rsplit(_OVERSIZE_TAG, 1)[1].rstrip('"'))
         return ApiError(
-            status_for_sqlstate(sqlstate, role, self.cfg.anon_role),
+            status_for_sqlstate(sqlstate, role, self.cfg.anon_role, diag.message_primary or ""),
             sqlstate or "PGRST000",
             diag.message_primary or str(e),
             diag.message_detail,
             diag.message_hint,
         )
+
+
+_OVERSIZE_TAG = "LB507:"
+
+
+@functools.cache
+def _context_sql(n_settings: int) -> str:
+    """The request-context statement, with `n_settings` role settings applied SET LOCAL."""
+    extra = "".join(f", set_config(${6 + 2 * i}, ${7 + 2 * i}, true)" for i in range(n_settings))
+    return _CONTEXT_SQL + extra
+
+
+def _size_capped(sql: str, cap: int, abort: bool) -> str:
+    """The statement with its JSON body withheld (NULL) past `cap` bytes, and the size beside it,
+    so an oversized result is refused without crossing the wire.
+
+    With `abort` (a write) an oversized result is an error inside the transaction instead, so
+    the write rolls back rather than committing behind an error response: the cast of
+    `LB507:<size>` to integer fails, and `_pg_error` turns that failure into LB507.
+    """
+    cap = int(cap)
+    fallback = f"('{_OVERSIZE_TAG}' || octet_length(_s.b))::int::text" if abort else "NULL"
+    capped = (f"SELECT CASE WHEN octet_length(_s.b) <= {cap} THEN _s.b ELSE {fallback} END, _s.n, _s.t, "
+              "octet_length(_s.b)")
+    if sql.endswith(MUTATION_TAIL):  # a data-modifying WITH stays at the top level
+        return sql[: -len(MUTATION_TAIL)] + f" {capped} FROM _q _s"
+    return f"{capped} FROM ({sql}) _s(b, n, t)"
+
+
+def _refuse_nul(value) -> None:
+    """400 for a NUL anywhere in a JSON body: Postgres text cannot hold it (iterative walk)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise pgrst("LB400", "The body contains a NUL character", None,
+                            "Remove the \\u0000 character; Postgres text cannot hold it.")
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def create_app(cfg: GatewayConfig) -> Gateway:

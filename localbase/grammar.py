@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import ApiError, parse_error
+from .errors import ApiError, parse_error, pgrst
 
 FILTER_OPS = {
     "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch",
@@ -22,6 +22,8 @@ QUANTIFIABLE = {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match",
 FTS_OPS = {"fts", "plfts", "phfts", "wfts"}
 IS_VALUES = {"null", "not_null", "true", "false", "unknown"}
 RESERVED = {"select", "columns", "on_conflict", "order", "limit", "offset", "or", "and"}
+MAX_FILTER_DEPTH = 8    # nested and/or levels in one logic tree
+MAX_FILTERS = 200       # conditions in one request, nested ones included
 
 _IDENT = re.compile(r"[^\s,.:()!\"\->]+")
 
@@ -258,7 +260,60 @@ def parse_operation(field_: Field, text: str) -> Filter:
     return Filter(field_, op, parsed, negate, quantifier, language)
 
 
-def parse_logic(op: str, negate: bool, text: str) -> Logic:
+@dataclass
+class Budget:
+    """How many more conditions a request may have, and how deep they may nest.
+
+    Checked before the recursive descent, so a 15k-deep `or=(...)` is refused
+    after one linear scan instead of stalling the event loop or overflowing
+    the stack.
+    """
+
+    filters: int = MAX_FILTERS
+    depth: int = MAX_FILTER_DEPTH
+    used: int = 0
+
+    def spend(self) -> None:
+        self.used += 1
+        if self.used > self.filters:
+            raise too_complex(f"more than {self.filters} conditions in one request")
+
+    def check_depth(self, text: str) -> None:
+        depth = deepest = 0
+        quoted = esc = False
+        for ch in text:
+            if esc:
+                esc = False
+            elif quoted:
+                if ch == "\\":
+                    esc = True
+                elif ch == '"':
+                    quoted = False
+            elif ch == '"':
+                quoted = True
+            elif ch == "(":
+                depth += 1
+                if depth > deepest:
+                    deepest = depth
+                    if deepest > self.depth + 1:  # +1: the tree's own parentheses
+                        raise too_complex(f"and/or nested deeper than {self.depth} levels")
+            elif ch == ")":
+                depth -= 1
+
+
+def too_complex(details: str) -> ApiError:
+    return pgrst("LB401", "The filters are too complex", details,
+                 "Use fewer conditions or less nesting, or split the request.")
+
+
+def parse_logic(op: str, negate: bool, text: str, budget: Budget | None = None) -> Logic:
+    if budget is None:
+        budget = Budget()
+    budget.check_depth(text)
+    return _parse_logic(op, negate, text, budget)
+
+
+def _parse_logic(op: str, negate: bool, text: str, budget: Budget) -> Logic:
     text = text.strip()
     if not (text.startswith("(") and text.endswith(")")):
         raise parse_error(f'failed to parse logic tree ({text})', "expected (cond,cond,...)")
@@ -267,11 +322,12 @@ def parse_logic(op: str, negate: bool, text: str) -> Logic:
         item = item.strip()
         m = re.match(r"^(not\.)?(and|or)(\(.*\))$", item, re.S)
         if m:
-            children.append(parse_logic(m.group(2), bool(m.group(1)), m.group(3)))
+            children.append(_parse_logic(m.group(2), bool(m.group(1)), m.group(3), budget))
             continue
         fm = re.match(r'^("(?:[^"\\]|\\.)*"|[^.]+?(?:(?:->>?)[^.]+?)*)\.(.*)$', item, re.S)
         if not fm:
             raise parse_error(f'failed to parse logic tree ({text})', f'unexpected "{item}"')
+        budget.spend()
         f = parse_operation(parse_field(fm.group(1)), fm.group(2))
         if isinstance(f.value, str) and f.op not in ("is",):
             f.value = unquote(f.value)
@@ -312,18 +368,25 @@ def parse_order(text: str) -> list[OrderTerm]:
     return terms
 
 
-def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None = None) -> Query:
+def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None = None,
+                budget: Budget | None = None) -> Query:
     """Turn decoded query-string pairs into a Query.
 
     For GET RPC calls, `rpc_arg_names` says which keys are function arguments
-    rather than filters.
+    rather than filters. `budget` bounds the number and nesting of conditions.
     """
+    if budget is None:
+        budget = Budget()
     q = Query(select=[SelectStar()], nodes={})
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            raise pgrst("LB400", "The query string contains a NUL byte", f"in the parameter {key[:60]!r}",
+                        "Remove the NUL (%00) character; Postgres text cannot hold it.")
         if rpc_arg_names is not None and key in rpc_arg_names:
             q.rpc_args[key] = value
             continue
         if key == "select":
+            budget.check_depth(value)  # embeds nest with parentheses too
             q.select = parse_select(value)
             continue
         if key == "columns":
@@ -335,12 +398,12 @@ def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None 
         parts = _split_key(key)
         if len(parts) >= 2 and parts[-2] == "not" and parts[-1] in ("or", "and"):
             path = tuple(_name(p, "relation") for p in parts[:-2])
-            q.node(path).filters.append(parse_logic(parts[-1], True, value))
+            q.node(path).filters.append(parse_logic(parts[-1], True, value, budget))
             continue
         last = parts[-1]
         path = tuple(_name(p, "relation") for p in parts[:-1])
         if last in ("or", "and"):
-            q.node(path).filters.append(parse_logic(last, False, value))
+            q.node(path).filters.append(parse_logic(last, False, value, budget))
         elif last == "order":
             q.node(path).order.extend(parse_order(value))
         elif last == "limit":
@@ -348,12 +411,13 @@ def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None 
         elif last == "offset":
             q.node(path).offset = _int_param(key, value)
         else:
+            budget.spend()
             q.node(path).filters.append(parse_operation(parse_field(last), value))
     return q
 
 
 __all__ = [
-    "ApiError", "Field", "Filter", "Logic", "NodeParams", "OrderTerm", "Query", "SelectColumn",
+    "ApiError", "Budget", "Field", "Filter", "Logic", "NodeParams", "OrderTerm", "Query", "SelectColumn",
     "SelectEmbed", "SelectStar", "parse_field", "parse_logic", "parse_operation", "parse_order",
     "parse_query", "parse_select", "split_top", "unquote",
 ]

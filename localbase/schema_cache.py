@@ -70,6 +70,9 @@ class SchemaCache:
     functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # lower name/alias -> canonical
     roles: set[str] = field(default_factory=set)  # roles the gateway may switch to
+    # per role, the settings `ALTER ROLE ... SET` gave it (statement_timeout, ...), which a
+    # SET ROLE inside a transaction does not apply by itself; the gateway SET LOCALs them
+    role_settings: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def table(self, schema: str, name: str) -> Table | None:
         return self.tables.get((schema, name))
@@ -182,4 +185,28 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
                 WHERE pg_has_role(current_user, r.oid, 'MEMBER') AND r.rolname <> current_user"""
         ).fetchall()
     } | {conn.execute("SELECT current_user").fetchone()[0]}
+    cache.role_settings = load_role_settings(conn, cache.roles)
     return cache
+
+
+def load_role_settings(conn: psycopg.Connection, roles: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each switchable role's settings, as PostgREST reads them for impersonation.
+
+    A database-specific setting overrides the role-wide one. Only settings an
+    ordinary role may change (context `user`) are kept, so applying them
+    cannot fail for lack of privilege.
+    """
+    settable = {n for (n,) in conn.execute("SELECT name FROM pg_settings WHERE context = 'user'").fetchall()}
+    out: dict[str, dict[str, str]] = {}
+    for role, config in conn.execute(
+        """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+            WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+            ORDER BY s.setdatabase"""
+    ).fetchall():
+        if role not in roles:
+            continue
+        for item in config or []:
+            name, _, value = item.partition("=")
+            if name in settable and name not in ("role", "session_authorization"):
+                out.setdefault(role, {})[name] = value
+    return {role: sorted(kv.items()) for role, kv in out.items()}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .errors import ApiError, parse_error, unknown_column
+from .errors import ApiError, parse_error, pgrst, unknown_column
 from .grammar import (
     Field,
     Filter,
@@ -34,6 +34,9 @@ _FTS_FUNCS = {"fts": "to_tsquery", "plfts": "plainto_tsquery",
               "phfts": "phraseto_tsquery", "wfts": "websearch_to_tsquery"}
 _IS_SQL = {"null": "IS NULL", "not_null": "IS NOT NULL", "true": "IS TRUE",
            "false": "IS FALSE", "unknown": "IS UNKNOWN"}
+
+
+MUTATION_TAIL = " SELECT b, n, t FROM _q"
 
 
 def ident(name: str) -> str:
@@ -85,9 +88,10 @@ class _Scope:
 
 
 class Builder:
-    def __init__(self, cache: SchemaCache, schema: str):
+    def __init__(self, cache: SchemaCache, schema: str, *, max_rows: int | None = None):
         self.cache = cache
         self.schema = schema
+        self.max_rows = max_rows  # caps every to-many embed too (the top level is capped by the caller)
         self.p = Params()
         self._n = 0
 
@@ -100,8 +104,8 @@ class Builder:
     def table(self, name: str) -> Table:
         t = self.cache.table(self.schema, name)
         if t is None:
-            raise ApiError(404, "PGRST205", f"Could not find the table '{self.schema}.{name}' in the schema cache",
-                           None, None)
+            raise pgrst("PGRST205", f"Could not find the table '{self.schema}.{name}' in the schema cache",
+                        None, None)
         return t
 
     def column(self, table: Table, name: str) -> str:
@@ -131,25 +135,25 @@ class Builder:
         """The target table, the join condition template and whether it is to-one."""
         target = self.cache.table(self.schema, emb.relation)
         if target is None:
-            raise ApiError(400, "PGRST200",
-                           f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
-                           "in the schema cache", None,
-                           "Verify the relationship name and that a foreign key links the tables.")
+            raise pgrst("PGRST200",
+                        f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
+                        "in the schema cache", None,
+                        "Verify the relationship name and that a foreign key links the tables.")
         rels = self.cache.rels_between((parent.schema, parent.name), (target.schema, target.name))
         if emb.hint:
             rels = [(r, own) for r, own in rels
                     if r.name == emb.hint or emb.hint in (r.cols if own else r.cols)]
         if not rels:
-            raise ApiError(400, "PGRST200",
-                           f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
-                           "in the schema cache", None, None)
+            raise pgrst("PGRST200",
+                        f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
+                        "in the schema cache", None, None)
         if len(rels) > 1:
-            raise ApiError(300, "PGRST201",
-                           f"Could not embed because more than one relationship was found for "
-                           f"'{parent.name}' and '{emb.relation}'",
-                           [r.name for r, _ in rels],
-                           f"Try changing '{emb.relation}' to one of "
-                           + ", ".join(f"'{emb.relation}!{r.name}'" for r, _ in rels))
+            raise pgrst("PGRST201",
+                        f"Could not embed because more than one relationship was found for "
+                        f"'{parent.name}' and '{emb.relation}'",
+                        [r.name for r, _ in rels],
+                        f"Try changing '{emb.relation}' to one of "
+                        + ", ".join(f"'{emb.relation}!{r.name}'" for r, _ in rels))
         rel, parent_holds_fk = rels[0]
         if parent_holds_fk:   # parent.cols -> target.f_cols : to-one
             pairs = list(zip(rel.f_cols, rel.cols, strict=True))
@@ -183,7 +187,10 @@ class Builder:
         where = [cond] + [self.condition(child, f, q) for f in node.filters]
         inner = (f"SELECT {', '.join(cols) or 'NULL'} FROM {qualified(target.schema, target.name)} AS {child.alias}"
                  f" WHERE {' AND '.join(where)}")
-        inner += self.order_limit(child, node)
+        embed_limit = None
+        if not to_one and self.max_rows is not None:
+            embed_limit = self.max_rows if node.limit is None else min(node.limit, self.max_rows)
+        inner += self.order_limit(child, node, limit=embed_limit)
         scope.embeds[name] = (emb, child, " AND ".join(where))
         sub = self._alias()
         if to_one:
@@ -270,9 +277,9 @@ class Builder:
         walk(scope)
         for path in q.nodes:
             if path not in known:
-                raise ApiError(400, "PGRST108",
-                               f"'{'.'.join(path)}' is not an embedded resource in this request", None,
-                               f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.")
+                raise pgrst("PGRST108",
+                            f"'{'.'.join(path)}' is not an embedded resource in this request", None,
+                            f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.")
 
     # ------------------------------------------------------------------ statements
     def read(self, table_name: str, q: Query, *, count: str | None, limit: int | None,
@@ -310,10 +317,14 @@ class Builder:
         return "*", cols
 
     def _wrap_mutation(self, scope: _Scope, mutation: str, cols: list[str], representation: bool) -> str:
+        # a data-modifying WITH must stay at the top level, so the result is one more CTE
+        # (`_q`) that the gateway's size cap can select from (MUTATION_TAIL)
         if not representation:
-            return f"WITH _m AS ({mutation}) SELECT '[]'::text, count(*), NULL::bigint FROM _m"
-        return (f"WITH _m AS ({mutation}) SELECT coalesce(json_agg(_r), '[]')::text, count(*), NULL::bigint "
-                f"FROM (SELECT {', '.join(cols) or 'NULL'} FROM _m AS {scope.alias}) _r")
+            return f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT '[]'::text, count(*), NULL::bigint FROM _m)" \
+                + MUTATION_TAIL
+        return (f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT coalesce(json_agg(_r), '[]')::text, count(*), "
+                f"NULL::bigint FROM (SELECT {', '.join(cols) or 'NULL'} FROM _m AS {scope.alias}) _r)"
+                + MUTATION_TAIL)
 
     def _returning_columns(self, t: Table, q: Query, representation: bool) -> str:
         if not representation:
@@ -345,7 +356,7 @@ class Builder:
         t = self.table(table_name)
         rows = body if isinstance(body, list) else [body]
         if not all(isinstance(r, dict) for r in rows):
-            raise ApiError(400, "PGRST102", "All object keys must match", None, None)
+            raise pgrst("PGRST102", "All object keys must match", None, None)
         if q.columns is not None:
             columns = q.columns
         else:
@@ -356,8 +367,8 @@ class Builder:
                         columns.append(k)
         for c in columns:
             if c not in t.columns:
-                raise ApiError(400, "PGRST204",
-                               f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
+                raise pgrst("PGRST204",
+                            f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
         scope = _Scope(t, self._alias(), ())
         target = qualified(t.schema, t.name)
         col_sql = ", ".join(ident(c) for c in columns)
@@ -383,7 +394,7 @@ class Builder:
         if resolution:
             keys = q.on_conflict or t.pk
             if not keys:
-                raise ApiError(400, "PGRST100", f"'{t.name}' has no primary key; pass on_conflict", None, None)
+                raise pgrst("PGRST100", f"'{t.name}' has no primary key; pass on_conflict", None, None)
             key_sql = ", ".join(self.column(t, k) for k in keys)
             if resolution == "ignore-duplicates":
                 conflict = f" ON CONFLICT ({key_sql}) DO NOTHING"
@@ -399,12 +410,12 @@ class Builder:
     def update(self, table_name: str, q: Query, body, *, representation: bool) -> Statement:
         t = self.table(table_name)
         if not isinstance(body, dict):
-            raise ApiError(400, "PGRST102", "PATCH expects a JSON object", None, None)
+            raise pgrst("PGRST102", "PATCH expects a JSON object", None, None)
         scope = _Scope(t, self._alias(), ())
         for c in body:
             if c not in t.columns:
-                raise ApiError(400, "PGRST204",
-                               f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
+                raise pgrst("PGRST204",
+                            f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
         target = qualified(t.schema, t.name)
         returning = self._returning_columns(t, q, representation)
         _, cols = self._returning(scope, q, representation)
@@ -425,7 +436,7 @@ class Builder:
     @staticmethod
     def _no_paging(node: NodeParams, verb: str) -> None:
         if node.limit is not None or node.offset is not None or node.order:
-            raise ApiError(400, "PGRST100", f"limit, offset and order are not supported on {verb} by localbase")
+            raise pgrst("PGRST100", f"limit, offset and order are not supported on {verb} by localbase")
 
     def _qualify(self, scope: _Scope, returning: str) -> str:
         if returning == "1":
@@ -453,9 +464,9 @@ class Builder:
             if given <= names and required <= given and all(a.name for a in fn.args):
                 return fn
         sig = ", ".join(sorted(given))
-        raise ApiError(404, "PGRST202",
-                       f"Could not find the function {self.schema}.{name}({sig}) in the schema cache", None,
-                       "Check the function name and its argument names.")
+        raise pgrst("PGRST202",
+                    f"Could not find the function {self.schema}.{name}({sig}) in the schema cache", None,
+                    "Check the function name and its argument names.")
 
     def rpc(self, fn: Function, args: dict, q: Query, *, count: str | None, limit: int | None,
             offset: int | None) -> Statement:
@@ -479,7 +490,7 @@ class Builder:
         if fn.return_table is not None:
             t = self.cache.table(*fn.return_table)
             if t is None:
-                raise ApiError(500, "PGRST000", f"return type of {fn.name} is not in an exposed schema")
+                raise pgrst("PGRSTX00", f"return type of {fn.name} is not in an exposed schema")
         elif fn.out_columns:  # RETURNS TABLE (...) or OUT parameters
             t = Table(fn.schema, fn.name, {n: Column(n, typ, True, False) for n, typ in fn.out_columns}, [])
         else:  # SETOF scalar: one column named after the function

@@ -131,8 +131,18 @@ class LocalStack:
             return existing
         if self.gateway_pidfile.exists():  # a dead gateway, or one running with the other kind of keys
             self.stop_gateway()
-        port = free_port(self._gateway_port or DEFAULT_GATEWAY_PORT)
-        log_path = self.pg.data_dir / "logs" / "gateway.log"
+        self._proc, url = self.spawn_gateway(port=self._gateway_port or DEFAULT_GATEWAY_PORT, wait_s=wait_s)
+        self.info = self._info(url, self._proc.pid)
+        self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url,
+                                                    "legacy_keys": self.legacy_keys}))
+        return self.info
+
+    def spawn_gateway(self, *extra_args: str, port: int = 0, wait_s: float = 60,
+                      log_name: str = "gateway.log") -> tuple[subprocess.Popen, str]:
+        """Start a gateway child process on this database (extra_args: e.g. limits) and wait
+        until it is healthy; the caller owns the process."""
+        port = free_port(port or None)
+        log_path = self.pg.data_dir / "logs" / log_name
         log_path.parent.mkdir(parents=True, exist_ok=True)
         keys_file = self.pg.data_dir / "gateway-keys.json"
         project_keys.write_gateway_file(keys_file, self.keys())
@@ -140,25 +150,27 @@ class LocalStack:
                "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
         env.pop("PHARMGPT_GATEWAY_JWT_SECRET", None)
         with open(log_path, "ab") as logf:
-            self._proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
-                 "--schemas", ",".join(self.schemas)],
+                 "--schemas", ",".join(self.schemas), *extra_args],
                 env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         url = f"http://127.0.0.1:{port}"
-        self._wait_healthy(url, wait_s, log_path)
-        self.info = self._info(url, self._proc.pid)
-        self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url,
-                                                    "legacy_keys": self.legacy_keys}))
-        return self.info
+        try:
+            self._wait_healthy(url, wait_s, log_path, proc)
+        except RuntimeError:
+            proc.kill()
+            proc.wait(5)
+            raise
+        return proc, url
 
-    def _wait_healthy(self, url: str, wait_s: float, log_path: Path) -> None:
+    def _wait_healthy(self, url: str, wait_s: float, log_path: Path, proc: subprocess.Popen) -> None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
+            if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"gateway exited with {self._proc.returncode}:\n{tail}")
+                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{tail}")
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                     if r.status == 200:

@@ -100,15 +100,16 @@ class RagSystem:
     async def _all_documents(self, columns: str):
         """Every document row, a page at a time (an admin command: the service role)."""
         svc = self.services.backend.service
+        page = max(1, self.services.backend.settings.db_max_rows)  # pages no larger than the API's max-rows
         offset = 0
         while True:
             r = await self.services.backend.execute(svc.table("documents").select(columns).order("id")
-                                                    .range(offset, offset + 999), what="documents")
+                                                    .range(offset, offset + page - 1), what="documents")
             for row in r.data:
                 yield row
-            if len(r.data) < 1000:
+            if len(r.data) < page:
                 break
-            offset += 1000
+            offset += page
 
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""

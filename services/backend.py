@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,26 @@ class Backend:
 
     def forget_user(self, user_id: str) -> None:
         self._users.pop(user_id, None)
+
+    async def fetch_rows(self, make_query: Callable[[], Any], *, offset: int = 0, limit: int | None = None,
+                         what: str = "request") -> list[dict]:
+        """Rows `offset`..`offset+limit-1` (all when `limit` is None) of a fresh query from
+        `make_query()`, fetched in pages of at most `db_max_rows`.
+
+        The API caps every response at its max-rows setting and answers a larger range with
+        fewer rows, no error; pages no larger than the cap make a short page mean the end.
+        The query needs a total order for the pages to be consistent.
+        """
+        page = max(1, self.settings.db_max_rows)
+        out: list[dict] = []
+        while limit is None or len(out) < limit:
+            want = page if limit is None else min(page, limit - len(out))
+            start = offset + len(out)
+            r = await self.execute(make_query().range(start, start + want - 1), what=what)
+            out.extend(r.data)
+            if len(r.data) < want:
+                break
+        return out
 
     async def execute(self, query: Any, *, what: str = "request", idempotent: bool = True):
         """Run a postgrest query (anything with `.execute()`), retrying only what is safe to repeat."""

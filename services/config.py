@@ -54,6 +54,9 @@ class Settings:
     request_timeout_s: float = 15.0
     retry_attempts: int = 4
     retry_max_wait_s: float = 4.0
+    # rows per page: at most the API's max-rows cap (Supabase's "Max rows", default 1000; localbase's
+    # --max-rows), so a capped page is never mistaken for the last one
+    db_max_rows: int = 1000
     # cache (seconds) and process memory ceiling for it
     cache_ttl_conversations_s: int = 300
     cache_ttl_documents_s: int = 600

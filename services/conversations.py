@@ -81,10 +81,11 @@ class ConversationService:
         if not self.cache.missing(cached):
             return cached
         db = await self._db(user_id)
-        q = db.table("conversations").select(Conversation.COLUMNS).eq("is_archived", archived) \
-            .order("is_pinned", desc=True).order("updated_at", desc=True).order("id").range(offset, offset + limit - 1)
-        r = await self.backend.execute(q, what="conversation list")
-        out = [Conversation.from_row(x) for x in r.data]
+        rows = await self.backend.fetch_rows(
+            lambda: db.table("conversations").select(Conversation.COLUMNS).eq("is_archived", archived)
+            .order("is_pinned", desc=True).order("updated_at", desc=True).order("id"),
+            offset=offset, limit=limit, what="conversation list")
+        out = [Conversation.from_row(x) for x in rows]
         self.cache.set(key, out)
         return out
 
@@ -248,7 +249,7 @@ class ConversationService:
         conv_id = _uuid(conv_id, "conversation")
         limit = max(1, min(limit, MAX_PAGE))
         db = await self._db(user_id)
-        q = db.table("messages").select(Message.COLUMNS).eq("conversation_id", conv_id)
+        cond: str | None = None
         if before is not None:
             anchor = await self.backend.execute(db.table("messages").select("created_at,id")
                                                 .eq("id", _uuid(before, "message")).eq("conversation_id", conv_id)
@@ -257,25 +258,24 @@ class ConversationService:
                 raise NotFound("The message was not found.")
             a = anchor.data[0]
             at = a["created_at"]
-            q = q.or_(f'created_at.lt."{at}",and(created_at.eq."{at}",id.lt.{a["id"]})')
-        r = await self.backend.execute(q.order("created_at", desc=True).order("id", desc=True).limit(limit),
-                                       what="messages")
-        if not r.data and before is None:
+            cond = f'created_at.lt."{at}",and(created_at.eq."{at}",id.lt.{a["id"]})'
+
+        def query():
+            q = db.table("messages").select(Message.COLUMNS).eq("conversation_id", conv_id)
+            if cond is not None:
+                q = q.or_(cond)
+            return q.order("created_at", desc=True).order("id", desc=True)
+        rows = await self.backend.fetch_rows(query, limit=limit, what="messages")
+        if not rows and before is None:
             await self.get_conversation(user_id, conv_id)  # NotFound for a missing or foreign conversation
-        return [Message.from_row(x) for x in reversed(r.data)]
+        return [Message.from_row(x) for x in reversed(rows)]
 
     async def _all_messages(self, user_id: str, conv_id: str) -> list[Message]:
         db = await self._db(user_id)
-        out: list[Message] = []
-        offset, page = 0, 1000
-        while True:
-            r = await self.backend.execute(db.table("messages").select(Message.COLUMNS).eq("conversation_id", conv_id)
-                                           .order("created_at").order("id").range(offset, offset + page - 1),
-                                           what="messages")
-            out.extend(Message.from_row(x) for x in r.data)
-            if len(r.data) < page:
-                return out
-            offset += page
+        rows = await self.backend.fetch_rows(
+            lambda: db.table("messages").select(Message.COLUMNS).eq("conversation_id", conv_id)
+            .order("created_at").order("id"), what="messages")
+        return [Message.from_row(x) for x in rows]
 
     @staticmethod
     def _normalise(message: dict) -> dict:

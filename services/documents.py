@@ -101,9 +101,10 @@ class DocumentService:
         if not self.cache.missing(cached):
             return cached
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(build(db.table("documents").select(Document.COLUMNS))
-                                       .order("added_at", desc=True).limit(500), what="document list")
-        out = [Document.from_row(x) for x in r.data]
+        rows = await self.backend.fetch_rows(
+            lambda: build(db.table("documents").select(Document.COLUMNS)).order("added_at", desc=True).order("id"),
+            limit=500, what="document list")
+        out = [Document.from_row(x) for x in rows]
         self.cache.set(key, out)
         return out
 
@@ -206,12 +207,13 @@ class DocumentService:
         if not ids:
             return {}
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("ingest_jobs").select("document_id,status,attempts,progress,"
-                                                                      "last_error,created_at")
-                                       .in_("document_id", sorted(set(ids))).order("created_at", desc=True)
-                                       .limit(1000), what="ingestion progress")
+        wanted = sorted(set(ids))
+        rows = await self.backend.fetch_rows(
+            lambda: db.table("ingest_jobs").select("document_id,status,attempts,progress,last_error,created_at")
+            .in_("document_id", wanted).order("created_at", desc=True).order("id"),
+            limit=1000, what="ingestion progress")
         out: dict[str, dict[str, Any]] = {}
-        for row in r.data:
+        for row in rows:
             if row["document_id"] in out:
                 continue  # an older job of the same document
             progress = dict(row.get("progress") or {})
@@ -242,6 +244,7 @@ class DocumentService:
     @timed("documents.uploads")
     async def get_upload_history(self, user_id: str, limit: int = 100) -> list[Upload]:
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("uploads").select("*").order("uploaded_at", desc=True)
-                                       .limit(max(1, min(limit, 1000))), what="upload history")
-        return [Upload.from_row(x) for x in r.data]
+        rows = await self.backend.fetch_rows(
+            lambda: db.table("uploads").select("*").order("uploaded_at", desc=True).order("id"),
+            limit=max(1, min(limit, 1000)), what="upload history")
+        return [Upload.from_row(x) for x in rows]

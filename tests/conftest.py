@@ -81,7 +81,8 @@ def legacy_keys() -> bool:
 
 
 @pytest.fixture(scope="session")
-def localbase_stack() -> StackInfo:
+def local_stack() -> LocalStack:
+    """The session's localbase stack object (for tests that start a second gateway on it)."""
     # short path: Postgres unix-socket paths are length-limited
     root = Path(tempfile.mkdtemp(prefix="pgt-", dir="/tmp"))
     st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"),
@@ -90,9 +91,8 @@ def localbase_stack() -> StackInfo:
         st.prepare_database()
         with psycopg.connect(st.pg.dsn(), autocommit=True) as conn:
             conn.execute(TEST_SCHEMA_SQL)
-        info = st.up()
-        st_info = info
-        yield st_info
+        st.up()
+        yield st
     finally:
         st.down()
         shutil.rmtree(root, ignore_errors=True)
@@ -125,6 +125,12 @@ def stack(request) -> StackInfo:
     if kind == "supabase_shape":
         return request.getfixturevalue("supabase_shape").info
     return request.getfixturevalue("localbase_stack")
+
+
+@pytest.fixture(scope="session")
+def localbase_stack(local_stack: LocalStack) -> StackInfo:
+    assert local_stack.info is not None
+    return local_stack.info
 
 
 def pytest_generate_tests(metafunc):
