@@ -44,7 +44,10 @@ ACTIVE_SQL = """SELECT count(*) FROM pg_stat_activity
 
 
 def headers(stack, token: str | None = None, **extra) -> dict[str, str]:
-    h = {"apikey": stack.anon_key, "Authorization": f"Bearer {token or stack.anon_key}"}
+    # the secret key goes in both headers (an opaque bearer must repeat the apikey); a user JWT
+    # rides with the publishable key
+    apikey = stack.service_role_key if token == stack.service_role_key else stack.anon_key
+    h = {"apikey": apikey, "Authorization": f"Bearer {token or apikey}"}
     return {**h, **extra}
 
 
