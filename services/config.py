@@ -66,6 +66,7 @@ class Settings:
     chunk_size: int = 1000
     chunk_overlap: int = 200
     max_pages: int = 2000
+    max_ocr_pages: int = 100              # scanned pages (no text layer) or image frames OCR'd per file
     ingest_attempts: int = 3
     # ingestion against hostile files (docs/security.md): each job is read in its own process
     ingest_timeout_s: float = 120.0       # wall clock for reading one file

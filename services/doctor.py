@@ -66,6 +66,13 @@ def _check_llm(settings: Settings) -> tuple[bool, str]:
         return False, f"{what}: not reachable ({e})"
 
 
+def _check_ocr(settings: Settings) -> tuple[bool, str]:
+    """Optional: without Tesseract scanned PDFs and images are refused (with how to enable it)."""
+    from rag.loaders import ocr
+    st = ocr.status()
+    return st.available, (f"scanned PDFs and images are read: {st.detail}" if st.available else st.detail)
+
+
 def run_doctor(as_json: bool = False) -> int:
     try:
         settings = Settings.load()
@@ -73,7 +80,7 @@ def run_doctor(as_json: bool = False) -> int:
         print(f"configuration: {e.message}")
         return 1
     checks = {"supabase": _check_supabase(settings), "chroma": _check_chroma(settings),
-              "llm": _check_llm(settings)}
+              "llm": _check_llm(settings), "ocr": _check_ocr(settings)}
     if as_json:
         print(json.dumps({"settings": settings.describe(),
                           "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()}}, indent=2))

@@ -10,6 +10,18 @@ import sys
 from .config import PROJECT_ROOT, Settings
 
 
+def upload_limit_mb(settings: Settings) -> int:
+    """Streamlit's `server.maxUploadSize` (whole MB) from the one setting, max_upload_bytes, so the
+    uploader's "Limit … per file" and the browser's refusal match the service's own check."""
+    return max(1, -(-settings.max_upload_bytes // 2**20))
+
+
+def streamlit_command(settings: Settings, port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "server.py"),
+            "--server.port", str(port), "--server.address", "127.0.0.1",
+            "--server.maxUploadSize", str(upload_limit_mb(settings))]
+
+
 def run_app(port: int = 8501) -> int:
     settings = Settings.load()
     env = dict(os.environ)
@@ -20,8 +32,7 @@ def run_app(port: int = 8501) -> int:
         info = stack.up()
         env.update(info.as_env())
         print(f"local stack: {info.url} (data in {settings.data_dir})", flush=True)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "server.py"),
-           "--server.port", str(port), "--server.address", "127.0.0.1"]
+    cmd = streamlit_command(settings, port)
     print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
     # stop cleanly on Ctrl-C and on SIGTERM, even when started in the background
     # (where a shell leaves SIGINT ignored): Streamlit first, then the stack

@@ -100,7 +100,8 @@ def source_label(s: dict) -> str:
         where = ""
     section = s.get("section")
     n = s.get("n")
-    return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "")
+    ocr = " · OCR" if s.get("ocr") else ""  # read from a scan: worth checking against the page
+    return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "") + ocr
 
 
 def render_sources(sources: list[dict], *, expanded: bool = False, open_source=None,
