@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -37,6 +38,11 @@ _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class SandboxLimits:
     timeout_s: float = 120.0
     memory_mb: int = 1024
+    ocr_page_s: float = 30.0  # each scanned page the child reports it will OCR adds this to the wall clock
+
+    def cpu_s(self, max_ocr_pages: int) -> int:
+        """The child's CPU limit: the longest wall clock it can be given (tesseract has its own)."""
+        return int(self.timeout_s + self.ocr_page_s * max_ocr_pages) + 5
 
 
 @dataclass
@@ -82,7 +88,7 @@ def parse_in_sandbox(filename: str, data: bytes, file_type: str | None, *, limit
 
     job = {"filename": filename, "file_type": file_type, "limits": asdict(limits), "chunk_size": chunk_size,
            "chunk_overlap": chunk_overlap, "memory_mb": sandbox.memory_mb,
-           "cpu_s": int(sandbox.timeout_s) + 5}
+           "cpu_s": sandbox.cpu_s(limits.max_ocr_pages)}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_"))}
     env["PYTHONPATH"] = _PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_THREAD_LIMIT"] = "1"  # tesseract: one core per file; the worker runs files side by side
@@ -91,30 +97,38 @@ def parse_in_sandbox(filename: str, data: bytes, file_type: str | None, *, limit
                                 stdout=subprocess.PIPE, stderr=errfile, cwd=_PROJECT_ROOT, env=env,
                                 start_new_session=True)
         timed_out = threading.Event()
+        finished = threading.Event()
+        allowed = [sandbox.timeout_s]  # grows when the child says how many scanned pages it will OCR
+        started = time.monotonic()
 
-        def expire() -> None:
-            timed_out.set()
-            _kill_group(proc)
+        def watch() -> None:
+            while not finished.wait(0.2):
+                if time.monotonic() - started > allowed[0]:
+                    timed_out.set()
+                    _kill_group(proc)
+                    return
 
-        timer = threading.Timer(sandbox.timeout_s, expire)
-        timer.daemon = True
-        timer.start()
+        watchdog = threading.Thread(target=watch, daemon=True)
+        watchdog.start()
         feeder = threading.Thread(target=_feed, args=(proc, json.dumps(job).encode() + b"\n" + data), daemon=True)
         feeder.start()
         out = b""
         try:
             for line in proc.stdout:
                 if line.startswith(b'{"progress"'):
-                    if on_progress is not None:
-                        try:
-                            on_progress(json.loads(line)["progress"])
-                        except Exception:  # a progress report must never fail the file
-                            pass
+                    try:
+                        report = json.loads(line)["progress"]
+                        pages = min(int(report.get("ocr_pages", 0)), limits.max_ocr_pages)
+                        allowed[0] = max(allowed[0], sandbox.timeout_s + sandbox.ocr_page_s * pages)
+                        if on_progress is not None:
+                            on_progress(report)
+                    except Exception:  # a progress report must never fail the file
+                        pass
                 else:
                     out += line
             proc.wait()
         finally:
-            timer.cancel()
+            finished.set()
             if proc.poll() is None:
                 _kill_group(proc)
                 proc.wait()
@@ -124,8 +138,8 @@ def parse_in_sandbox(filename: str, data: bytes, file_type: str | None, *, limit
         errfile.seek(0)
         err = errfile.read()
     if timed_out.is_set():
-        raise _limit_error(filename, f"reading it took longer than {sandbox.timeout_s:g} seconds, this "
-                           "server's limit for one file.", limit="wall clock", value=sandbox.timeout_s) from None
+        raise _limit_error(filename, f"reading it took longer than {allowed[0]:g} seconds, this "
+                           "server's limit for one file.", limit="wall clock", value=allowed[0]) from None
     try:
         result = json.loads(out) if out else None
     except ValueError:

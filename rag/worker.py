@@ -202,7 +202,8 @@ class IngestWorker:
         parsed = await asyncio.to_thread(
             parse_in_sandbox, doc["filename"], data, doc["file_type"], limits=Limits.from_settings(s),
             chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
-            sandbox=SandboxLimits(timeout_s=s.ingest_timeout_s, memory_mb=s.ingest_memory_mb),
+            sandbox=SandboxLimits(timeout_s=s.ingest_timeout_s, memory_mb=s.ingest_memory_mb,
+                                  ocr_page_s=s.ocr_page_timeout_s),
             on_progress=on_progress)
         for report in reports:  # every OCR report lands before the embedding progress replaces it
             try:

@@ -69,7 +69,8 @@ class Settings:
     max_ocr_pages: int = 100              # scanned pages (no text layer) or image frames OCR'd per file
     ingest_attempts: int = 3
     # ingestion against hostile files (docs/security.md): each job is read in its own process
-    ingest_timeout_s: float = 120.0       # wall clock for reading one file
+    ingest_timeout_s: float = 120.0       # wall clock for reading one file...
+    ocr_page_timeout_s: float = 30.0      # ...plus this for each scanned page it has to OCR
     ingest_memory_mb: int = 1024          # address space of that process
     ingest_concurrency: int = 2           # jobs at once per worker, so one big file cannot hold the queue
     ingest_heartbeat_s: int = 10          # a running job's lock is renewed this often...

@@ -26,6 +26,8 @@ def load_image(filename: str, data: bytes, *, budget: Budget | None = None,
     if len(frames) > budget.limits.max_ocr_pages:
         raise too_big(filename, "scanned pages", budget.limits.max_ocr_pages, "scanned pages (images) to read")
     multi = len(frames) > 1
+    if progress:
+        progress(0, len(frames))
     sections: list[Section] = []
     warnings: list[str] = []
     for number, frame in enumerate(frames, start=1):

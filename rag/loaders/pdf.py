@@ -71,6 +71,8 @@ def _recognise(filename: str, data: bytes, numbers: list[int], budget: Budget,
         raise too_big(filename, "scanned pages", budget.limits.max_ocr_pages, "scanned pages to read")
     texts: dict[int, str] = {}
     warnings: list[str] = []
+    if progress:
+        progress(0, len(numbers))
     for done, (number, image) in enumerate(ocr.render_pdf_pages(data, numbers), start=1):
         try:
             if image is None:

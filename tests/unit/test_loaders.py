@@ -300,7 +300,7 @@ def test_scanned_pdf_is_read_by_ocr_page_by_page():
     assert all(s.ocr for s in doc.sections)
     assert "WARFARIN SODIUM TABLETS" in doc.sections[0].text and "5 mg once daily" in doc.sections[0].text
     assert "INR every week" in doc.sections[1].text
-    assert seen == [(1, 2), (2, 2)]  # pages OCR'd / pages to OCR
+    assert seen == [(0, 2), (1, 2), (2, 2)]  # pages OCR'd / pages to OCR
     # the chunks carry the mark to the index (and so to the sources)
     from rag.chunking import chunk_document
     from rag.index import chunk_metadata
@@ -316,7 +316,7 @@ def test_only_the_pages_without_text_are_ocrd():
     assert [(s.page, s.ocr) for s in doc.sections] == [(1, False), (2, True)]
     assert doc.sections[0].text == "Typed page: metformin 500 mg"
     assert "Amoxicillin 250 mg" in doc.sections[1].text
-    assert seen == [(1, 1)]
+    assert seen == [(0, 1), (1, 1)]
     # a page with neither text nor anything printed still has no text, and says so
     doc = load_document("scan.pdf", fx.pdf_without_text_layer())
     assert doc.warnings == ["no text on page 2"]
