@@ -27,8 +27,9 @@ def make_provider(settings: Settings):
     fallbacks = [m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()]
     if settings.groq_api_key:
         from .llm import GroqProvider
+        from .llm.groq_provider import DEFAULT_MODELS
         return GroqProvider(settings.groq_api_key,
-                            models=["meta-llama/llama-4-maverick-17b-128e-instruct", *fallbacks])
+                            models=[DEFAULT_MODELS[0], *fallbacks] if fallbacks else DEFAULT_MODELS)
     if settings.openai_base_url:
         from .llm import OpenAICompatProvider
         return OpenAICompatProvider(settings.openai_base_url, settings.openai_api_key, settings.openai_model)

@@ -89,10 +89,10 @@ class Settings:
     min_bm25: float = 3.0
     # LLM: Groq when a key is set, else an OpenAI-compatible server when a URL is set, else offline
     groq_api_key: str | None = None
-    llm_fallback_models: str = "llama-3.3-70b-versatile"
+    llm_fallback_models: str = ""         # Groq: replaces the provider's own fallbacks when set (comma-separated)
     openai_base_url: str | None = None
     openai_api_key: str | None = None
-    openai_model: str = "local-model"
+    openai_model: str | None = None       # unset: the models the server lists at OPENAI_BASE_URL/models
 
     @property
     def embedded(self) -> bool:

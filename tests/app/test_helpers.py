@@ -131,9 +131,13 @@ def test_conversation_rows():
 
 
 def test_settings_helpers():
-    s = Settings(llm_fallback_models="llama-3.3-70b-versatile, other", openai_base_url="http://x", openai_model="m")
-    assert answers.model_choices(s, "custom") == ["custom", answers.DEFAULT_MODEL, "llama-3.3-70b-versatile",
-                                                   "other", "m"]
+    from rag.llm.groq_provider import DEFAULT_MODELS
+    from rag.system import make_provider
+    groq = make_provider(Settings(groq_api_key="k"))
+    assert groq.models == DEFAULT_MODELS  # the provider's own list: no copy in settings
+    assert make_provider(Settings(groq_api_key="k", llm_fallback_models="a, b")).models == [DEFAULT_MODELS[0], "a", "b"]
+    assert make_provider(Settings(openai_base_url="http://x/v1", openai_model="m")).model == "m"
+    assert make_provider(Settings(openai_base_url="http://x/v1")).model is None  # asks the server
     assert settings.changed({"a": 1, "b": 2}, {"a": 1, "b": 3}) == {"b": 3}
     sessions = [SessionInfo("1", NOW - timedelta(hours=2), NOW + timedelta(hours=20), NOW, "127.0.0.1", "Firefox",
                             None),
