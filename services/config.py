@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".pharmgpt"  # the one default: never the current directory
 SUPABASE_KEYS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET")
 SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key",
                  "openai_api_key"}
@@ -29,6 +30,28 @@ def _secrets_file() -> dict:
         raise ConfigError(f"{path} could not be read: {e}") from e
 
 
+def data_dir(env: dict[str, str] | None = None) -> Path:
+    """The one place the data directory is decided, for every command and the app:
+    PHARMGPT_DATA_DIR (environment, then .streamlit/secrets.toml), else DEFAULT_DATA_DIR.
+
+    `env` replaces both sources (tests). A relative PHARMGPT_DATA_DIR is taken from where
+    the command runs, as the user typed it; the default never depends on it."""
+    if env is None:
+        raw = os.environ.get("PHARMGPT_DATA_DIR") or _secrets_file().get("PHARMGPT_DATA_DIR")
+    else:
+        raw = env.get("PHARMGPT_DATA_DIR")
+    return Path(str(raw)).expanduser().resolve() if raw else DEFAULT_DATA_DIR
+
+
+def describe_data(settings: Settings) -> str:
+    """One line naming the database and data directory a command used (it prints it)."""
+    source = "the default" if settings.data_dir == DEFAULT_DATA_DIR else "from PHARMGPT_DATA_DIR"
+    where = f"data dir {settings.data_dir} ({source})"
+    if settings.embedded:
+        return f"database: embedded Postgres in {settings.data_dir / 'pgdata'}; {where}"
+    return f"database: Supabase at {settings.supabase_url}; {where}"
+
+
 @dataclass(frozen=True)
 class Settings:
     # data store (no URL: the embedded local stack)
@@ -36,7 +59,7 @@ class Settings:
     supabase_anon_key: str | None = None
     supabase_service_role_key: str | None = None
     supabase_jwt_secret: str | None = None
-    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".pharmgpt")
+    data_dir: Path = DEFAULT_DATA_DIR  # decided by data_dir() in load()
     # accounts and sessions
     bcrypt_rounds: int = 12
     min_password_length: int = 8
@@ -112,8 +135,10 @@ class Settings:
             value = env.get(key) or secrets.get(key)
             return str(value) if value not in (None, "") else None
 
-        values: dict = {}
+        values: dict = {"data_dir": data_dir({"PHARMGPT_DATA_DIR": get("PHARMGPT_DATA_DIR") or ""})}
         for f in dataclasses.fields(cls):
+            if f.name == "data_dir":
+                continue
             bare = f.name.startswith(("supabase_", "chroma_", "openai_")) or f.name == "groq_api_key"
             raw = get(f.name.upper()) if bare else get(f"PHARMGPT_{f.name.upper()}")
             if raw is None:

@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from .config import Settings
+from .config import Settings, describe_data
 from .errors import PharmGPTError
 
 
@@ -82,9 +82,10 @@ def run_doctor(as_json: bool = False) -> int:
     checks = {"supabase": _check_supabase(settings), "chroma": _check_chroma(settings),
               "llm": _check_llm(settings), "ocr": _check_ocr(settings)}
     if as_json:
-        print(json.dumps({"settings": settings.describe(),
+        print(json.dumps({"data": describe_data(settings), "settings": settings.describe(),
                           "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()}}, indent=2))
     else:
+        print(describe_data(settings))
         print("configuration")
         for k, v in settings.describe().items():
             print(f"  {k:<28} {v}")

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from .config import PROJECT_ROOT, Settings
+from .config import PROJECT_ROOT, Settings, describe_data
 
 
 def upload_limit_mb(settings: Settings) -> int:
@@ -25,13 +25,15 @@ def streamlit_command(settings: Settings, port: int) -> list[str]:
 def run_app(port: int = 8501) -> int:
     settings = Settings.load()
     env = dict(os.environ)
+    env["PHARMGPT_DATA_DIR"] = str(settings.data_dir)  # the app (and its worker) use this very directory
+    print(describe_data(settings), flush=True)
     stack = None
     if settings.embedded:
         from localbase.stack import LocalStack
         stack = LocalStack(settings.data_dir)
         info = stack.up()
         env.update(info.as_env())
-        print(f"local stack: {info.url} (data in {settings.data_dir})", flush=True)
+        print(f"local stack: {info.url}", flush=True)
     cmd = streamlit_command(settings, port)
     print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
     # stop cleanly on Ctrl-C and on SIGTERM, even when started in the background
