@@ -97,7 +97,9 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
             uploader = "[class*='st-key-doc_uploader_'] input[type=file]"
             page.wait_for_selector(uploader, state="attached")
             # Streamlit's own "Limit … per file" is the configured limit, not its 200 MB default
-            page.get_by_text(re.compile(r"Limit 10\s?MB per file")).first.wait_for()
+            box = page.locator("[class*='st-key-doc_uploader_']").first
+            box.get_by_text(re.compile(r"10\s?MB")).first.wait_for(timeout=20_000)
+            assert "200" not in box.inner_text(), box.inner_text()
             page.set_input_files(uploader, str(tmp_path / "warfarin scan.pdf"))
             page.wait_for_selector(f"{key('doc_upload')} button:not([disabled])")
             page.click(f"{key('doc_upload')} button")
