@@ -103,7 +103,11 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
             page.set_input_files(uploader, str(tmp_path / "warfarin scan.pdf"))
             page.wait_for_selector(f"{key('doc_upload')} button:not([disabled])")
             page.click(f"{key('doc_upload')} button")
-            page.get_by_text("Ready", exact=True).first.wait_for(timeout=300_000)
+            try:
+                page.get_by_text("Ready", exact=True).first.wait_for(timeout=300_000)
+            except Exception as e:
+                shown = page.locator("section.main, [data-testid=stMain]").first.inner_text()[-2000:]
+                raise AssertionError(f"not Ready; the page shows: {shown}") from e
             page.get_by_text(re.compile(r"3 read by OCR")).first.wait_for()
 
             page.get_by_role("link", name="Chat").click()
