@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.install-stamp
 
 .PHONY: install run test test-legacy-keys lint bench clean
 
-$(STAMP): pyproject.toml tests/e2e/setup_browser.sh
+$(STAMP): pyproject.toml tests/e2e/setup_browser.sh scripts/setup_ocr.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	# the CPU wheel of torch first, or sentence-transformers pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	bash tests/e2e/setup_browser.sh
+	bash scripts/setup_ocr.sh
 	touch $(STAMP)
 
 install: $(STAMP)

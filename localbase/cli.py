@@ -5,11 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("PHARMGPT_DATA_DIR", ".pharmgpt")).resolve()
+    """services.config.data_dir: the same directory as `pharmgpt run`, doctor and admin use."""
+    from services.config import data_dir
+    return data_dir()
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """--data-dir, else the one default; said on stderr (stdout may be JSON) so it is never a guess."""
+    from services.config import DEFAULT_DATA_DIR
+    chosen = Path(args.data_dir).expanduser().resolve() if args.data_dir else default_data_dir()
+    how = "--data-dir" if args.data_dir else ("the default" if chosen == DEFAULT_DATA_DIR
+                                              else "from PHARMGPT_DATA_DIR")
+    print(f"data dir: {chosen} ({how}); database: embedded Postgres in {chosen / 'pgdata'}", file=sys.stderr)
+    return chosen
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -77,14 +90,16 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "db":
         from . import migrations
         dsn = args.db_uri
-        if not dsn:
-            stack = LocalStack(args.data_dir or default_data_dir())
+        if dsn:
+            print("database: the one at --db-uri / DATABASE_URL", file=sys.stderr)
+        else:
+            stack = LocalStack(_data_dir(args))
             stack.pg.start()
             dsn = stack.pg.dsn()
         return _migrate(migrations, dsn, baseline=args.baseline, through=args.through)
     if args.local_cmd == "gateway":
         return _gateway(args)
-    stack = LocalStack(args.data_dir or default_data_dir())
+    stack = LocalStack(_data_dir(args))
     if args.local_cmd == "start":
         info = stack.up()
         print(json.dumps({"url": info.url, "gateway_pid": info.gateway_pid, "db_port": stack.pg.port}, indent=2))

@@ -227,10 +227,12 @@ def _run(args, cmd: str, progress) -> int:
 
 
 async def _with_services(args, progress) -> int:
-    from services.config import Settings
+    from services.config import Settings, describe_data
     from services.container import Services
 
-    services = await Services.create(Settings.load())
+    settings = Settings.load()
+    print(describe_data(settings), file=sys.stderr)  # stdout may be the JSON report
+    services = await Services.create(settings)
     try:
         return await _database_command(args, services, progress)
     finally:

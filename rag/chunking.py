@@ -27,6 +27,7 @@ class Chunk:
     position: int  # character offset of the chunk's first unit within the document's text
     kind: str = "text"
     section_code: str | None = None  # LOINC code of an SPL section
+    ocr: bool = False  # some of its text was recognised in a scan (shown as "OCR" in sources)
 
     @property
     def pages(self) -> str:
@@ -43,6 +44,7 @@ class _Unit:
     kind: str
     position: int
     code: str | None = None
+    ocr: bool = False
 
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
@@ -91,7 +93,7 @@ def _split_row(row: str, size: int) -> list[str]:
 def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
     text = section.text.strip()
     if len(text) <= size * 1.5:
-        return [_Unit(text, section.page, section.heading, "table", position, section.code)]
+        return [_Unit(text, section.page, section.heading, "table", position, section.code, section.ocr)]
     rows = text.splitlines()
     header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
     if len("\n".join(header)) > size // 2:  # a header too wide to repeat: its own pieces, then rows alone
@@ -101,11 +103,11 @@ def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
     for row in rows[len(header):]:
         for piece in _split_row(row, size - len("\n".join(header)) - 1) if len(row) > size // 2 else [row]:
             if len("\n".join(buf + [piece])) > size and len(buf) > len(header):
-                units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
+                units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code, section.ocr))
                 buf = list(header)
             buf.append(piece)
     if len(buf) > len(header):
-        units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code))
+        units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code, section.ocr))
     return units
 
 
@@ -120,7 +122,7 @@ def _units(doc: LoadedDocument, size: int) -> list[_Unit]:
                 para = " ".join(para.split())
                 if para:
                     for piece in _split_long(para, size):
-                        out.append(_Unit(piece, s.page, s.heading, "text", position, s.code))
+                        out.append(_Unit(piece, s.page, s.heading, "text", position, s.code, s.ocr))
                 position += len(para) + 2
         position += len(s.text)
     return out
@@ -153,7 +155,7 @@ def chunk_document(doc: LoadedDocument, size: int = 1000, overlap: int = 200) ->
             pages.append(carry_page)
         kind = "table" if all(u.kind == "table" for u in cur) else "text"
         chunks.append(Chunk(len(chunks), text, min(pages) if pages else None, max(pages) if pages else None,
-                            cur[0].heading, cur[0].position, kind, cur[0].code))
+                            cur[0].heading, cur[0].position, kind, cur[0].code, any(u.ocr for u in cur)))
         carry = _tail(body, overlap) if kind == "text" else ""
         carry_page = cur[-1].page
         cur = []

@@ -74,6 +74,14 @@ class ChatEngine:
         self.lexicon = lexicon or shared_lexicon
         self.gate = gate or RelevanceGate()
 
+    async def choose_model(self, preferred: str | None):
+        """The model an answer uses (rag.llm.ModelChoice): the preference when the provider offers
+        it, else the provider's default with a notice; None offline."""
+        if self.provider is None:
+            return None
+        from .llm import choose_model
+        return choose_model(await self.provider.catalogue(), preferred)
+
     async def scope_documents(self, user_id: str, conv_id: str) -> list[Document]:
         """Ready documents of the conversation plus the user's library."""
         docs = self.services.documents
@@ -143,11 +151,15 @@ class ChatEngine:
                    for m in await cs.get_messages(user_id, conv_id, limit=9) if m.id != asked.id][-8:]
         plan = await self.plan(user_id, conv_id, question, history, prefs)
         yield {"type": "sources", "sources": plan.sources, "covered": plan.covered}
-        model = prefs["model"] if self.provider else OFFLINE_MODEL
+        choice = await self.choose_model(prefs["model"]) if plan.prepared is None else None
+        if choice is not None and choice.notice:
+            yield {"type": "notice", "text": choice.notice}
+        # a refusal or quoted answer written without a model call records no model name
+        model = choice.model if choice else (None if self.provider else OFFLINE_MODEL)
         parts: list[str] = []
         finished = False
         try:
-            async for piece in self._generate(question, plan, history, prefs):
+            async for piece in self._generate(question, plan, history, prefs, model):
                 parts.append(piece)
                 yield {"type": "token", "text": piece}
             finished = True
@@ -161,13 +173,13 @@ class ChatEngine:
                     yield {"type": "done", "message": stored}
 
     async def _generate(self, question: str, plan: AnswerPlan, history: list[dict],
-                        prefs: dict) -> AsyncIterator[str]:
+                        prefs: dict, model: str | None) -> AsyncIterator[str]:
         if plan.prepared is not None:  # a refusal or the offline answer: no model call
             async for piece in stream_text(plan.prepared):
                 yield piece
             return
         messages = build_messages(question, plan.passages, history, strict=plan.strict)
-        stream = self.provider.stream(messages, model=prefs["model"], temperature=prefs["temperature"])
+        stream = self.provider.stream(messages, model=model, temperature=prefs["temperature"])
         try:
             async for piece in stream:
                 yield piece

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -171,6 +172,8 @@ def evaluate(questions_file: Path | None = None, labels: Path | None = None, *,
              ablate: bool = False) -> PharmEval:
     """`ablate`: also score the questions once with each answer rule switched off (same index)."""
     work = Path(tempfile.mkdtemp(prefix="pgt-eval-", dir="/tmp"))  # short: socket paths are length-limited
+    print(f"database: a temporary embedded Postgres in {work} (deleted afterwards); the app's data dir "
+          "is not touched", file=sys.stderr)
     try:
         return asyncio.run(_run(load_questions(questions_file or DEFAULT_QUESTIONS), labels or DEFAULT_LABELS,
                                 work, ablate))

@@ -36,6 +36,8 @@ def chunk_metadata(chunk: Chunk, document: dict) -> dict:
                        ("section_code", chunk.section_code), ("drugs", drugs)):
         if value not in (None, ""):
             meta[key] = value
+    if chunk.ocr:
+        meta["ocr"] = True
     return meta
 
 

@@ -45,7 +45,9 @@ def source_label(p: Passage) -> str:
     where = f", page {pages}" if pages and "-" not in pages else (f", pages {pages}" if pages else "")
     section = p.metadata.get("heading")
     drugs = p.metadata.get("drugs")
-    return f"{p.filename}{where}" + (f" ({drugs})" if drugs else "") + (f" — {section}" if section else "")
+    ocr = " [text read by OCR from a scan]" if p.metadata.get("ocr") else ""
+    return (f"{p.filename}{where}" + (f" ({drugs})" if drugs else "") + (f" — {section}" if section else "")
+            + ocr)
 
 
 def build_messages(question: str, passages: list[Passage], history: list[dict], strict: bool = True,
@@ -70,6 +72,7 @@ def sources_payload(passages: list[Passage], snippet_chars: int = 300,
                     "section": p.metadata.get("heading"), "section_code": p.metadata.get("section_code"),
                     "snippet": p.text[:snippet_chars],
                     "drugs": p.metadata.get("drugs") or None, "kind": p.metadata.get("kind"),
+                    "ocr": bool(p.metadata.get("ocr")),
                     "quotes": list(quotes.get(i, [])) if quotes else [],
                     "score": round(p.score, 5),
                     "similarity": None if p.similarity is None else round(p.similarity, 4)})

@@ -27,8 +27,9 @@ def make_provider(settings: Settings):
     fallbacks = [m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()]
     if settings.groq_api_key:
         from .llm import GroqProvider
+        from .llm.groq_provider import DEFAULT_MODELS
         return GroqProvider(settings.groq_api_key,
-                            models=["meta-llama/llama-4-maverick-17b-128e-instruct", *fallbacks])
+                            models=[DEFAULT_MODELS[0], *fallbacks] if fallbacks else DEFAULT_MODELS)
     if settings.openai_base_url:
         from .llm import OpenAICompatProvider
         return OpenAICompatProvider(settings.openai_base_url, settings.openai_api_key, settings.openai_model)
@@ -70,9 +71,10 @@ class RagSystem:
             await asyncio.wait_for(self._worker_task, 30)
             self._worker_task = None
 
-    async def _loaded(self, user_id: str, document_id: str):
+    async def _loaded(self, user_id: str, document_id: str, page: int | None = None):
         """The user's document parsed again (the owner check is the user's own client, RLS), or
-        None when its bytes are gone or no longer parse. NotFound when the row is not theirs or gone."""
+        None when its bytes are gone or no longer parse. NotFound when the row is not theirs or gone.
+        `page`: read only that page of a PDF (a scan is not OCR'd again whole to show one page)."""
         doc = await self.services.documents.get_document(user_id, document_id)
         if not doc.sha256:
             return None
@@ -80,7 +82,7 @@ class RagSystem:
         def _read():
             from .loaders import load_document
             return load_document(doc.filename, self.services.blobs.get(doc.sha256), doc.file_type,
-                                 max_pages=self.services.settings.max_pages)
+                                 max_pages=self.services.settings.max_pages, only_page=page)
         try:
             return await asyncio.to_thread(_read)
         except (FileNotFoundError, PharmGPTError):
@@ -88,13 +90,14 @@ class RagSystem:
 
     async def page_text(self, user_id: str, document_id: str, page: int) -> str | None:
         """The text of one page of the user's document; None when the page has no text."""
-        loaded = await self._loaded(user_id, document_id)
+        loaded = await self._loaded(user_id, document_id, page)
         return source_view.page_text(loaded, page) if loaded else None
 
     async def source_view(self, user_id: str, source: dict, *, whole_section: bool = False):
         """What a cited source opens to (its page, or its section for a label without pages), with
         the quoted passages marked; None when it cannot be found. NotFound when the document is gone."""
-        loaded = await self._loaded(user_id, source["document_id"])
+        page = source.get("page") if not whole_section else None
+        loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
         return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
     async def _all_documents(self, columns: str):

@@ -172,16 +172,19 @@ class IngestWorker:
                                 run_after=(datetime.now(UTC) + timedelta(seconds=delay)).isoformat())
             log.warning("document %s: transient failure (attempt %s): %s", doc["id"], job["attempts"], msg)
             return
-        chunks, pages, warnings = result
+        chunks, pages, warnings, ocr_pages = result
         meta = {**(doc.get("metadata") or {}), "index_format": INDEX_FORMAT}
         if warnings:
             meta["warnings"] = warnings[:50]
+        if ocr_pages:
+            meta["ocr_pages"] = ocr_pages  # the documents page says "read by OCR"
         await docs.update_document_status(doc["id"], "ready", chunk_count=chunks, page_count=pages, metadata=meta)
+        done = {"pages": pages, "chunks": chunks, "chunks_done": chunks}
         await self._job(job["id"], status="done", last_error=None,
-                        progress={"pages": pages, "chunks": chunks, "chunks_done": chunks})
+                        progress={**done, "ocr_pages": ocr_pages} if ocr_pages else done)
         self.services.cache.invalidate("docs", user_id)
 
-    async def _ingest(self, job: dict, doc: dict, lost: asyncio.Event) -> tuple[int, int | None, list[str]]:
+    async def _ingest(self, job: dict, doc: dict, lost: asyncio.Event) -> tuple[int, int | None, list[str], int]:
         try:
             data = await asyncio.to_thread(self.services.blobs.get, doc["sha256"]) if doc.get("sha256") else None
         except FileNotFoundError:
@@ -189,10 +192,24 @@ class IngestWorker:
         if data is None:
             raise IngestionError(f"{doc['filename']}: the uploaded file is missing on the server; upload it again.")
         s = self.settings
+        loop = asyncio.get_running_loop()
+        reports: list = []
+
+        def on_progress(p: dict) -> None:  # from the parsing thread: "OCR page 3 of 10" on the job row
+            reports.append(asyncio.run_coroutine_threadsafe(
+                self._job(job["id"], progress={"stage": "ocr", **p}), loop))
+
         parsed = await asyncio.to_thread(
             parse_in_sandbox, doc["filename"], data, doc["file_type"], limits=Limits.from_settings(s),
             chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
-            sandbox=SandboxLimits(timeout_s=s.ingest_timeout_s, memory_mb=s.ingest_memory_mb))
+            sandbox=SandboxLimits(timeout_s=s.ingest_timeout_s, memory_mb=s.ingest_memory_mb,
+                                  ocr_page_s=s.ocr_page_timeout_s),
+            on_progress=on_progress)
+        for report in reports:  # every OCR report lands before the embedding progress replaces it
+            try:
+                await asyncio.wrap_future(report)
+            except PharmGPTError as e:
+                log.warning("progress of job %s: %s", job["id"], e.message)
         chunks = parsed.chunks
         if not chunks:
             raise IngestionError(f"{doc['filename']} contains no extractable text.")
@@ -203,7 +220,10 @@ class IngestWorker:
         user_id = doc["user_id"]
         await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])  # a rerun starts clean
         total = len(chunks)
-        await self._job(job["id"], progress={"pages": parsed.page_count, "chunks": total, "chunks_done": 0})
+        base = {"pages": parsed.page_count, "chunks": total}
+        if parsed.ocr_pages:
+            base["ocr_pages"] = parsed.ocr_pages
+        await self._job(job["id"], progress={**base, "chunks_done": 0})
         for start in range(0, total, EMBED_BATCH * 4):
             if lost.is_set():
                 raise JobLost
@@ -211,7 +231,6 @@ class IngestWorker:
             async with self._embed_lock:
                 vectors = await asyncio.to_thread(self.index.embedder.embed, [embedding_text(c) for c in batch])
                 await asyncio.to_thread(self.index.write_chunks, user_id, doc, batch, vectors)
-            await self._job(job["id"], progress={"pages": parsed.page_count, "chunks": total,
-                                                 "chunks_done": start + len(batch)})
+            await self._job(job["id"], progress={**base, "chunks_done": start + len(batch)})
         await asyncio.to_thread(self.index.lexical.rebuild, user_id)
-        return total, parsed.page_count, parsed.warnings
+        return total, parsed.page_count, parsed.warnings, parsed.ocr_pages

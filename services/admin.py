@@ -241,11 +241,18 @@ def run_command(args: argparse.Namespace) -> int:
     except PharmGPTError as e:
         print(f"configuration: {e.message}")
         return 1
+    from .config import describe_data
+    where = describe_data(settings)
+    print(where)
     stack = None
     started_here = False
     if settings.embedded:
         from localbase.stack import LocalStack
         stack = LocalStack(settings.data_dir)
+        if not stack.pg.initialized():  # never create an empty database just to find no account in it
+            print(f"There is no PharmGPT database in {settings.data_dir}. Start the app once there "
+                  "(`pharmgpt run`), or set PHARMGPT_DATA_DIR to the directory the app uses.")
+            return 1
         started_here = not stack.pg.status().running
         info = stack.up()
         settings = dataclasses.replace(settings, **info.settings_overrides())
@@ -258,6 +265,9 @@ def run_command(args: argparse.Namespace) -> int:
                 print(f"{user.username} is now an administrator (sign out and in again, or reload the app)")
                 return 0
             return 2
+        except NotFound as e:
+            print(f"{e.message} Looked in {where}.")
+            return 1
         except PharmGPTError as e:
             print(e.message)
             return 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".pharmgpt"  # the one default: never the current directory
 SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key",
                  "openai_api_key", "supabase_jwt_signing_key"}
 # Supabase's current names for the API keys; the legacy names (the field names) work too
@@ -30,6 +31,28 @@ def _secrets_file() -> dict:
         raise ConfigError(f"{path} could not be read: {e}") from e
 
 
+def data_dir(env: dict[str, str] | None = None) -> Path:
+    """The one place the data directory is decided, for every command and the app:
+    PHARMGPT_DATA_DIR (environment, then .streamlit/secrets.toml), else DEFAULT_DATA_DIR.
+
+    `env` replaces both sources (tests). A relative PHARMGPT_DATA_DIR is taken from where
+    the command runs, as the user typed it; the default never depends on it."""
+    if env is None:
+        raw = os.environ.get("PHARMGPT_DATA_DIR") or _secrets_file().get("PHARMGPT_DATA_DIR")
+    else:
+        raw = env.get("PHARMGPT_DATA_DIR")
+    return Path(str(raw)).expanduser().resolve() if raw else DEFAULT_DATA_DIR
+
+
+def describe_data(settings: Settings) -> str:
+    """One line naming the database and data directory a command used (it prints it)."""
+    source = "the default" if settings.data_dir == DEFAULT_DATA_DIR else "from PHARMGPT_DATA_DIR"
+    where = f"data dir {settings.data_dir} ({source})"
+    if settings.embedded:
+        return f"database: embedded Postgres in {settings.data_dir / 'pgdata'}; {where}"
+    return f"database: Supabase at {settings.supabase_url}; {where}"
+
+
 @dataclass(frozen=True)
 class Settings:
     # data store (no URL: the embedded local stack)
@@ -39,7 +62,7 @@ class Settings:
     supabase_jwt_signing_key: str | None = None  # private JWK / PEM (ES256, RS256), or a file holding it
     supabase_jwt_kid: str | None = None  # the kid, for a PEM key or an imported shared secret
     supabase_jwt_secret: str | None = None  # legacy HS256 secret (or a shared secret imported with a kid)
-    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".pharmgpt")
+    data_dir: Path = DEFAULT_DATA_DIR  # decided by data_dir() in load()
     # accounts and sessions
     bcrypt_rounds: int = 12
     min_password_length: int = 8
@@ -72,9 +95,11 @@ class Settings:
     chunk_size: int = 1000
     chunk_overlap: int = 200
     max_pages: int = 2000
+    max_ocr_pages: int = 100              # scanned pages (no text layer) or image frames OCR'd per file
     ingest_attempts: int = 3
     # ingestion against hostile files (docs/security.md): each job is read in its own process
-    ingest_timeout_s: float = 120.0       # wall clock for reading one file
+    ingest_timeout_s: float = 120.0       # wall clock for reading one file...
+    ocr_page_timeout_s: float = 30.0      # ...plus this for each scanned page it has to OCR
     ingest_memory_mb: int = 1024          # address space of that process
     ingest_concurrency: int = 2           # jobs at once per worker, so one big file cannot hold the queue
     ingest_heartbeat_s: int = 10          # a running job's lock is renewed this often...
@@ -93,10 +118,10 @@ class Settings:
     min_bm25: float = 3.0
     # LLM: Groq when a key is set, else an OpenAI-compatible server when a URL is set, else offline
     groq_api_key: str | None = None
-    llm_fallback_models: str = "llama-3.3-70b-versatile"
+    llm_fallback_models: str = ""         # Groq: replaces the provider's own fallbacks when set (comma-separated)
     openai_base_url: str | None = None
     openai_api_key: str | None = None
-    openai_model: str = "local-model"
+    openai_model: str | None = None       # unset: the models the server lists at OPENAI_BASE_URL/models
 
     @property
     def embedded(self) -> bool:
@@ -116,8 +141,10 @@ class Settings:
             value = env.get(key) or secrets.get(key)
             return str(value) if value not in (None, "") else None
 
-        values: dict = {}
+        values: dict = {"data_dir": data_dir({"PHARMGPT_DATA_DIR": get("PHARMGPT_DATA_DIR") or ""})}
         for f in dataclasses.fields(cls):
+            if f.name == "data_dir":
+                continue
             bare = f.name.startswith(("supabase_", "chroma_", "openai_")) or f.name == "groq_api_key"
             raw = get(f.name.upper()) if bare else get(f"PHARMGPT_{f.name.upper()}")
             if f.name in ENV_ALIASES:

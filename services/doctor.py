@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from .config import Settings
+from .config import Settings, describe_data
 from .errors import PharmGPTError
 
 
@@ -106,6 +106,13 @@ def _check_llm(settings: Settings) -> tuple[bool, str]:
         return False, f"{what}: not reachable ({e})"
 
 
+def _check_ocr(settings: Settings) -> tuple[bool, str]:
+    """Optional: without Tesseract scanned PDFs and images are refused (with how to enable it)."""
+    from rag.loaders import ocr
+    st = ocr.status()
+    return st.available, (f"scanned PDFs and images are read: {st.detail}" if st.available else st.detail)
+
+
 def run_doctor(as_json: bool = False) -> int:
     try:
         settings = Settings.load()
@@ -113,12 +120,12 @@ def run_doctor(as_json: bool = False) -> int:
         print(f"configuration: {e.message}")
         return 1
     checks = {"supabase": _check_supabase(settings), "signing": _check_signing(settings),
-              "chroma": _check_chroma(settings),
-              "llm": _check_llm(settings)}
+              "chroma": _check_chroma(settings), "llm": _check_llm(settings), "ocr": _check_ocr(settings)}
     if as_json:
-        print(json.dumps({"settings": settings.describe(),
+        print(json.dumps({"data": describe_data(settings), "settings": settings.describe(),
                           "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()}}, indent=2))
     else:
+        print(describe_data(settings))
         print("configuration")
         for k, v in settings.describe().items():
             print(f"  {k:<28} {v}")

@@ -30,8 +30,18 @@ ALLOWED_TYPES: dict[str, tuple[str, Any]] = {
     ".png": ("image/png", lambda b: b[:8] == b"\x89PNG\r\n\x1a\n"),
     ".jpg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
     ".jpeg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
+    ".tif": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
+    ".tiff": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
 }
 STATUSES = ("pending", "processing", "ready", "failed")
+
+
+def size_text(n_bytes: int) -> str:
+    """A byte count as the uploader and the limit messages say it ("25 MB", "1 KB")."""
+    if n_bytes >= 2**20:
+        mb = n_bytes / 2**20
+        return f"{mb:.0f} MB" if mb == int(mb) else f"{mb:.1f} MB"
+    return f"{max(1, round(n_bytes / 1024))} KB"
 
 
 def clean_filename(name: str) -> str:
@@ -75,8 +85,8 @@ class DocumentService:
         if not data:
             raise ValidationError(f"{filename} is empty.")
         if len(data) > self.settings.max_upload_bytes:
-            raise ValidationError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is "
-                                  f"{self.settings.max_upload_bytes / 2**20:.0f} MB.")
+            raise ValidationError(f"{filename} is {size_text(len(data))}; the limit is "
+                                  f"{size_text(self.settings.max_upload_bytes)} per file.")
         mime = detect_type(filename, data)
         sha = hashlib.sha256(data).hexdigest()
         if conversation_id is not None:

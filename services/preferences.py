@@ -20,8 +20,8 @@ class Pref:
 
 
 PREFERENCES: dict[str, Pref] = {
-    "model": Pref("meta-llama/llama-4-maverick-17b-128e-instruct", str, lambda v: 0 < len(v) <= 200,
-                  "the LLM used for answers"),
+    # "" = the provider's default: the model names belong to the provider (rag.llm), not here
+    "model": Pref("", str, lambda v: len(v) <= 200, "the LLM used for answers (empty: the provider's default)"),
     "temperature": Pref(0.2, float, lambda v: 0.0 <= v <= 2.0, "0 to 2"),
     "top_k": Pref(6, int, lambda v: 1 <= v <= 20, "passages per answer, 1 to 20"),
     "strict_mode": Pref(True, bool, None, "answer only from the documents"),

@@ -9,8 +9,11 @@ import signal
 
 async def _with_system(fn):
     from rag.system import RagSystem
+    from services.config import Settings, describe_data
     from services.container import Services
-    services = await Services.create()
+    settings = Settings.load()
+    print(describe_data(settings), flush=True)
+    services = await Services.create(settings)
     try:
         return await fn(RagSystem(services))
     finally:

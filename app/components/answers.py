@@ -7,12 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import streamlit as st
 
-from services.preferences import PREFERENCES
-
-from . import citations
-
-DEFAULT_MODEL = PREFERENCES["model"].default
-
+from . import citations, ui
 
 _CITATION = re.compile(r"\[(\d{1,3})\](?!\()")
 # Markdown that would make the browser fetch or follow something a document (or a model) wrote:
@@ -100,7 +95,8 @@ def source_label(s: dict) -> str:
         where = ""
     section = s.get("section")
     n = s.get("n")
-    return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "")
+    ocr = " · OCR" if s.get("ocr") else ""  # read from a scan: worth checking against the page
+    return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "") + ocr
 
 
 def render_sources(sources: list[dict], *, expanded: bool = False, open_source=None,
@@ -133,14 +129,13 @@ def render_sources(sources: list[dict], *, expanded: bool = False, open_source=N
                     open_source(s, True)
 
 
-def model_choices(settings, current: str | None) -> list[str]:
-    """The models the configured provider can use, the current one first."""
-    options = [DEFAULT_MODEL, *(m.strip() for m in settings.llm_fallback_models.split(",") if m.strip())]
-    if settings.openai_base_url:
-        options.append(settings.openai_model)
-    if current:
-        options.insert(0, current)
-    return list(dict.fromkeys(options))
+def model_picker(ctx, preferred: str | None):
+    """The provider's catalogue and the model answers use now (rag.llm.ModelChoice), or None
+    offline or when the server can't say (the error is shown). Its `notice` says when a saved
+    preference is not offered and the default is used instead."""
+    if ctx.rag.engine.provider is None:
+        return None
+    return ui.call(ctx.rag.engine.choose_model(preferred))
 
 
 def answer_text(events: Iterable[dict], sink: dict, on_first_token=None) -> Iterator[str]:
@@ -161,5 +156,7 @@ def _answer_tokens(events: Iterable[dict], sink: dict, on_first_token=None) -> I
                 on_first_token()
             first = False
             yield ev.get("text", "")
+        elif kind == "notice":
+            sink["notice"] = ev.get("text")
         elif kind == "done":
             sink["message"] = ev.get("message")

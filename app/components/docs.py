@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from services.documents import ALLOWED_TYPES
+from rag.loaders import ocr
+from services.documents import ALLOWED_TYPES, size_text
 from services.models import Document
 
 from . import ui
@@ -16,6 +17,21 @@ ACTIVE = ("pending", "processing")
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in ALLOWED_TYPES)
 
 
+def upload_help(settings) -> str:
+    """The uploader's help: the real per-file limit (the same setting `pharmgpt run` gives
+    Streamlit as server.maxUploadSize, and the service checks) and whether scans are read."""
+    scans = ("Scanned PDFs and images are read by text recognition (OCR)." if ocr.available()
+             else "Scanned PDFs and images can't be read on this server (OCR is not installed).")
+    return f"Up to {size_text(settings.max_upload_bytes)} per file. {scans}"
+
+
+def ocr_notice() -> None:
+    """Say plainly, where files are added, that scans will not be read and how to enable it."""
+    if not ocr.available():
+        st.caption(f":material/document_scanner: Scanned PDFs and images can't be read: {ocr.UNAVAILABLE} "
+                   f"{ocr.ENABLE_HINT}")
+
+
 def status_label(doc: Document, progress: dict | None = None) -> str:
     """pending / processing n % / ready / failed, as a short badge."""
     progress = progress or {}
@@ -23,12 +39,18 @@ def status_label(doc: Document, progress: dict | None = None) -> str:
         retrying = doc.processing_error and doc.processing_error.startswith("Retrying")
         return ":orange-badge[Retrying soon]" if retrying else ":orange-badge[Waiting to be processed]"
     if doc.status == "processing":
+        if progress.get("stage") == "ocr" and progress.get("ocr_pages"):
+            return (f":blue-badge[Reading scanned pages (OCR): {progress.get('ocr_pages_done', 0)} of "
+                    f"{progress['ocr_pages']}]")
         pct = progress.get("percent")
         return f":blue-badge[Processing {pct} %]" if pct is not None else ":blue-badge[Processing…]"
     if doc.status == "ready":
         parts = [f"{doc.chunk_count} passages"]
         if doc.page_count:
             parts.append(f"{doc.page_count} page{'s' if doc.page_count != 1 else ''}")
+        ocr_pages = (doc.metadata or {}).get("ocr_pages")
+        if ocr_pages:
+            parts.append(f"{ocr_pages} read by OCR")
         return ":green-badge[Ready] " + " · ".join(parts)
     return ":red-badge[Failed]"
 

@@ -192,9 +192,13 @@ def render() -> None:
     if ctx.rag.engine.provider is None:
         st.caption(":gray-badge[Offline mode] " + answers.OFFLINE_NOTE)
     else:
-        choices = answers.model_choices(ctx.services.settings, prefs.get("model"))
-        st.selectbox("Model", choices, index=0, key="chat_model", on_change=_model_changed, args=(user.id,),
-                     help="Which model answers; the configured fallbacks take over if it is unavailable.")
+        choice = answers.model_picker(ctx, prefs.get("model"))
+        if choice is not None:
+            st.selectbox("Model", choice.available, index=choice.available.index(choice.model), key="chat_model",
+                         on_change=_model_changed, args=(user.id,),
+                         help="Which model answers; the provider's fallbacks take over if it is unavailable.")
+            if choice.notice:
+                st.caption(f":orange-badge[Model] {choice.notice}")
     st.caption(answers.DISCLAIMER)
 
     messages: list[Message] = []

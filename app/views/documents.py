@@ -60,7 +60,8 @@ def render() -> None:
         counter = st.session_state.get("uploader_n", 0)
         files = st.file_uploader("Add documents", accept_multiple_files=True, type=docs.UPLOAD_TYPES,
                                  key=f"doc_uploader_{counter}",
-                                 help=f"Up to {ctx.services.settings.max_upload_bytes // 2**20} MB each.")
+                                 help=docs.upload_help(ctx.services.settings))
+        docs.ocr_notice()
         scopes = [LIBRARY] + ([f"This chat: {conv.title}"] if conv else [])
         scope = st.radio("Add to", scopes, horizontal=True, key="doc_scope")
         if st.button("Upload", key="doc_upload", type="primary", disabled=not files, icon=":material/upload:"):

@@ -9,9 +9,7 @@ import streamlit as st
 from app.components import answers, auth, ui
 from app.components.dates import relative_date
 from services.errors import PharmGPTError
-from services.preferences import PREFERENCES
 
-DEFAULT_MODEL = PREFERENCES["model"].default
 MODES = {"Documents only": True, "General knowledge allowed": False}
 
 
@@ -34,10 +32,20 @@ def _preferences(ctx, user_id: str) -> None:
     prefs = ui.preferences(ctx, user_id)
     offline = ctx.rag.engine.provider is None
     with st.form("prefs_form"):
-        model = st.selectbox("Default model", answers.model_choices(ctx.services.settings, prefs["model"]),
-                             key="pref_model", disabled=offline,
-                             help="No language model is configured: answers are offline extracts." if offline
-                             else "The model that writes answers.")
+        choice = None if offline else answers.model_picker(ctx, prefs["model"])
+        if choice is None:
+            st.selectbox("Default model", ["None (offline answers)" if offline else "Unavailable"], key="pref_model",
+                         disabled=True, help="No language model is configured: answers are offline extracts."
+                         if offline else "The language model server did not say which models it offers.")
+            model = prefs["model"]
+        else:
+            model = st.selectbox("Default model", choice.available, index=choice.available.index(choice.model),
+                                 key="pref_model", help="The model that writes answers; the first is the "
+                                 "provider's default.")
+            if choice.notice:
+                st.caption(choice.notice)
+            if not prefs["model"] and model == choice.available[0]:
+                model = ""  # still "the provider's default", so a new provider's default follows
         temperature = st.slider("Temperature", 0.0, 2.0, float(prefs["temperature"]), 0.1, key="pref_temperature",
                                 help="Lower is more literal; 0.2 suits reference answers.")
         top_k = st.slider("Passages per answer", 1, 20, int(prefs["top_k"]), key="pref_top_k")

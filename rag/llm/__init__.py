@@ -1,7 +1,7 @@
 """Streaming chat-model providers: Groq (default) and any OpenAI-compatible local server."""
 
-from rag.llm.base import LLMError, Provider
+from rag.llm.base import LLMError, ModelChoice, Provider, choose_model
 from rag.llm.groq_provider import GroqProvider
 from rag.llm.openai_compat import OpenAICompatProvider
 
-__all__ = ["GroqProvider", "LLMError", "OpenAICompatProvider", "Provider"]
+__all__ = ["GroqProvider", "LLMError", "ModelChoice", "OpenAICompatProvider", "Provider", "choose_model"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from services.errors import PharmGPTError
@@ -37,6 +38,10 @@ class Provider(Protocol):
 
     name: str
 
+    async def catalogue(self) -> list[str]:
+        """The models this provider offers, its default first (the one catalogue, issue 13)."""
+        ...
+
     def stream(
         self,
         messages: list[dict],
@@ -45,6 +50,25 @@ class Provider(Protocol):
         temperature: float = 0.2,
         max_tokens: int = 1024,
     ) -> AsyncIterator[str]: ...
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model an answer uses: the user's preference when the provider offers it, else its default."""
+
+    model: str
+    available: list[str]
+    notice: str | None = None  # set when a stored preference is not offered here
+
+
+def choose_model(available: list[str], preferred: str | None) -> ModelChoice:
+    if not available:
+        raise LLMError("The language model server offers no models. Ask your administrator to set OPENAI_MODEL.")
+    if not preferred or preferred in available:
+        return ModelChoice(preferred or available[0], list(available))
+    return ModelChoice(available[0], list(available),
+                       f"Your saved model {preferred} is not offered here, so answers use {available[0]}. "
+                       "Choose another in Settings to change it.")
 
 
 class PerLoop(Generic[T]):

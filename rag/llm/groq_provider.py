@@ -22,6 +22,8 @@ from rag.llm.retry import (
     stream_with_fallback,
 )
 
+# The one list of Groq model names in the project: the first is the default answer model,
+# the rest are tried in order when it is unavailable (PHARMGPT_LLM_FALLBACK_MODELS replaces those).
 DEFAULT_MODELS = ["meta-llama/llama-4-maverick-17b-128e-instruct", "llama-3.3-70b-versatile"]
 
 
@@ -52,6 +54,9 @@ class GroqProvider:
                 max_retries=0,
             )
         )
+
+    async def catalogue(self) -> list[str]:
+        return list(self.models)
 
     def stream(
         self,

@@ -24,7 +24,10 @@ from rag.llm.retry import (
 
 
 class OpenAICompatProvider:
-    """Streams from `{base_url}/chat/completions` (base_url usually ends in `/v1`)."""
+    """Streams from `{base_url}/chat/completions` (base_url usually ends in `/v1`).
+
+    Its catalogue is `model` (OPENAI_MODEL) when given, else what the server lists at
+    `{base_url}/models` (asked on first use, never at start-up, and remembered)."""
 
     name = "openai-compatible"
 
@@ -32,14 +35,15 @@ class OpenAICompatProvider:
         self,
         base_url: str,
         api_key: str | None,
-        model: str,
+        model: str | None = None,
         timeout_s: float = 60,
         max_retries: int = 2,
         *,
         max_wait_s: float = 30.0,
     ):
         self.base_url = base_url.rstrip("/")
-        self.model = model
+        self.model = model or None
+        self._listed: list[str] | None = None
         self.policy = RetryPolicy(max_retries=max_retries, max_wait_s=max_wait_s)
         self._headers = {"Accept": "text/event-stream"}
         if api_key:
@@ -50,6 +54,31 @@ class OpenAICompatProvider:
             )
         )
 
+    async def catalogue(self) -> list[str]:
+        if self.model:
+            return [self.model]
+        if self._listed is None:
+            self._listed = await self._list_models()
+        return list(self._listed)
+
+    async def _list_models(self) -> list[str]:
+        from rag.llm.base import LLMError
+
+        url = f"{self.base_url}/models"
+        hint = "Set OPENAI_MODEL to the model it serves."
+        try:
+            resp = await self._clients.get().get(url, headers={k: v for k, v in self._headers.items()
+                                                               if k != "Accept"})
+            resp.raise_for_status()
+            rows = resp.json().get("data") or []
+            names = [r["id"] for r in rows if isinstance(r, dict) and isinstance(r.get("id"), str)]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise LLMError(f"The language model server at {self.base_url} did not list its models. {hint}",
+                           details=f"{type(exc).__name__}: {exc}") from exc
+        if not names:
+            raise LLMError(f"The language model server at {self.base_url} lists no models. {hint}")
+        return names
+
     def stream(
         self,
         messages: list[dict],
@@ -58,7 +87,12 @@ class OpenAICompatProvider:
         temperature: float = 0.2,
         max_tokens: int = 1024,
     ) -> AsyncIterator[str]:
-        """Yield text deltas from one model (a local server has no fallback list)."""
+        """Yield text deltas from one model (a local server has no fallback list).
+
+        The engine passes the model it chose from `catalogue()`; without one, OPENAI_MODEL."""
+        name = model or self.model
+        if name is None:
+            raise ValueError("no model: pass one from catalogue(), or set OPENAI_MODEL")
 
         def attempt(name: str) -> AsyncIterator[Delta]:
             return self._attempt(name, messages, temperature, max_tokens)
@@ -66,7 +100,7 @@ class OpenAICompatProvider:
         service = f"the language model server at {self.base_url}"
         return stream_with_fallback(
             attempt,
-            [model or self.model],
+            [name],
             self.policy,
             service=service,
             auth_message=f"{service[:1].upper()}{service[1:]} refused the API key. "

@@ -12,6 +12,7 @@ from services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, mislabelled, sniff
 from .limits import Budget, LimitExceeded, Limits, too_big
+from .ocr import Progress
 
 __all__ = ["LimitExceeded", "Limits", "LoadedDocument", "Section", "SUPPORTED_EXTENSIONS", "load_document"]
 
@@ -27,6 +28,8 @@ _BY_EXTENSION = {
     ".png": "png",
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
 }
 SUPPORTED_EXTENSIONS = tuple(_BY_EXTENSION)
 
@@ -42,6 +45,7 @@ _BY_MIME = {
     "text/xml": "spl",
     "image/png": "png",
     "image/jpeg": "jpeg",
+    "image/tiff": "tiff",
 }
 
 _DESCRIPTION = {
@@ -53,6 +57,7 @@ _DESCRIPTION = {
     "spl": "an XML label",
     "png": "a PNG image",
     "jpeg": "a JPEG image",
+    "tiff": "a TIFF image",
 }
 
 
@@ -72,7 +77,7 @@ def _format(name: str, file_type: str | None) -> str:
         return _BY_MIME[mime]
     raise IngestionError(
         f"{name}: this type of file is not supported "
-        "(supported: PDF, Word .docx, text, Markdown, CSV, FDA label XML, PNG and JPEG images)",
+        "(supported: PDF, Word .docx, text, Markdown, CSV, FDA label XML, PNG, JPEG and TIFF images)",
         details={"extension": ext, "file_type": file_type},
     )
 
@@ -83,11 +88,11 @@ def _check_bytes(name: str, fmt: str, data: bytes) -> str | None:
     if fmt == "docx" and kind == "ole":
         raise IngestionError(f"{name} is password-protected or in the old Word .doc format; "
                              "please save it as a .docx without a password and upload it again")
-    if kind is None and fmt in ("png", "jpeg"):
+    images = {"png", "jpeg", "tiff"}
+    if kind is None and fmt in images:
         raise IngestionError(f"{name} is not a valid image (the file is damaged or is not a "
-                             "PNG or JPEG image)")
-    allowed = {"pdf": {"pdf", None}, "docx": {"zip", None}, "png": {"png", "jpeg"},
-               "jpeg": {"png", "jpeg"}}.get(fmt, {None})
+                             "PNG, JPEG or TIFF image)")
+    allowed = {"pdf": {"pdf", None}, "docx": {"zip", None}, **{f: images for f in images}}.get(fmt, {None})
     if kind not in allowed:
         raise mislabelled(name, _DESCRIPTION[fmt], kind)
     return kind
@@ -95,10 +100,13 @@ def _check_bytes(name: str, fmt: str, data: bytes) -> str | None:
 
 def load_document(
     filename: str, data: bytes, file_type: str | None = None, *, max_pages: int | None = None,
-    limits: Limits | None = None,
+    limits: Limits | None = None, progress: Progress | None = None, only_page: int | None = None,
 ) -> LoadedDocument:
     """Load one uploaded file. Raises IngestionError with a message fit to show the user,
-    LimitExceeded (an IngestionError) when the file expands past `limits`."""
+    LimitExceeded (an IngestionError) when the file expands past `limits`.
+
+    `progress(done, total)` is told as scanned pages are OCR'd; `only_page` reads just that
+    page of a PDF (to show one cited page without recognising a whole scan again)."""
     limits = limits or Limits()
     if max_pages is not None:
         limits = Limits(**{**limits.__dict__, "max_pages": max_pages})
@@ -106,13 +114,14 @@ def load_document(
     fmt = _format(name, file_type)
     if not data or not data.strip():
         raise IngestionError(f"{name} is empty")
-    kind = _check_bytes(name, fmt, data)
+    _check_bytes(name, fmt, data)
     budget = Budget(name, limits)
 
     if fmt == "pdf":
         from .pdf import load_pdf
 
-        doc = load_pdf(name, data, max_pages=limits.max_pages, budget=budget)
+        doc = load_pdf(name, data, max_pages=limits.max_pages, budget=budget, progress=progress,
+                       only_page=only_page)
     elif fmt == "docx":
         from .docx import load_docx
 
@@ -136,7 +145,7 @@ def load_document(
     else:
         from .image import load_image
 
-        doc = load_image(name, data, kind or fmt)
+        doc = load_image(name, data, budget=budget, progress=progress)
 
     doc.sections = [s for s in doc.sections if s.text.strip()]
     if not doc.sections:

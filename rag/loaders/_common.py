@@ -7,11 +7,7 @@ them without a circular import through the package's dispatcher.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from services.errors import IngestionError
 
@@ -23,6 +19,7 @@ class Section:
     heading: str | None
     kind: str = "text"
     code: str | None = None  # the section's LOINC code in an SPL label
+    ocr: bool = False  # the text was recognised in a scan (Tesseract), not read from a text layer
 
 
 @dataclass
@@ -39,6 +36,8 @@ _MAGIC = (
     (b"PK\x03\x04", "zip"),
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),  # legacy .doc/.xls, or an encrypted .docx
 )
 
@@ -47,6 +46,7 @@ KIND_NAMES = {
     "zip": "a ZIP archive (such as a Word .docx file)",
     "png": "a PNG image",
     "jpeg": "a JPEG image",
+    "tiff": "a TIFF image",
     "ole": "an old-format Office file (.doc/.xls) or a password-protected Office file",
 }
 
@@ -97,30 +97,3 @@ def markdown_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "| " + " | ".join(["---"] * width) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(lines)
-
-
-def tesseract_available() -> bool:
-    return shutil.which("tesseract") is not None
-
-
-def ocr_image(image: bytes, suffix: str = ".png", timeout: float = 120) -> str:
-    """Run the ``tesseract`` CLI on one image. Raises RuntimeError if it fails.
-
-    A temporary file (not stdin) because older tesseract builds can't read stdin.
-    """
-    exe = shutil.which("tesseract")
-    if exe is None:
-        raise RuntimeError("tesseract is not installed")
-    with tempfile.TemporaryDirectory(prefix="pharmgpt-ocr-") as tmp:
-        path = Path(tmp) / f"image{suffix}"
-        path.write_bytes(image)
-        try:
-            proc = subprocess.run(
-                [exe, str(path), "stdout"], capture_output=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as e:
-            raise RuntimeError(f"tesseract took longer than {timeout:g} s") from e
-    if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip()[-500:]
-        raise RuntimeError(message or "tesseract failed")
-    return proc.stdout.decode("utf-8", "replace")

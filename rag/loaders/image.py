@@ -1,26 +1,45 @@
-"""PNG/JPEG images (photos of labels, scanned leaflets) via the tesseract CLI.
+"""PNG, JPEG and TIFF images (photos of labels, scanned leaflets), read by OCR (rag/loaders/ocr.py).
 
-Tesseract is an optional system package, so its absence is reported clearly
-rather than silently producing an empty document.
+Each frame is a page (a multi-page TIFF from a scanner is a whole document), so
+answers cite "page 2" of a TIFF as they do of a PDF. Without Tesseract the upload
+fails with what to install, never an empty document.
 """
 
 from __future__ import annotations
 
 from services.errors import IngestionError
 
-from ._common import LoadedDocument, Section, normalise_whitespace, ocr_image, tesseract_available
+from . import ocr
+from ._common import LoadedDocument, Section, normalise_whitespace
+from .limits import Budget, Limits, too_big
 
-OCR_TIMEOUT_S = 120
 
-
-def load_image(filename: str, data: bytes, kind: str) -> LoadedDocument:
-    """``kind`` is the sniffed format ("png" or "jpeg"); the dispatcher checked the bytes."""
-    if not tesseract_available():
-        raise IngestionError(f"{filename}: text recognition (OCR) is not available on this server")
+def load_image(filename: str, data: bytes, *, budget: Budget | None = None,
+               progress: ocr.Progress | None = None) -> LoadedDocument:
+    budget = budget or Budget(filename, Limits())
+    if not ocr.available():
+        raise IngestionError(f"{filename} can't be read: {ocr.UNAVAILABLE} {ocr.ENABLE_HINT}")
     try:
-        text = ocr_image(data, suffix=".png" if kind == "png" else ".jpg", timeout=OCR_TIMEOUT_S)
-    except RuntimeError as e:
-        raise IngestionError(f"{filename}: text recognition (OCR) failed", details=str(e)) from e
-    text = normalise_whitespace(text)
-    sections = [Section(text, None, None)] if text else []
-    return LoadedDocument(sections=sections, page_count=None, warnings=[])
+        frames = list(ocr.image_frames(data))
+    except ValueError as e:
+        raise IngestionError(f"{filename} is not a readable image (the file is damaged)", details=str(e)) from e
+    if len(frames) > budget.limits.max_ocr_pages:
+        raise too_big(filename, "scanned pages", budget.limits.max_ocr_pages, "scanned pages (images) to read")
+    multi = len(frames) > 1
+    if progress:
+        progress(0, len(frames))
+    sections: list[Section] = []
+    warnings: list[str] = []
+    for number, frame in enumerate(frames, start=1):
+        try:
+            text = normalise_whitespace(ocr.recognise(frame))
+        except RuntimeError as e:
+            raise IngestionError(f"{filename}: text recognition (OCR) failed", details=str(e)) from e
+        if progress:
+            progress(number, len(frames))
+        if not text:
+            warnings.append(f"no text recognised on page {number}" if multi else "no text recognised")
+            continue
+        budget.add_chars(len(text))
+        sections.append(Section(text, number if multi else None, None, ocr=True))
+    return LoadedDocument(sections=sections, page_count=len(frames) if multi else None, warnings=warnings)

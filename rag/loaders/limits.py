@@ -22,6 +22,7 @@ class LimitExceeded(IngestionError):
 @dataclass(frozen=True)
 class Limits:
     max_pages: int = 2000
+    max_ocr_pages: int = 100            # scanned pages recognised per file (a few seconds each)
     max_chars: int = 5_000_000          # extracted text, about 2,500 dense pages
     max_chunks: int = 10_000
     max_paragraphs: int = 200_000       # DOCX paragraphs and table cells

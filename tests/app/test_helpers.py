@@ -97,6 +97,31 @@ def test_status_labels():
     assert "pdf" in docs.UPLOAD_TYPES and "docx" in docs.UPLOAD_TYPES
 
 
+def test_ocr_progress_and_marks():
+    assert docs.status_label(_doc("processing"), {"stage": "ocr", "ocr_pages_done": 3, "ocr_pages": 10}) == \
+        ":blue-badge[Reading scanned pages (OCR): 3 of 10]"
+    ready = _doc("ready", chunk_count=4, page_count=3, metadata={"ocr_pages": 2})
+    assert docs.status_label(ready).endswith("· 3 pages · 2 read by OCR")
+    assert answers.source_label({"n": 1, "filename": "scan.pdf", "page": 2, "pages": "2", "ocr": True}) == \
+        "[1] scan.pdf, page 2 · OCR"
+    assert {"png", "jpg", "jpeg", "tif", "tiff"} <= set(docs.UPLOAD_TYPES)
+
+
+def test_upload_help_states_the_one_limit_and_ocr(monkeypatch):
+    from rag.loaders import ocr
+    from services.launcher import streamlit_command, upload_limit_mb
+    s = Settings.load(env={}, max_upload_bytes=25 * 2**20)
+    monkeypatch.setattr(ocr.shutil, "which", lambda name: "/usr/bin/tesseract")
+    assert docs.upload_help(s) == "Up to 25 MB per file. Scanned PDFs and images are read by text recognition (OCR)."
+    monkeypatch.setattr(ocr.shutil, "which", lambda name: None)
+    assert "can't be read on this server (OCR is not installed)" in docs.upload_help(s)
+    cmd = streamlit_command(s, 8600)
+    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "25" and cmd[cmd.index("--server.port") + 1] == "8600"
+    assert upload_limit_mb(Settings.load(env={}, max_upload_bytes=1024)) == 1  # Streamlit counts whole MB
+    assert upload_limit_mb(Settings.load(env={}, max_upload_bytes=5 * 2**20 + 1)) == 6
+    assert docs.upload_help(Settings.load(env={"PHARMGPT_MAX_UPLOAD_BYTES": "10485760"})).startswith("Up to 10 MB")
+
+
 def test_conversation_rows():
     conv = Conversation("c", "u", "Warfarin / NSAIDs: bleeding?", None, True, True, 2, NOW, NOW)
     assert sidebar.row_label(conv) == "📌 🗄️ Warfarin / NSAIDs: bleeding?"
@@ -106,9 +131,13 @@ def test_conversation_rows():
 
 
 def test_settings_helpers():
-    s = Settings(llm_fallback_models="llama-3.3-70b-versatile, other", openai_base_url="http://x", openai_model="m")
-    assert answers.model_choices(s, "custom") == ["custom", answers.DEFAULT_MODEL, "llama-3.3-70b-versatile",
-                                                   "other", "m"]
+    from rag.llm.groq_provider import DEFAULT_MODELS
+    from rag.system import make_provider
+    groq = make_provider(Settings(groq_api_key="k"))
+    assert groq.models == DEFAULT_MODELS  # the provider's own list: no copy in settings
+    assert make_provider(Settings(groq_api_key="k", llm_fallback_models="a, b")).models == [DEFAULT_MODELS[0], "a", "b"]
+    assert make_provider(Settings(openai_base_url="http://x/v1", openai_model="m")).model == "m"
+    assert make_provider(Settings(openai_base_url="http://x/v1")).model is None  # asks the server
     assert settings.changed({"a": 1, "b": 2}, {"a": 1, "b": 3}) == {"b": 3}
     sessions = [SessionInfo("1", NOW - timedelta(hours=2), NOW + timedelta(hours=20), NOW, "127.0.0.1", "Firefox",
                             None),

@@ -192,4 +192,6 @@ async def test_cli_promote(services, account, stack, tmp_path, monkeypatch, caps
     services.cache.invalidate("user", user.id)
     assert (await services.users.get_user_by_id(user.id)).is_admin
     assert await asyncio.to_thread(main, ["admin", "promote", "no-such-user-here"]) == 1
-    assert "There is no account named 'no-such-user-here'." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "There is no account named 'no-such-user-here'. Looked in database: Supabase at " \
+        f"{stack.url}; data dir {tmp_path} (from PHARMGPT_DATA_DIR)." in out

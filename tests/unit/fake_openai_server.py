@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CHAT_PATHS = ("/openai/v1/chat/completions", "/v1/chat/completions")
+MODEL_PATHS = ("/openai/v1/models", "/v1/models")
 
 
 @dataclass
@@ -111,6 +112,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
+
+    def do_GET(self) -> None:
+        """`/v1/models` lists `fake.listed_models` (None: the server has no such endpoint)."""
+        fake = self.server.fake
+        fake.requests.append(Recorded(self.path, None, [], {}, {k.lower(): v for k, v in self.headers.items()},
+                                      time.monotonic()))
+        if self.path not in MODEL_PATHS or fake.listed_models is None:
+            self._json(404, _error_body(f"Unknown path {self.path}", "invalid_request_error", "unknown_url"))
+            return
+        self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
+                                                    for m in fake.listed_models]})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -278,6 +290,7 @@ class FakeChatServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.listed_models: list[str] | None = ["local-model"]
         self.disconnected = threading.Event()
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -292,7 +305,8 @@ class FakeChatServer:
 
     @property
     def models(self) -> list[str | None]:
-        return [r.model for r in self.requests]
+        """The model of each chat request (listing the models is not one)."""
+        return [r.model for r in self.requests if r.path in CHAT_PATHS]
 
     def script(self, *behaviours: Behaviour) -> None:
         with self._lock:

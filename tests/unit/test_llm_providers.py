@@ -255,6 +255,30 @@ async def test_groq_unreachable_server_is_a_clear_error() -> None:
 # -- OpenAI-compatible -------------------------------------------------------------------------
 
 
+async def test_compat_catalogue_is_openai_model_else_the_servers_list(server: FakeChatServer) -> None:
+    from rag.llm import choose_model
+    fixed = OpenAICompatProvider(f"{server.url}/v1", None, "local-model", timeout_s=3)
+    assert await fixed.catalogue() == ["local-model"] and server.requests == []  # no need to ask
+    server.listed_models = ["qwen2.5-7b-instruct", "llama3.1:8b"]
+    listed = OpenAICompatProvider(f"{server.url}/v1", None, timeout_s=3, max_retries=0)
+    assert await listed.catalogue() == ["qwen2.5-7b-instruct", "llama3.1:8b"]
+    assert await listed.catalogue() == ["qwen2.5-7b-instruct", "llama3.1:8b"]
+    assert [r.path for r in server.requests] == ["/v1/models"]  # asked once, remembered
+    choice = choose_model(await listed.catalogue(), "meta-llama/llama-4-maverick-17b-128e-instruct")
+    assert choice.model == "qwen2.5-7b-instruct" and "is not offered here" in choice.notice
+    assert choose_model(await listed.catalogue(), "llama3.1:8b").notice is None
+    assert choose_model(await listed.catalogue(), "").model == "qwen2.5-7b-instruct"
+    server.script(Tokens(["ok"]))
+    assert await collect(listed.stream(MESSAGES, model=choice.model)) == "ok"
+    assert server.models == ["qwen2.5-7b-instruct"]
+    server.listed_models = None
+    mute = OpenAICompatProvider(f"{server.url}/v1", None, timeout_s=3)
+    with pytest.raises(LLMError, match="did not list its models. Set OPENAI_MODEL"):
+        await mute.catalogue()
+    for p in (fixed, listed, mute):
+        await p.aclose()
+
+
 async def test_compat_streams_and_handles_done(
     server: FakeChatServer, compat: OpenAICompatProvider
 ) -> None:

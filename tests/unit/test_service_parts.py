@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,44 @@ def test_password_hashing_schemes():
     assert not passwords.verify_password("secret", legacy, passwords.LEGACY, None)
     assert passwords.needs_rehash(legacy, passwords.LEGACY, 12)
     assert passwords.needs_rehash(h, passwords.BCRYPT, 12) and not passwords.needs_rehash(h, passwords.BCRYPT, 4)
+
+
+def test_one_data_directory_for_every_command(tmp_path, monkeypatch, capsys):
+    """PHARMGPT_DATA_DIR, else one fixed default: never the directory a command is run from."""
+    import json
+
+    from localbase.cli import default_data_dir
+    from services.cli import main
+    from services.config import DEFAULT_DATA_DIR, data_dir, describe_data
+    monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("PHARMGPT_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # `pharmgpt local …` used to mean $CWD/.pharmgpt
+    assert data_dir() == DEFAULT_DATA_DIR == default_data_dir() == Settings.load().data_dir
+    assert DEFAULT_DATA_DIR.parent == Path(__file__).resolve().parents[2]  # the project's, fixed
+    assert data_dir({}) == DEFAULT_DATA_DIR and data_dir({"PHARMGPT_DATA_DIR": ""}) == DEFAULT_DATA_DIR
+    assert data_dir({"PHARMGPT_DATA_DIR": "~/pgt"}) == Path.home() / "pgt"
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("PHARMGPT_DATA_DIR", str(elsewhere))
+    assert data_dir() == elsewhere == default_data_dir() == Settings.load().data_dir
+    assert describe_data(Settings.load()) == (f"database: embedded Postgres in {elsewhere / 'pgdata'}; data dir "
+                                              f"{elsewhere} (from PHARMGPT_DATA_DIR)")
+    assert describe_data(Settings.load({})).endswith("(the default)")
+    assert "Supabase at https://x.supabase.co" in describe_data(Settings(supabase_url="https://x.supabase.co"))
+    # `pharmgpt local status` says which directory it looked at (stderr: its stdout is JSON)
+    assert main(["local", "status"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["data_dir"] == str(elsewhere)
+    assert f"data dir: {elsewhere} (from PHARMGPT_DATA_DIR)" in out.err
+
+
+def test_admin_promote_never_creates_an_empty_database(tmp_path, monkeypatch, capsys):
+    from services.cli import main
+    for key in ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "wrong"))
+    assert main(["admin", "promote", "alice"]) == 1
+    out = capsys.readouterr().out
+    assert f"database: embedded Postgres in {tmp_path / 'wrong' / 'pgdata'}" in out
+    assert f"There is no PharmGPT database in {tmp_path / 'wrong'}" in out and "PHARMGPT_DATA_DIR" in out
+    assert not (tmp_path / "wrong" / "pgdata").exists()
