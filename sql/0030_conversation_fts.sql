@@ -27,12 +27,14 @@ RETURNS TABLE (id uuid, user_id uuid, title text, model text, is_archived boolea
                message_count integer, created_at timestamptz, updated_at timestamptz,
                rank real, snippet text, message_id uuid)
 LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, public AS $$
+#variable_conflict use_column
 DECLARE
   uid uuid := auth.uid();
   lim integer := least(greatest(coalesce(max_results, 20), 1), 200);
   words text;
   frags text[];
   partial text[];
+  needle text;
   tsq tsquery;
   has_words boolean;
   opts constant text := 'StartSel=' || chr(57344) || ', StopSel=' || chr(57345)
@@ -49,6 +51,9 @@ BEGIN
     FROM (SELECT t, '%' || replace(replace(replace(lower(btrim(t, '"')), '\', '\\'), '%', '\%'), '_', '\_')
                     || '%' AS p
             FROM regexp_split_to_table(btrim(query), '\s+') AS t) s;
+  SELECT lower(btrim(t, '"')) INTO needle
+    FROM regexp_split_to_table(btrim(query), '\s+') AS t
+   WHERE btrim(t, '"-') <> '' ORDER BY (t ~ '[^[:alpha:]''"-]') DESC, length(t) DESC LIMIT 1;
   tsq := websearch_to_tsquery('english', coalesce(words, ''));
   has_words := numnode(tsq) > 0;
 
@@ -101,11 +106,16 @@ BEGIN
        ORDER BY c.updated_at DESC LIMIT lim) s
   )
   SELECT c.id, c.user_id, c.title, c.model, c.is_archived, c.is_pinned, c.message_count, c.created_at,
-         c.updated_at, p.r,
+         c.updated_at, p.r::real,
          CASE
            WHEN p.mid IS NULL THEN NULL
-           WHEN has_words THEN ts_headline('english', left(m.content, 20000), tsq, opts)
-           ELSE left(m.content, 200)
+           WHEN p.r > 0 THEN ts_headline('english', left(m.content, 20000), tsq, opts)
+           ELSE (SELECT CASE WHEN x.pos = 0 THEN left(m.content, 200)
+                             ELSE CASE WHEN x.pos > 61 THEN '… ' ELSE '' END
+                                  || substr(m.content, greatest(x.pos - 60, 1), least(x.pos, 61) - 1)
+                                  || chr(57344) || substr(m.content, x.pos, length(needle)) || chr(57345)
+                                  || substr(m.content, x.pos + length(needle), 140) END
+                   FROM (SELECT strpos(lower(m.content), needle) AS pos) x)
          END,
          p.mid
     FROM (SELECT * FROM picked ORDER BY r DESC LIMIT lim) p
