@@ -4,8 +4,8 @@
 -- ranked by ts_rank and the best message's snippet is highlighted by
 -- ts_headline. Trigram substring matching (sql/0007) is kept for what stems
 -- cannot find: tokens with digits or symbols (drug codes, "#12345", "5mg",
--- "100%") and, after the ranked hits, partial words ("statin" in
--- "atorvastatin"). No superuser needed: plain columns, indexes and a
+-- "100%") and, after too few ranked hits, partial words ("statin" in
+-- "atorvastatin") within the newest 5,000 messages. No superuser needed: plain columns, indexes and a
 -- SECURITY INVOKER function, so RLS applies to the caller.
 
 ALTER TABLE public.messages
@@ -44,7 +44,8 @@ DECLARE
   partial text[];
   needle text;
   needle_pattern text;
-  cap constant integer := 500;  -- matching messages considered, newest first
+  cap constant integer := 500;  -- matching messages ranked, newest first
+  recent constant integer := 5000;  -- messages searched for partial words, newest first
   tsq tsquery;
   has_words boolean;
   opts constant text := 'StartSel=' || chr(57344) || ', StopSel=' || chr(57345)
@@ -98,9 +99,17 @@ BEGIN
     -- (the longest token through the trigram index, then all of them)
     SELECT DISTINCT ON (s.conversation_id) s.conversation_id AS cid, s.id AS mid
       FROM (SELECT m.conversation_id, m.id, m.created_at FROM public.messages m
-             WHERE m.user_id = $1 AND $9 IS NOT NULL
-               AND (NOT $5 OR (SELECT count(*) FROM top_ranked) < $2)
-               AND m.content ILIKE $8 AND m.content ILIKE ALL ($7)) s
+             WHERE NOT $5 AND m.user_id = $1 AND $9 IS NOT NULL
+               AND m.content ILIKE $8 AND m.content ILIKE ALL ($7)
+            UNION ALL
+            -- partial words after too few ranked hits: the newest `recent` messages only, so a
+            -- miss costs a bounded walk
+            SELECT r.conversation_id, r.id, r.created_at
+              FROM (SELECT m.conversation_id, m.id, m.created_at, m.content FROM public.messages m
+                     WHERE $5 AND m.user_id = $1 AND $9 IS NOT NULL
+                       AND (SELECT count(*) FROM top_ranked) < $2
+                     ORDER BY m.created_at DESC LIMIT $11) r
+             WHERE r.content ILIKE $8 AND r.content ILIKE ALL ($7)) s
      WHERE s.conversation_id NOT IN (SELECT cid FROM top_ranked)
      ORDER BY s.conversation_id, s.created_at DESC
   ),
@@ -138,7 +147,7 @@ BEGIN
     JOIN public.conversations c ON c.id = p.cid AND c.user_id = $1
     LEFT JOIN public.messages m ON m.id = p.mid AND m.user_id = $1
    ORDER BY p.r DESC, c.updated_at DESC
-  $q$ USING uid, lim, cap, tsq, has_words, frags, partial, needle_pattern, needle, opts;
+  $q$ USING uid, lim, cap, tsq, has_words, frags, partial, needle_pattern, needle, opts, recent;
 END
 $$;
 REVOKE ALL ON FUNCTION public.search_conversation_hits(text, integer) FROM PUBLIC;
