@@ -8,6 +8,14 @@ Reads are timed with the service cache cleared before each call (the real
 path); the cached figure for the list is printed too.
 
     .venv/bin/python bench/services.py [--iterations 200] [--json]
+
+`--search-scale` (issue 14) instead measures conversation search for one user
+at 20,000 and then 200,000 messages (10 other users with 2,000 each), side by
+side in one run: before = the substring search of sql/0007 (ILIKE over
+trigram indexes, installed here under another name), after = the full-text
+search of sql/0030, both through the services' RPC path:
+
+    .venv/bin/python bench/services.py --search-scale [--iterations 100] [--json]
 """
 
 from __future__ import annotations
@@ -137,6 +145,104 @@ async def run(args) -> dict:
         stack.pg.reset()
 
 
+# sql/0007's search, verbatim but renamed: the "before" of --search-scale
+ILIKE_SEARCH = r"""
+CREATE OR REPLACE FUNCTION public.bench_search_ilike(query text, max_results integer DEFAULT 20)
+RETURNS SETOF public.conversations
+LANGUAGE sql STABLE SET search_path = pg_catalog, public AS $$
+  WITH pattern AS (
+    SELECT '%' || replace(replace(replace(query, '\', '\\'), '%', '\%'), '_', '\_') || '%' AS p
+  )
+  SELECT c.*
+    FROM public.conversations c, pattern
+   WHERE c.user_id = auth.uid()
+     AND (c.title ILIKE pattern.p
+          OR c.id IN (SELECT m.conversation_id FROM public.messages m
+                       WHERE m.user_id = auth.uid() AND m.content ILIKE pattern.p))
+   ORDER BY c.is_pinned DESC, c.updated_at DESC
+   LIMIT least(greatest(max_results, 1), 200)
+$$;
+GRANT EXECUTE ON FUNCTION public.bench_search_ilike(text, integer) TO authenticated;
+"""
+SEARCHES = {"word": "lisinopril renal", "stemmed": "dosing", "rare_token": "#12345", "common_word": "dose"}
+
+
+def seed_more(dsn: str, user_id: str, convs: int, msgs: int, start: int) -> None:
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        conv_rows, msg_rows = [], []
+        for c in range(start, start + convs):
+            cid = str(uuid.uuid4())
+            created = t0 + timedelta(minutes=c)
+            conv_rows.append((cid, user_id, f"Question {c} about {WORDS[c % len(WORDS)]}", msgs, created,
+                              created + timedelta(seconds=msgs)))
+            for m in range(msgs):
+                msg_rows.append((str(uuid.uuid4()), cid, user_id, "user" if m % 2 == 0 else "assistant",
+                                 text(c * 31 + m), created + timedelta(seconds=m)))
+        with cur.copy("COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
+                      "FROM STDIN") as cp:
+            for r in conv_rows:
+                cp.write_row(r)
+        with cur.copy("COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN") as cp:
+            for r in msg_rows:
+                cp.write_row(r)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE messages")
+        conn.execute("VACUUM ANALYZE conversations")
+
+
+async def run_search_scale(args) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="pgs-", dir="/tmp"))
+    stack = LocalStack(root / "data", gateway_port=0)
+    info = stack.up()
+    try:
+        main_id, _ = seed(info.db_uri, 11, 1000, 100, 20, 20)  # the user: 1,000 x 20 = 20,000 messages
+        with psycopg.connect(info.db_uri, autocommit=True) as conn:
+            conn.execute(ILIKE_SEARCH)
+            conn.execute("NOTIFY pgrst, 'reload schema'")  # the gateway learns the new function
+        await asyncio.sleep(2)
+        settings = Settings(supabase_url=info.url, supabase_anon_key=info.anon_key,
+                            supabase_service_role_key=info.service_role_key, supabase_jwt_secret=info.jwt_secret,
+                            data_dir=root / "svc", slow_call_ms=1e9)
+        svc = await Services.create(settings)
+        cs = svc.conversations
+        db = await cs._db(main_id)
+
+        async def before(q):
+            await svc.backend.execute(db.rpc("bench_search_ilike", {"query": q, "max_results": 20}), what="search")
+
+        out: dict = {}
+        for size, extra in ((20_000, 0), (200_000, 180_000)):
+            if extra:
+                seed_more(info.db_uri, main_id, extra // 20, 20, 1000)
+            with psycopg.connect(info.db_uri) as conn:
+                n = conn.execute("SELECT count(*) FROM messages WHERE user_id = %s", (main_id,)).fetchone()[0]
+            row = {"messages": n}
+            for name, q in SEARCHES.items():
+                b = await timed(lambda q=q: before(q), args.iterations)
+                a = await timed(lambda q=q: cs.search(main_id, q, 20), args.iterations)
+                row[name] = {"before": b, "after": a, "p95_ratio": round(a["p95"] / b["p95"], 3),
+                             "hits_after": len(await cs.search(main_id, q, 20))}
+            out[str(size)] = row
+        await svc.close()
+        return {"search_scale": out, "iterations": args.iterations}
+    finally:
+        stack.down()
+        stack.pg.reset()
+
+
+def report_search_scale(r: dict) -> None:
+    print(f"conversation search for one user, before (ILIKE, sql/0007) vs after (full-text, sql/0030); "
+          f"{r['iterations']} timed calls each, ms")
+    print(f"{'messages':>9} {'query':<26}{'before p50':>11}{'p95':>8}{'after p50':>11}{'p95':>8}{'after/before p95':>18}")
+    for row in r["search_scale"].values():
+        for name, q in SEARCHES.items():
+            x = row[name]
+            print(f"{row['messages']:>9} {name + ' ' + repr(q):<26}{x['before']['p50']:>11.2f}{x['before']['p95']:>8.2f}"
+                  f"{x['after']['p50']:>11.2f}{x['after']['p95']:>8.2f}{x['p95_ratio']:>17.1%}")
+
+
 def report(r: dict) -> None:
     d = r["data"]
     print(f"services benchmark: {d['users']} users, {d['conversations']} conversations, {d['messages']} messages "
@@ -154,7 +260,12 @@ if __name__ == "__main__":
     ap.add_argument("--other-conversations", type=int, default=100)
     ap.add_argument("--messages", type=int, default=20)
     ap.add_argument("--long-conversation", type=int, default=500)
+    ap.add_argument("--search-scale", action="store_true", help="search at 20k and 200k messages, before/after")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    out = asyncio.run(run(a))
-    print(json.dumps(out, indent=2)) if a.json else report(out)
+    if a.search_scale:
+        out = asyncio.run(run_search_scale(a))
+        print(json.dumps(out, indent=2)) if a.json else report_search_scale(out)
+    else:
+        out = asyncio.run(run(a))
+        print(json.dumps(out, indent=2)) if a.json else report(out)

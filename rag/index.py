@@ -73,7 +73,7 @@ class RagIndex:
         """The services' deletion hook: chunks and lexical entries go with the rows."""
         def _drop():
             self.store.delete_documents(user_id, document_ids)
-            self.lexical.rebuild(user_id)
+            self.lexical.remove_documents(user_id, document_ids)
         await asyncio.to_thread(_drop)
 
     async def reconcile(self, live_documents: dict[str, set[str]]) -> dict[str, int]:
@@ -92,7 +92,7 @@ class RagIndex:
                     continue
                 if orphans:
                     self.store.delete_documents(user_id, orphans)
-                    self.lexical.rebuild(user_id)
+                    self.lexical.remove_documents(user_id, orphans)
                     removed[user_id] = len(orphans)
         await asyncio.to_thread(_run)
         return removed

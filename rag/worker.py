@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from services.container import Services
 from services.errors import IngestionError, PharmGPTError
 
-from .index import INDEX_FORMAT, RagIndex, embedding_text
+from .index import INDEX_FORMAT, RagIndex, chunk_id, embedding_text
 from .loaders import Limits
 from .sandbox import SandboxLimits, parse_in_sandbox
 
@@ -153,6 +153,7 @@ class IngestWorker:
             result = await self._ingest(job, doc, lost)
         except IngestionError as e:  # the file's fault (a passed limit included): final, no chunks left
             await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])
+            await asyncio.to_thread(self.index.lexical.remove_documents, user_id, [doc["id"]])
             await docs.update_document_status(doc["id"], "failed", error=e.message)
             await self._job(job["id"], status="failed", last_error=e.message[:2000])
             log.info("document %s failed: %s", doc["id"], e.message)
@@ -232,5 +233,6 @@ class IngestWorker:
                 vectors = await asyncio.to_thread(self.index.embedder.embed, [embedding_text(c) for c in batch])
                 await asyncio.to_thread(self.index.write_chunks, user_id, doc, batch, vectors)
             await self._job(job["id"], progress={**base, "chunks_done": start + len(batch)})
-        await asyncio.to_thread(self.index.lexical.rebuild, user_id)
+        await asyncio.to_thread(self.index.lexical.add_document, user_id, doc["id"],  # this document only
+                                [(chunk_id(doc["id"], c.index), c.text) for c in chunks])
         return total, parsed.page_count, parsed.warnings, parsed.ocr_pages

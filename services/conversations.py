@@ -19,7 +19,7 @@ from .backend import Backend
 from .cache import TTLCache
 from .errors import BackendUnavailable, NotFound, ValidationError
 from .metrics import Metrics, timed
-from .models import Conversation, Message, ts
+from .models import Conversation, Message, SearchHit, ts
 from .outbox import Outbox
 
 ROLES = ("user", "assistant", "system")
@@ -90,16 +90,21 @@ class ConversationService:
         return out
 
     @timed("conversations.search")
-    async def search_conversations(self, user_id: str, query: str, limit: int = 20) -> list[Conversation]:
+    async def search(self, user_id: str, query: str, limit: int = 20) -> list[SearchHit]:
+        """The user's conversations matching `query`, best first, each with a highlighted snippet
+        (full-text by stem for words, substrings for codes and partial words: sql/0030)."""
         query = (query or "").strip()
         if not query:
             return []
         if len(query) > 200:
             raise ValidationError("Search for at most 200 characters.")
         db = await self._db(user_id)
-        r = await self.backend.execute(db.rpc("search_conversations", {"query": query, "max_results": limit}),
+        r = await self.backend.execute(db.rpc("search_conversation_hits", {"query": query, "max_results": limit}),
                                        what="search")
-        return [Conversation.from_row(x) for x in r.data]
+        return [SearchHit.from_row(x) for x in r.data]
+
+    async def search_conversations(self, user_id: str, query: str, limit: int = 20) -> list[Conversation]:
+        return [h.conversation for h in await self.search(user_id, query, limit)]
 
     @timed("conversations.get")
     async def get_conversation(self, user_id: str, conv_id: str) -> Conversation:

@@ -52,6 +52,35 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class SearchHit:
+    """A conversation found by search: how well it matched and the best message's snippet
+    (plain text; the matched words lie between HIGHLIGHT_START and HIGHLIGHT_END)."""
+
+    conversation: Conversation
+    rank: float
+    snippet: str | None
+    message_id: str | None
+
+    HIGHLIGHT_START = "\ue000"
+    HIGHLIGHT_END = "\ue001"
+
+    @classmethod
+    def from_row(cls, r: dict) -> SearchHit:
+        return cls(Conversation.from_row(r), float(r.get("rank") or 0.0), r.get("snippet"), r.get("message_id"))
+
+    def snippet_parts(self) -> list[tuple[str, bool]]:
+        """(text, highlighted) runs of the snippet, markers removed."""
+        out: list[tuple[str, bool]] = []
+        for i, part in enumerate((self.snippet or "").split(self.HIGHLIGHT_START)):
+            if i == 0:
+                out.append((part, False))
+                continue
+            hit, _, rest = part.partition(self.HIGHLIGHT_END)
+            out += [(hit, True), (rest, False)]
+        return [(t, h) for t, h in out if t]
+
+
+@dataclass(frozen=True)
 class Message:
     id: str
     conversation_id: str

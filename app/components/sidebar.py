@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from services.models import Conversation
+from services.models import Conversation, SearchHit
 
 from . import ui
 from .dates import relative_date
@@ -25,6 +25,23 @@ def row_label(conv: Conversation) -> str:
 
 
 # ---------------------------------------------------------------------- state changes (callbacks)
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def snippet_markdown(hit: SearchHit, limit: int = 240) -> str:
+    """The search snippet as safe markdown: the message's text escaped (no markup, links or
+    HTML of its own reach the page), the matched words in bold."""
+    out, used = [], 0
+    for text, highlighted in hit.snippet_parts():
+        text = re.sub(r"\s+", " ", text)[: max(0, limit - used)]
+        used += len(text)
+        if not text:
+            continue
+        esc = _MD_SPECIAL.sub(r"\\\1", text)
+        out.append(f"**{esc}**" if highlighted and esc.strip() else esc)
+    return "".join(out)
+
+
 def open_conversation(conv_id: str | None) -> None:
     st.session_state["conv_id"] = conv_id
     st.session_state.pop("upload_results", None)
@@ -109,7 +126,7 @@ def _menu(ctx, user_id: str, conv: Conversation) -> None:
                   args=(user_id, cid), icon=":material/delete:")
 
 
-def _row(ctx, user_id: str, conv: Conversation) -> None:
+def _row(ctx, user_id: str, conv: Conversation, hit: SearchHit | None = None) -> None:
     current = st.session_state.get("conv_id") == conv.id
     left, right = st.columns([6, 1], vertical_alignment="center", gap="small")
     with left:
@@ -117,6 +134,8 @@ def _row(ctx, user_id: str, conv: Conversation) -> None:
                   type="primary" if current else "tertiary", width="stretch",
                   help=f"Updated {relative_date(conv.updated_at)} · {conv.message_count} messages")
         st.caption(relative_date(conv.updated_at))
+        if hit is not None and hit.snippet:
+            st.caption(snippet_markdown(hit))
     with right:
         _menu(ctx, user_id, conv)
 
@@ -131,9 +150,9 @@ def render(ctx, user_id: str) -> None:
         query = (query or "").strip()
         page = st.session_state.get("conv_page", 0)
         if query:
-            convs = ui.call(ctx.services.conversations.search_conversations(user_id, query, SEARCH_LIMIT),
-                            default=[])
-            has_next = False
+            hits = ui.call(ctx.services.conversations.search(user_id, query, SEARCH_LIMIT), default=[])
+            convs, has_next = [h.conversation for h in hits], False
+            found = {h.conversation.id: h for h in hits}
             if not convs:
                 st.caption("No chats match.")
         else:
@@ -143,7 +162,7 @@ def render(ctx, user_id: str) -> None:
             if not convs and page == 0:
                 st.caption("No archived chats." if archived else "No chats yet: ask a question to start one.")
         for conv in convs:
-            _row(ctx, user_id, conv)
+            _row(ctx, user_id, conv, found.get(conv.id) if query else None)
         if page > 0 or has_next:
             prev_col, next_col = st.columns(2)
             prev_col.button("Newer", key="conv_prev", disabled=page == 0, on_click=_set_page, args=(-1,),

@@ -162,3 +162,11 @@ def test_admin_helpers():
                            max_attempts=3, created_at=NOW, last_error=None, processing_error=None)
     (row,) = admin.queue_rows([item])
     assert row["progress"] == "4/10 passages" and row["attempts"] == "1/3" and row["owner"] == "bob"
+
+
+def test_search_snippet_is_escaped_markdown_with_the_matches_in_bold():
+    from services.models import SearchHit
+    hit = SearchHit(None, 0.5, "see <b>x</b> [link](http://e) \ue000dose\ue001 of *y*\n_z_", None)
+    md = sidebar.snippet_markdown(hit)
+    assert md == r"see \<b\>x\</b\> \[link\]\(http\://e\) **dose** of \*y\* \_z\_"
+    assert sidebar.snippet_markdown(SearchHit(None, 0.0, "no markers", None)) == "no markers"

@@ -155,6 +155,9 @@ async def test_rpc_respects_rls(pair):
     a, b, rows_a, rows_b = pair
     r = await a.client.rpc("search_conversations", {"query": "secret dose"}).execute()
     assert [c["id"] for c in r.data] == [rows_a["conversations"]["id"]]
+    r = await a.client.rpc("search_conversation_hits", {"query": "secret dose"}).execute()
+    assert {c["id"] for c in r.data} == {rows_a["conversations"]["id"]}
+    assert {c["user_id"] for c in r.data} == {a.id}
     with pytest.raises(APIError) as e:  # the worker's queue function is service-role only
         await a.client.rpc("claim_ingest_job", {"worker": "w"}).execute()
     assert e.value.code == "42501"
@@ -167,3 +170,9 @@ async def test_audit_log_is_append_only_even_for_service(pair, service):
     assert e.value.code == "P0001"
     with pytest.raises(APIError):
         await service.table("audit_log").delete().eq("id", rows_a["audit_log"]["id"]).execute()
+
+
+async def test_anon_cannot_search(pair, anon):
+    with pytest.raises(APIError) as e:
+        await anon.rpc("search_conversation_hits", {"query": "secret dose"}).execute()
+    assert e.value.code == "42501"

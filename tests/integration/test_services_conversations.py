@@ -312,3 +312,37 @@ async def test_background_flusher_delivers_when_the_store_returns(tmp_path):
     finally:
         await svc.close()
         stack.down()
+
+
+async def test_full_text_search_stems_ranks_highlights_and_stays_per_user(services, account):
+    """Issue 14: words by stem (GIN), ranked, snippets highlighted; codes and partial words by
+    substring; never another user's messages."""
+    a, _ = await account()
+    b, _ = await account()
+    cs = services.conversations
+    dose = await cs.create_conversation(a.id, title="Kidneys")
+    await cs.add_message(a.id, dose.id, {"role": "user", "content": "What dose of lisinopril in renal failure?"})
+    twice = await cs.create_conversation(a.id, title="Dosing questions")
+    await cs.add_message(a.id, twice.id, {"role": "user",
+                                          "content": "Dosing warfarin: the dose, the doses, and dosing again."})
+    code = await cs.create_conversation(a.id, title="Codes")
+    await cs.add_message(a.id, code.id, {"role": "assistant",
+                                         "content": "NDC 0071-0155-23 is Lipitor 10 mg <b>tablets</b> *bold*"})
+    other = await cs.create_conversation(b.id, title="Dosing secrets")
+    await cs.add_message(b.id, other.id, {"role": "user", "content": "secret dose of user b"})
+
+    hits = await cs.search(a.id, "dosing")
+    assert [h.conversation.id for h in hits] == [twice.id, dose.id]  # "dosing" finds "dose"; more matches rank first
+    assert hits[0].rank > hits[1].rank > 0
+    assert ("dose", True) in [(t.lower(), h) for t, h in hits[1].snippet_parts()]
+    assert all(h.conversation.user_id == a.id for h in hits) and other.id not in {h.conversation.id for h in hits}
+    assert await cs.search(a.id, "secret") == []  # b's message text is not searchable by a
+    # a partial drug-code fragment, by substring; the snippet is the message's own text (the app escapes it)
+    frag = await cs.search(a.id, "0155")
+    assert [h.conversation.id for h in frag] == [code.id] and "<b>tablets</b>" in frag[0].snippet
+    assert [h.conversation.id for h in await cs.search(a.id, "lipitor 0071-01")] == [code.id]
+    # a partial word comes after the ranked hits
+    assert [h.conversation.id for h in await cs.search(a.id, "lisino")] == [dose.id]
+    assert [h.conversation.id for h in await cs.search(a.id, "renal lisinopril")] == [dose.id]
+    assert await cs.search(a.id, "warfarin -dosing") == []  # websearch syntax: exclusion
+    # the RPC is the caller's own: anon cannot run it

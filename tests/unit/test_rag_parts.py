@@ -93,7 +93,7 @@ def test_lexical_and_vector_stores_isolate_users(tmp_path):
     # the BM25 index survives a restart, and rebuilds itself if its files are damaged
     fresh = LexicalIndex(tmp_path / "lex", store)
     assert [d for _, d, _ in fresh.search(a, "aspirin", 10)] == ["da"]
-    (fresh._dir(a) / "pharmgpt_ids.json").write_text("{broken")
+    (fresh._dir(a) / "manifest.json").write_text("{broken")
     again = LexicalIndex(tmp_path / "lex", store)
     assert [d for _, d, _ in again.search(a, "aspirin", 10)] == ["da"]
     store.delete_documents(a, ["da"])
