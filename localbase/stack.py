@@ -24,6 +24,7 @@ from psycopg import sql
 
 from . import migrations
 from .auth import api_keys
+from .files import open_private, private_dir
 from .postgres import EmbeddedPostgres, free_port
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class LocalStack:
 
     def prepare_database(self) -> list[str]:
         """Start Postgres, apply migrations, set the authenticator's password."""
+        private_dir(self.pg.data_dir)
         self.pg.start()
         applied = migrations.apply(self.pg.dsn(), self.sql_dir)
         with psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
@@ -81,10 +83,10 @@ class LocalStack:
         port = free_port(self._gateway_port or DEFAULT_GATEWAY_PORT)
         creds = self.pg.credentials
         log_path = self.pg.data_dir / "logs" / "gateway.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(log_path.parent)
         env = {**os.environ, "PHARMGPT_GATEWAY_JWT_SECRET": creds.jwt_secret,
                "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
-        with open(log_path, "ab") as logf:
+        with open_private(log_path) as logf:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
                  "--schemas", ",".join(self.schemas)],
@@ -96,7 +98,8 @@ class LocalStack:
         keys = api_keys(creds.jwt_secret)
         self.info = StackInfo(url, keys["anon"], keys["service_role"], creds.jwt_secret, self.pg.dsn(),
                               self._proc.pid)
-        self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url}))
+        with open_private(self.gateway_pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
+            f.write(json.dumps({"pid": self._proc.pid, "url": url}).encode())
         return self.info
 
     def _wait_healthy(self, url: str, wait_s: float, log_path: Path) -> None:

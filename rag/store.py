@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from localbase.files import private_dir, secure_tree
+
 _UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -57,8 +59,9 @@ class ChunkStore:
                 else:
                     if self.path is None:
                         raise ValueError("ChunkStore needs a path or a host")
-                    self.path.mkdir(parents=True, exist_ok=True)
+                    private_dir(self.path)
                     self._client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+                    secure_tree(self.path)  # chroma.sqlite3 and segments made under a looser umask
             return self._client
 
     def _collection(self, user_id: str, create: bool = True):

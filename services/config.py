@@ -67,6 +67,10 @@ class Settings:
     chunk_overlap: int = 200
     max_pages: int = 2000
     ingest_attempts: int = 3
+    # where the ingestion worker runs: `pharmgpt run` supervises it as its own process and sets
+    # this to false for Streamlit; true (a bare `streamlit run`, the AppTests) runs it in the app
+    app_runs_worker: bool = True
+    worker_restart_max_s: float = 30.0    # the supervisor's longest wait before restarting a dead worker
     # ingestion against hostile files (docs/security.md): each job is read in its own process
     ingest_timeout_s: float = 120.0       # wall clock for reading one file
     ingest_memory_mb: int = 1024          # address space of that process
