@@ -45,6 +45,7 @@ class ChunkStore:
         self.port = port
         self._client = None
         self._collections: dict[str, Any] = {}
+        self._secured: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -88,6 +89,9 @@ class ChunkStore:
         for i in range(0, len(ids), batch):
             col.upsert(ids=ids[i:i + batch], embeddings=embeddings[i:i + batch], documents=texts[i:i + batch],
                        metadatas=metadatas[i:i + batch])
+        if self.path is not None and not self.host and col.name not in self._secured:
+            secure_tree(self.path)  # the collection's segment files appear on its first write
+            self._secured.add(col.name)
 
     def query(self, user_id: str, embedding: np.ndarray, k: int, document_ids: list[str] | None = None) -> list[Hit]:
         """Nearest chunks of this user's, optionally only from `document_ids` (an empty list finds nothing)."""
