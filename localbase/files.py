@@ -23,13 +23,20 @@ def private_umask() -> int:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) 0700; an existing directory is made 0700 too."""
+    """Create `path` (and missing parents) 0700. An existing directory loses group/other access
+    except a bare o+x, which the embedded Postgres's service user may need (see secure_tree)."""
     path = Path(path)
     missing = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     for p in missing:  # mkdir's mode is cut by the umask, and parents get the default
         _chmod(p, DIR_MODE)
-    _chmod(path, DIR_MODE)
+    if path not in missing:
+        try:
+            current = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            return path
+        if current & 0o076:
+            _chmod(path, current & 0o701)
     return path
 
 

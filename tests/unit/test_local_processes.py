@@ -123,3 +123,16 @@ def test_a_child_that_keeps_dying_is_restarted_with_growing_waits(tmp_path):
     restarts = child.restarts
     time.sleep(0.5)
     assert child.restarts == restarts  # stopped means stopped: no restart after stop()
+
+
+def test_private_dir_keeps_the_traverse_bit_postgres_needs(tmp_path):
+    """As root the embedded Postgres runs as its own user and reaches pgdata through o+x parents;
+    making an existing data directory private must not lock it out on the next start."""
+    d = tmp_path / "data"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    private_dir(d)
+    assert mode(d) == 0o701
+    os.chmod(d, 0o701)
+    private_dir(d)
+    assert mode(d) == 0o701
