@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8501)
     run.add_argument("--workers", type=int, default=1,
                      help="ingestion worker processes to supervise (0: they run elsewhere, e.g. other hosts)")
+    run.add_argument("--in-app-worker", action="store_true",
+                     help="run the worker inside the app with the embedded Chroma store (no Chroma server port)")
     doctor = sub.add_parser("doctor", help="print the configuration (secrets masked) and check each part")
     doctor.add_argument("--json", action="store_true")
     worker = sub.add_parser("worker", help="run an ingestion worker (the queue is shared with the app)")
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         from services.launcher import run_app
-        return run_app(port=args.port, workers=args.workers)
+        return run_app(port=args.port, workers=args.workers, in_app_worker=args.in_app_worker)
     if args.command in ("worker", "reconcile"):
         from services.rag_commands import run_reconcile, run_worker
         return run_worker(once=args.once) if args.command == "worker" else run_reconcile()

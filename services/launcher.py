@@ -21,7 +21,9 @@ from .config import PROJECT_ROOT, Settings
 from .supervisor import stop_all, supervise_workers
 
 
-def run_app(port: int = 8501, workers: int = 1) -> int:
+def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> int:
+    """`in_app_worker`: the old single-process mode (worker inside Streamlit, embedded Chroma, no
+    Chroma port), for a host shared with other OS accounts (docs/security.md)."""
     settings = Settings.load()
     private_dir(settings.data_dir)
     secure_tree(settings.data_dir)  # a data directory made by an older version, with 0644 files
@@ -44,18 +46,22 @@ def run_app(port: int = 8501, workers: int = 1) -> int:
             info = stack.up()
             env.update(info.as_env())
             print(f"local stack: {info.url} (data in {settings.data_dir})", flush=True)
-        if not settings.chroma_host:
-            from localbase.chroma import ChromaServer
-            chroma = ChromaServer(settings.data_dir / "chroma", log_path=logs / "chroma.log").start()
-            env.update(chroma.env())
-            print(f"chroma server: {chroma.url}", flush=True)
-        env["PHARMGPT_APP_RUNS_WORKER"] = "false"
-        if workers > 0:
-            children = supervise_workers(workers, env, logs, max_backoff_s=settings.worker_restart_max_s,
-                                         cwd=PROJECT_ROOT)
-            print(f"ingestion: {workers} supervised worker process(es), logs in {logs}", flush=True)
+        if in_app_worker:
+            env["PHARMGPT_APP_RUNS_WORKER"] = "true"
+            print("ingestion: inside the app process, embedded Chroma (--in-app-worker)", flush=True)
         else:
-            print("ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True)
+            if not settings.chroma_host:
+                from localbase.chroma import ChromaServer
+                chroma = ChromaServer(settings.data_dir / "chroma", log_path=logs / "chroma.log").start()
+                env.update(chroma.env())
+                print(f"chroma server: {chroma.url}", flush=True)
+            env["PHARMGPT_APP_RUNS_WORKER"] = "false"
+            if workers > 0:
+                children = supervise_workers(workers, env, logs, max_backoff_s=settings.worker_restart_max_s,
+                                             cwd=PROJECT_ROOT)
+                print(f"ingestion: {workers} supervised worker process(es), logs in {logs}", flush=True)
+            else:
+                print("ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True)
         cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "main.py"),
                "--server.port", str(port), "--server.address", "127.0.0.1"]
         print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
