@@ -13,6 +13,8 @@ Chroma 1.x servers have no authentication of their own; the server listens on
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +24,26 @@ from pathlib import Path
 
 from .files import open_private, private_dir, private_umask
 from .postgres import free_port
+
+
+def state_file(chroma_dir: Path) -> Path:
+    """Where a running server over `chroma_dir` is announced (pid, port), beside that directory."""
+    return Path(chroma_dir).parent / "chroma-server.json"
+
+
+def running_server(chroma_dir: Path) -> tuple[str, int] | None:
+    """(host, port) of a live server that `pharmgpt run` started over `chroma_dir`, else None.
+
+    A `pharmgpt worker` or `pharmgpt reconcile` started by hand beside `pharmgpt run` must use
+    that server: opening the same directory with the embedded client as well would let two
+    processes write it (the failure this server exists to avoid)."""
+    try:
+        state = json.loads(state_file(chroma_dir).read_text())
+        os.kill(int(state["pid"]), 0)
+        server = ChromaServer(chroma_dir, port=int(state["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (server.host, server.port) if server.healthy() else None
 
 
 class ChromaServer:
@@ -63,6 +85,8 @@ class ChromaServer:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"the Chroma server exited with {self._proc.returncode}; see {log}")
             if self.healthy():
+                with open_private(state_file(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
+                    f.write(json.dumps({"pid": self._proc.pid, "port": self.port}).encode())
                 return self
             time.sleep(0.1)
         self.stop()
@@ -80,7 +104,10 @@ class ChromaServer:
 
     def stop(self, timeout: float = 10) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        state_file(self.path).unlink(missing_ok=True)
+        if proc.poll() is not None:
             return
         proc.terminate()
         try:

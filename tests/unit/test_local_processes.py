@@ -136,3 +136,26 @@ def test_private_dir_keeps_the_traverse_bit_postgres_needs(tmp_path):
     os.chmod(d, 0o701)
     private_dir(d)
     assert mode(d) == 0o701
+
+
+def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_path):
+    """Two processes must never open one store directory embedded: the RAG system of any process
+    over a data directory that `pharmgpt run` serves uses that server (and the embedded store
+    once it has stopped)."""
+    from localbase.chroma import ChromaServer
+    from rag.system import RagSystem
+    from services.config import Settings
+
+    class _Docs:
+        on_documents_deleted = None
+
+    class _Services:  # RagSystem only reads settings and sets the two deletion hooks here
+        settings = Settings(data_dir=tmp_path / "data")
+        documents = _Docs()
+        conversations = _Docs()
+
+    with ChromaServer(tmp_path / "data" / "chroma") as server:
+        rag = RagSystem(_Services(), embedder=object(), use_configured_provider=False)
+        assert (rag.store.host, rag.store.port) == (server.host, server.port)
+    rag = RagSystem(_Services(), embedder=object(), use_configured_provider=False)
+    assert rag.store.host is None
