@@ -62,7 +62,7 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
                 print(f"ingestion: {workers} supervised worker process(es), logs in {logs}", flush=True)
             else:
                 print("ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True)
-        cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "main.py"),
+        cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "server.py"),
                "--server.port", str(port), "--server.address", "127.0.0.1"]
         print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
         proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
