@@ -1,7 +1,9 @@
 """One set of services and one RAG system per Streamlit server process.
 
-Built on the runtime loop (DESIGN D6) the first time a page needs them, with
-the in-process ingestion worker and the outbox flusher started there.
+Built on the runtime loop (DESIGN D6) the first time a page needs them, with the
+outbox flusher started there. The ingestion worker runs in its own process under
+`pharmgpt run` (services/launcher.py), which sets PHARMGPT_APP_RUNS_WORKER=false;
+a bare `streamlit run` and the AppTests run it on this loop instead.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from localbase.files import private_umask
 from rag.system import RagSystem
 from services.container import Services
 from services.runtime import Runtime, get_runtime
@@ -30,12 +33,14 @@ class AppContext:
 
 @st.cache_resource(show_spinner="Starting PharmGPT…")
 def app_context() -> AppContext:
+    private_umask()  # this process's entry point: what it writes under the data directory is private
     rt = get_runtime()
 
     async def build() -> AppContext:
         services = await Services.create()
         rag = RagSystem(services)
-        rag.start_worker()
+        if services.settings.app_runs_worker:
+            rag.start_worker()
         services.start_outbox_flusher()
         return AppContext(services, rag, rt)
 

@@ -2,9 +2,11 @@ import argparse
 import sys
 
 from .cli import add_commands, run
+from .files import private_umask
 
 
 def main() -> int:
+    private_umask()  # the gateway's entry point (LocalStack starts it this way)
     parser = argparse.ArgumentParser(prog="python -m localbase")
     sub = parser.add_subparsers(dest="command", required=True)
     add_commands(sub)

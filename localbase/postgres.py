@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .files import private_file
+
 log = logging.getLogger(__name__)
 
 SERVICE_USER = "pharmgpt-pg"
@@ -279,6 +281,7 @@ class EmbeddedPostgres:
             "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
             "-t", str(int(timeout)), "-o", " ".join(opts), "start", timeout=timeout + 10,
         )
+        private_file(self.log_file)  # pg_ctl opens it with the caller's umask
         return self.status()
 
     def stop(self, timeout: float = 60) -> None:

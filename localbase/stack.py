@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from . import migrations, project_keys
+from .files import open_private, private_dir
 from .keys import SigningKey, load_signing_key
 from .postgres import EmbeddedPostgres, free_port
 
@@ -116,6 +117,7 @@ class LocalStack:
 
     def prepare_database(self) -> list[str]:
         """Start Postgres, apply migrations, set the authenticator's password."""
+        private_dir(self.pg.data_dir)
         self.pg.start()
         applied = migrations.apply(self.pg.dsn(), self.sql_dir)
         with psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
@@ -133,8 +135,8 @@ class LocalStack:
             self.stop_gateway()
         self._proc, url = self.spawn_gateway(port=self._gateway_port or DEFAULT_GATEWAY_PORT, wait_s=wait_s)
         self.info = self._info(url, self._proc.pid)
-        self.gateway_pidfile.write_text(json.dumps({"pid": self._proc.pid, "url": url,
-                                                    "legacy_keys": self.legacy_keys}))
+        with open_private(self.gateway_pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
+            f.write(json.dumps({"pid": self._proc.pid, "url": url, "legacy_keys": self.legacy_keys}).encode())
         return self.info
 
     def spawn_gateway(self, *extra_args: str, port: int = 0, wait_s: float = 60,
@@ -143,13 +145,13 @@ class LocalStack:
         until it is healthy; the caller owns the process."""
         port = free_port(port or None)
         log_path = self.pg.data_dir / "logs" / log_name
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(log_path.parent)
         keys_file = self.pg.data_dir / "gateway-keys.json"
         project_keys.write_gateway_file(keys_file, self.keys())
         env = {**os.environ, "PHARMGPT_GATEWAY_KEYS_FILE": str(keys_file),
                "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
         env.pop("PHARMGPT_GATEWAY_JWT_SECRET", None)
-        with open(log_path, "ab") as logf:
+        with open_private(log_path) as logf:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
                  "--schemas", ",".join(self.schemas), *extra_args],

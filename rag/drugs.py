@@ -21,12 +21,15 @@ import bz2
 import hashlib
 import importlib.resources
 import logging
+import os
 import pickle
 import re
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+from localbase.files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,9 @@ class DrugLexicon:
             pass
         lexicon = cls.from_package()
         try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(cache_dir)
             tmp = cache.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
+            with open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
                 pickle.dump({"stamp": stamp, "variants": lexicon.variants}, f, protocol=5)
             tmp.replace(cache)
         except OSError as e:  # a read-only data directory only costs the next start some seconds

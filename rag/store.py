@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from localbase.files import private_dir, secure_tree
+
 _UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -43,6 +45,7 @@ class ChunkStore:
         self.port = port
         self._client = None
         self._collections: dict[str, Any] = {}
+        self._secured: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -57,8 +60,9 @@ class ChunkStore:
                 else:
                     if self.path is None:
                         raise ValueError("ChunkStore needs a path or a host")
-                    self.path.mkdir(parents=True, exist_ok=True)
+                    private_dir(self.path)
                     self._client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+                    secure_tree(self.path)  # chroma.sqlite3 and segments made under a looser umask
             return self._client
 
     def _collection(self, user_id: str, create: bool = True):
@@ -85,6 +89,9 @@ class ChunkStore:
         for i in range(0, len(ids), batch):
             col.upsert(ids=ids[i:i + batch], embeddings=embeddings[i:i + batch], documents=texts[i:i + batch],
                        metadatas=metadatas[i:i + batch])
+        if self.path is not None and not self.host and col.name not in self._secured:
+            secure_tree(self.path)  # the collection's segment files appear on its first write
+            self._secured.add(col.name)
 
     def query(self, user_id: str, embedding: np.ndarray, k: int, document_ids: list[str] | None = None) -> list[Hit]:
         """Nearest chunks of this user's, optionally only from `document_ids` (an empty list finds nothing)."""

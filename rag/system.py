@@ -41,7 +41,11 @@ class RagSystem:
                  use_configured_provider: bool = True):
         s = services.settings
         self.services = services
-        self.store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port)
+        host, port = s.chroma_host, s.chroma_port
+        if not host:  # `pharmgpt run` may serve this data directory's store already: use it then
+            from localbase.chroma import running_server
+            host, port = running_server(s.data_dir / "chroma") or (None, port)
+        self.store = ChunkStore(path=s.data_dir / "chroma", host=host, port=port)
         self.lexical = LexicalIndex(s.data_dir / "lexical", self.store)
         self.embedder = embedder or shared_embedder()
         self.index = RagIndex(self.store, self.lexical, self.embedder, lexicon_dir=s.data_dir / "cache")

@@ -11,6 +11,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from localbase.files import private_dir
+
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -27,7 +29,7 @@ class BlobStore:
         path = self._path(sha256)
         if path.exists():
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -14,6 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the local stack (unless SUPABASE_URL is set) and the app")
     run.add_argument("--port", type=int, default=8501)
+    run.add_argument("--workers", type=int, default=1,
+                     help="ingestion worker processes to supervise (0: they run elsewhere, e.g. other hosts)")
+    run.add_argument("--in-app-worker", action="store_true",
+                     help="run the worker inside the app with the embedded Chroma store (no Chroma server port)")
     doctor = sub.add_parser("doctor", help="print the configuration (secrets masked) and check each part")
     doctor.add_argument("--json", action="store_true")
     worker = sub.add_parser("worker", help="run an ingestion worker (the queue is shared with the app)")
@@ -46,10 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from localbase.files import private_umask
+    private_umask()  # every command: what it creates under the data directory is 0700/0600
     args = build_parser().parse_args(argv)
     if args.command == "run":
         from services.launcher import run_app
-        return run_app(port=args.port)
+        return run_app(port=args.port, workers=args.workers, in_app_worker=args.in_app_worker)
     if args.command in ("worker", "reconcile"):
         from services.rag_commands import run_reconcile, run_worker
         return run_worker(once=args.once) if args.command == "worker" else run_reconcile()

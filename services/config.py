@@ -97,6 +97,10 @@ class Settings:
     max_pages: int = 2000
     max_ocr_pages: int = 100              # scanned pages (no text layer) or image frames OCR'd per file
     ingest_attempts: int = 3
+    # where the ingestion worker runs: `pharmgpt run` supervises it as its own process and sets
+    # this to false for Streamlit; true (a bare `streamlit run`, the AppTests) runs it in the app
+    app_runs_worker: bool = True
+    worker_restart_max_s: float = 30.0    # the supervisor's longest wait before restarting a dead worker
     # ingestion against hostile files (docs/security.md): each job is read in its own process
     ingest_timeout_s: float = 120.0       # wall clock for reading one file...
     ocr_page_timeout_s: float = 30.0      # ...plus this for each scanned page it has to OCR

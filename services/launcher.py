@@ -1,4 +1,12 @@
-"""`pharmgpt run`: bring up what the app needs, then Streamlit."""
+"""`pharmgpt run`: bring up what the app needs, then Streamlit.
+
+On the embedded default that is the local stack (Postgres + gateway), a Chroma
+server on 127.0.0.1 over the data directory (the embedded store is safe for one
+process only, and the app and the worker are two: localbase/chroma.py), and the
+ingestion worker as its own supervised process (services/supervisor.py), so a
+file that crashes or exhausts the worker never takes the app down, and a dead
+worker comes back by itself. Ctrl-C or SIGTERM stops everything in reverse order.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,10 @@ import signal
 import subprocess
 import sys
 
+from localbase.files import private_dir, secure_tree
+
 from .config import PROJECT_ROOT, Settings, describe_data
+from .supervisor import stop_all, supervise_workers
 
 
 def upload_limit_mb(settings: Settings) -> int:
@@ -22,30 +33,56 @@ def streamlit_command(settings: Settings, port: int) -> list[str]:
             "--server.maxUploadSize", str(upload_limit_mb(settings))]
 
 
-def run_app(port: int = 8501) -> int:
+def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> int:
+    """`in_app_worker`: the old single-process mode (worker inside Streamlit, embedded Chroma, no
+    Chroma port), for a host shared with other OS accounts (docs/security.md)."""
     settings = Settings.load()
+    private_dir(settings.data_dir)
+    secure_tree(settings.data_dir)  # a data directory made by an older version, with 0644 files
+    logs = settings.data_dir / "logs"
     env = dict(os.environ)
-    env["PHARMGPT_DATA_DIR"] = str(settings.data_dir)  # the app (and its worker) use this very directory
+    env["PHARMGPT_DATA_DIR"] = str(settings.data_dir)  # the app (and its workers) use this very directory
     print(describe_data(settings), flush=True)
-    stack = None
-    if settings.embedded:
-        from localbase.stack import LocalStack
-        stack = LocalStack(settings.data_dir)
-        info = stack.up()
-        env.update(info.as_env())
-        print(f"local stack: {info.url}", flush=True)
-    cmd = streamlit_command(settings, port)
-    print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
+    stack = chroma = None
+    children = []
+
     # stop cleanly on Ctrl-C and on SIGTERM, even when started in the background
-    # (where a shell leaves SIGINT ignored): Streamlit first, then the stack
+    # (where a shell leaves SIGINT ignored): Streamlit first, then the workers, then the stores
     def _stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
+    proc = None
     try:
+        if settings.embedded:
+            from localbase.stack import LocalStack
+            stack = LocalStack(settings.data_dir)
+            info = stack.up()
+            env.update(info.as_env())
+            print(f"local stack: {info.url}", flush=True)
+        if in_app_worker:
+            env["PHARMGPT_APP_RUNS_WORKER"] = "true"
+            print("ingestion: inside the app process, embedded Chroma (--in-app-worker)", flush=True)
+        else:
+            if not settings.chroma_host:
+                from localbase.chroma import ChromaServer
+                chroma = ChromaServer(settings.data_dir / "chroma", log_path=logs / "chroma.log").start()
+                env.update(chroma.env())
+                print(f"chroma server: {chroma.url}", flush=True)
+            env["PHARMGPT_APP_RUNS_WORKER"] = "false"
+            if workers > 0:
+                children = supervise_workers(workers, env, logs, max_backoff_s=settings.worker_restart_max_s,
+                                             cwd=PROJECT_ROOT)
+                print(f"ingestion: {workers} supervised worker process(es), logs in {logs}", flush=True)
+            else:
+                print("ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True)
+        cmd = streamlit_command(settings, port)
+        print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
+        proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
         return proc.wait()
     except KeyboardInterrupt:
+        if proc is None:
+            return 130
         proc.terminate()
         try:
             return proc.wait(15)
@@ -53,6 +90,14 @@ def run_app(port: int = 8501) -> int:
             proc.kill()
             return proc.wait()
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if children:
+            stop_all(children)
+            print("ingestion workers stopped", flush=True)
+        if chroma is not None:
+            chroma.stop()
+            print("chroma server stopped", flush=True)
         if stack is not None:
             stack.down()
             print("local stack stopped", flush=True)

@@ -9,10 +9,13 @@ conversation is gone) are kept with the reason, out of the queue.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from localbase.files import FILE_MODE, private_dir, private_file
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,9 @@ class OutboxItem:
 
 class Outbox:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))  # 0600 before SQLite opens it:
+        private_file(path)  # its -wal and -shm files take the database file's mode
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -22,6 +22,7 @@ async def _with_system(fn):
 
 def run_worker(once: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per queue poll
 
     async def work(rag):
         if once:

@@ -146,6 +146,32 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="session")
+def chroma_server():
+    """A real Chroma server from the chromadb wheel on 127.0.0.1 (what CHROMA_HOST points at in a
+    larger install), over a throwaway directory; stopped after the session."""
+    from localbase.chroma import ChromaServer
+    root = Path(tempfile.mkdtemp(prefix="pgt-chroma-", dir="/tmp"))
+    server = ChromaServer(root / "chroma", log_path=root / "chroma.log").start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def worker_env(stack: StackInfo, data_dir: Path, chroma=None, **settings) -> dict[str, str]:
+    """The environment of a `pharmgpt worker` process on the test stack (and a Chroma server)."""
+    import os
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GROQ_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST", "CHROMA_PORT")}
+    env.update(stack.as_env())
+    env.update({"PHARMGPT_DATA_DIR": str(data_dir), "PHARMGPT_SECRETS_FILE": str(data_dir / "no-secrets.toml"),
+                "PHARMGPT_RETRY_MAX_WAIT_S": "0.5", "PYTHONUNBUFFERED": "1"})
+    if chroma is not None:
+        env.update(chroma.env())
+    env.update({f"PHARMGPT_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
 def superuser_dsn(stack: StackInfo) -> str:
     return stack.db_uri
 

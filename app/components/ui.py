@@ -127,7 +127,11 @@ def act(coro: Coroutine, success: str | None = None) -> bool:
 
 
 def wake_worker(ctx) -> None:
-    """Tell the in-process ingestion worker a job is waiting (it also polls every second)."""
+    """Tell an in-process ingestion worker a job is waiting. Under `pharmgpt run` the worker is
+    another process that polls the queue every second (`claim_ingest_job`, one cheap RPC), so
+    there is nothing to signal; this only shortens the wait when the app runs the worker itself."""
+    if not ctx.services.settings.app_runs_worker:
+        return
     try:
         ctx.runtime.loop.call_soon_threadsafe(ctx.rag.worker.wake)
     except Exception:  # the worker may run in another process; it polls

@@ -31,6 +31,7 @@ def app_env(stack, tmp_path_factory):
     mp.setenv("PHARMGPT_BCRYPT_ROUNDS", "4")
     mp.setenv("PHARMGPT_RETRY_MAX_WAIT_S", "0.5")
     mp.setenv("PHARMGPT_SECRETS_FILE", str(data_dir / "no-secrets.toml"))
+    mp.setenv("PHARMGPT_APP_RUNS_WORKER", "true")  # the worker on the app's loop (pharmgpt run: its own process)
     for key in ("GROQ_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):
         mp.delenv(key, raising=False)  # offline answers, embedded Chroma
     app_context.clear()
