@@ -75,6 +75,8 @@ def app_url():
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        # the app's log outlives the run, for a failure to be read afterwards
+        shutil.copy(data / "app.log", Path(tempfile.gettempdir()) / "pharmgpt-e2e-app.log")
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -187,7 +189,11 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.set_input_files(uploader, str(tmp_path / "Lipitor label.pdf"))
     page.wait_for_selector(f"{key('doc_upload')} button:not([disabled])")
     page.click(".st-key-doc_upload button")
-    page.get_by_text("Ready", exact=True).first.wait_for(timeout=240_000)
+    try:
+        page.get_by_text("Ready", exact=True).first.wait_for(timeout=240_000)
+    except Exception:
+        page.screenshot(path=str(Path(tempfile.gettempdir()) / "pharmgpt-e2e-failure.png"), full_page=True)
+        raise
     shot(page, "documents")
 
     # --- ask: the answer streams and cites the right page
