@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.components import auth, ui
+from app.components import auth, ui, urlstate
 
 HERE = Path(__file__).resolve().parent
 VIEWS = HERE / "views"
@@ -48,6 +48,7 @@ else:
         pages.append(st.Page(VIEWS / "admin.py", title="Admin", icon=":material/admin_panel_settings:",
                              url_path="admin"))
     page = st.navigation(pages)
+    urlstate.sync(page.url_path)  # the open conversation follows the address bar (?c=<id>)
     prefs = ui.preferences(ctx, user.id)
     ui.apply_theme(prefs.get("theme", "light"))
     with st.sidebar:

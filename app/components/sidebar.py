@@ -8,7 +8,7 @@ import streamlit as st
 
 from services.models import Conversation
 
-from . import ui
+from . import ui, urlstate
 from .dates import relative_date
 
 PAGE_SIZE = 20
@@ -28,6 +28,7 @@ def row_label(conv: Conversation) -> str:
 def open_conversation(conv_id: str | None) -> None:
     st.session_state["conv_id"] = conv_id
     st.session_state.pop("upload_results", None)
+    urlstate.write(conv_id)
 
 
 def new_chat() -> None:
@@ -64,7 +65,7 @@ def _duplicate(user_id: str, conv_id: str) -> None:
     if out.ok:
         open_conversation(out.value.id)
         ui.flash(f"Opened a copy: {out.value.title}")
-    elif not out.unavailable:
+    elif not out.unavailable and out.code != ui.SESSION_ENDED_CODE:
         ui.flash(out.error, "error")
 
 

@@ -27,6 +27,7 @@ BACKEND_DOWN = (
     "If this lasts more than a minute, check that the stack is running (`pharmgpt doctor`; "
     "restart it with `make run`) or your Supabase project's status, then reload this page."
 )
+SESSION_ENDED_CODE = "session_ended"  # the sign-in page says why; nothing else to show
 _BANNER = "_ui_banner"
 _DOWN = "_ui_backend_down"
 _FLASH = "_ui_flash"
@@ -88,9 +89,18 @@ def attempt(coro: Coroutine, *, render: bool = True, timeout: float | None = 60)
 
     `render=False` (button callbacks, which run before the page exists) only
     records a lost data store; the banner appears when the page is drawn.
+    The sign-in is rechecked first (`auth.session_alive`): a session revoked
+    elsewhere does nothing more, even from a callback that runs before the page.
     """
+    from . import auth
+    ctx = context()
+    if not auth.session_alive(ctx, render=render):  # revoked elsewhere: this action must not happen
+        coro.close()
+        if render:  # mid-page (a fragment, a slow run): start again at the sign-in page
+            st.rerun()
+        return Outcome(False, error=auth.SESSION_ENDED, code=SESSION_ENDED_CODE)
     try:
-        value = context().run(coro, timeout=timeout)
+        value = ctx.run(coro, timeout=timeout)
     except BackendUnavailable as e:
         backend_down(render)
         return Outcome(False, error=e.message, unavailable=True, code=e.code)
@@ -110,7 +120,7 @@ def call(coro: Coroutine, default: Any = None, *, where=None, quiet: bool = Fals
     out = attempt(coro)
     if out.ok:
         return out.value
-    if not quiet and not out.unavailable:
+    if not quiet and not out.unavailable and out.code != SESSION_ENDED_CODE:
         (where or st).error(out.error)
     return default
 
@@ -121,7 +131,7 @@ def act(coro: Coroutine, success: str | None = None) -> bool:
     if out.ok:
         if success:
             flash(success)
-    elif not out.unavailable:
+    elif not out.unavailable and out.code != SESSION_ENDED_CODE:
         flash(out.error, "error")
     return out.ok
 

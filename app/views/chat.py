@@ -14,6 +14,8 @@ from services.errors import BackendUnavailable, PharmGPTError
 from services.models import Message
 
 HISTORY_PAGE = 30
+NOT_FOUND = ("That conversation was not found: it was deleted, or the link belongs to another account. "
+             "Pick one from the list or start a new chat.")
 
 
 def load_messages(ctx, user_id: str, conv_id: str, count: int) -> tuple[list[Message], bool]:
@@ -175,13 +177,15 @@ def render() -> None:
     prefs = ui.preferences(ctx, user.id)
     sidebar.render(ctx, user.id)
 
-    conv_id = st.session_state.get("conv_id")
+    conv_id = st.session_state.get("conv_id")  # settled by urlstate.sync
     conv = None
     if conv_id:
-        conv = ui.call(ctx.services.conversations.get_conversation(user.id, conv_id), quiet=True)
-        if conv is None and not ui.backend_is_down():
-            sidebar.open_conversation(None)  # deleted elsewhere, or never ours
+        out = ui.attempt(ctx.services.conversations.get_conversation(user.id, conv_id))
+        conv = out.value if out.ok else None
+        if conv is None and not out.unavailable:
+            sidebar.open_conversation(None)  # deleted, or never ours: RLS shows nothing of it
             conv_id = None
+            st.warning(NOT_FOUND, icon=":material/search_off:")
 
     head, mode = st.columns([3, 2], vertical_alignment="center")
     head.header(conv.title if conv else "New chat", anchor=False)

@@ -51,7 +51,7 @@ def render() -> None:
     st.caption("Drug references you upload are read, split into passages and indexed; answers cite them by "
                "file and page. Library documents are used in every chat, the others in their own chat.")
 
-    conv_id = st.session_state.get("conv_id")
+    conv_id = st.session_state.get("conv_id")  # settled by urlstate.sync
     conv = ui.call(ctx.services.conversations.get_conversation(user.id, conv_id), quiet=True) if conv_id else None
     if conv is None:
         conv_id = None
