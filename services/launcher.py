@@ -1,4 +1,4 @@
-"""`pharmgpt run`: bring up what the app needs, then Streamlit."""
+"""`pharmgpt run`: bring up what the app needs, then Streamlit (warmed at start, app/warm.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ def run_app(port: int = 8501) -> int:
         info = stack.up()
         env.update(info.as_env())
         print(f"local stack: {info.url} (data in {settings.data_dir})", flush=True)
+    # app/server.py is Streamlit plus our route and a warm-up at start: the embedder, Chroma and the
+    # lexicon load while the first user signs in, not on their first question ("ready" when done)
     cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "server.py"),
            "--server.port", str(port), "--server.address", "127.0.0.1"]
-    print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
+    print(f"PharmGPT: http://127.0.0.1:{port} (warming up the search model…)", flush=True)
     # stop cleanly on Ctrl-C and on SIGTERM, even when started in the background
     # (where a shell leaves SIGINT ignored): Streamlit first, then the stack
     def _stop(signum, frame):

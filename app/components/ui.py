@@ -144,6 +144,26 @@ def wake_worker(ctx) -> None:
         log.debug("could not wake the worker", exc_info=True)
 
 
+def warm_user(ctx, user_id: str) -> None:
+    """Open the user's collection and BM25 index in the background, once per browser session."""
+    if st.session_state.get("_warm_user") == user_id or not ctx.services.settings.warm_start:
+        return
+    st.session_state["_warm_user"] = user_id
+    import asyncio
+    asyncio.run_coroutine_threadsafe(ctx.rag.warmup.user(user_id), ctx.runtime.loop)
+
+
+WARMING_UP = (":orange-badge[Warming up] Loading the search model and indexes after a restart; "
+              "a question asked now waits until they are ready.")
+
+
+@st.fragment(run_every=2)
+def warming_notice() -> None:
+    """Says so while the search parts load at start-up; draws nothing once they are ready."""
+    if context().rag.warmup.warming:
+        st.caption(WARMING_UP)
+
+
 def preferences(ctx, user_id: str, *, refresh: bool = False) -> dict:
     """The user's settings, read once per browser session (and after each save)."""
     from services.preferences import PREFERENCES

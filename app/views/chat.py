@@ -200,6 +200,8 @@ def render() -> None:
         st.selectbox("Model", choices, index=0, key="chat_model", on_change=_model_changed, args=(user.id,),
                      help="Which model answers; the configured fallbacks take over if it is unavailable.")
     st.caption(answers.DISCLAIMER)
+    if ctx.rag.warmup.warming:
+        ui.warming_notice()
 
     messages: list[Message] = []
     if conv_id:
