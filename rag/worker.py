@@ -26,6 +26,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 from services.container import Services
+from services.documents import FILE_FAULT
 from services.errors import IngestionError, PharmGPTError
 
 from .index import INDEX_FORMAT, RagIndex, embedding_text
@@ -153,7 +154,8 @@ class IngestWorker:
             result = await self._ingest(job, doc, lost)
         except IngestionError as e:  # the file's fault (a passed limit included): final, no chunks left
             await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])
-            await docs.update_document_status(doc["id"], "failed", error=e.message)
+            await docs.update_document_status(doc["id"], "failed", error=e.message,
+                                              metadata={**(doc.get("metadata") or {}), "failure": FILE_FAULT})
             await self._job(job["id"], status="failed", last_error=e.message[:2000])
             log.info("document %s failed: %s", doc["id"], e.message)
             return
@@ -174,6 +176,7 @@ class IngestWorker:
             return
         chunks, pages, warnings = result
         meta = {**(doc.get("metadata") or {}), "index_format": INDEX_FORMAT}
+        meta.pop("failure", None)
         if warnings:
             meta["warnings"] = warnings[:50]
         await docs.update_document_status(doc["id"], "ready", chunk_count=chunks, page_count=pages, metadata=meta)

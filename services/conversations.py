@@ -265,6 +265,27 @@ class ConversationService:
             await self.get_conversation(user_id, conv_id)  # NotFound for a missing or foreign conversation
         return [Message.from_row(x) for x in reversed(r.data)]
 
+    @timed("messages.replace_answers")
+    async def delete_answers_after(self, user_id: str, conv_id: str, question_id: str, *,
+                                   keep: str | None = None) -> int:
+        """Delete the assistant messages after question `question_id` except `keep` (Regenerate:
+        the new answer replaces the old). As the user: RLS lets them delete only their own."""
+        conv_id = _uuid(conv_id, "conversation")
+        db = await self._db(user_id)
+        anchor = await self.backend.execute(db.table("messages").select("created_at")
+                                            .eq("id", _uuid(question_id, "message")).eq("conversation_id", conv_id)
+                                            .limit(1), what="message")
+        if not anchor.data:
+            raise NotFound("The message was not found.")
+        q = db.table("messages").delete(count="exact", returning="minimal").eq("conversation_id", conv_id) \
+            .eq("role", "assistant").gte("created_at", anchor.data[0]["created_at"])
+        if keep is not None:
+            q = q.neq("id", _uuid(keep, "message"))
+        r = await self.backend.execute(q, what="messages")
+        self.cache.invalidate("convs", user_id)
+        self.cache.invalidate("conv", user_id, conv_id)
+        return r.count or 0
+
     async def _all_messages(self, user_id: str, conv_id: str) -> list[Message]:
         db = await self._db(user_id)
         out: list[Message] = []

@@ -31,6 +31,11 @@ def open_conversation(conv_id: str | None) -> None:
     urlstate.write(conv_id)
 
 
+def close_menus() -> None:
+    """Streamlit has no call to close a popover: give the menus new keys, so they redraw closed."""
+    st.session_state["conv_menu_gen"] = st.session_state.get("conv_menu_gen", 0) + 1
+
+
 def new_chat() -> None:
     open_conversation(None)
 
@@ -44,16 +49,19 @@ def _reset_page() -> None:
 
 
 def _rename(user_id: str, conv_id: str) -> None:
+    close_menus()
     title = st.session_state.get(f"conv_title_{conv_id}", "")
     ui.act(ui.context().services.conversations.rename(user_id, conv_id, title), "Conversation renamed.")
 
 
 def _pin(user_id: str, conv_id: str, pinned: bool) -> None:
+    close_menus()
     ui.act(ui.context().services.conversations.set_pinned(user_id, conv_id, pinned),
            "Pinned." if pinned else "Unpinned.")
 
 
 def _archive(user_id: str, conv_id: str, archived: bool) -> None:
+    close_menus()
     if ui.act(ui.context().services.conversations.set_archived(user_id, conv_id, archived),
               "Archived." if archived else "Moved back to your chats."):
         if archived and st.session_state.get("conv_id") == conv_id:
@@ -61,6 +69,7 @@ def _archive(user_id: str, conv_id: str, archived: bool) -> None:
 
 
 def _duplicate(user_id: str, conv_id: str) -> None:
+    close_menus()
     out = ui.attempt(ui.context().services.conversations.duplicate_conversation(user_id, conv_id), render=False)
     if out.ok:
         open_conversation(out.value.id)
@@ -70,6 +79,7 @@ def _duplicate(user_id: str, conv_id: str) -> None:
 
 
 def _delete(user_id: str, conv_id: str) -> None:
+    close_menus()
     if ui.act(ui.context().services.conversations.delete_conversation(user_id, conv_id), "Conversation deleted."):
         if st.session_state.get("conv_id") == conv_id:
             open_conversation(None)
@@ -88,7 +98,8 @@ def _exporter(ctx, user_id: str, conv_id: str, fmt: str):
 # ---------------------------------------------------------------------- drawing
 def _menu(ctx, user_id: str, conv: Conversation) -> None:
     cid = conv.id
-    with st.popover("", icon=":material/more_vert:", key=f"conv_menu_{cid}", help="Rename, pin, export…"):
+    gen = st.session_state.get("conv_menu_gen", 0)
+    with st.popover("", icon=":material/more_vert:", key=f"conv_menu_{cid}_{gen}", help="Rename, pin, export…"):
         st.text_input("Title", value=conv.title, key=f"conv_title_{cid}", max_chars=200)
         st.button("Rename", key=f"conv_rename_{cid}", on_click=_rename, args=(user_id, cid),
                   icon=":material/edit:")

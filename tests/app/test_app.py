@@ -109,8 +109,11 @@ def test_offline_question_without_documents(signed_in, ctx):
     assert at.button(key="regenerate")  # the last answer can be asked again
     at.button(key="regenerate").click()
     at.run()
-    msgs = ctx.run(ctx.services.conversations.get_messages(user.id, conv_id))
-    assert [m.role for m in msgs] == ["user", "assistant", "assistant"]  # same question, a new answer
+    again = ctx.run(ctx.services.conversations.get_messages(user.id, conv_id))
+    assert [m.role for m in again] == ["user", "assistant"]  # the new answer replaces the old one
+    assert again[0].id == msgs[0].id and again[1].id != msgs[1].id
+    assert ctx.run(ctx.services.conversations.get_conversation(user.id, conv_id)).message_count == 2
+    assert len([m for m in at.chat_message if m.name == "assistant"]) == 1
 
 
 def test_sidebar_rename_pin_archive_delete(signed_in, ctx):
