@@ -106,8 +106,14 @@ class ChatEngine:
         if scope.document_ids:
             retrieved = await self.retriever.retrieve(user_id, expand(query), scope.document_ids,
                                                       k=max(prefs["top_k"], 5), intents=intents)
-        relevant = (self.gate.passing(question, retrieved, scope, intents) if rules.relevance_gate
-                    else retrieved[: prefs["top_k"]])
+        # the user chose the document (Summarise FILE): its passages are the answer's matter; the
+        # gate judges open questions, where the documents were not chosen
+        if document_ids is not None:
+            relevant = retrieved
+        elif rules.relevance_gate:
+            relevant = self.gate.passing(question, retrieved, scope, intents)
+        else:
+            relevant = retrieved[: prefs["top_k"]]
         plan = AnswerPlan(query, relevant, [], strict, bool(relevant), retrieved, scope, intents)
         with_model = self.provider is not None
         if not relevant:

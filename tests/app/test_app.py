@@ -9,7 +9,8 @@ import pytest
 
 from rag.engine import OFFLINE_MODEL
 from rag.prompts import not_covered
-from services.errors import NotFound
+from app.components import docs
+from services.errors import Conflict, NotFound
 from tests.app.conftest import PASSWORD, sign_in, texts
 
 pytestmark = pytest.mark.integration
@@ -362,6 +363,17 @@ def test_documents_page_errors_failures_and_retry(signed_in, ctx):
     page = texts(at)
     assert ":red-badge[Failed]" in page and doc.processing_error in page  # with the reason
     assert doc.processing_error.startswith("blank.txt is empty")
+    # the file's own fault: no Retry (it would fail the same way), and the page says why
+    assert not any(b.key == f"doc_retry_{doc.id}" for b in at.button) and docs.NO_RETRY in page
+    assert not any("uploaded; processing" in s.value for s in at.success)  # the banner went with it
+    history = {r["file"]: r["outcome"] for r in at.dataframe[0].value.to_dict("records")}
+    assert history["fake.pdf"] == "rejected" and history["blank.txt"].startswith("failed: blank.txt is empty")
+    with pytest.raises(Conflict):
+        ctx.run(ctx.services.documents.retry_document(user.id, doc.id))
+    # a passing outage (the worker gave up after its attempts) can be retried
+    ctx.run(ctx.services.documents.update_document_status(doc.id, "failed", metadata={},
+                                                          error="Processing failed after 3 attempts: OSError"))
+    at.run()
     at.button(key=f"doc_retry_{doc.id}").click()
     at.run()
     jobs = ctx.run(ctx.services.documents.job_progress(user.id, [doc.id]))
