@@ -67,7 +67,8 @@ def run(args) -> dict:
     try:
         os.environ.update(info.as_env())
         os.environ.update({"PHARMGPT_DATA_DIR": str(root / "app"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-                           "PHARMGPT_SECRETS_FILE": str(root / "none.toml")})
+                           "PHARMGPT_SECRETS_FILE": str(root / "none.toml"),
+                           "PHARMGPT_WARM_START": "0"})  # steady-state figures: no loading beside them
         for k in ("GROQ_API_KEY", "OPENAI_BASE_URL", "CHROMA_HOST"):
             os.environ.pop(k, None)
         from app.context import app_context
