@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from app.components import docs
 from rag.engine import OFFLINE_MODEL
 from rag.prompts import not_covered
-from app.components import docs
 from services.errors import Conflict, NotFound
 from tests.app.conftest import PASSWORD, sign_in, texts
 
