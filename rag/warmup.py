@@ -73,8 +73,9 @@ class Warmup:
         self._users.add(user_id)
 
         def _load() -> None:
-            if self.rag.store.count(user_id):  # loads the collection's vector index into memory
-                self.rag.store.query(user_id, self.rag.embedder.embed_query("dose"), 1)
+            if not self.rag.store.count(user_id):
+                return  # nothing indexed yet: nothing to open (and no empty BM25 index to build)
+            self.rag.store.query(user_id, self.rag.embedder.embed_query("dose"), 1)  # the vector index
             self.rag.lexical.search(user_id, "dose", 1)
         try:
             await asyncio.to_thread(_load)

@@ -93,8 +93,13 @@ def attempt(coro: Coroutine, *, render: bool = True, timeout: float | None = 60)
     elsewhere does nothing more, even from a callback that runs before the page.
     """
     from . import auth
-    ctx = context()
-    if not auth.session_alive(ctx, render=render):  # revoked elsewhere: this action must not happen
+    try:
+        ctx = context()
+        alive = auth.session_alive(ctx, render=render)
+    except BaseException:  # e.g. Streamlit stopping this run: the coroutine never starts
+        coro.close()
+        raise
+    if not alive:  # revoked elsewhere: this action must not happen
         coro.close()
         if render:  # mid-page (a fragment, a slow run): start again at the sign-in page
             st.rerun()
