@@ -1,16 +1,18 @@
 """One set of services and one RAG system per Streamlit server process.
 
-Built on the runtime loop (DESIGN D6) the first time a page needs them, with the
-outbox flusher started there. The ingestion worker runs in its own process under
+Built on the runtime loop (DESIGN D6) the first time anything needs them, with
+the outbox flusher and the warm-up (the embedder, Chroma and BM25 load in the
+background) started there. The ingestion worker runs in its own process under
 `pharmgpt run` (services/launcher.py), which sets PHARMGPT_APP_RUNS_WORKER=false;
-a bare `streamlit run` and the AppTests run it on this loop instead.
+a bare `streamlit run` and the AppTests run it on this loop instead. A plain
+process-wide singleton rather than `st.cache_resource`, so `pharmgpt run` can
+build it at server start, before any browser connects (`app/warm.py`).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-
-import streamlit as st
 
 from localbase.files import private_umask
 from rag.system import RagSystem
@@ -31,8 +33,11 @@ class AppContext:
         return self.runtime.stream(agen, timeout)
 
 
-@st.cache_resource(show_spinner="Starting PharmGPT…")
-def app_context() -> AppContext:
+_ctx: AppContext | None = None
+_lock = threading.Lock()
+
+
+def _build() -> AppContext:
     private_umask()  # this process's entry point: what it writes under the data directory is private
     rt = get_runtime()
 
@@ -42,6 +47,32 @@ def app_context() -> AppContext:
         if services.settings.app_runs_worker:
             rag.start_worker()
         services.start_outbox_flusher()
+        if services.settings.warm_start:
+            rag.warmup.start()
         return AppContext(services, rag, rt)
 
     return rt.run(build(), timeout=180)
+
+
+def app_context() -> AppContext:
+    """The process's context, built on first use (a failed build is tried again next time)."""
+    global _ctx
+    if _ctx is None:
+        with _lock:
+            if _ctx is None:
+                _ctx = _build()
+    return _ctx
+
+
+def built() -> bool:
+    return _ctx is not None
+
+
+def _clear() -> None:
+    """Forget the context (tests: the next use builds a new one; stopping the old one is the caller's)."""
+    global _ctx
+    with _lock:
+        _ctx = None
+
+
+app_context.clear = _clear  # the same call as st.cache_resource's, used by the tests and benchmarks

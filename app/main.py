@@ -14,7 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.components import auth, ui
+from app.components import auth, ui, urlstate
+from app.context import built as context_built
 
 HERE = Path(__file__).resolve().parent
 VIEWS = HERE / "views"
@@ -23,7 +24,11 @@ st.set_page_config(page_title="PharmGPT", page_icon="💊", layout="wide")
 ui.start_run()
 
 try:
-    ctx = ui.context()
+    if context_built():
+        ctx = ui.context()
+    else:
+        with st.spinner("Starting PharmGPT…"):
+            ctx = ui.context()
 except Exception as e:  # the stack or the configuration: say what to fix, no stack trace
     ui.log.exception("PharmGPT could not start")
     st.title("PharmGPT")
@@ -48,6 +53,8 @@ else:
         pages.append(st.Page(VIEWS / "admin.py", title="Admin", icon=":material/admin_panel_settings:",
                              url_path="admin"))
     page = st.navigation(pages)
+    ui.warm_user(ctx, user.id)  # this user's search index, while they look around
+    urlstate.sync(page.url_path)  # the open conversation follows the address bar (?c=<id>)
     prefs = ui.preferences(ctx, user.id)
     ui.apply_theme(prefs.get("theme", "light"))
     with st.sidebar:

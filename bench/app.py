@@ -13,6 +13,9 @@ and each interaction is one script run:
     engine's own time to the first token.
 
     .venv/bin/python bench/app.py [--iterations 30] [--json]
+
+`--start [--starts 2]` instead measures the first answer after a server start,
+cold vs warm (bench/app_start.py).
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def run(args) -> dict:
     try:
         os.environ.update(info.as_env())
         os.environ.update({"PHARMGPT_DATA_DIR": str(root / "app"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-                           "PHARMGPT_SECRETS_FILE": str(root / "none.toml")})
+                           "PHARMGPT_SECRETS_FILE": str(root / "none.toml"),
+                           "PHARMGPT_WARM_START": "0"})  # steady-state figures: no loading beside them
         for k in ("GROQ_API_KEY", "OPENAI_BASE_URL", "CHROMA_HOST"):
             os.environ.pop(k, None)
         from app.context import app_context
@@ -140,7 +144,21 @@ if __name__ == "__main__":
     ap.add_argument("--conversations", type=int, default=1000)
     ap.add_argument("--messages", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--start", action="store_true", help="first answer after a cold vs a warm start")
+    ap.add_argument("--starts", type=int, default=2, help="server starts of each kind (with --start)")
+    ap.add_argument("--start-child", choices=("cold", "warm"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.start_child or a.start:
+        from bench import app_start
+        if a.start_child:
+            print(json.dumps(app_start.child(a.start_child)))
+            sys.exit(0)
+        res = app_start.run(a.starts)
+        if a.json:
+            print(json.dumps(res, indent=2))
+        else:
+            app_start.report(res)
+        sys.exit(0)
     out = run(a)
     if a.json:
         print(json.dumps(out, indent=2))

@@ -90,10 +90,13 @@ class ChatEngine:
         return [d for d in conv_docs + library if d.status == "ready"]
 
     async def plan(self, user_id: str, conv_id: str, question: str, history: list[dict],
-                   prefs: dict) -> AnswerPlan:
+                   prefs: dict, document_ids: list[str] | None = None) -> AnswerPlan:
+        """`document_ids`: answer from these documents only (e.g. "Summarise FILE")."""
         strict = bool(prefs["strict_mode"])
         query = standalone_query(question, history)
         documents = await self.scope_documents(user_id, conv_id)
+        if document_ids is not None:
+            documents = [d for d in documents if d.id in set(document_ids)]
         earlier = [m["content"] for m in history if m.get("role") == "user" and m.get("content")]
         rules = self.rules
         if rules.drug_scope:
@@ -111,8 +114,14 @@ class ChatEngine:
         if scope.document_ids:
             retrieved = await self.retriever.retrieve(user_id, expand(query), scope.document_ids,
                                                       k=max(prefs["top_k"], 5), intents=intents)
-        relevant = (self.gate.passing(question, retrieved, scope, intents) if rules.relevance_gate
-                    else retrieved[: prefs["top_k"]])
+        # the user chose the document (Summarise FILE): its passages are the answer's matter; the
+        # gate judges open questions, where the documents were not chosen
+        if document_ids is not None:
+            relevant = retrieved
+        elif rules.relevance_gate:
+            relevant = self.gate.passing(question, retrieved, scope, intents)
+        else:
+            relevant = retrieved[: prefs["top_k"]]
         plan = AnswerPlan(query, relevant, [], strict, bool(relevant), retrieved, scope, intents)
         with_model = self.provider is not None
         if not relevant:
@@ -135,8 +144,11 @@ class ChatEngine:
             plan.sources = sources_payload(plan.passages)
         return plan
 
-    async def answer(self, user_id: str, conv_id: str, question: str, *,
-                     message_id: str | None = None) -> AsyncIterator[dict]:
+    async def answer(self, user_id: str, conv_id: str, question: str, *, message_id: str | None = None,
+                     document_ids: list[str] | None = None, replace: bool = False) -> AsyncIterator[dict]:
+        """Stream an answer. `message_id`: the question's id (a resend or Regenerate reuses it);
+        `replace`: the new answer replaces the earlier answers to it (Regenerate), once it is stored;
+        `document_ids`: only these documents are searched."""
         cs = self.services.conversations
         question = (question or "").strip()
         # the question is stored (or queued in the outbox) before anything that can fail, so an
@@ -147,9 +159,12 @@ class ChatEngine:
             raise BackendUnavailable("The data store is not reachable right now. Your question is kept and "
                                      "will be saved when it is back; ask again then for an answer.")
         prefs = await self.services.preferences.get_all(user_id)
-        history = [{"role": m.role, "content": m.content}
-                   for m in await cs.get_messages(user_id, conv_id, limit=9) if m.id != asked.id][-8:]
-        plan = await self.plan(user_id, conv_id, question, history, prefs)
+        earlier = await cs.get_messages(user_id, conv_id, limit=9)
+        ids = [m.id for m in earlier]
+        if replace and asked.id in ids:  # asked again: the conversation as it was before it, old answers gone
+            earlier = earlier[:ids.index(asked.id)]
+        history = [{"role": m.role, "content": m.content} for m in earlier if m.id != asked.id][-8:]
+        plan = await self.plan(user_id, conv_id, question, history, prefs, document_ids)
         yield {"type": "sources", "sources": plan.sources, "covered": plan.covered}
         choice = await self.choose_model(prefs["model"]) if plan.prepared is None else None
         if choice is not None and choice.notice:
@@ -169,6 +184,8 @@ class ChatEngine:
                 stored = await cs.add_message(user_id, conv_id, {
                     "role": "assistant", "content": text if finished else text + STOPPED,
                     "sources": plan.sources, "model": model})
+                if replace and not stored.pending:
+                    await cs.delete_answers_after(user_id, conv_id, asked.id, keep=stored.id)
                 if finished:
                     yield {"type": "done", "message": stored}
 

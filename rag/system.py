@@ -17,6 +17,7 @@ from .index import INDEX_FORMAT, RagIndex
 from .lexical import LexicalIndex
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
+from .warmup import Warmup
 from .worker import IngestWorker
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class RagSystem:
         self.worker = IngestWorker(services, self.index)
         services.documents.on_documents_deleted = self.index.drop_documents
         services.conversations.on_documents_deleted = self.index.drop_documents
+        self.warmup = Warmup(self)
         self._worker_task: asyncio.Task | None = None
         self._stop = asyncio.Event()
 

@@ -26,6 +26,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 from services.container import Services
+from services.documents import FILE_FAULT
 from services.errors import IngestionError, PharmGPTError
 
 from .index import INDEX_FORMAT, RagIndex, chunk_id, embedding_text
@@ -154,7 +155,8 @@ class IngestWorker:
         except IngestionError as e:  # the file's fault (a passed limit included): final, no chunks left
             await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])
             await asyncio.to_thread(self.index.lexical.remove_documents, user_id, [doc["id"]])
-            await docs.update_document_status(doc["id"], "failed", error=e.message)
+            await docs.update_document_status(doc["id"], "failed", error=e.message,
+                                              metadata={**(doc.get("metadata") or {}), "failure": FILE_FAULT})
             await self._job(job["id"], status="failed", last_error=e.message[:2000])
             log.info("document %s failed: %s", doc["id"], e.message)
             return
@@ -175,6 +177,7 @@ class IngestWorker:
             return
         chunks, pages, warnings, ocr_pages = result
         meta = {**(doc.get("metadata") or {}), "index_format": INDEX_FORMAT}
+        meta.pop("failure", None)
         if warnings:
             meta["warnings"] = warnings[:50]
         if ocr_pages:

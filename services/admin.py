@@ -182,7 +182,8 @@ class AdminService:
                                        .select(User.COLUMNS), what="account")
         self.cache.invalidate("user", row["id"])
         await self.audit.record("admin.user_promoted", user_id=row["id"],
-                                actor_id=actor.id if actor else None, target_type="user", target_id=row["id"],
+                                actor_id=actor.id if actor else None, no_account=actor is None,
+                                target_type="user", target_id=row["id"],
                                 details={"username": row["username"], "via": "app" if actor else "cli",
                                          "already_admin": bool(row.get("is_admin"))})
         return User.from_row(u.data[0])

@@ -21,9 +21,14 @@ class AuditService:
     @timed("audit.record")
     async def record(self, action: str, *, user_id: str | None = None, actor_id: str | None = None,
                      target_type: str | None = None, target_id: str | None = None,
-                     details: dict[str, Any] | None = None, ip: str | None = None) -> None:
-        """Never lets a failed audit write break the action it describes: it is logged instead."""
-        row = {"action": action, "user_id": user_id, "actor_id": actor_id or user_id, "target_type": target_type,
+                     details: dict[str, Any] | None = None, ip: str | None = None,
+                     no_account: bool = False) -> None:
+        """Never lets a failed audit write break the action it describes: it is logged instead.
+
+        The actor is `actor_id`, else the user themself; `no_account=True` records none
+        (the command line, which acts as no account: never as the user it acts on)."""
+        actor = None if no_account else (actor_id or user_id)
+        row = {"action": action, "user_id": user_id, "actor_id": actor, "target_type": target_type,
                "target_id": None if target_id is None else str(target_id), "details": details or {},
                "ip_address": ip}
         try:

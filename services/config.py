@@ -120,6 +120,7 @@ class Settings:
     rrf_lexical_weight: float = 1.0
     min_similarity: float = 0.35
     min_bm25: float = 3.0
+    warm_start: bool = True  # load the embedder, Chroma and BM25 at start-up, not on the first question
     # LLM: Groq when a key is set, else an OpenAI-compatible server when a URL is set, else offline
     groq_api_key: str | None = None
     llm_fallback_models: str = ""         # Groq: replaces the provider's own fallbacks when set (comma-separated)

@@ -8,6 +8,7 @@ after the retries, the message goes to the local outbox and is delivered later.
 
 from __future__ import annotations
 
+import html
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -275,6 +276,27 @@ class ConversationService:
             await self.get_conversation(user_id, conv_id)  # NotFound for a missing or foreign conversation
         return [Message.from_row(x) for x in reversed(rows)]
 
+    @timed("messages.replace_answers")
+    async def delete_answers_after(self, user_id: str, conv_id: str, question_id: str, *,
+                                   keep: str | None = None) -> int:
+        """Delete the assistant messages after question `question_id` except `keep` (Regenerate:
+        the new answer replaces the old). As the user: RLS lets them delete only their own."""
+        conv_id = _uuid(conv_id, "conversation")
+        db = await self._db(user_id)
+        anchor = await self.backend.execute(db.table("messages").select("created_at")
+                                            .eq("id", _uuid(question_id, "message")).eq("conversation_id", conv_id)
+                                            .limit(1), what="message")
+        if not anchor.data:
+            raise NotFound("The message was not found.")
+        q = db.table("messages").delete(count="exact", returning="minimal").eq("conversation_id", conv_id) \
+            .eq("role", "assistant").gte("created_at", anchor.data[0]["created_at"])
+        if keep is not None:
+            q = q.neq("id", _uuid(keep, "message"))
+        r = await self.backend.execute(q, what="messages")
+        self.cache.invalidate("convs", user_id)
+        self.cache.invalidate("conv", user_id, conv_id)
+        return r.count or 0
+
     async def _all_messages(self, user_id: str, conv_id: str) -> list[Message]:
         db = await self._db(user_id)
         rows = await self.backend.fetch_rows(
@@ -309,17 +331,27 @@ def _clean_title(title: str) -> str:
     return title[:200]
 
 
+def _md_text(text: str) -> str:
+    """Text from users or documents, so a Markdown viewer shows it and never runs it as HTML."""
+    return html.escape(text or "", quote=False)
+
+
+def _source_line(i: int, s: dict) -> str:
+    """`n. file, pages 3-4 — Section`, as the app labels a source."""
+    pages = str(s.get("pages") or s.get("page") or "")
+    where = (f", pages {pages}" if "-" in pages else f", page {pages}") if pages else ""
+    section = f" — {_md_text(s['section'])}" if s.get("section") else ""
+    return f"{s.get('n') or i}. {_md_text(s.get('filename') or 'document')}{where}{section}"
+
+
 def _markdown(conv: Conversation, messages: list[Message]) -> str:
-    lines = [f"# {conv.title}", "", f"*Exported from PharmGPT — created {conv.created_at:%Y-%m-%d %H:%M} UTC, "
-             f"{len(messages)} messages*", ""]
+    lines = [f"# {_md_text(conv.title)}", "",
+             f"*Exported from PharmGPT — created {conv.created_at:%Y-%m-%d %H:%M} UTC, {len(messages)} messages*", ""]
     for m in messages:
         who = {"user": "You", "assistant": "PharmGPT", "system": "System"}[m.role]
-        lines += [f"## {who} — {m.created_at:%Y-%m-%d %H:%M:%S} UTC", "", m.content, ""]
+        lines += [f"## {who} — {m.created_at:%Y-%m-%d %H:%M:%S} UTC", "", _md_text(m.content), ""]
         if m.sources:
             lines.append("**Sources**")
-            for i, s in enumerate(m.sources, 1):
-                where = f", page {s['page']}" if s.get("page") else ""
-                lines.append(f"{i}. {s.get('filename', 'document')}{where}")
+            lines += [_source_line(i, s) for i, s in enumerate(m.sources, 1)]
             lines.append("")
     return "\n".join(lines)
-

@@ -14,7 +14,7 @@ from .blobs import BlobStore
 from .cache import TTLCache
 from .config import Settings
 from .conversations import ChunkDropHook, _uuid
-from .errors import Conflict, NotFound, ValidationError
+from .errors import Conflict, NotFound, PharmGPTError, ValidationError
 from .metrics import Metrics, timed
 from .models import Document, Upload
 
@@ -34,6 +34,12 @@ ALLOWED_TYPES: dict[str, tuple[str, Any]] = {
     ".tiff": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
 }
 STATUSES = ("pending", "processing", "ready", "failed")
+FILE_FAULT = "file"  # metadata["failure"] of a document that failed because of its contents
+
+
+def is_file_fault(doc: Document) -> bool:
+    """Failed because the file itself can't be read (not a passing outage): a retry can't help."""
+    return doc.status == "failed" and (doc.metadata or {}).get("failure") == FILE_FAULT
 
 
 def size_text(n_bytes: int) -> str:
@@ -82,15 +88,19 @@ class DocumentService:
         """Validate, store the bytes and queue ingestion; the same bytes in the same scope
         give back the existing document with `duplicate=True`."""
         filename = clean_filename(filename)
-        if not data:
-            raise ValidationError(f"{filename} is empty.")
-        if len(data) > self.settings.max_upload_bytes:
-            raise ValidationError(f"{filename} is {size_text(len(data))}; the limit is "
-                                  f"{size_text(self.settings.max_upload_bytes)} per file.")
-        mime = detect_type(filename, data)
-        sha = hashlib.sha256(data).hexdigest()
         if conversation_id is not None:
             conversation_id = _uuid(conversation_id, "conversation")
+        try:
+            if not data:
+                raise ValidationError(f"{filename} is empty.")
+            if len(data) > self.settings.max_upload_bytes:
+                raise ValidationError(f"{filename} is {size_text(len(data))}; the limit is "
+                                      f"{size_text(self.settings.max_upload_bytes)} per file.")
+            mime = detect_type(filename, data)
+        except ValidationError:
+            await self._record_rejected(user_id, filename, data, conversation_id)
+            raise
+        sha = hashlib.sha256(data).hexdigest()
         self.blobs.put(sha, data)  # before the row, so the worker never finds a job without bytes
         # the server's proof that this user stored these bytes: register_document takes the
         # hash from it, never from the caller, so a hash alone reaches nobody else's file
@@ -105,6 +115,35 @@ class DocumentService:
         row = r.data[0]
         self.cache.invalidate("docs", user_id)
         return Document.from_row(row["document"], duplicate=row["duplicate"])
+
+    async def _record_rejected(self, user_id: str, filename: str, data: bytes, conversation_id: str | None) -> None:
+        """A refused file still appears in the upload history (as the user: RLS; never fatal)."""
+        mime = ALLOWED_TYPES.get(PurePath(filename).suffix.lower(), (None,))[0]
+        row = {"user_id": user_id, "conversation_id": conversation_id, "filename": filename, "file_type": mime,
+               "file_size": len(data or b""), "outcome": "rejected"}
+        try:
+            db = await self.backend.for_user(user_id)
+            await self.backend.execute(db.table("uploads").insert(row, returning="minimal"), what="upload history",
+                                       idempotent=False)
+        except PharmGPTError:
+            if conversation_id is None:
+                return
+            try:  # a conversation that is not (or no longer) theirs: keep the entry without it
+                await self.backend.execute(db.table("uploads").insert({**row, "conversation_id": None},
+                                                                      returning="minimal"),
+                                           what="upload history", idempotent=False)
+            except PharmGPTError:
+                pass
+
+    @timed("documents.find_by_hash")
+    async def find_by_hash(self, user_id: str, sha256: str) -> list[Document]:
+        """The user's documents with these exact bytes, in any scope (as the user: RLS)."""
+        if not sha256:
+            return []
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(db.table("documents").select(Document.COLUMNS).eq("sha256", sha256)
+                                       .order("added_at").limit(100), what="documents")
+        return [Document.from_row(x) for x in r.data]
 
     async def _list(self, user_id: str, key: tuple, build) -> list[Document]:
         cached = self.cache.get(key)
@@ -167,6 +206,9 @@ class DocumentService:
         doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
         if doc.status != "failed":
             raise Conflict(f"{doc.filename} is {doc.status}; only a document that failed can be retried.")
+        if is_file_fault(doc):
+            raise Conflict(f"{doc.filename} cannot be read as it is, so retrying would fail the same way; "
+                           "upload a corrected copy instead.")
         svc = self.backend.service
         # the status first: a worker claiming the new job moves it on to processing
         r = await self.backend.execute(svc.table("documents").update({"status": "pending", "processing_error": None})
@@ -253,8 +295,15 @@ class DocumentService:
 
     @timed("documents.uploads")
     async def get_upload_history(self, user_id: str, limit: int = 100) -> list[Upload]:
+        """Newest first, each with what became of its document (ready, failed and why, …)."""
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
             lambda: db.table("uploads").select("*").order("uploaded_at", desc=True).order("id"),
             limit=max(1, min(limit, 1000)), what="upload history")
-        return [Upload.from_row(x) for x in rows]
+        ids = sorted({x["document_id"] for x in rows if x.get("document_id")})
+        docs: dict[str, dict] = {}
+        for start in range(0, len(ids), 200):  # bounded IN lists
+            d = await self.backend.execute(db.table("documents").select("id,status,processing_error")
+                                           .in_("id", ids[start:start + 200]), what="documents")
+            docs.update({x["id"]: x for x in d.data})
+        return [Upload.from_row(x, docs.get(x.get("document_id") or "")) for x in rows]

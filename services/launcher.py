@@ -5,7 +5,10 @@ server on 127.0.0.1 over the data directory (the embedded store is safe for one
 process only, and the app and the worker are two: localbase/chroma.py), and the
 ingestion worker as its own supervised process (services/supervisor.py), so a
 file that crashes or exhausts the worker never takes the app down, and a dead
-worker comes back by itself. Ctrl-C or SIGTERM stops everything in reverse order.
+worker comes back by itself. Streamlit is served through app/server.py, which
+warms up at start (the embedder, Chroma and the lexicon load while the first user
+signs in, not on their first question: app/warm.py). Ctrl-C or SIGTERM stops
+everything in reverse order.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
             else:
                 print("ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True)
         cmd = streamlit_command(settings, port)
-        print(f"PharmGPT: http://127.0.0.1:{port}", flush=True)
+        print(f"PharmGPT: http://127.0.0.1:{port} (warming up the search model…)", flush=True)
         proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
         return proc.wait()
     except KeyboardInterrupt:

@@ -138,11 +138,15 @@ class Upload:
     document_id: str | None
     conversation_id: str | None
     uploaded_at: datetime
+    document_status: str | None = None  # what became of an accepted file (None: deleted, or rejected)
+    document_error: str | None = None
 
     @classmethod
-    def from_row(cls, r: dict) -> Upload:
+    def from_row(cls, r: dict, document: dict | None = None) -> Upload:
+        document = document or {}
         return cls(r["id"], r["filename"], r["file_size"], r.get("file_type"), r["outcome"], r.get("document_id"),
-                   r.get("conversation_id"), ts(r["uploaded_at"]))
+                   r.get("conversation_id"), ts(r["uploaded_at"]), document.get("status"),
+                   document.get("processing_error"))
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,12 @@ The session token lives in an HttpOnly browser cookie (`SameSite=Strict`, `Secur
 on https), set by a route of the app's server (app/session_cookie.py) from a
 one-time code the page posts, and read back from the request with
 `st.context.cookies` when a new browser session starts. The token is checked
-with `validate_session` then, and again at most once a minute, so a session
-revoked elsewhere ("log out everywhere", a deactivated account) ends here too.
+with `validate_session` (one lookup on the unique token hash) then, and again on
+every action: each script run, and each service call a button callback makes
+before the page is drawn (`ui.attempt`). Checks closer together than
+`REVALIDATE_S` (1 s) share one lookup, so a burst of reruns costs one query,
+while a session revoked elsewhere ("log out everywhere", a password change, a
+deactivated account) ends here on its next action.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from . import ui
 
 COOKIE = session_cookie.COOKIE
 COOKIE_RENEW_S = 3600
-REVALIDATE_S = 60
+REVALIDATE_S = 1.0
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,256}$")
 SESSION_ENDED = "Your session has ended (it expired, or you were signed out on another device). Please sign in again."
 _KEEP_ON_SIGN_OUT = ("cookie_checked",)
@@ -95,30 +99,42 @@ def _forget(notice: str | None = None) -> None:
         if key not in _KEEP_ON_SIGN_OUT:
             del st.session_state[key]
     st.session_state["clear_cookie"] = True
+    st.query_params.clear()  # the open conversation's id was this user's
     if notice:
         st.session_state["auth_notice"] = notice
+
+
+def session_alive(ctx, *, render: bool = True) -> bool:
+    """Whether this browser session's sign-in still holds (rechecked if older than REVALIDATE_S).
+
+    A revoked session is forgotten at once (the sign-in page shows why); a data
+    store that can't be reached keeps what we know and is asked again next time.
+    """
+    s = st.session_state
+    if s.get("user") is None:
+        return True  # nobody signed in: nothing to revoke
+    if time.time() - s.get("auth_checked_at", 0) < REVALIDATE_S:
+        return True
+    try:
+        fresh = ctx.run(ctx.services.sessions.validate_session(s["token"]))
+    except BackendUnavailable:
+        ui.backend_down(render)
+        return True
+    except PharmGPTError:
+        return True
+    if fresh is None:
+        _forget(SESSION_ENDED)
+        return False
+    s["user"] = fresh
+    s["auth_checked_at"] = time.time()
+    return True
 
 
 def current_user(ctx) -> User | None:
     """The signed-in user of this browser session, restored from the cookie after a refresh."""
     s = st.session_state
-    u = s.get("user")
-    if u is not None:
-        if time.time() - s.get("auth_checked_at", 0) < REVALIDATE_S:
-            return u
-        try:
-            fresh = ctx.run(ctx.services.sessions.validate_session(s["token"]))
-        except BackendUnavailable:
-            ui.backend_down()
-            return u  # keep working with what we know; checked again next time
-        except PharmGPTError:
-            return u
-        if fresh is None:
-            _forget(SESSION_ENDED)
-            return None
-        s["user"] = fresh
-        s["auth_checked_at"] = time.time()
-        return fresh
+    if s.get("user") is not None:
+        return s.get("user") if session_alive(ctx) else None
     if s.get("cookie_checked"):
         return None
     tok = _cookie_token()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from services.models import Conversation, SearchHit
 
-from . import ui
+from . import ui, urlstate
 from .dates import relative_date
 
 PAGE_SIZE = 20
@@ -45,6 +45,12 @@ def snippet_markdown(hit: SearchHit, limit: int = 240) -> str:
 def open_conversation(conv_id: str | None) -> None:
     st.session_state["conv_id"] = conv_id
     st.session_state.pop("upload_results", None)
+    urlstate.write(conv_id)
+
+
+def close_menus() -> None:
+    """Streamlit has no call to close a popover: give the menus new keys, so they redraw closed."""
+    st.session_state["conv_menu_gen"] = st.session_state.get("conv_menu_gen", 0) + 1
 
 
 def new_chat() -> None:
@@ -60,16 +66,19 @@ def _reset_page() -> None:
 
 
 def _rename(user_id: str, conv_id: str) -> None:
+    close_menus()
     title = st.session_state.get(f"conv_title_{conv_id}", "")
     ui.act(ui.context().services.conversations.rename(user_id, conv_id, title), "Conversation renamed.")
 
 
 def _pin(user_id: str, conv_id: str, pinned: bool) -> None:
+    close_menus()
     ui.act(ui.context().services.conversations.set_pinned(user_id, conv_id, pinned),
            "Pinned." if pinned else "Unpinned.")
 
 
 def _archive(user_id: str, conv_id: str, archived: bool) -> None:
+    close_menus()
     if ui.act(ui.context().services.conversations.set_archived(user_id, conv_id, archived),
               "Archived." if archived else "Moved back to your chats."):
         if archived and st.session_state.get("conv_id") == conv_id:
@@ -77,15 +86,17 @@ def _archive(user_id: str, conv_id: str, archived: bool) -> None:
 
 
 def _duplicate(user_id: str, conv_id: str) -> None:
+    close_menus()
     out = ui.attempt(ui.context().services.conversations.duplicate_conversation(user_id, conv_id), render=False)
     if out.ok:
         open_conversation(out.value.id)
         ui.flash(f"Opened a copy: {out.value.title}")
-    elif not out.unavailable:
+    elif not out.unavailable and out.code != ui.SESSION_ENDED_CODE:
         ui.flash(out.error, "error")
 
 
 def _delete(user_id: str, conv_id: str) -> None:
+    close_menus()
     if ui.act(ui.context().services.conversations.delete_conversation(user_id, conv_id), "Conversation deleted."):
         if st.session_state.get("conv_id") == conv_id:
             open_conversation(None)
@@ -104,7 +115,8 @@ def _exporter(ctx, user_id: str, conv_id: str, fmt: str):
 # ---------------------------------------------------------------------- drawing
 def _menu(ctx, user_id: str, conv: Conversation) -> None:
     cid = conv.id
-    with st.popover("", icon=":material/more_vert:", key=f"conv_menu_{cid}", help="Rename, pin, export…"):
+    gen = st.session_state.get("conv_menu_gen", 0)
+    with st.popover("", icon=":material/more_vert:", key=f"conv_menu_{cid}_{gen}", help="Rename, pin, export…"):
         st.text_input("Title", value=conv.title, key=f"conv_title_{cid}", max_chars=200)
         st.button("Rename", key=f"conv_rename_{cid}", on_click=_rename, args=(user_id, cid),
                   icon=":material/edit:")

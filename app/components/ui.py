@@ -27,6 +27,7 @@ BACKEND_DOWN = (
     "If this lasts more than a minute, check that the stack is running (`pharmgpt doctor`; "
     "restart it with `make run`) or your Supabase project's status, then reload this page."
 )
+SESSION_ENDED_CODE = "session_ended"  # the sign-in page says why; nothing else to show
 _BANNER = "_ui_banner"
 _DOWN = "_ui_backend_down"
 _FLASH = "_ui_flash"
@@ -88,9 +89,23 @@ def attempt(coro: Coroutine, *, render: bool = True, timeout: float | None = 60)
 
     `render=False` (button callbacks, which run before the page exists) only
     records a lost data store; the banner appears when the page is drawn.
+    The sign-in is rechecked first (`auth.session_alive`): a session revoked
+    elsewhere does nothing more, even from a callback that runs before the page.
     """
+    from . import auth
     try:
-        value = context().run(coro, timeout=timeout)
+        ctx = context()
+        alive = auth.session_alive(ctx, render=render)
+    except BaseException:  # e.g. Streamlit stopping this run: the coroutine never starts
+        coro.close()
+        raise
+    if not alive:  # revoked elsewhere: this action must not happen
+        coro.close()
+        if render:  # mid-page (a fragment, a slow run): start again at the sign-in page
+            st.rerun()
+        return Outcome(False, error=auth.SESSION_ENDED, code=SESSION_ENDED_CODE)
+    try:
+        value = ctx.run(coro, timeout=timeout)
     except BackendUnavailable as e:
         backend_down(render)
         return Outcome(False, error=e.message, unavailable=True, code=e.code)
@@ -110,7 +125,7 @@ def call(coro: Coroutine, default: Any = None, *, where=None, quiet: bool = Fals
     out = attempt(coro)
     if out.ok:
         return out.value
-    if not quiet and not out.unavailable:
+    if not quiet and not out.unavailable and out.code != SESSION_ENDED_CODE:
         (where or st).error(out.error)
     return default
 
@@ -121,7 +136,7 @@ def act(coro: Coroutine, success: str | None = None) -> bool:
     if out.ok:
         if success:
             flash(success)
-    elif not out.unavailable:
+    elif not out.unavailable and out.code != SESSION_ENDED_CODE:
         flash(out.error, "error")
     return out.ok
 
@@ -136,6 +151,26 @@ def wake_worker(ctx) -> None:
         ctx.runtime.loop.call_soon_threadsafe(ctx.rag.worker.wake)
     except Exception:  # the worker may run in another process; it polls
         log.debug("could not wake the worker", exc_info=True)
+
+
+def warm_user(ctx, user_id: str) -> None:
+    """Open the user's collection and BM25 index in the background, once per browser session."""
+    if st.session_state.get("_warm_user") == user_id or not ctx.services.settings.warm_start:
+        return
+    st.session_state["_warm_user"] = user_id
+    import asyncio
+    asyncio.run_coroutine_threadsafe(ctx.rag.warmup.user(user_id), ctx.runtime.loop)
+
+
+WARMING_UP = (":orange-badge[Warming up] Loading the search model and indexes after a restart; "
+              "a question asked now waits until they are ready.")
+
+
+@st.fragment(run_every=2)
+def warming_notice() -> None:
+    """Says so while the search parts load at start-up; draws nothing once they are ready."""
+    if context().rag.warmup.warming:
+        st.caption(WARMING_UP)
 
 
 def preferences(ctx, user_id: str, *, refresh: bool = False) -> dict:
@@ -156,7 +191,8 @@ DARK_CSS = """<style>
 .stApp [data-testid="stMarkdownContainer"], .stApp [data-testid="stHeading"], .stApp [data-testid="stWidgetLabel"],
 .stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stSidebarNavLink"] span { color: #fafafa; }
 .stApp [data-testid="stCaptionContainer"] { opacity: 0.75; }
-.stApp [data-testid="stBaseButton-secondary"], .stApp [data-testid="stPopoverButton"],
+.stApp [data-testid="stBaseButton-secondary"], .stApp [data-testid="stBaseButton-secondaryFormSubmit"],
+.stApp [data-testid="stPopoverButton"], .stApp [data-testid="stDownloadButton"] button,
 .stApp [data-testid="stExpander"] details, .stApp [data-testid="stExpander"] summary {
   background-color: #262730; border-color: #4a4b57; color: #fafafa; }
 .stApp [data-testid="stChatMessage"] { background-color: #1b1d26; }

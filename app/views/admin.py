@@ -160,7 +160,9 @@ def _audit(ctx, admin_id: str, names: dict[str, str]) -> None:
         st.caption("No entries.")
         return
     st.dataframe([{"when": e.created_at, "action": e.action, "user": names.get(e.user_id, e.user_id or ""),
-                   "by": names.get(e.actor_id, e.actor_id or ""), "target": e.target_type or "",
+                   "by": names.get(e.actor_id, e.actor_id) if e.actor_id
+                   else ("command line" if (e.details or {}).get("via") == "cli" else ""),
+                   "target": e.target_type or "",
                    "details": json.dumps(e.details, ensure_ascii=False) if e.details else "",
                    "IP": e.ip_address or ""} for e in entries], hide_index=True, width="stretch")
 

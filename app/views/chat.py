@@ -14,6 +14,8 @@ from services.errors import BackendUnavailable, PharmGPTError
 from services.models import Message
 
 HISTORY_PAGE = 30
+NOT_FOUND = ("That conversation was not found: it was deleted, or the link belongs to another account. "
+             "Pick one from the list or start a new chat.")
 
 
 def load_messages(ctx, user_id: str, conv_id: str, count: int) -> tuple[list[Message], bool]:
@@ -52,10 +54,16 @@ def _strict_changed(user_id: str) -> None:
         st.session_state.setdefault("prefs", {})["strict_mode"] = value
 
 
-def _ensure_conversation(ctx, user_id: str, conv_id: str | None) -> str | None:
+def files_title(names: list[str]) -> str:
+    """The title of a chat started by attaching files (a question names it otherwise)."""
+    names = [n for n in names if n] or ["documents"]
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
+def _ensure_conversation(ctx, user_id: str, conv_id: str | None, title: str | None = None) -> str | None:
     if conv_id:
         return conv_id
-    conv = ui.call(ctx.services.conversations.create_conversation(user_id))
+    conv = ui.call(ctx.services.conversations.create_conversation(user_id, title=title))
     if conv is None:
         return None
     sidebar.open_conversation(conv.id)
@@ -100,7 +108,7 @@ def _prepend(first, rest):
 
 
 def ask(ctx, user_id: str, conv_id: str, question: str, *, message_id: str | None = None,
-        show_question: bool = True) -> None:
+        show_question: bool = True, document_ids: list[str] | None = None, replace: bool = False) -> None:
     """Stream an answer token by token. Any click (Stop included) reruns the page, which closes
     the stream; the engine then stores what was written so far, marked as stopped."""
     if show_question:
@@ -111,7 +119,8 @@ def ask(ctx, user_id: str, conv_id: str, question: str, *, message_id: str | Non
         st.button("Stop generating", key="stop_generating", icon=":material/stop_circle:",
                   help="Stops the answer; what was written so far is kept.")
         sink: dict = {}
-        stream = ctx.stream(ctx.rag.engine.answer(user_id, conv_id, question, message_id=message_id))
+        stream = ctx.stream(ctx.rag.engine.answer(user_id, conv_id, question, message_id=message_id,
+                                                  document_ids=document_ids, replace=replace))
         try:
             with st.spinner("Looking through your documents…"):
                 first = next(stream, None)  # retrieval happens before the first event
@@ -131,8 +140,9 @@ def ask(ctx, user_id: str, conv_id: str, question: str, *, message_id: str | Non
         st.rerun()  # redraw with citations, sources and the new title in the list
 
 
-def _summarise_offers(ctx, user_id: str, conv_id: str) -> str | None:
-    """After an upload: a "Summarise" button per new document (enabled once it is ready)."""
+def _summarise_offers(ctx, user_id: str, conv_id: str) -> tuple[str, str] | None:
+    """After an upload: a "Summarise" button per new document (enabled once it is ready).
+    Pressed: (the question, that document's id), so the summary reads that file only."""
     recent = st.session_state.get("recent_uploads", {}).get(conv_id) or []
     if not recent:
         return None
@@ -150,7 +160,7 @@ def _summarise_offers(ctx, user_id: str, conv_id: str) -> str | None:
         if cols[0].button(f"Summarise {filename}", key=f"summarise_{doc_id}", disabled=not ready,
                           icon=":material/summarize:",
                           help=None if ready else "Available once the document is processed."):
-            question = answers.summary_question(filename)
+            question = answers.summary_question(filename), doc_id
             recent.remove((doc_id, filename))  # offered once it has been used
         cols[1].markdown(docs.status_label(d))
     if waiting:
@@ -175,13 +185,15 @@ def render() -> None:
     prefs = ui.preferences(ctx, user.id)
     sidebar.render(ctx, user.id)
 
-    conv_id = st.session_state.get("conv_id")
+    conv_id = st.session_state.get("conv_id")  # settled by urlstate.sync
     conv = None
     if conv_id:
-        conv = ui.call(ctx.services.conversations.get_conversation(user.id, conv_id), quiet=True)
-        if conv is None and not ui.backend_is_down():
-            sidebar.open_conversation(None)  # deleted elsewhere, or never ours
+        out = ui.attempt(ctx.services.conversations.get_conversation(user.id, conv_id))
+        conv = out.value if out.ok else None
+        if conv is None and not out.unavailable:
+            sidebar.open_conversation(None)  # deleted, or never ours: RLS shows nothing of it
             conv_id = None
+            st.warning(NOT_FOUND, icon=":material/search_off:")
 
     head, mode = st.columns([3, 2], vertical_alignment="center")
     head.header(conv.title if conv else "New chat", anchor=False)
@@ -200,6 +212,8 @@ def render() -> None:
             if choice.notice:
                 st.caption(f":orange-badge[Model] {choice.notice}")
     st.caption(answers.DISCLAIMER)
+    if ctx.rag.warmup.warming:
+        ui.warming_notice()
 
     messages: list[Message] = []
     if conv_id:
@@ -217,16 +231,22 @@ def render() -> None:
     for m in messages:
         _message(m, prefs, live_ids)
 
-    question, message_id = None, None
+    question, message_id, only = None, None, None
     last_user = next((m for m in reversed(messages) if m.role == "user"), None)
     if messages and messages[-1].role == "assistant" and last_user is not None:
         if st.button("Regenerate", key="regenerate", icon=":material/refresh:",
                      help="Ask the last question again."):
             question, message_id = last_user.content, last_user.id
 
-    docs.show_results(st.session_state.get("upload_results") or [])
+    if st.session_state.get("upload_results"):
+        here = ui.call(ctx.services.documents.get_conversation_documents(user.id, conv_id), default=[],
+                       quiet=True) if conv_id else []
+        st.session_state["upload_results"] = docs.settled(st.session_state["upload_results"], here)
+        docs.show_results(st.session_state["upload_results"])
     if conv_id:
-        question = _summarise_offers(ctx, user.id, conv_id) or question
+        offer = _summarise_offers(ctx, user.id, conv_id)
+        if offer is not None:
+            question, message_id, only = offer[0], None, [offer[1]]
 
     prompt = st.chat_input("Ask about a drug, dose or interaction…", key="chat_input", accept_file="multiple",
                            file_type=docs.UPLOAD_TYPES, submit_mode="stop")
@@ -235,7 +255,9 @@ def render() -> None:
         text = (prompt.text or "").strip()
         files = list(prompt.files or [])
         if files:
-            conv_id = _ensure_conversation(ctx, user.id, conv_id)
+            # no question with them: the files name the chat (a question would name it itself)
+            conv_id = _ensure_conversation(ctx, user.id, conv_id,
+                                           None if text else files_title([f.name for f in files]))
             if conv_id:
                 results = docs.register_files(ctx, user.id, files, conv_id)
                 st.session_state["upload_results"] = results
@@ -246,11 +268,12 @@ def render() -> None:
                 if not text:
                     st.rerun()
         if text:
-            question, message_id = text, None
+            question, message_id, only = text, None, None
     if question:
         conv_id = _ensure_conversation(ctx, user.id, conv_id)
         if conv_id:
-            ask(ctx, user.id, conv_id, question, message_id=message_id, show_question=message_id is None)
+            ask(ctx, user.id, conv_id, question, message_id=message_id, show_question=message_id is None,
+                document_ids=only, replace=message_id is not None)
 
 
 if __name__ == "__main__":

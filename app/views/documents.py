@@ -39,7 +39,7 @@ def _lists(user_id: str, conv_id: str | None, conv_title: str | None, polling: b
             if not items:
                 st.caption(empty or "Your library is empty. Documents here are used in every chat.")
             for d in items:
-                docs.document_row(user_id, d, progress.get(d.id))
+                docs.document_row(user_id, d, progress.get(d.id), others=conv_docs + lib)
     if active:
         st.caption(f"{len(active)} document(s) in progress; this list refreshes every 2 seconds.")
 
@@ -51,11 +51,12 @@ def render() -> None:
     st.caption("Drug references you upload are read, split into passages and indexed; answers cite them by "
                "file and page. Library documents are used in every chat, the others in their own chat.")
 
-    conv_id = st.session_state.get("conv_id")
+    conv_id = st.session_state.get("conv_id")  # settled by urlstate.sync
     conv = ui.call(ctx.services.conversations.get_conversation(user.id, conv_id), quiet=True) if conv_id else None
     if conv is None:
         conv_id = None
 
+    conv_docs, lib = _load(ctx, user.id, conv_id)
     with st.container(border=True):
         counter = st.session_state.get("uploader_n", 0)
         files = st.file_uploader("Add documents", accept_multiple_files=True, type=docs.UPLOAD_TYPES,
@@ -69,9 +70,10 @@ def render() -> None:
             st.session_state["doc_results"] = docs.register_files(ctx, user.id, files, target)
             st.session_state["uploader_n"] = counter + 1  # a fresh, empty uploader
             st.rerun()
-        docs.show_results(st.session_state.get("doc_results") or [])
+        results = docs.settled(st.session_state.get("doc_results") or [], conv_docs + lib)
+        st.session_state["doc_results"] = results
+        docs.show_results(results)
 
-    conv_docs, lib = _load(ctx, user.id, conv_id)
     polling = any(d.status in docs.ACTIVE for d in conv_docs + lib)
     st.fragment(_lists, run_every=2 if polling else None)(user.id, conv_id, conv.title if conv else None,
                                                          polling)
@@ -81,7 +83,7 @@ def render() -> None:
         if not history:
             st.caption("No uploads yet.")
         else:
-            st.dataframe([{"file": u.filename, "outcome": u.outcome, "size (bytes)": u.file_size,
+            st.dataframe([{"file": u.filename, "outcome": docs.upload_outcome(u), "size (bytes)": u.file_size,
                            "uploaded": u.uploaded_at} for u in history], hide_index=True, width="stretch")
 
 

@@ -1,6 +1,6 @@
 """The Streamlit app under `AppTest`, on the test session's real local stack.
 
-`app_context()` is a process-wide `st.cache_resource`; the `app_env` fixture
+`app_context()` is a process-wide singleton; the `app_env` fixture
 points the environment at the stack (and a throwaway data directory) before
 the first run builds it, and clears it again when this package's tests are
 done, stopping its ingestion worker so it cannot touch other tests' jobs.
@@ -30,6 +30,7 @@ def app_env(stack, tmp_path_factory):
     mp.setenv("PHARMGPT_DATA_DIR", str(data_dir))
     mp.setenv("PHARMGPT_BCRYPT_ROUNDS", "4")
     mp.setenv("PHARMGPT_RETRY_MAX_WAIT_S", "0.5")
+    mp.setenv("PHARMGPT_WARM_START", "0")  # the model loads when a test needs it (test_warm_start covers it)
     mp.setenv("PHARMGPT_SECRETS_FILE", str(data_dir / "no-secrets.toml"))
     mp.setenv("PHARMGPT_APP_RUNS_WORKER", "true")  # the worker on the app's loop (pharmgpt run: its own process)
     for key in ("GROQ_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):

@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
+from app.components import docs
 from rag.engine import OFFLINE_MODEL
 from rag.prompts import not_covered
-from services.errors import NotFound
+from services.errors import Conflict, NotFound
 from tests.app.conftest import PASSWORD, sign_in, texts
 
 pytestmark = pytest.mark.integration
@@ -109,8 +110,11 @@ def test_offline_question_without_documents(signed_in, ctx):
     assert at.button(key="regenerate")  # the last answer can be asked again
     at.button(key="regenerate").click()
     at.run()
-    msgs = ctx.run(ctx.services.conversations.get_messages(user.id, conv_id))
-    assert [m.role for m in msgs] == ["user", "assistant", "assistant"]  # same question, a new answer
+    again = ctx.run(ctx.services.conversations.get_messages(user.id, conv_id))
+    assert [m.role for m in again] == ["user", "assistant"]  # the new answer replaces the old one
+    assert again[0].id == msgs[0].id and again[1].id != msgs[1].id
+    assert ctx.run(ctx.services.conversations.get_conversation(user.id, conv_id)).message_count == 2
+    assert len([m for m in at.chat_message if m.name == "assistant"]) == 1
 
 
 def test_sidebar_rename_pin_archive_delete(signed_in, ctx):
@@ -359,6 +363,17 @@ def test_documents_page_errors_failures_and_retry(signed_in, ctx):
     page = texts(at)
     assert ":red-badge[Failed]" in page and doc.processing_error in page  # with the reason
     assert doc.processing_error.startswith("blank.txt is empty")
+    # the file's own fault: no Retry (it would fail the same way), and the page says why
+    assert not any(b.key == f"doc_retry_{doc.id}" for b in at.button) and docs.NO_RETRY in page
+    assert not any("uploaded; processing" in s.value for s in at.success)  # the banner went with it
+    history = {r["file"]: r["outcome"] for r in at.dataframe[0].value.to_dict("records")}
+    assert history["fake.pdf"] == "rejected" and history["blank.txt"].startswith("failed: blank.txt is empty")
+    with pytest.raises(Conflict):
+        ctx.run(ctx.services.documents.retry_document(user.id, doc.id))
+    # a passing outage (the worker gave up after its attempts) can be retried
+    ctx.run(ctx.services.documents.update_document_status(doc.id, "failed", metadata={},
+                                                          error="Processing failed after 3 attempts: OSError"))
+    at.run()
     at.button(key=f"doc_retry_{doc.id}").click()
     at.run()
     jobs = ctx.run(ctx.services.documents.job_progress(user.id, [doc.id]))

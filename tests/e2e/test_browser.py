@@ -3,8 +3,10 @@ against the app started the README's way (`pharmgpt run`) on free ports.
 
 Sign up → upload a PDF rendered from the Lipitor label → wait until ready →
 ask for the starting dose → the answer streams and cites the right page →
-rename, search, pin, archive, export, delete → log out → sign in again and find
-the history → five wrong passwords show the lockout message.
+refresh (the URL keeps the open conversation) → rename (the menu closes), search,
+pin, archive, export, delete → log out → sign in again and find the history →
+"log out everywhere" ends a second browser's session on its next action → five
+wrong passwords show the lockout message.
 
 Set PHARMGPT_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/.
 """
@@ -25,10 +27,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+from tests.fixtures import shared_data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-LABEL = ROOT.parent / "shared" / "data" / "fda-labels" / "lipitor-orig.xml"
+LABEL = shared_data("fda-labels", "lipitor-orig.xml")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "docs" / "screenshots"
 QUESTION = "What is the recommended starting dose of atorvastatin?"
@@ -38,7 +42,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
                 allow_module_level=True)
 if not LABEL.exists():
-    pytest.skip("../shared/data/fda-labels is not beside the checkout", allow_module_level=True)
+    pytest.skip(f"{LABEL} is missing (set PHARMGPT_SHARED_DATA)", allow_module_level=True)
 
 
 def norm(text: str) -> str:
@@ -132,6 +136,21 @@ def open_menu(page):
     raise AssertionError("the conversation menu did not open")
 
 
+def in_menu(page, selector: str) -> None:
+    """Click `selector` inside the first conversation's menu, opening it first when a rerun
+    (which redraws the sidebar) has closed it."""
+    for _ in range(4):
+        if not page.locator(selector).count():
+            open_menu(page)
+        try:
+            page.locator(selector).first.click(timeout=10_000)
+            settle(page)
+            return
+        except Exception:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"could not click {selector} in the conversation menu")
+
+
 def sidebar_titles(page) -> list[str]:
     texts = page.evaluate("() => [...document.querySelectorAll('[class*=st-key-conv_open_]')]"
                           ".map(r => (r.querySelector('button') || r).innerText)")
@@ -190,7 +209,7 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.wait_for_selector(f"{key('doc_upload')} button:not([disabled])")
     page.click(".st-key-doc_upload button")
     try:
-        page.get_by_text("Ready", exact=True).first.wait_for(timeout=240_000)
+        page.get_by_text("Ready", exact=True).first.wait_for(timeout=480_000)  # a loaded machine is slow
     except Exception:
         page.screenshot(path=str(Path(tempfile.gettempdir()) / "pharmgpt-e2e-failure.png"), full_page=True)
         raise
@@ -237,6 +256,13 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.keyboard.press("Escape")
     dialog.wait_for(state="detached")
 
+    # --- the open conversation is in the address bar: a refresh (or a bookmark) opens it again
+    settle(page)
+    assert re.search(r"[?&]c=[0-9a-f-]{36}", page.url), page.url
+    page.reload()
+    page.locator("[data-testid='stChatMessage']").filter(has_text=QUESTION).first.wait_for(timeout=60_000)
+    assert re.search(r"[?&]c=[0-9a-f-]{36}", page.url), page.url
+
     # --- conversation management through the sidebar
     title = QUESTION[:50]
     assert any(t.startswith(title[:30]) for t in sidebar_titles(page))
@@ -246,6 +272,8 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.wait_for_function("() => [...document.querySelectorAll('[class*=st-key-conv_open_] button')]"
                            ".some(b => b.innerText.includes('My statin notes'))")
     settle(page)
+    # the menu closed after the action
+    page.wait_for_selector("[class*='st-key-conv_rename_'] button", state="hidden", timeout=10_000)
     page.click(key("new_chat") + " button")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=stChatMessage]').length === 0",
                            timeout=30_000)
@@ -274,10 +302,8 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.locator(key("conv_archived")).locator("label").first.click()
     archived = wait_titles(page, lambda t: len(t) == 1)
     assert len(archived) == 1
-    open_menu(page)
-    page.locator("[class*='st-key-conv_delok_'] label:visible").first.click()
-    settle(page)
-    page.locator("[class*='st-key-conv_delete_'] button:visible").first.click()
+    in_menu(page, "[class*='st-key-conv_delok_'] label:visible")
+    in_menu(page, "[class*='st-key-conv_delete_'] button:visible:not([disabled])")
     assert wait_titles(page, lambda t: t == []) == []
     page.locator(key("conv_archived")).locator("label").first.click()
     remaining = wait_titles(page, lambda t: len(t) == 1)
@@ -293,9 +319,21 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.wait_for_selector(key("new_chat"))
     assert wait_titles(page, lambda t: t == remaining) == remaining
 
-    # --- five wrong passwords lock the account, in words
-    page.click(f"{key('logout')} button")
+    # --- "log out everywhere" in one browser ends the session in another on its next action
+    other = browser.new_page(viewport={"width": 1200, "height": 900})  # its own context: its own cookie
+    other.set_default_timeout(60_000)
+    sign_in(other, app_url, username, PASSWORD)
+    other.wait_for_selector(key("new_chat"))
+    settle(other)
+    page.get_by_role("link", name="Settings").click()
+    page.click(f"{key('logout_everywhere')} button")
     page.wait_for_selector(f"{key('signin_username')} input")
+    other.click(key("new_chat") + " button")
+    other.wait_for_selector(f"{key('signin_username')} input", timeout=30_000)
+    other.get_by_text("Your session has ended").first.wait_for(timeout=10_000)
+    other.close()
+
+    # --- five wrong passwords lock the account, in words
     for _ in range(5):
         sign_in(page, app_url, username, "wrong password!")
         page.wait_for_selector("text=Wrong username or password")

@@ -83,6 +83,7 @@ async def test_promote(services, account, admin_account):
     assert promoted.is_admin and promoted.id == user.id
     entries = await services.audit.list(user_id=user.id, action="admin.user_promoted")
     assert [e.details["via"] for e in entries] == ["cli"]
+    assert [e.actor_id for e in entries] == [None]  # the command line, not the promoted user
     with pytest.raises(NotFound):
         await services.admin.promote(f"nobody-{uuid.uuid4().hex[:8]}")
     admin = await admin_account()

@@ -111,6 +111,22 @@ async def test_export_json_and_markdown(services, account):
         await cs.export_conversation(user.id, conv.id, "pdf")
 
 
+async def test_markdown_export_keeps_sections_and_page_ranges_and_escapes_html(services, account):
+    user, _ = await account()
+    cs = services.conversations
+    conv = await cs.create_conversation(user.id, title="<img src=x onerror=alert(1)> Warfarin")
+    await cs.add_message(user.id, conv.id, {"role": "user", "content": "INR target <b>now</b>?"})
+    await cs.add_message(user.id, conv.id, {"role": "assistant", "content": "2.0-3.0 [1][2].", "sources": [
+        {"n": 1, "filename": "warfarin.pdf", "page": 4, "pages": "4-5", "section": "2 DOSAGE AND ADMINISTRATION"},
+        {"n": 2, "filename": "<script>x</script>.pdf", "page": 9, "pages": "9", "section": None}]})
+    md = await cs.export_conversation(user.id, conv.id, "markdown")
+    assert md.startswith("# &lt;img src=x onerror=alert(1)&gt; Warfarin\n")
+    assert "1. warfarin.pdf, pages 4-5 — 2 DOSAGE AND ADMINISTRATION" in md
+    assert "2. &lt;script&gt;x&lt;/script&gt;.pdf, page 9\n" in md
+    assert "INR target &lt;b&gt;now&lt;/b&gt;?" in md
+    assert "<img" not in md and "<script" not in md and "<b>" not in md
+
+
 async def test_add_message_is_idempotent_and_pages_backwards(services, account):
     user, _ = await account()
     cs = services.conversations

@@ -47,13 +47,15 @@ async def test_register_dedups_per_scope_and_queues_ingestion(services, account)
     ("binary.txt", b"abc\x00\x01\x02", "binary"),
     ("scan.png", b"\xff\xd8\xff\xe0jpeg really", "not a valid PNG"),
 ])
-async def test_bad_uploads_are_refused_and_leave_nothing(services, account, name, data, msg):
+async def test_bad_uploads_are_refused_recorded_and_leave_nothing_else(services, account, name, data, msg):
     user, _ = await account()
     with pytest.raises(ValidationError) as e:
         await services.documents.register_upload(user.id, name, data)
     assert msg in e.value.message
-    assert await history(services, user.id) == []
+    assert await history(services, user.id) == [(name, "rejected")]  # the history shows the refusal
     assert await services.documents.get_library_documents(user.id) == []
+    other, _ = await account()
+    assert await history(services, other.id) == []  # the user's own entry (RLS)
 
 
 async def test_oversized_upload(services, account, stack, tmp_path):

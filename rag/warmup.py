@@ -1,0 +1,84 @@
+"""Loading the slow parts before the first question needs them (issue 13: a warm start).
+
+The embedding model (and its first inference), the Chroma client, the stemmer
+and the drug lexicon take tens of seconds on a cold process; a user's BM25
+index and collection a little more. `start()` loads the shared parts in a
+thread at start-up, `user()` a signed-in user's own ones, and `state` lets the
+app say "warming up" meanwhile. A failure is logged and left to the first
+question, which loads the same things itself (and reports its own error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .system import RagSystem
+
+log = logging.getLogger(__name__)
+
+COLD, WARMING, READY, FAILED = "cold", "warming", "ready", "failed"
+
+
+class Warmup:
+    def __init__(self, rag: RagSystem):
+        self.rag = rag
+        self.state = COLD
+        self.seconds: float | None = None  # how long the shared parts took
+        self._task: asyncio.Task | None = None
+        self._users: set[str] = set()
+
+    @property
+    def warming(self) -> bool:
+        return self.state in (COLD, WARMING) and self._task is not None
+
+    def start(self) -> asyncio.Task:
+        """Begin loading on the running loop (once); the returned task ends when it is done."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return self._task
+
+    async def wait(self) -> str:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        return self.state
+
+    async def _run(self) -> None:
+        self.state = WARMING
+        t0 = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._shared_parts)
+        except Exception:
+            log.exception("warm-up failed; the first question will load the search parts itself")
+            self.state = FAILED
+            return
+        self.seconds = time.perf_counter() - t0
+        self.state = READY
+        log.info("search parts loaded in %.1f s", self.seconds)
+
+    def _shared_parts(self) -> None:
+        rag = self.rag
+        rag.embedder.embed_query("warm-up: recommended starting dose")  # loads the model, runs it once
+        rag.store.client  # noqa: B018 - opens the Chroma store
+        rag.lexical.stemmer  # noqa: B018
+        rag.index.lexicon  # noqa: B018 - the drug names used to scope questions
+
+    async def user(self, user_id: str) -> None:
+        """Open one user's collection and BM25 index (after sign-in), once per process."""
+        if user_id in self._users:
+            return
+        self._users.add(user_id)
+
+        def _load() -> None:
+            if not self.rag.store.count(user_id):
+                return  # nothing indexed yet: nothing to open (and no empty BM25 index to build)
+            self.rag.store.query(user_id, self.rag.embedder.embed_query("dose"), 1)  # the vector index
+            self.rag.lexical.search(user_id, "dose", 1)
+        try:
+            await asyncio.to_thread(_load)
+        except Exception:
+            self._users.discard(user_id)
+            log.warning("could not preload the search index of a user", exc_info=True)
