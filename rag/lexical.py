@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from localbase.files import open_private, private_dir
+
 from .store import ChunkStore
 
 K1 = 1.5  # bm25s defaults (method "lucene")
@@ -285,8 +287,8 @@ class LexicalIndex:
     @contextmanager
     def _flock(self, user_id: str, exclusive: bool):
         d = self._dir(user_id)
-        (d / "seg").mkdir(parents=True, exist_ok=True)
-        with open(d / ".lock", "a+b") as fh:
+        private_dir(d / "seg")  # user data: 0700 (issue #12, M8)
+        with open_private(d / ".lock") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             try:
                 yield d
@@ -535,7 +537,7 @@ def _canonical(entries: dict) -> bytes:
 
 def _atomic_write(path: Path, data: bytes, *, fsync: bool) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
+    with open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL) as fh:
         fh.write(data)
         if fsync:
             fh.flush()
