@@ -17,16 +17,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.app_process import running_app
 from tests.fixtures import shared_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -51,37 +49,8 @@ def norm(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def app_url():
-    from localbase.postgres import free_port
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_", "CHROMA_"))}
-    env.update({"PHARMGPT_DATA_DIR": str(data / "pharmgpt"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-                "PHARMGPT_SECRETS_FILE": str(data / "none.toml")})
-    log = open(data / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError((data / "app.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with running_app("e2e") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        # the app's log outlives the run, for a failure to be read afterwards
-        shutil.copy(data / "app.log", Path(tempfile.gettempdir()) / "pharmgpt-e2e-app.log")
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,14 @@ scanned page and its source is marked "OCR". Also checks the uploader states the
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.app_process import running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -36,35 +32,8 @@ if shutil.which("tesseract") is None:
 
 @pytest.fixture(scope="module")
 def app_url():
-    from localbase.postgres import free_port
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="e2e-ocr-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_", "CHROMA_"))}
-    env.update({"PHARMGPT_DATA_DIR": str(data / "pharmgpt"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-                "PHARMGPT_SECRETS_FILE": str(data / "none.toml"), "PHARMGPT_MAX_UPLOAD_BYTES": str(10 * 2**20)})
-    log = open(data / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError((data / "app.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with running_app("e2e-ocr", PHARMGPT_MAX_UPLOAD_BYTES=str(10 * 2**20)) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def key(name: str) -> str:
