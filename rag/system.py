@@ -15,6 +15,7 @@ from .engine import ChatEngine
 from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
 from .lexical import LexicalIndex
+from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
 from .worker import IngestWorker
@@ -40,9 +41,11 @@ class RagSystem:
                  use_configured_provider: bool = True):
         s = services.settings
         self.services = services
-        self.store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port)
+        self.embedder = embedder or shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
+        self.store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port,
+                                embedder=self.embedder.name)
         self.lexical = LexicalIndex(s.data_dir / "lexical", self.store)
-        self.embedder = embedder or shared_embedder()
+        self.reindexer = Reindexer(self.store, self.embedder)
         self.index = RagIndex(self.store, self.lexical, self.embedder, lexicon_dir=s.data_dir / "cache")
         self.retriever = Retriever(self.store, self.lexical, self.embedder, RetrievalConfig(
             dense_weight=s.rrf_dense_weight, lexical_weight=s.rrf_lexical_weight,
@@ -55,13 +58,24 @@ class RagSystem:
         services.documents.on_documents_deleted = self.index.drop_documents
         services.conversations.on_documents_deleted = self.index.drop_documents
         self._worker_task: asyncio.Task | None = None
+        self._reindex_task: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
     def start_worker(self) -> None:
-        """The in-process worker of the embedded default."""
+        """The in-process worker of the embedded default, and the re-index of collections that
+        another embedder built (in the background: queries keep working meanwhile)."""
         if self._worker_task is None:
             self._stop.clear()
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run_forever(self._stop))
+        self.start_reindex()
+
+    def start_reindex(self) -> None:
+        if self._reindex_task is None or self._reindex_task.done():
+            self._reindex_task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reindexer.run))
+
+    @property
+    def reindex_progress(self) -> dict:
+        return self.reindexer.progress.as_dict()
 
     async def stop_worker(self) -> None:
         if self._worker_task is not None:
@@ -69,6 +83,10 @@ class RagSystem:
             self.worker.wake()
             await asyncio.wait_for(self._worker_task, 30)
             self._worker_task = None
+        if self._reindex_task is not None:
+            self.reindexer.stop()  # between batches; a stopped user stays stale and resumes next start
+            await asyncio.wait_for(self._reindex_task, 60)
+            self._reindex_task = None
 
     async def _loaded(self, user_id: str, document_id: str):
         """The user's document parsed again (the owner check is the user's own client, RLS), or
