@@ -85,7 +85,10 @@ class RagSystem:
             self._worker_task = None
         if self._reindex_task is not None:
             self.reindexer.stop()  # between batches; a stopped user stays stale and resumes next start
-            await asyncio.wait_for(self._reindex_task, 60)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reindex_task), 60)
+            except TimeoutError:
+                log.warning("the re-index is still finishing a batch; it stops after it")
             self._reindex_task = None
 
     async def _loaded(self, user_id: str, document_id: str):
