@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -48,8 +49,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_hashes: dict[tuple, str] = {}
+_built: dict[str, Path] = {}  # source hash -> a finished build in this process (another data dir's)
+
+
 def source_hash(model_dir: Path) -> str:
-    """The weights and the config they are read with: what the ONNX file is derived from."""
+    """The weights and the config they are read with: what the ONNX file is derived from.
+
+    Hashed once per process per file version (90 MB of weights)."""
+    stats = tuple((n, (model_dir / n).stat().st_size, (model_dir / n).stat().st_mtime_ns)
+                  for n in ("model.safetensors", "config.json"))
+    key = (str(model_dir), stats)
+    if key not in _hashes:
+        _hashes[key] = _source_hash(model_dir)
+    return _hashes[key]
+
+
+def _source_hash(model_dir: Path) -> str:
     h = hashlib.sha256()
     for name in ("model.safetensors", "config.json"):
         h.update(name.encode() + b"\0" + file_sha256(model_dir / name).encode() + b"\0")
@@ -88,12 +104,28 @@ def ensure_model(model_dir: Path, models_root: Path) -> BuiltModel:
     source = source_hash(model_dir)
     path = _current(target, source)
     if path is not None:
+        _built.setdefault(source, path)
         return BuiltModel(path, source)
     with _exclusive(models_root / f".{BUILD_DIR}.lock"):
         path = _current(target, source)  # another process may have built it while we waited
         if path is None:
-            path = _build(model_dir, target, source)
+            done = _built.get(source)
+            if done is not None and _current(done.parent, source) == done:
+                path = _copy(done, target, source)  # built for another data dir: same bytes
+            else:
+                path = _build(model_dir, target, source)
+    _built.setdefault(source, path)
     return BuiltModel(path, source)
+
+
+def _copy(done: Path, target: Path, source: str) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=target) as tmp:
+        shutil.copyfile(done, Path(tmp) / done.name)
+        os.replace(Path(tmp) / done.name, target / done.name)
+        shutil.copyfile(done.parent / "manifest.json", Path(tmp) / "manifest.json")
+        os.replace(Path(tmp) / "manifest.json", target / "manifest.json")
+    return target / done.name
 
 
 def _build(model_dir: Path, target: Path, source: str) -> Path:

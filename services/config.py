@@ -81,8 +81,9 @@ class Settings:
     max_pdf_operators: int = 3_000_000    # PDF content-stream operators over all pages
     max_xml_depth: int = 200
     max_unpacked_bytes: int = 200 * 2**20  # a DOCX's unzipped size
-    # the embedder (rag/embeddings.py): onnx-int8 (built here from the packaged weights) or torch
-    embedder: str = "torch"
+    # the embedder (rag/embeddings.py): onnx-int8 (built here from the packaged weights) or torch.
+    # onnx-int8 is the default because it passed its quality gate (BENCHMARKS.md, issue #14)
+    embedder: str = "onnx-int8"
     embedder_threads: int = 0             # onnxruntime intra-op threads; 0: one per core, at most 4
     rrf_dense_weight: float = 1.0
     rrf_lexical_weight: float = 1.0

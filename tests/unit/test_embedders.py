@@ -45,6 +45,7 @@ def onnx_embedder(tmp_path_factory):
         pytest.skip("onnxruntime/onnx/tokenizers are not installed")
     e = make_embedder(ONNX_INT8, tmp_path_factory.mktemp("data"))
     assert e.kind == ONNX_INT8
+    e.embed_query("built on first use")
     return e
 
 
@@ -91,6 +92,17 @@ def test_build_is_kept_with_the_source_hash_and_reused(onnx_embedder):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".build-")]  # no temp left
 
 
+@needs_onnx
+def test_another_data_dir_gets_a_copy_not_a_rebuild(onnx_embedder, tmp_path, monkeypatch):
+    def no_build(*a):
+        raise AssertionError("rebuilt although this process already has the build")
+    monkeypatch.setattr(onnx_build, "_build", no_build)
+    copy = onnx_build.ensure_model(model_dir(), tmp_path / "models")
+    assert copy.path != onnx_embedder.model_path
+    assert copy.path.read_bytes() == onnx_embedder.model_path.read_bytes()
+    assert json.loads((copy.path.parent / "manifest.json").read_text())["source_sha256"] == copy.source_sha256
+
+
 def test_stale_or_missing_build_is_rebuilt_once_under_concurrency(tmp_path, monkeypatch):
     calls = []
 
@@ -121,6 +133,7 @@ def test_stale_or_missing_build_is_rebuilt_once_under_concurrency(tmp_path, monk
 
 
 def test_embedder_setting_is_validated():
+    assert Settings.load(env={}).embedder == "onnx-int8"  # the default: it passed its quality gate
     assert Settings.load(env={"PHARMGPT_EMBEDDER": "torch"}).embedder == "torch"
     with pytest.raises(ConfigError, match="PHARMGPT_EMBEDDER"):
         Settings.load(env={"PHARMGPT_EMBEDDER": "onnx-fp16"})
