@@ -145,9 +145,10 @@ class ChunkStore:
         col = self._collection(user_id, create=False)
         if col is None:
             return []
-        where: dict[str, Any] = {"user_id": str(user_id)}
-        if document_ids is not None:
-            where = {"$and": [where, {"document_id": {"$in": [str(d) for d in document_ids]}}]}
+        # No `user_id` where-filter: the collection is the user's own, and every hit's owner is
+        # checked below. In Chroma a where-filter that matches the whole collection costs ~20x the
+        # search itself (190 vs 8.5 ms p50 at 14,000 chunks, BENCHMARKS.md, issue #14).
+        where = {"document_id": {"$in": [str(d) for d in document_ids]}} if document_ids is not None else None
         res = col.query(query_embeddings=[embedding], n_results=k, where=where,
                         include=["documents", "metadatas", "distances"])
         hits = []

@@ -196,3 +196,22 @@ def test_shared_embedder_is_one_per_kind(tmp_path):
     assert e.name == TORCH_NAME and shared_embedder("torch", tmp_path, 0) is e
     with pytest.raises(ValueError, match="unknown embedder"):
         make_embedder("word2vec", tmp_path)
+
+
+def test_dense_query_never_returns_a_foreign_chunk_without_a_where_filter(tmp_path):
+    """The store drops the user_id where-filter (it cost ~20x); the owner check after it still holds."""
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(6, DIMENSION)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    store = ChunkStore(path=tmp_path / "chroma")
+    store.upsert(a, [f"da:{i}" for i in range(3)], vecs[:3], ["a0", "a1", "a2"],
+                 [{"document_id": "da", "chunk_index": i} for i in range(3)])
+    # a chunk of B's that a bug wrote into A's collection, nearest to the query
+    store._collection(a).upsert(ids=["db:0"], embeddings=vecs[3:4], documents=["b secret"],
+                                metadatas=[{"document_id": "db", "chunk_index": 0, "user_id": b}])
+    hits = store.query(a, vecs[3], 10)
+    assert [h.chunk_id for h in hits if h.chunk_id == "db:0"] == [] and len(hits) == 3
+    assert all(h.metadata["user_id"] == a for h in hits)
+    assert [h.chunk_id for h in store.query(a, vecs[0], 10, document_ids=["da"])][0] == "da:0"
+    assert store.query(a, vecs[0], 10, document_ids=["db"]) == []
