@@ -181,11 +181,19 @@ def _quantise(fp32: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # per-channel weights: per-tensor int8 loses too much (mean cosine ~0.91 against torch)
-    logging.getLogger().disabled, was = True, logging.getLogger().disabled  # its pre-processing advice
+    advice = _DropPreprocessAdvice()
+    logging.getLogger().addFilter(advice)
     try:
         quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
     finally:
-        logging.getLogger().disabled = was
+        logging.getLogger().removeFilter(advice)
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    """The quantiser logs a generic 'consider pre-processing' warning on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _versions() -> dict[str, str]:
