@@ -82,7 +82,8 @@ class Migrator:
         if self._embedder is None:
             from rag.embeddings import shared_embedder
 
-            self._embedder = shared_embedder()
+            s = self.services.settings
+            self._embedder = shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
         return self._embedder
 
     # ------------------------------------------------------------ the run

@@ -93,7 +93,9 @@ def cached_embeddings(embedder: Embedder, texts: list[str], cache_dir: Path | No
     if cache_dir is None:
         return embedder.embed(texts), False
     import hashlib
-    key = hashlib.sha256("\x00".join(["all-MiniLM-L6-v2", *texts]).encode()).hexdigest()[:24]
+    name = getattr(embedder, "name", "all-MiniLM-L6-v2")  # the torch cache keeps its old key
+    name = "all-MiniLM-L6-v2" if name.endswith("/torch") else name
+    key = hashlib.sha256("\x00".join([name, *texts]).encode()).hexdigest()[:24]
     path = cache_dir / f"corpus-{key}.npy"
     if path.exists():
         return np.load(path), True
@@ -166,11 +168,13 @@ def evaluate(data_dir: Path = DEFAULT_DATA, split: str = "test", *, tune: bool =
                              "docs_per_second": round(len(test.corpus) / index.embed_s, 1),
                              "store_and_bm25_seconds": round(index.index_s, 1),
                              "query_embed_seconds": round(query_embed_s, 2)},
+                "embedder": getattr(embedder, "name", "?"),
                 "published": {"bm25": 0.679, "minilm_dense": 0.645}}
 
 
 def report(r: dict) -> str:
-    lines = [f"SciFact {r['split']} ({r['documents']} abstracts, {r['results']['hybrid']['queries']} queries)",
+    lines = [f"SciFact {r['split']} ({r['documents']} abstracts, {r['results']['hybrid']['queries']} queries, "
+             f"embedder {r.get('embedder', '?')})",
              f"{'mode':<8}{'nDCG@10':>9}{'R@10':>8}{'R@100':>8}{'MRR@10':>8}{'ms/q':>8}"]
     for mode, m in r["results"].items():
         lines.append(f"{mode:<8}{m['ndcg@10']:>9.4f}{m['recall@10']:>8.4f}{m['recall@100']:>8.4f}"

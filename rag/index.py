@@ -43,7 +43,13 @@ def chunk_metadata(chunk: Chunk, document: dict) -> dict:
 
 def embedding_text(chunk: Chunk) -> str:
     """What is embedded: the section heading gives a short chunk its context."""
-    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text
+    return stored_embedding_text(chunk.text, {"heading": chunk.heading})
+
+
+def stored_embedding_text(text: str, metadata: dict) -> str:
+    """The same text, rebuilt from a stored chunk (its text and metadata): for re-embedding."""
+    heading = metadata.get("heading")
+    return f"{heading}\n{text}" if heading else text
 
 
 class RagIndex:

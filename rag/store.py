@@ -7,6 +7,14 @@ one shared collection with a `user_id` filter: see docs/rag.md; measured in
 bench/retrieval.py.) Chunk ids are `<document_id>:<n>`, so re-ingesting a
 document overwrites instead of duplicating. Embeddings are always supplied;
 Chroma's own embedding function (which downloads a model) is never used.
+
+Each collection records the embedder its vectors came from (metadata
+`embedder`; none recorded means the torch MiniLM, the only one before). A store
+serves one embedder: vectors of another are never queried nor written to. While
+a user's collection `u_<hex>` holds another embedder's vectors, new vectors go
+to a staging collection `s_<hex>` that the re-indexer (rag/reindex.py) fills
+from the stored chunk text and then renames to `u_<hex>`; texts are read from
+both meanwhile, and dense search sees only the staging one.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from localbase.files import private_dir, secure_tree
+
+from .embeddings import TORCH_NAME
 
 _UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 
@@ -38,15 +48,27 @@ def collection_name(user_id: str) -> str:
     return "u_" + uuid.UUID(str(user_id)).hex
 
 
+def staging_name(user_id: str) -> str:
+    """Where a user's chunks are re-embedded with a new embedder before replacing `u_<hex>`."""
+    return "s_" + uuid.UUID(str(user_id)).hex
+
+
+def recorded_embedder(collection) -> str:
+    return (collection.metadata or {}).get("embedder") or TORCH_NAME
+
+
 class ChunkStore:
-    def __init__(self, path: Path | None = None, host: str | None = None, port: int = 8000):
+    def __init__(self, path: Path | None = None, host: str | None = None, port: int = 8000,
+                 embedder: str = TORCH_NAME):
         self.path = path
         self.host = host
         self.port = port
+        self.embedder = embedder
         self._client = None
         self._collections: dict[str, Any] = {}
         self._secured: set[str] = set()
         self._lock = threading.Lock()
+        self._user_locks: dict[str, threading.Lock] = {}
 
     @property
     def client(self):
@@ -65,14 +87,18 @@ class ChunkStore:
                     secure_tree(self.path)  # chroma.sqlite3 and segments made under a looser umask
             return self._client
 
-    def _collection(self, user_id: str, create: bool = True):
-        name = collection_name(user_id)
+    def user_lock(self, user_id: str) -> threading.Lock:
+        """Held around writes and the staging swap, so a re-index never resurrects a deleted chunk."""
+        with self._lock:
+            return self._user_locks.setdefault(str(user_id), threading.Lock())
+
+    def _open(self, name: str, owner: str, create: bool):
         col = self._collections.get(name)
         if col is not None:
             return col
         if create:
-            col = self.client.get_or_create_collection(name, embedding_function=None,
-                                                       metadata={"hnsw:space": "cosine", "owner": str(user_id)})
+            col = self.client.get_or_create_collection(name, embedding_function=None, metadata={
+                "hnsw:space": "cosine", "owner": owner, "embedder": self.embedder})
         else:
             try:
                 col = self.client.get_collection(name, embedding_function=None)
@@ -81,17 +107,43 @@ class ChunkStore:
         self._collections[name] = col
         return col
 
+    def _forget(self, *names: str) -> None:
+        for name in names:
+            self._collections.pop(name, None)
+
+    def _collection(self, user_id: str, create: bool = True):
+        """The user's collection of this store's embedder: `u_<hex>`, or `s_<hex>` while that is stale."""
+        active = self._open(collection_name(user_id), str(user_id), create=False)
+        if active is None:
+            return self._open(collection_name(user_id), str(user_id), create) if create else None
+        if recorded_embedder(active) == self.embedder:
+            return active
+        return self._open(staging_name(user_id), str(user_id), create)
+
+    def _text_collections(self, user_id: str) -> list:
+        """Every collection holding the user's chunk texts, the current embedder's last (it wins)."""
+        cols = [self._open(collection_name(user_id), str(user_id), False),
+                self._open(staging_name(user_id), str(user_id), False)]
+        cols = [c for c in cols if c is not None]
+        return sorted(cols, key=lambda c: recorded_embedder(c) == self.embedder)
+
+    def is_stale(self, user_id: str) -> bool:
+        """The user's collection holds another embedder's vectors (a re-index is due or running)."""
+        active = self._open(collection_name(user_id), str(user_id), create=False)
+        return active is not None and recorded_embedder(active) != self.embedder
+
     def upsert(self, user_id: str, ids: list[str], embeddings: np.ndarray, texts: list[str],
                metadatas: list[dict[str, Any]], batch: int = 1000) -> None:
-        col = self._collection(user_id)
         for m in metadatas:
             m["user_id"] = str(user_id)
-        for i in range(0, len(ids), batch):
-            col.upsert(ids=ids[i:i + batch], embeddings=embeddings[i:i + batch], documents=texts[i:i + batch],
-                       metadatas=metadatas[i:i + batch])
-        if self.path is not None and not self.host and col.name not in self._secured:
-            secure_tree(self.path)  # the collection's segment files appear on its first write
-            self._secured.add(col.name)
+        with self.user_lock(user_id):
+            col = self._collection(user_id)
+            for i in range(0, len(ids), batch):
+                col.upsert(ids=ids[i:i + batch], embeddings=embeddings[i:i + batch], documents=texts[i:i + batch],
+                           metadatas=metadatas[i:i + batch])
+            if self.path is not None and not self.host and col.name not in self._secured:
+                secure_tree(self.path)  # the collection's segment files appear on its first write
+                self._secured.add(col.name)
 
     def query(self, user_id: str, embedding: np.ndarray, k: int, document_ids: list[str] | None = None) -> list[Hit]:
         """Nearest chunks of this user's, optionally only from `document_ids` (an empty list finds nothing)."""
@@ -100,9 +152,10 @@ class ChunkStore:
         col = self._collection(user_id, create=False)
         if col is None:
             return []
-        where: dict[str, Any] = {"user_id": str(user_id)}
-        if document_ids is not None:
-            where = {"$and": [where, {"document_id": {"$in": [str(d) for d in document_ids]}}]}
+        # No `user_id` where-filter: the collection is the user's own, and every hit's owner is
+        # checked below. In Chroma a where-filter that matches the whole collection costs ~20x the
+        # search itself (190 vs 8.5 ms p50 at 14,000 chunks, BENCHMARKS.md, issue #14).
+        where = {"document_id": {"$in": [str(d) for d in document_ids]}} if document_ids is not None else None
         res = col.query(query_embeddings=[embedding], n_results=k, where=where,
                         include=["documents", "metadatas", "distances"])
         hits = []
@@ -115,13 +168,28 @@ class ChunkStore:
 
     def get(self, user_id: str, *, ids: list[str] | None = None, document_id: str | None = None,
             embeddings: bool = False) -> dict[str, list]:
-        """Raw records of the user's own collection (ids, documents, metadatas[, embeddings])."""
-        col = self._collection(user_id, create=False)
-        if col is None:
-            return {"ids": [], "documents": [], "metadatas": [], "embeddings": []}
+        """Raw records of the user's own collection (ids, documents, metadatas[, embeddings]).
+
+        Embeddings come only from the current embedder's collection; texts from both while re-indexing.
+        """
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         where = {"document_id": str(document_id)} if document_id is not None else None
-        return col.get(ids=ids, where=where, include=include)
+        if embeddings:
+            col = self._collection(user_id, create=False)
+            cols = [] if col is None else [col]
+        else:
+            cols = self._text_collections(user_id)
+        if not cols:
+            return {"ids": [], "documents": [], "metadatas": [], "embeddings": []}
+        if len(cols) == 1:
+            return cols[0].get(ids=ids, where=where, include=include)
+        merged: dict[str, tuple] = {}
+        for col in cols:
+            res = col.get(ids=ids, where=where, include=include)
+            for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
+                merged[i] = (t, m)
+        return {"ids": list(merged), "documents": [t for t, _ in merged.values()],
+                "metadatas": [m for _, m in merged.values()], "embeddings": []}
 
     def close(self) -> None:
         """Let go of the client and cached collections (each holds memory); reopened on next use."""
@@ -139,42 +207,64 @@ class ChunkStore:
 
     def all_chunks(self, user_id: str) -> list[tuple[str, str, str]]:
         """(chunk_id, document_id, text) of every chunk the user has: the lexical index's corpus."""
-        col = self._collection(user_id, create=False)
-        if col is None:
-            return []
-        res = col.get(include=["documents", "metadatas"])
+        res = self.get(user_id)
         return [(i, m["document_id"], t) for i, t, m in zip(res["ids"], res["documents"], res["metadatas"],
                                                             strict=True)]
 
     def delete_documents(self, user_id: str, document_ids: list[str]) -> None:
-        col = self._collection(user_id, create=False)
-        if col is None or not document_ids:
+        if not document_ids:
             return
-        col.delete(where={"document_id": {"$in": [str(d) for d in document_ids]}})
+        with self.user_lock(user_id):
+            for col in self._text_collections(user_id):
+                col.delete(where={"document_id": {"$in": [str(d) for d in document_ids]}})
 
     def document_ids(self, user_id: str) -> set[str]:
-        col = self._collection(user_id, create=False)
-        if col is None:
-            return set()
-        return {m["document_id"] for m in col.get(include=["metadatas"])["metadatas"]}
+        return {m["document_id"] for col in self._text_collections(user_id)
+                for m in col.get(include=["metadatas"])["metadatas"]}
 
     def users(self) -> list[str]:
         """Owners of every collection in the store (for reconcile)."""
         out = []
         for col in self.client.list_collections():
             name = col if isinstance(col, str) else col.name
-            if name.startswith("u_") and _UUID_HEX.match(name[2:]):
-                out.append(str(uuid.UUID(name[2:])))
+            if name.startswith(("u_", "s_")) and _UUID_HEX.match(name[2:]):
+                user = str(uuid.UUID(name[2:]))
+                if user not in out:
+                    out.append(user)
         return out
 
-    def drop_user(self, user_id: str) -> None:
-        name = collection_name(user_id)
-        self._collections.pop(name, None)
+    def stale_users(self) -> list[str]:
+        """Owners whose `u_<hex>` collection holds another embedder's vectors."""
+        out = []
+        for col in self.client.list_collections():
+            if isinstance(col, str):
+                col = self.client.get_collection(col, embedding_function=None)
+            if col.name.startswith("u_") and _UUID_HEX.match(col.name[2:]) and recorded_embedder(col) != self.embedder:
+                out.append(str(uuid.UUID(col.name[2:])))
+        return out
+
+    def promote_staging(self, user_id: str) -> None:
+        """End of a re-index: the staging collection replaces the stale one (call with the user lock held)."""
+        active, staging = collection_name(user_id), staging_name(user_id)
+        col = self._open(staging, str(user_id), create=True)
+        self._forget(active, staging)
         try:
-            self.client.delete_collection(name)
-        except Exception:
+            self.client.delete_collection(active)
+        except Exception:  # already gone
             pass
+        col.modify(name=active)
+        self._collections[active] = self.client.get_collection(active, embedding_function=None)
+
+    def drop_user(self, user_id: str) -> None:
+        for name in (collection_name(user_id), staging_name(user_id)):
+            self._forget(name)
+            try:
+                self.client.delete_collection(name)
+            except Exception:
+                pass
 
     def count(self, user_id: str) -> int:
+        if self.is_stale(user_id):  # texts in two collections while re-indexing
+            return len(self.get(user_id)["ids"])
         col = self._collection(user_id, create=False)
         return 0 if col is None else col.count()

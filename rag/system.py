@@ -15,6 +15,7 @@ from .engine import ChatEngine
 from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
 from .lexical import LexicalIndex
+from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
 from .warmup import Warmup
@@ -42,13 +43,14 @@ class RagSystem:
                  use_configured_provider: bool = True):
         s = services.settings
         self.services = services
+        self.embedder = embedder or shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
         host, port = s.chroma_host, s.chroma_port
         if not host:  # `pharmgpt run` may serve this data directory's store already: use it then
             from localbase.chroma import running_server
             host, port = running_server(s.data_dir / "chroma") or (None, port)
-        self.store = ChunkStore(path=s.data_dir / "chroma", host=host, port=port)
+        self.store = ChunkStore(path=s.data_dir / "chroma", host=host, port=port, embedder=self.embedder.name)
         self.lexical = LexicalIndex(s.data_dir / "lexical", self.store)
-        self.embedder = embedder or shared_embedder()
+        self.reindexer = Reindexer(self.store, self.embedder)
         self.index = RagIndex(self.store, self.lexical, self.embedder, lexicon_dir=s.data_dir / "cache")
         self.retriever = Retriever(self.store, self.lexical, self.embedder, RetrievalConfig(
             dense_weight=s.rrf_dense_weight, lexical_weight=s.rrf_lexical_weight,
@@ -62,13 +64,24 @@ class RagSystem:
         services.conversations.on_documents_deleted = self.index.drop_documents
         self.warmup = Warmup(self)
         self._worker_task: asyncio.Task | None = None
+        self._reindex_task: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
     def start_worker(self) -> None:
-        """The in-process worker of the embedded default."""
+        """The in-process worker of the embedded default, and the re-index of collections that
+        another embedder built (in the background: queries keep working meanwhile)."""
         if self._worker_task is None:
             self._stop.clear()
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run_forever(self._stop))
+        self.start_reindex()
+
+    def start_reindex(self) -> None:
+        if self._reindex_task is None or self._reindex_task.done():
+            self._reindex_task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reindexer.run))
+
+    @property
+    def reindex_progress(self) -> dict:
+        return self.reindexer.progress.as_dict()
 
     async def stop_worker(self) -> None:
         if self._worker_task is not None:
@@ -76,6 +89,13 @@ class RagSystem:
             self.worker.wake()
             await asyncio.wait_for(self._worker_task, 30)
             self._worker_task = None
+        if self._reindex_task is not None:
+            self.reindexer.stop()  # between batches; a stopped user stays stale and resumes next start
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reindex_task), 60)
+            except TimeoutError:
+                log.warning("the re-index is still finishing a batch; it stops after it")
+            self._reindex_task = None
 
     async def _loaded(self, user_id: str, document_id: str, page: int | None = None):
         """The user's document parsed again (the owner check is the user's own client, RLS), or

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="process the queue until empty, then exit")
     sub.add_parser("reconcile", help="remove chunks whose document no longer exists, and re-index "
                                      "documents indexed by an older version (drug identity, sections)")
+    sub.add_parser("reindex", help="re-embed collections built by another embedder (PHARMGPT_EMBEDDER)")
     ev = sub.add_parser("eval", help="retrieval (scifact) and answer (pharm) evaluation")
     ev.add_argument("dataset", choices=["scifact", "pharm"])
     ev.add_argument("--questions", type=Path, default=None,
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--ablate", action="store_true",
                     help="pharm: also score with each answer rule switched off, one at a time")
+    ev.add_argument("--embedder", choices=["onnx-int8", "torch"], default=None,
+                    help="scifact: the embedder to evaluate (default: PHARMGPT_EMBEDDER)")
     ev.add_argument("--cache-dir", type=Path, default=None,
                     help="keep corpus embeddings here between runs (e.g. .pharmgpt/cache)")
     adm = sub.add_parser("admin", help="administration from the command line")
@@ -56,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from services.launcher import run_app
         return run_app(port=args.port, workers=args.workers, in_app_worker=args.in_app_worker)
-    if args.command in ("worker", "reconcile"):
-        from services.rag_commands import run_reconcile, run_worker
+    if args.command in ("worker", "reconcile", "reindex"):
+        from services.rag_commands import run_reconcile, run_reindex, run_worker
+        if args.command == "reindex":
+            return run_reindex()
         return run_worker(once=args.once) if args.command == "worker" else run_reconcile()
     if args.command == "eval" and args.dataset == "pharm":
         import json
@@ -69,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         import json
 
+        from rag.embeddings import shared_embedder
         from rag.eval import DEFAULT_DATA, evaluate, report
         result = evaluate(args.data_dir or DEFAULT_DATA, args.split, tune=not args.no_tune,
-                          cache_dir=args.cache_dir)
+                          cache_dir=args.cache_dir, embedder=shared_embedder(args.embedder))
         print(json.dumps(result, indent=2) if args.json else report(result))
         return 0
     if args.command == "admin":

@@ -116,6 +116,10 @@ class Settings:
     max_pdf_operators: int = 3_000_000    # PDF content-stream operators over all pages
     max_xml_depth: int = 200
     max_unpacked_bytes: int = 200 * 2**20  # a DOCX's unzipped size
+    # the embedder (rag/embeddings.py): onnx-int8 (built here from the packaged weights) or torch.
+    # onnx-int8 is the default because it passed its quality gate (BENCHMARKS.md, issue #14)
+    embedder: str = "onnx-int8"
+    embedder_threads: int = 0             # onnxruntime intra-op threads; 0: one per core, at most 4
     rrf_dense_weight: float = 1.0
     rrf_lexical_weight: float = 1.0
     min_similarity: float = 0.35
@@ -192,6 +196,8 @@ class Settings:
             raise ConfigError("PHARMGPT_SESSION_TTL_S must be at least 60 seconds")
         if self.ingest_heartbeat_s * 3 > self.ingest_stale_after_s:
             raise ConfigError("PHARMGPT_INGEST_STALE_AFTER_S must be at least 3 x PHARMGPT_INGEST_HEARTBEAT_S")
+        if self.embedder not in ("onnx-int8", "torch"):
+            raise ConfigError(f"PHARMGPT_EMBEDDER must be onnx-int8 or torch, got {self.embedder!r}")
         if self.session_max_age_s < 60:
             raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")
 

@@ -81,9 +81,13 @@ def _check_chroma(settings: Settings) -> tuple[bool, str]:
     where = f"server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host \
         else f"embedded store in {settings.data_dir / 'chroma'}"
     try:
-        store = ChunkStore(path=settings.data_dir / "chroma", host=settings.chroma_host, port=settings.chroma_port)
+        from rag.embeddings import embedder_name
+        store = ChunkStore(path=settings.data_dir / "chroma", host=settings.chroma_host, port=settings.chroma_port,
+                           embedder=embedder_name(settings.embedder))
         store.client.heartbeat()
-        return True, f"{where}: answers, {len(store.users())} user collection(s)"
+        stale = len(store.stale_users())
+        note = f", {stale} built by another embedder (re-indexed at app start, or `pharmgpt reindex`)" if stale else ""
+        return True, f"{where}: answers, {len(store.users())} user collection(s){note}"
     except Exception as e:
         return False, f"{where}: {type(e).__name__}: {e}"
 

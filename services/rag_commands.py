@@ -51,3 +51,25 @@ def run_reconcile() -> int:
               + (" (a running app or `pharmgpt worker` processes them)" if queued else ""))
         return 0
     return asyncio.run(_with_system(work))
+
+
+def run_reindex() -> int:
+    """Re-embed, in the foreground, the collections another embedder built (the app does it in the
+    background at start); needs only the chunk store, not the database."""
+    from rag.embeddings import shared_embedder
+    from rag.reindex import Reindexer
+    from rag.store import ChunkStore
+    from services.config import Settings
+
+    s = Settings.load()
+    embedder = shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
+    store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port,
+                       embedder=embedder.name)
+
+    def show(p):
+        print(f"\ruser {p.users_done + 1}/{p.users_total}: {p.chunks_done}/{p.chunks_total} chunks",
+              end="", flush=True)
+    p = Reindexer(store, embedder).run(on_progress=show)
+    print(f"\nre-indexed {p.users_done} of {p.users_total} user(s) with {embedder.name}"
+          + (f"; {len(p.errors)} failed: " + "; ".join(p.errors) if p.errors else ""))
+    return 1 if p.errors else 0
