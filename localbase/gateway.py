@@ -16,11 +16,13 @@ refused, and a query cancelled in Postgres when its client goes away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import functools
 import hmac
 import io
 import logging
+import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
@@ -37,6 +39,12 @@ from .grammar import Budget, parse_query
 from .keys import KeySet, api_key_role, is_opaque_api_key
 from .prefer import parse_prefer
 from .sqlbuilder import MUTATION_TAIL, Builder, Statement
+
+# a request waits this long for a pooled connection before the database is probed directly;
+# an unreachable database is then reported at once, and for DB_DOWN_HOLD_S to the next requests
+DB_PROBE_AFTER_S = 1.0
+DB_PROBE_TIMEOUT_S = 1
+DB_DOWN_HOLD_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,39 @@ class Gateway:
         self.cache: schema_cache.SchemaCache | None = None
         self._listener: asyncio.Task | None = None
         self.slots = UserSlots(cfg.per_user_connections, cfg.pool_wait_s)
+        self._db_down_until = 0.0  # monotonic time until which the database counts as unreachable
+
+    # ------------------------------------------------------------------ reaching the database
+    @contextlib.asynccontextmanager
+    async def _connection(self):
+        """A pooled connection. While the database cannot be reached at all, say so within about
+        a second (503 PGRST001) instead of holding the request for the whole pool wait: a quick
+        wait first, then a direct probe decides between "busy" (wait on) and "down"."""
+        assert self.pool is not None
+        if time.monotonic() < self._db_down_until:
+            raise pgrst("PGRST001", "Database client error. Retrying the connection.",
+                        "the database was unreachable a moment ago")
+        quick = min(DB_PROBE_AFTER_S, self.cfg.pool_wait_s)
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                conn = await held.enter_async_context(self.pool.connection(timeout=quick))
+            except PoolTimeout:
+                if not await self._database_answers():
+                    self._db_down_until = time.monotonic() + DB_DOWN_HOLD_S
+                    raise pgrst("PGRST001", "Database client error. Retrying the connection.",
+                                "the database cannot be reached") from None
+                conn = await held.enter_async_context(
+                    self.pool.connection(timeout=max(0.1, self.cfg.pool_wait_s - quick)))
+            yield conn
+
+    async def _database_answers(self) -> bool:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.cfg.db_uri, connect_timeout=DB_PROBE_TIMEOUT_S,
+                                                         autocommit=True)
+        except psycopg.Error:
+            return False
+        await conn.close()
+        return True
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -502,8 +543,7 @@ class Gateway:
         # so it checks the count before COMMIT; everything else goes in one round trip
         must_check = accept == OBJECT_MEDIA and not read_only and not st.returns_scalar
         try:
-            async with self.slots.hold(self._caller(req, claims, role)), \
-                    self.pool.connection(timeout=self.cfg.pool_wait_s) as conn:
+            async with self.slots.hold(self._caller(req, claims, role)), self._connection() as conn:
                 try:
                     if must_check:
                         async with conn.transaction():

@@ -362,3 +362,24 @@ async def test_full_text_search_stems_ranks_highlights_and_stays_per_user(servic
     assert [h.conversation.id for h in await cs.search(a.id, "renal lisinopril")] == [dose.id]
     assert await cs.search(a.id, "warfarin -dosing") == []  # websearch syntax: exclusion
     # the RPC is the caller's own: anon cannot run it
+
+
+async def test_with_postgres_down_the_gateway_says_unreachable_not_pool_timeout(tmp_path):
+    """A database that is gone is reported as such (503 PGRST001, which the app shows as the
+    outage banner), not after the whole pool wait as a pool timeout (504 PGRST003)."""
+    import httpx
+
+    from localbase.postgres import free_port
+    from localbase.stack import LocalStack
+    stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
+    info = stack.up()
+    try:
+        headers = {"apikey": info.anon_key, "Authorization": f"Bearer {info.anon_key}"}
+        async with httpx.AsyncClient(base_url=info.url, timeout=30) as http:
+            assert (await http.get("/rest/v1/users?select=id&limit=1", headers=headers)).status_code in (200, 401,
+                                                                                                     403)
+            stack.pg.stop()
+            seen = [(await http.get("/rest/v1/users?select=id&limit=1", headers=headers)) for _ in range(3)]
+        assert [(r.status_code, r.json()["code"]) for r in seen] == [(503, "PGRST001")] * 3
+    finally:
+        stack.down()
