@@ -93,6 +93,7 @@ def test_warming_up_is_shown_until_the_search_parts_are_loaded(signed_in, ctx, m
     assert ui.WARMING_UP in [c.value for c in at.caption]
     release.set()
     assert ctx.run(warm.wait(), timeout=120) == READY and warm.seconds is not None
-    assert ctx.rag.embedder._model is not None  # the model is loaded, before any question
+    embedder = ctx.rag.embedder  # the model is loaded, before any question (torch or ONNX)
+    assert (getattr(embedder, "_model", None) or getattr(embedder, "_session", None)) is not None
     at.run()
     assert ui.WARMING_UP not in [c.value for c in at.caption]

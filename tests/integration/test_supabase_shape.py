@@ -125,14 +125,17 @@ def empty_db(localbase_stack):
 def test_an_existing_database_ends_with_the_same_privileges(empty_db, localbase_stack, tmp_path):
     """A data dir from before issue 11: every file but 0010 applied, and 0001 recorded with its
     old checksum. The runner accepts the revised 0001 and 0010 brings it where a fresh one is."""
+    later = []  # 0010, and files written after issue 11 that such a data dir has not seen either
     for mig in migrations.discover():
-        if mig.version != "0010":
+        if mig.version != "0010" and mig.version <= "0023":
             shutil.copy(migrations.SQL_DIR / mig.name, tmp_path / mig.name)
+        else:
+            later.append(mig.version)
     migrations.apply(empty_db, tmp_path)
     (old_checksum,) = migrations.REVISED["0001"]
     with psycopg.connect(empty_db) as conn:
         conn.execute("UPDATE public.schema_migrations SET checksum = %s WHERE version = '0001'", (old_checksum,))
-    assert [n[:4] for n in migrations.apply(empty_db)] == ["0010"]
+    assert [n[:4] for n in migrations.apply(empty_db)] == later
     with psycopg.connect(empty_db) as conn:
         recorded = conn.execute("SELECT checksum FROM public.schema_migrations WHERE version = '0001'").fetchone()[0]
     assert recorded == next(m.checksum for m in migrations.discover() if m.version == "0001")

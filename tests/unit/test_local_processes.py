@@ -8,6 +8,7 @@ import stat
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -143,6 +144,7 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
     over a data directory that `pharmgpt run` serves uses that server (and the embedded store
     once it has stopped)."""
     from localbase.chroma import ChromaServer
+    from rag.embeddings import TORCH_NAME
     from rag.system import RagSystem
     from services.config import Settings
 
@@ -155,7 +157,7 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
         conversations = _Docs()
 
     with ChromaServer(tmp_path / "data" / "chroma") as server:
-        rag = RagSystem(_Services(), embedder=object(), use_configured_provider=False)
+        rag = RagSystem(_Services(), embedder=SimpleNamespace(name=TORCH_NAME), use_configured_provider=False)
         assert (rag.store.host, rag.store.port) == (server.host, server.port)
-    rag = RagSystem(_Services(), embedder=object(), use_configured_provider=False)
+    rag = RagSystem(_Services(), embedder=SimpleNamespace(name=TORCH_NAME), use_configured_provider=False)
     assert rag.store.host is None
