@@ -49,8 +49,10 @@ class TTLCache:
         self.hits += 1
         return value
 
-    def set(self, key: tuple, value: Any) -> None:
-        ttl = self.ttls.get(key[0], 60)
+    def set(self, key: tuple, value: Any, ttl: float | None = None) -> None:
+        """`ttl`: this entry's own lifetime, else its kind's."""
+        if ttl is None:
+            ttl = self.ttls.get(key[0], 60)
         self._data[key] = (time.monotonic() + ttl, value)
         self._data.move_to_end(key)
         while len(self._data) > self.max_entries:

@@ -83,6 +83,9 @@ class Settings:
     # cache (seconds) and process memory ceiling for it
     cache_ttl_conversations_s: int = 300
     cache_ttl_documents_s: int = 600
+    # a list holding a document in flight: the worker may be another process, which cannot tell
+    # this one's cache that the document moved on (ready, failed), so such a list is re-read soon
+    cache_ttl_in_flight_s: float = 2.0
     cache_ttl_user_s: int = 1800
     cache_max_entries: int = 5000
     cache_memory_limit_mb: int = 2048

@@ -154,7 +154,8 @@ class DocumentService:
             lambda: build(db.table("documents").select(Document.COLUMNS)).order("added_at", desc=True).order("id"),
             limit=500, what="document list")
         out = [Document.from_row(x) for x in rows]
-        self.cache.set(key, out)
+        in_flight = any(d.status in ("pending", "processing") for d in out)
+        self.cache.set(key, out, ttl=self.settings.cache_ttl_in_flight_s if in_flight else None)
         return out
 
     @timed("documents.conversation")

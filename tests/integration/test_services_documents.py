@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import pytest
 from postgrest.exceptions import APIError
@@ -159,3 +160,23 @@ async def test_audit_is_recorded_and_append_only(services, account):
         [a for a in actions if a.startswith("auth.")]
     with pytest.raises(APIError):
         await services.backend.service.table("audit_log").delete().eq("id", login.id).execute()
+
+
+async def test_a_document_another_process_moved_on_is_seen_without_waiting_for_the_cache(stack, tmp_path):
+    """The worker runs in its own process under `pharmgpt run`, so the app's cached lists cannot
+    be told that a document became ready: a list holding one in flight is re-read soon."""
+    from services.container import Services
+    from tests.conftest import service_settings
+    svc = await Services.create(service_settings(stack, tmp_path / "svc", cache_ttl_in_flight_s=0))
+    try:
+        user = await svc.users.create_user(f"flight-{uuid.uuid4().hex[:6]}", "long enough pw")
+        doc = await svc.documents.register_upload(user.id, "note.md", b"# Note\nDigoxin and potassium.")
+        assert [d.status for d in await svc.documents.get_library_documents(user.id)] == ["pending"]
+        # what another process's worker does: straight to the row, nothing of this process's cache
+        await svc.backend.execute(svc.backend.service.table("documents").update({"status": "ready"})
+                                  .eq("id", doc.id), what="document")
+        assert [d.status for d in await svc.documents.get_library_documents(user.id)] == ["ready"]
+        again = await svc.documents.get_library_documents(user.id)  # settled lists are cached as before
+        assert again is await svc.documents.get_library_documents(user.id)
+    finally:
+        await svc.close()
