@@ -234,7 +234,8 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
 
     # --- conversation management through the sidebar
     title = QUESTION[:50]
-    assert any(t.startswith(title[:30]) for t in sidebar_titles(page))
+    named = lambda titles: any(t.startswith(title[:30]) for t in titles)  # noqa: E731
+    assert named(wait_titles(page, named)), sidebar_titles(page)  # after the reload the sidebar comes last
     open_menu(page)
     page.locator("[class*='st-key-conv_title_'] input:visible").first.fill("My statin notes")
     page.locator("[class*='st-key-conv_rename_'] button:visible").first.click()
