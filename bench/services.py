@@ -47,6 +47,25 @@ def text(i: int, n: int = 12) -> str:
     return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n)) + f" #{i}"
 
 
+def conversation_rows(user_id: str, c: int, msgs: int, t0: datetime) -> tuple[tuple, list[tuple]]:
+    """One generated conversation (number `c`) with `msgs` alternating messages, as COPY rows."""
+    cid = str(uuid.uuid4())
+    created = t0 + timedelta(minutes=c)
+    conv = (cid, user_id, f"Question {c} about {WORDS[c % len(WORDS)]}", msgs, created, created + timedelta(seconds=msgs))
+    return conv, [(str(uuid.uuid4()), cid, user_id, "user" if m % 2 == 0 else "assistant", text(c * 31 + m),
+                   created + timedelta(seconds=m)) for m in range(msgs)]
+
+
+def copy_conversations(cur, conv_rows: list[tuple], msg_rows: list[tuple]) -> None:
+    with cur.copy("COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
+                  "FROM STDIN") as cp:
+        for r in conv_rows:
+            cp.write_row(r)
+    with cur.copy("COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN") as cp:
+        for r in msg_rows:
+            cp.write_row(r)
+
+
 def seed(dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, long_conv: int) -> tuple[str, str]:
     """Bulk-load through COPY as the superuser (setup, not what is measured)."""
     main_id = str(uuid.uuid4())
@@ -62,24 +81,13 @@ def seed(dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, lon
             for ui, u in enumerate(uids):
                 n = convs_main if ui == 0 else convs_other
                 for c in range(n):
-                    cid = str(uuid.uuid4())
+                    conv, rows = conversation_rows(u, c, long_conv if (ui == 0 and c == 0) else msgs, t0)
                     if ui == 0 and c == 0:
-                        long_id = cid
-                    k = long_conv if (ui == 0 and c == 0) else msgs
-                    created = t0 + timedelta(minutes=c)
-                    conv_rows.append((cid, u, f"Question {c} about {WORDS[c % len(WORDS)]}", k, created,
-                                      created + timedelta(seconds=k)))
-                    for m in range(k):
-                        msg_rows.append((str(uuid.uuid4()), cid, u, "user" if m % 2 == 0 else "assistant",
-                                         text(c * 31 + m), created + timedelta(seconds=m)))
-            with cur.copy("COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
-                          "FROM STDIN") as cp:
-                for r in conv_rows:
-                    cp.write_row(r)
-            # COPY fires the statement trigger once; reset the counts it added to the seeded values
-            with cur.copy("COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN") as cp:
-                for r in msg_rows:
-                    cp.write_row(r)
+                        long_id = conv[0]
+                    conv_rows.append(conv)
+                    msg_rows.extend(rows)
+            # COPY fires the statement trigger once; the counts it added are reset to the seeded values below
+            copy_conversations(cur, conv_rows, msg_rows)
             cur.execute("""UPDATE conversations c SET message_count = s.n, updated_at = s.last
                              FROM (SELECT conversation_id, count(*) n, max(created_at) last FROM messages
                                     GROUP BY 1) s WHERE s.conversation_id = c.id""")
@@ -172,20 +180,10 @@ def seed_more(dsn: str, user_id: str, convs: int, msgs: int, start: int) -> None
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         conv_rows, msg_rows = [], []
         for c in range(start, start + convs):
-            cid = str(uuid.uuid4())
-            created = t0 + timedelta(minutes=c)
-            conv_rows.append((cid, user_id, f"Question {c} about {WORDS[c % len(WORDS)]}", msgs, created,
-                              created + timedelta(seconds=msgs)))
-            for m in range(msgs):
-                msg_rows.append((str(uuid.uuid4()), cid, user_id, "user" if m % 2 == 0 else "assistant",
-                                 text(c * 31 + m), created + timedelta(seconds=m)))
-        with cur.copy("COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
-                      "FROM STDIN") as cp:
-            for r in conv_rows:
-                cp.write_row(r)
-        with cur.copy("COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN") as cp:
-            for r in msg_rows:
-                cp.write_row(r)
+            conv, rows = conversation_rows(user_id, c, msgs, t0)
+            conv_rows.append(conv)
+            msg_rows.extend(rows)
+        copy_conversations(cur, conv_rows, msg_rows)
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE messages")

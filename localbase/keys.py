@@ -157,6 +157,15 @@ def load_signing_key(material: str, kid: str | None = None) -> SigningKey:
                     "holding one")
 
 
+def project_signer(signing_key: str | None, jwt_secret: str | None) -> SigningKey:
+    """A local project's signer: its private JWK (new keys), else its legacy HS256 secret."""
+    if signing_key:
+        return load_signing_key(signing_key)
+    if not jwt_secret:
+        raise KeyMaterialError("the project has neither a signing key nor a JWT secret")
+    return SigningKey.shared_secret(jwt_secret)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a secret file readable by its owner only (0600 from the first byte)."""
     import os

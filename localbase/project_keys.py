@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .auth import api_keys as legacy_api_keys
-from .keys import KeySet, SigningKey, generate_es256, load_signing_key, new_api_keys, write_private
+from .keys import (
+    KeySet,
+    SigningKey,
+    generate_es256,
+    new_api_keys,
+    project_signer,
+    write_private,
+)
 
 
 @dataclass(frozen=True)
@@ -27,10 +34,7 @@ class ProjectKeys:
 
     @property
     def signer(self) -> SigningKey:
-        if self.signing_key:
-            return load_signing_key(self.signing_key)
-        assert self.jwt_secret
-        return SigningKey.shared_secret(self.jwt_secret)
+        return project_signer(self.signing_key, self.jwt_secret)
 
     def gateway_config(self) -> dict:
         """What the gateway is given: verification keys only, never a private key."""

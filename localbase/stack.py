@@ -26,7 +26,7 @@ from psycopg import sql
 
 from . import migrations, project_keys
 from .files import open_private, private_dir
-from .keys import SigningKey, load_signing_key
+from .keys import SigningKey, project_signer
 from .postgres import EmbeddedPostgres, free_port
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,7 @@ class StackInfo:
     @property
     def signer(self) -> SigningKey:
         """What the services (and tests) sign user tokens with."""
-        if self.signing_key:
-            return load_signing_key(self.signing_key)
-        assert self.jwt_secret
-        return SigningKey.shared_secret(self.jwt_secret)
+        return project_signer(self.signing_key, self.jwt_secret)
 
     def settings_overrides(self) -> dict[str, str | None]:
         """The Settings fields that point the services at this stack."""
