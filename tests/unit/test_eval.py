@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from rag.eval import evaluate, mrr_at, ndcg_at, recall_at
+from tests.fixtures import shared_data
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
+DATA = shared_data("scifact")
 
 
 def test_metrics_by_hand():

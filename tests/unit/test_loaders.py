@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,9 @@ from rag.loaders.spl import TITLE_HEADING
 from rag.loaders.text import decode
 from services.errors import IngestionError
 from tests.fixtures import documents as fx
+from tests.fixtures import shared_data
 
-LABELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "fda-labels"
+LABELS = shared_data("fda-labels")
 needs_labels = pytest.mark.skipif(not LABELS.is_dir(), reason="FDA label samples not present")
 
 
