@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"  # read through sql_files(), never directly
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x5048_4152  # "PHAR"
 
@@ -54,16 +54,24 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
+def sql_files(sql_dir: Path | None = None) -> list[Path]:
+    """The migration files in order: those in `sql_dir`, else the ones PharmGPT ships.
+
+    The one place that knows where the shipped files are (an installed package would find
+    them with importlib.resources here)."""
+    return sorted((SQL_DIR if sql_dir is None else sql_dir).glob("*.sql"))
+
+
+def discover(sql_dir: Path | None = None) -> list[Migration]:
     found = []
-    for path in sorted(sql_dir.glob("*.sql")):
+    for path in sql_files(sql_dir):
         m = _NAME.match(path.name)
         if not m:
             raise MigrationError(f"{path.name}: migration files are named NNNN_lower_snake.sql")
         found.append(Migration(m.group(1), path.name, path.read_text(encoding="utf-8")))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise MigrationError(f"two migration files share a number in {sql_dir}")
+        raise MigrationError(f"two migration files share a number in {sql_dir or SQL_DIR}")
     return found
 
 
@@ -98,7 +106,7 @@ _HAND_APPLIED_HINT = (
 )
 
 
-def apply(dsn: str, sql_dir: Path = SQL_DIR,
+def apply(dsn: str, sql_dir: Path | None = None,
           on_notice: Callable[[psycopg.errors.Diagnostic], None] | None = None) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date).
 
@@ -157,7 +165,7 @@ _CREATES_FUNCTION = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+public\
 _DROPS_FUNCTION = re.compile(r"DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?public\.(\w+)", re.I)
 
 
-def baseline(dsn: str, sql_dir: Path = SQL_DIR, through: str | None = None) -> list[str]:
+def baseline(dsn: str, sql_dir: Path | None = None, through: str | None = None) -> list[str]:
     """Record sql/ files (all, or up to version `through`) as applied without running them.
 
     For a schema applied by hand: first checks that every table and function those

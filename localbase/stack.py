@@ -89,7 +89,7 @@ def _is_gateway(pid: int) -> bool:
 
 class LocalStack:
     def __init__(self, data_dir: Path | str, *, gateway_port: int | None = None, ephemeral: bool = False,
-                 sql_dir: Path = migrations.SQL_DIR, schemas: tuple[str, ...] = ("public",),
+                 sql_dir: Path | None = None, schemas: tuple[str, ...] = ("public",),
                  legacy_keys: bool = False):
         self.pg = EmbeddedPostgres(data_dir, ephemeral=ephemeral)
         self.legacy_keys = legacy_keys
