@@ -17,10 +17,9 @@ def default_data_dir() -> Path:
 
 def _data_dir(args: argparse.Namespace) -> Path:
     """--data-dir, else the one default; said on stderr (stdout may be JSON) so it is never a guess."""
-    from services.config import DEFAULT_DATA_DIR
+    from services.config import data_dir_source
     chosen = Path(args.data_dir).expanduser().resolve() if args.data_dir else default_data_dir()
-    how = "--data-dir" if args.data_dir else ("the default" if chosen == DEFAULT_DATA_DIR
-                                              else "from PHARMGPT_DATA_DIR")
+    how = "--data-dir" if args.data_dir else data_dir_source(chosen)
     print(f"data dir: {chosen} ({how}); database: embedded Postgres in {chosen / 'pgdata'}", file=sys.stderr)
     return chosen
 

@@ -1,4 +1,4 @@
-"""All configuration in one place: environment first, then .streamlit/secrets.toml.
+"""All configuration in one place: environment first, then the secrets file (secrets_path()).
 
 Validated at start-up with messages that say what to fix (DESIGN D9).
 """
@@ -8,22 +8,63 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".pharmgpt"  # the one default: never the current directory
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a checkout, or site-packages when installed
+LEGACY_DATA_DIR = PROJECT_ROOT / ".pharmgpt"  # where a checkout kept its data before the per-user default
 SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key",
                  "openai_api_key", "supabase_jwt_signing_key"}
 # Supabase's current names for the API keys; the legacy names (the field names) work too
 ENV_ALIASES = {"supabase_anon_key": "SUPABASE_PUBLISHABLE_KEY", "supabase_service_role_key": "SUPABASE_SECRET_KEY"}
+_FROM_ENV = "from PHARMGPT_DATA_DIR"
+_LEGACY = "the checkout's old default, kept because it holds data; set PHARMGPT_DATA_DIR to move it"
+
+
+def _is_checkout() -> bool:
+    """Run from a source checkout (editable install), not from an installed package."""
+    return not {"site-packages", "dist-packages"} & set(PROJECT_ROOT.parts)
+
+
+def _legacy_data_in_use() -> bool:
+    """An existing user's data in <checkout>/.pharmgpt: keep using it, so an upgrade loses nothing."""
+    return _is_checkout() and LEGACY_DATA_DIR.is_dir() and any(LEGACY_DATA_DIR.iterdir())
+
+
+def user_data_dir() -> Path:
+    """The per-user data directory (XDG): $XDG_DATA_HOME/pharmgpt, else ~/.local/share/pharmgpt.
+    A relative XDG_DATA_HOME is ignored, as the XDG spec says."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "pharmgpt"
+
+
+def default_data_dir() -> Path:
+    """The data directory when PHARMGPT_DATA_DIR is unset: per user, never inside the installed
+    package (a reinstall would lose it) and never the current directory; the checkout's old
+    `.pharmgpt` while it holds data."""
+    return LEGACY_DATA_DIR if _legacy_data_in_use() else user_data_dir()
+
+
+def secrets_path() -> Path | None:
+    """The secrets file: PHARMGPT_SECRETS_FILE, else the first that exists of
+    ./.streamlit/secrets.toml (where Streamlit looks), the checkout's .streamlit/secrets.toml,
+    and secrets.toml in the data directory (PHARMGPT_DATA_DIR from the environment, or the default)."""
+    if os.environ.get("PHARMGPT_SECRETS_FILE"):
+        return Path(os.environ["PHARMGPT_SECRETS_FILE"])
+    data = os.environ.get("PHARMGPT_DATA_DIR")
+    candidates = [Path.cwd() / ".streamlit" / "secrets.toml"]
+    if _is_checkout():
+        candidates.append(PROJECT_ROOT / ".streamlit" / "secrets.toml")
+    candidates.append((Path(data).expanduser().resolve() if data else default_data_dir()) / "secrets.toml")
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def _secrets_file() -> dict:
-    path = Path(os.environ.get("PHARMGPT_SECRETS_FILE", PROJECT_ROOT / ".streamlit" / "secrets.toml"))
-    if not path.exists():
+    path = secrets_path()
+    if path is None or not path.exists():
         return {}
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -33,7 +74,7 @@ def _secrets_file() -> dict:
 
 def data_dir(env: dict[str, str] | None = None) -> Path:
     """The one place the data directory is decided, for every command and the app:
-    PHARMGPT_DATA_DIR (environment, then .streamlit/secrets.toml), else DEFAULT_DATA_DIR.
+    PHARMGPT_DATA_DIR (environment, then the secrets file), else default_data_dir().
 
     `env` replaces both sources (tests). A relative PHARMGPT_DATA_DIR is taken from where
     the command runs, as the user typed it; the default never depends on it."""
@@ -41,13 +82,19 @@ def data_dir(env: dict[str, str] | None = None) -> Path:
         raw = os.environ.get("PHARMGPT_DATA_DIR") or _secrets_file().get("PHARMGPT_DATA_DIR")
     else:
         raw = env.get("PHARMGPT_DATA_DIR")
-    return Path(str(raw)).expanduser().resolve() if raw else DEFAULT_DATA_DIR
+    return Path(str(raw)).expanduser().resolve() if raw else default_data_dir()
+
+
+def data_dir_source(path: Path) -> str:
+    """Why `path` is the data directory, in words a command prints."""
+    if path == default_data_dir():
+        return _LEGACY if path == LEGACY_DATA_DIR else "the default"
+    return _FROM_ENV
 
 
 def describe_data(settings: Settings) -> str:
     """One line naming the database and data directory a command used (it prints it)."""
-    source = "the default" if settings.data_dir == DEFAULT_DATA_DIR else "from PHARMGPT_DATA_DIR"
-    where = f"data dir {settings.data_dir} ({source})"
+    where = f"data dir {settings.data_dir} ({data_dir_source(settings.data_dir)})"
     if settings.embedded:
         return f"database: embedded Postgres in {settings.data_dir / 'pgdata'}; {where}"
     return f"database: Supabase at {settings.supabase_url}; {where}"
@@ -62,7 +109,7 @@ class Settings:
     supabase_jwt_signing_key: str | None = None  # private JWK / PEM (ES256, RS256), or a file holding it
     supabase_jwt_kid: str | None = None  # the kid, for a PEM key or an imported shared secret
     supabase_jwt_secret: str | None = None  # legacy HS256 secret (or a shared secret imported with a kid)
-    data_dir: Path = DEFAULT_DATA_DIR  # decided by data_dir() in load()
+    data_dir: Path = field(default_factory=default_data_dir)  # decided by data_dir() in load()
     # accounts and sessions
     bcrypt_rounds: int = 12
     min_password_length: int = 8

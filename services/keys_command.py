@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import PROJECT_ROOT
+from .config import data_dir
 
-DEFAULT_KEY_FILE = PROJECT_ROOT / ".pharmgpt" / "jwt-signing-key.json"
+KEY_FILE_NAME = "jwt-signing-key.json"
+
+
+def default_key_file() -> Path:
+    """In the data directory, beside the rest of this install's private files."""
+    return data_dir() / KEY_FILE_NAME
 
 STEPS = """\
 Next steps (docs/supabase.md has the whole set-up):
@@ -33,16 +38,19 @@ def add_commands(sub) -> None:
     keys = sub.add_parser("keys", help="JWT signing keys for a hosted Supabase project")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     gen = ksub.add_parser("generate", help="write a new ES256 key pair and print the JWK to import")
-    gen.add_argument("--out", type=Path, default=DEFAULT_KEY_FILE,
-                     help=f"where the private key goes (default {DEFAULT_KEY_FILE})")
+    gen.add_argument("--out", type=Path, default=None,
+                     help=f"where the private key goes (default: {KEY_FILE_NAME} in the data directory)")
     gen.add_argument("--kid", default=None, help="the key id (default: a new UUID)")
     gen.add_argument("--force", action="store_true", help="replace an existing key file")
 
 
 def run(args) -> int:
+    from localbase.files import private_dir
     from localbase.keys import generate_es256, write_private
 
-    out: Path = args.out.expanduser().resolve()
+    if args.out is None:
+        private_dir(data_dir())  # as the app makes it, if this is its first use
+    out: Path = (args.out or default_key_file()).expanduser().resolve()
     if out.exists() and not args.force:
         print(f"{out} exists: a key the project may already trust. Choose another --out, or --force to "
               "replace it.")

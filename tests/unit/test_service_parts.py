@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -122,32 +121,102 @@ def test_password_hashing_schemes():
     assert passwords.needs_rehash(h, passwords.BCRYPT, 12) and not passwords.needs_rehash(h, passwords.BCRYPT, 4)
 
 
-def test_one_data_directory_for_every_command(tmp_path, monkeypatch, capsys):
-    """PHARMGPT_DATA_DIR, else one fixed default: never the directory a command is run from."""
+@pytest.fixture
+def no_old_checkout_data(tmp_path, monkeypatch):
+    """A fresh user: no data in the checkout's old default, a home of its own, no secrets file."""
+    from services import config
+    monkeypatch.setattr(config, "LEGACY_DATA_DIR", tmp_path / "checkout" / ".pharmgpt")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("PHARMGPT_DATA_DIR", raising=False)
+    monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(tmp_path / "none.toml"))
+    return config
+
+
+def test_one_data_directory_for_every_command(tmp_path, monkeypatch, capsys, no_old_checkout_data):
+    """PHARMGPT_DATA_DIR, else one per-user default: never the directory a command is run from."""
     import json
 
     from localbase.cli import default_data_dir
     from services.cli import main
-    from services.config import DEFAULT_DATA_DIR, data_dir, describe_data
-    monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(tmp_path / "none.toml"))
-    monkeypatch.delenv("PHARMGPT_DATA_DIR", raising=False)
+    from services.config import data_dir, describe_data
     monkeypatch.chdir(tmp_path)  # `pharmgpt local …` used to mean $CWD/.pharmgpt
-    assert data_dir() == DEFAULT_DATA_DIR == default_data_dir() == Settings.load().data_dir
-    assert DEFAULT_DATA_DIR.parent == Path(__file__).resolve().parents[2]  # the project's, fixed
-    assert data_dir({}) == DEFAULT_DATA_DIR and data_dir({"PHARMGPT_DATA_DIR": ""}) == DEFAULT_DATA_DIR
-    assert data_dir({"PHARMGPT_DATA_DIR": "~/pgt"}) == Path.home() / "pgt"
+    user = tmp_path / "home" / ".local" / "share" / "pharmgpt"
+    assert data_dir() == user == default_data_dir() == Settings.load().data_dir == Settings().data_dir
+    assert data_dir({}) == user and data_dir({"PHARMGPT_DATA_DIR": ""}) == user
+    assert data_dir({"PHARMGPT_DATA_DIR": "~/pgt"}) == tmp_path / "home" / "pgt"
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(elsewhere))
     assert data_dir() == elsewhere == default_data_dir() == Settings.load().data_dir
     assert describe_data(Settings.load()) == (f"database: embedded Postgres in {elsewhere / 'pgdata'}; data dir "
                                               f"{elsewhere} (from PHARMGPT_DATA_DIR)")
-    assert describe_data(Settings.load({})).endswith("(the default)")
+    assert describe_data(Settings.load({})) == (f"database: embedded Postgres in {user / 'pgdata'}; data dir "
+                                                f"{user} (the default)")
     assert "Supabase at https://x.supabase.co" in describe_data(Settings(supabase_url="https://x.supabase.co"))
     # `pharmgpt local status` says which directory it looked at (stderr: its stdout is JSON)
     assert main(["local", "status"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["data_dir"] == str(elsewhere)
     assert f"data dir: {elsewhere} (from PHARMGPT_DATA_DIR)" in out.err
+
+
+def test_the_default_data_directory_follows_xdg_and_never_the_package(tmp_path, monkeypatch, no_old_checkout_data):
+    config = no_old_checkout_data
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert config.data_dir() == tmp_path / "xdg" / "pharmgpt"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/xdg")  # the spec: ignore a relative one
+    assert config.data_dir() == tmp_path / "home" / ".local" / "share" / "pharmgpt"
+    # an installed package: its site-packages/.pharmgpt is never used, even holding files
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    (site / ".pharmgpt").mkdir(parents=True)
+    (site / ".pharmgpt" / "localbase.json").write_text("{}")
+    monkeypatch.setattr(config, "PROJECT_ROOT", site)
+    monkeypatch.setattr(config, "LEGACY_DATA_DIR", site / ".pharmgpt")
+    assert config.data_dir() == tmp_path / "home" / ".local" / "share" / "pharmgpt"
+
+
+def test_a_checkout_keeps_the_data_it_already_has(tmp_path, monkeypatch, no_old_checkout_data):
+    """An existing user of a checkout loses nothing: <checkout>/.pharmgpt stays in use while it holds data."""
+    config = no_old_checkout_data
+    old = config.LEGACY_DATA_DIR
+    old.mkdir(parents=True)
+    assert config.data_dir() == tmp_path / "home" / ".local" / "share" / "pharmgpt"  # empty: not in use
+    (old / "pgdata").mkdir()
+    assert config.data_dir() == old == Settings.load().data_dir == Settings().data_dir
+    said = config.describe_data(Settings.load())
+    assert said.endswith(f"data dir {old} (the checkout's old default, kept because it holds data; set "
+                         "PHARMGPT_DATA_DIR to move it)")
+    monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "moved"))
+    assert config.data_dir() == tmp_path / "moved"
+
+
+def test_the_secrets_file_is_found_in_the_current_directory_then_the_data_directory(tmp_path, monkeypatch,
+                                                                                    no_old_checkout_data):
+    config = no_old_checkout_data
+    monkeypatch.delenv("PHARMGPT_SECRETS_FILE")
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "checkout")
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "home" / ".local" / "share" / "pharmgpt"
+    data.mkdir(parents=True)
+    (data / "secrets.toml").write_text('PHARMGPT_BCRYPT_ROUNDS = "5"\n')
+    assert config.secrets_path() == data / "secrets.toml" and Settings.load().bcrypt_rounds == 5
+    (tmp_path / "checkout" / ".streamlit").mkdir(parents=True)
+    (tmp_path / "checkout" / ".streamlit" / "secrets.toml").write_text('PHARMGPT_BCRYPT_ROUNDS = "6"\n')
+    assert Settings.load().bcrypt_rounds == 6  # a checkout's own file, wherever the command runs
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('PHARMGPT_BCRYPT_ROUNDS = "7"\n')
+    assert config.secrets_path() == tmp_path / ".streamlit" / "secrets.toml" and Settings.load().bcrypt_rounds == 7
+    monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(data / "secrets.toml"))
+    assert Settings.load().bcrypt_rounds == 5
+
+
+def test_keys_generate_defaults_to_the_data_directory(tmp_path, monkeypatch, capsys, no_old_checkout_data):
+    from services.cli import main
+    monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "data"))
+    assert main(["keys", "generate"]) == 0
+    key = tmp_path / "data" / "jwt-signing-key.json"
+    assert str(key) in capsys.readouterr().out and key.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data").stat().st_mode & 0o077 == 0
 
 
 def test_admin_promote_never_creates_an_empty_database(tmp_path, monkeypatch, capsys):
