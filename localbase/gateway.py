@@ -1,11 +1,11 @@
-"""A PostgREST-compatible ASGI gateway serving `/rest/v1`.
+"""A PostgREST-compatible ASGI gateway serving `/rest/v1`: the HTTP layer.
 
 Per request: check the `apikey` (an opaque `sb_publishable_…`/`sb_secret_…`
-key, or a legacy JWT key), verify the bearer JWT, open one transaction
-on a pooled `authenticator` connection, switch to the claim's role with
-`set_config('role', ..., true)`, apply that role's own settings (its
-`statement_timeout`, as PostgREST does), expose the claims to `auth.uid()`,
-run one generated statement, and answer in PostgREST's shapes and statuses.
+key, or a legacy JWT key), verify the bearer JWT, route and parse the request,
+build one statement, have `database.Database` run it as the caller (one
+transaction in the claim's role, with that role's settings and the claims
+exposed to `auth.uid()`), and answer in PostgREST's shapes and statuses.
+This module never holds a database connection.
 
 Limits (see docs/security.md, "Gateway limits"): per-user concurrency, an
 optional max-rows cap, a response-size cap, bounded filter parsing, NUL bytes
@@ -16,44 +16,27 @@ refused, and a query cancelled in Postgres when its client goes away.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
-import functools
 import hmac
 import io
 import logging
-import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
 import orjson
-import psycopg
-from psycopg import AsyncRawCursor
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from . import schema_cache
 from .auth import JwtConfig, verify
-from .errors import ApiError, pgrst, status_for_sqlstate
-from .fairness import UserSlots
+from .database import Caller, Database, DatabaseConfig, Execution
+from .errors import ApiError, pgrst
 from .grammar import Budget, parse_query
 from .keys import KeySet, api_key_role, is_opaque_api_key
 from .prefer import parse_prefer
-from .sqlbuilder import MUTATION_TAIL, Builder, Statement
-
-# a request waits this long for a pooled connection before the database is probed directly;
-# an unreachable database is then reported at once, and for DB_DOWN_HOLD_S to the next requests
-DB_PROBE_AFTER_S = 1.0
-DB_PROBE_TIMEOUT_S = 1
-DB_DOWN_HOLD_S = 2.0
+from .schema_cache import SchemaCache
+from .sqlbuilder import Builder, Statement
 
 log = logging.getLogger(__name__)
 
 OBJECT_MEDIA = "application/vnd.pgrst.object+json"
-_CONTEXT_SQL = (
-    "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),"
-    " set_config('request.method', $3, true), set_config('request.path', $4, true),"
-    " set_config('transaction_read_only', $5, true)"
-)
 JSON_MEDIA = "application/json"
 CSV_MEDIA = "text/csv"
 
@@ -134,88 +117,21 @@ class Gateway:
         self.jwt = JwtConfig(cfg.jwt_secret, cfg.jwt_audience, cfg.anon_role, keys=cfg.keys)
         self.keys: KeySet = self.jwt.keys  # type: ignore[assignment]  # set by JwtConfig
         self._jwks_body = orjson.dumps(self.keys.public_jwks())
-        self.pool: AsyncConnectionPool | None = None
-        self.health_pool: AsyncConnectionPool | None = None
-        self.cache: schema_cache.SchemaCache | None = None
-        self._listener: asyncio.Task | None = None
-        self.slots = UserSlots(cfg.per_user_connections, cfg.pool_wait_s)
-        self._db_down_until = 0.0  # monotonic time until which the database counts as unreachable
+        self.db = Database(DatabaseConfig(
+            cfg.db_uri, schemas=cfg.schemas, anon_role=cfg.anon_role, pool_min=cfg.pool_min,
+            pool_max=cfg.pool_max, per_user_connections=cfg.per_user_connections, pool_wait_s=cfg.pool_wait_s,
+            max_response_bytes=cfg.max_response_bytes))
 
-    # ------------------------------------------------------------------ reaching the database
-    @contextlib.asynccontextmanager
-    async def _connection(self):
-        """A pooled connection. While the database cannot be reached at all, say so within about
-        a second (503 PGRST001) instead of holding the request for the whole pool wait: a quick
-        wait first, then a direct probe decides between "busy" (wait on) and "down"."""
-        assert self.pool is not None
-        if time.monotonic() < self._db_down_until:
-            raise pgrst("PGRST001", "Database client error. Retrying the connection.",
-                        "the database was unreachable a moment ago")
-        quick = min(DB_PROBE_AFTER_S, self.cfg.pool_wait_s)
-        async with contextlib.AsyncExitStack() as held:
-            try:
-                conn = await held.enter_async_context(self.pool.connection(timeout=quick))
-            except PoolTimeout:
-                if not await self._database_answers():
-                    self._db_down_until = time.monotonic() + DB_DOWN_HOLD_S
-                    raise pgrst("PGRST001", "Database client error. Retrying the connection.",
-                                "the database cannot be reached") from None
-                conn = await held.enter_async_context(
-                    self.pool.connection(timeout=max(0.1, self.cfg.pool_wait_s - quick)))
-            yield conn
+    @property
+    def cache(self) -> SchemaCache | None:
+        """The schema cache the statements are built from (the database keeps it current)."""
+        return self.db.cache
 
-    async def _database_answers(self) -> bool:
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.cfg.db_uri, connect_timeout=DB_PROBE_TIMEOUT_S,
-                                                         autocommit=True)
-        except psycopg.Error:
-            return False
-        await conn.close()
-        return True
-
-    # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self.pool = AsyncConnectionPool(
-            self.cfg.db_uri, min_size=self.cfg.pool_min, max_size=self.cfg.pool_max, open=False,
-            kwargs={"autocommit": True, "cursor_factory": AsyncRawCursor, "prepare_threshold": 3},
-        )
-        await self.pool.open(wait=True, timeout=30)
-        # readiness never queues behind user queries
-        self.health_pool = AsyncConnectionPool(self.cfg.db_uri, min_size=1, max_size=1, open=False,
-                                               kwargs={"autocommit": True})
-        await self.health_pool.open(wait=True, timeout=30)
-        await self.reload_schema()
-        self._listener = asyncio.create_task(self._listen())
+        await self.db.start()
 
     async def stop(self) -> None:
-        if self._listener:
-            self._listener.cancel()
-        if self.pool:
-            await self.pool.close()
-        if self.health_pool:
-            await self.health_pool.close()
-
-    async def reload_schema(self) -> None:
-        def _load():
-            with psycopg.connect(self.cfg.db_uri) as conn:
-                return schema_cache.load(conn, self.cfg.schemas)
-        self.cache = await asyncio.to_thread(_load)
-        log.info("schema cache loaded: %d tables, %d functions", len(self.cache.tables), len(self.cache.functions))
-
-    async def _listen(self) -> None:
-        """Reload the schema cache on `NOTIFY pgrst, 'reload schema'`, like PostgREST."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.cfg.db_uri, autocommit=True) as conn:
-                    await conn.execute("LISTEN pgrst")
-                    async for note in conn.notifies():
-                        if note.payload in ("", "reload schema"):
-                            await self.reload_schema()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the database went away; try again shortly
-                log.warning("schema listener: %s", e)
-                await asyncio.sleep(2)
+        await self.db.stop()
 
     # ------------------------------------------------------------------ ASGI
     async def __call__(self, scope, receive, send) -> None:
@@ -344,19 +260,18 @@ class Gateway:
         if apikey:
             key_role = self._api_key(apikey)
         elif self.cfg.require_apikey:
-            raise ApiError(401, "PGRST302", "No API key found in request",
-                           None, "No `apikey` request header was found.")
+            raise pgrst("PGRST302", "No API key found in request", None, "No `apikey` request header was found.")
         auth = headers.get("authorization", "")
         token = None
         if auth:
             scheme, _, value = auth.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
-                raise ApiError(401, "PGRST301", "Authorization header must be 'Bearer <jwt>'")
+                raise pgrst("PGRST301", "Authorization header must be 'Bearer <jwt>'")
             token = value.strip()
         if token is not None and is_opaque_api_key(token):
             if not (apikey and key_role and hmac.compare_digest(token.encode(), apikey.encode())):
-                raise ApiError(401, "PGRST301", "Invalid API key in the Authorization header", None,
-                               "Send a user's JWT, or the same API key as the apikey header.")
+                raise pgrst("PGRST301", "Invalid API key in the Authorization header", None,
+                            "Send a user's JWT, or the same API key as the apikey header.")
             token = None
         if token is None and key_role is not None:
             return {"role": key_role}, key_role
@@ -367,7 +282,7 @@ class Gateway:
         claims = verify(token, self.jwt)
         role = claims.get("role") or self.cfg.anon_role
         if self.cache is not None and role not in self.cache.roles:
-            raise ApiError(401, "PGRST301", f'role "{role}" is not allowed', None, None)
+            raise pgrst("PGRST301", f'role "{role}" is not allowed', None, None)
         return claims, role
 
     def _api_key(self, apikey: str) -> str | None:
@@ -377,11 +292,11 @@ class Gateway:
             if role is None:
                 hint = ("Use the project's sb_publishable_… or sb_secret_… key."
                         if api_key_role(apikey) is None else "This key is not one of the project's keys.")
-                raise ApiError(401, "PGRST301", "Invalid API key", None, hint)
+                raise pgrst("PGRST301", "Invalid API key", None, hint)
             return role
         if not self.keys.legacy_api_keys:
-            raise ApiError(401, "PGRST301", "Legacy API keys are disabled", None,
-                           "Use the project's sb_publishable_… or sb_secret_… key.")
+            raise pgrst("PGRST301", "Legacy API keys are disabled", None,
+                        "Use the project's sb_publishable_… or sb_secret_… key.")
         verify(apikey, self.jwt)
         return None
 
@@ -405,12 +320,9 @@ class Gateway:
         return Response(200, orjson.dumps(doc), {"content-type": "application/json; charset=utf-8"})
 
     async def _health(self) -> Response:
-        try:
-            assert self.health_pool is not None
-            async with self.health_pool.connection(timeout=5) as conn:
-                await conn.execute("SELECT 1")
-        except Exception as e:
-            return Response(503, orjson.dumps({"status": "unavailable", "error": str(e)}))
+        error = await self.db.health_error()
+        if error is not None:
+            return Response(503, orjson.dumps({"status": "unavailable", "error": error}))
         return Response(200, b'{"status":"ok"}', {"content-type": "application/json"})
 
     def _accept(self, req: Request) -> str:
@@ -526,56 +438,16 @@ class Gateway:
         return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
                                read_only=read_only, rpc=True)
 
-    # ------------------------------------------------------------------ execution
+    # ------------------------------------------------------------------ execution and the answer
     async def _run(self, req: Request, st: Statement, claims: dict, role: str, accept: str, *,
                    count: str | None, status: int = 200, offset: int = 0, read_only: bool = False,
                    representation: bool = True, location: tuple[str, str] | None = None,
                    rpc: bool = False) -> Response:
-        assert self.pool is not None
-        claims_json = orjson.dumps(claims).decode()
-        context = [role, claims_json, req.method, req.path, "on" if read_only else "off"]
-        settings = self.cache.role_settings.get(role, []) if self.cache is not None else []
-        for name, value in settings:
-            context += [name, value]
-        context_sql = _context_sql(len(settings))
-        sql = _size_capped(st.sql, self.cfg.max_response_bytes, abort=not read_only)
-        # a single-object mutation must roll back unless it touched exactly one row,
-        # so it checks the count before COMMIT; everything else goes in one round trip
-        must_check = accept == OBJECT_MEDIA and not read_only and not st.returns_scalar
-        try:
-            async with self.slots.hold(self._caller(req, claims, role)), self._connection() as conn:
-                try:
-                    if must_check:
-                        async with conn.transaction():
-                            await conn.execute(context_sql, context)
-                            body, nrows, total, size = await (await conn.execute(sql, st.params)).fetchone()
-                            self._check_size(body, size)
-                            if nrows != 1:
-                                raise pgrst("PGRST116", "Cannot coerce the result to a single JSON object",
-                                            f"The result contains {nrows} rows", None)
-                    else:
-                        async with conn.pipeline():
-                            async with conn.transaction():
-                                await conn.execute(context_sql, context)
-                                cur = await conn.execute(sql, st.params)
-                                count_cur = (await conn.execute(st.count_sql, st.params)
-                                             if st.count_sql else None)
-                        body, nrows, total, size = await cur.fetchone()
-                        self._check_size(body, size)
-                        if count_cur is not None:
-                            plan = await count_cur.fetchone()
-                            total = int(plan[0][0]["Plan"]["Plan Rows"])
-                        if accept == OBJECT_MEDIA and not st.returns_scalar and nrows != 1:
-                            raise pgrst("PGRST116", "Cannot coerce the result to a single JSON object",
-                                        f"The result contains {nrows} rows", None)
-                except psycopg.errors.Error as e:
-                    if isinstance(e, psycopg.OperationalError) and conn.closed:
-                        raise
-                    raise self._pg_error(e, role) from None
-        except PoolTimeout as e:
-            raise pgrst("PGRST003", "Timed out acquiring connection from connection pool.", str(e)) from None
-        except psycopg.OperationalError as e:
-            raise pgrst("PGRST001", "Database client error. Retrying the connection.", str(e)) from None
+        result = await self.db.run(
+            Caller(role, claims, self._caller(req, claims, role)),
+            Execution(st, req.method, req.path, read_only=read_only,
+                      single_object=accept == OBJECT_MEDIA and not st.returns_scalar))
+        body, nrows, total = result.body, result.nrows, result.total
         headers: dict[str, str] = {}
         if count:
             headers["preference-applied"] = f"count={count}"
@@ -618,15 +490,6 @@ class Gateway:
         sub = claims.get("sub")
         return f"sub:{sub}" if isinstance(sub, str) and sub else f"{role}@{req.client}"
 
-    def _check_size(self, body: str | None, size: int | None) -> None:
-        if body is None and size is not None:
-            raise self._too_large(size)
-
-    def _too_large(self, size: int | str) -> ApiError:
-        return pgrst("LB507", "The response is larger than the gateway's limit",
-                     f"{size} bytes; the limit is {self.cfg.max_response_bytes} bytes",
-                     "Select fewer rows or columns (limit, Range, select) or page through the result.")
-
     def _location(self, target: tuple[str, str], body: str) -> str:
         name, schema = target
         rows = orjson.loads(body)
@@ -635,47 +498,6 @@ class Gateway:
             return f"/{name}"
         from urllib.parse import quote
         return f"/{name}?" + "&".join(f"{k}=eq.{quote(str(rows[0].get(k)))}" for k in t.pk)
-
-    def _pg_error(self, e: psycopg.errors.Error, role: str) -> ApiError:
-        diag = e.diag
-        sqlstate = e.sqlstate
-        msg = diag.message_primary or ""
-        if sqlstate == "22P02" and f'"{_OVERSIZE_TAG}' in msg:
-            return self._too_large(msg.rsplit(_OVERSIZE_TAG, 1)[1].rstrip('"'))
-        return ApiError(
-            status_for_sqlstate(sqlstate, role, self.cfg.anon_role, diag.message_primary or ""),
-            sqlstate or "PGRST000",
-            diag.message_primary or str(e),
-            diag.message_detail,
-            diag.message_hint,
-        )
-
-
-_OVERSIZE_TAG = "LB507:"
-
-
-@functools.cache
-def _context_sql(n_settings: int) -> str:
-    """The request-context statement, with `n_settings` role settings applied SET LOCAL."""
-    extra = "".join(f", set_config(${6 + 2 * i}, ${7 + 2 * i}, true)" for i in range(n_settings))
-    return _CONTEXT_SQL + extra
-
-
-def _size_capped(sql: str, cap: int, abort: bool) -> str:
-    """The statement with its JSON body withheld (NULL) past `cap` bytes, and the size beside it,
-    so an oversized result is refused without crossing the wire.
-
-    With `abort` (a write) an oversized result is an error inside the transaction instead, so
-    the write rolls back rather than committing behind an error response: the cast of
-    `LB507:<size>` to integer fails, and `_pg_error` turns that failure into LB507.
-    """
-    cap = int(cap)
-    fallback = f"('{_OVERSIZE_TAG}' || octet_length(_s.b))::int::text" if abort else "NULL"
-    capped = (f"SELECT CASE WHEN octet_length(_s.b) <= {cap} THEN _s.b ELSE {fallback} END, _s.n, _s.t, "
-              "octet_length(_s.b)")
-    if sql.endswith(MUTATION_TAIL):  # a data-modifying WITH stays at the top level
-        return sql[: -len(MUTATION_TAIL)] + f" {capped} FROM _q _s"
-    return f"{capped} FROM ({sql}) _s(b, n, t)"
 
 
 def _refuse_nul(value) -> None:
