@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import jwt
 
-from .errors import ApiError
+from .errors import ApiError, pgrst
 from .keys import ALGORITHMS, KeySet, SigningKey
 
 ALGORITHM = "HS256"  # the legacy secret's algorithm
@@ -38,8 +38,8 @@ class JwtConfig:
 
 
 def _unauthorized(code: str, message: str, details: str | None = None) -> ApiError:
-    return ApiError(401, code, message, details, None,
-                    headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
+    return pgrst(code, message, details, None,
+                 headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
 
 
 _CACHE_MAX = 1024

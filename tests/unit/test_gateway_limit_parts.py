@@ -38,6 +38,23 @@ def test_catalogue_codes_carry_their_status():
     assert pgrst("PGRST003", "m").status == 504
 
 
+def test_every_gateway_code_comes_from_the_one_catalogue():
+    """PostgREST keeps its codes in one place; so does localbase: a PGRST/LB code written anywhere
+    in localbase/ is in CODES, and no error names such a code with a status of its own."""
+    import re
+    from pathlib import Path
+
+    import localbase
+    sources = {p.name: p.read_text(encoding="utf-8") for p in Path(localbase.__file__).parent.glob("*.py")
+               if p.name != "errors.py"}
+    used = {code for text in sources.values() for code in re.findall(r'"((?:PGRST|LB)[0-9A-Z]{3})"', text)}
+    assert {"PGRST116", "PGRST301", "PGRST205", "LB507"} <= used  # the scan sees the codes in use
+    assert used - CODES.keys() == set()
+    own_status = [name for name, text in sources.items()
+                  if re.search(r'ApiError\(\s*[^,]+,\s*"(?:PGRST|LB)', text)]
+    assert own_status == []
+
+
 def test_prefer_is_lenient_by_default_and_strict_on_request():
     p = parse_prefer("return=representation, count=bogus, foo=bar, tx=rollback")
     assert (p.ret, p.count, p.strict) == ("representation", None, False)
