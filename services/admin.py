@@ -22,7 +22,7 @@ from .cache import TTLCache
 from .conversations import _uuid
 from .errors import Forbidden, NotFound, ValidationError
 from .metrics import Metrics, timed
-from .models import AuditEntry, User, ts
+from .models import AuditEntry, Document, PharmacyMember, User, ts
 from .users import normalize_username, username_key
 
 
@@ -52,6 +52,23 @@ class AdminUser:
                    int(r.get("failed_logins") or 0), ts(r.get("locked_until")), ts(r.get("last_login")),
                    ts(r["created_at"]), int(r.get("conversations") or 0), int(r.get("messages") or 0),
                    int(r.get("documents") or 0), int(r.get("active_sessions") or 0))
+
+
+@dataclass(frozen=True)
+class AdminPharmacy:
+    id: str
+    name: str
+    created_by: str | None
+    created_by_username: str | None
+    created_at: datetime
+    members: int
+    owners: int
+    documents: int
+
+    @classmethod
+    def from_row(cls, r: dict) -> AdminPharmacy:
+        return cls(r["id"], r["name"], r.get("created_by"), r.get("created_by_username"), ts(r["created_at"]),
+                   int(r.get("members") or 0), int(r.get("owners") or 0), int(r.get("documents") or 0))
 
 
 @dataclass(frozen=True)
@@ -221,6 +238,32 @@ class AdminService:
                                  x.get("last_error"), x.get("locked_by"), ts(x.get("run_after")),
                                  ts(x.get("created_at")), ts(x.get("updated_at"))))
         return out
+
+    # ------------------------------------------------------------------ pharmacies
+    @timed("admin.pharmacies")
+    async def pharmacies(self, actor_id: str, *, limit: int = 200, offset: int = 0) -> list[AdminPharmacy]:
+        """Every pharmacy, newest first, with its member, owner and shared-document counts."""
+        await self.require_admin(actor_id)
+        r = await self.backend.execute(self.backend.service.rpc("admin_pharmacy_overview", {
+            "p_limit": max(1, min(limit, 1000)), "p_offset": max(0, offset)}), what="pharmacy list")
+        return [AdminPharmacy.from_row(x) for x in r.data]
+
+    @timed("admin.pharmacy_members")
+    async def pharmacy_members(self, actor_id: str, pharmacy_id: str) -> list[PharmacyMember]:
+        await self.require_admin(actor_id)
+        r = await self.backend.execute(self.backend.service.rpc("admin_pharmacy_members", {
+            "p_pharmacy_id": _uuid(pharmacy_id, "pharmacy")}), what="member list")
+        return [PharmacyMember.from_row(x) for x in r.data]
+
+    @timed("admin.pharmacy_documents")
+    async def pharmacy_documents(self, actor_id: str, pharmacy_id: str, *, limit: int = 500) -> list[Document]:
+        """A pharmacy's shared documents, newest first (each with its uploader's id)."""
+        await self.require_admin(actor_id)
+        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        rows = await self.backend.fetch_rows(
+            lambda: self.backend.service.table("documents").select(Document.COLUMNS).eq("pharmacy_id", pharmacy_id)
+            .order("added_at", desc=True).order("id"), limit=max(1, min(limit, 5000)), what="document list")
+        return [Document.from_row(x) for x in rows]
 
     @timed("admin.audit_log")
     async def audit_log(self, actor_id: str, *, action: str | None = None, user_id: str | None = None,

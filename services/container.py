@@ -20,6 +20,7 @@ from .conversations import ConversationService
 from .documents import DocumentService
 from .metrics import Metrics
 from .outbox import Outbox
+from .pharmacies import PharmacyService
 from .preferences import PreferenceService
 from .sessions import SessionService
 from .users import UserService
@@ -44,6 +45,7 @@ class Services:
         self.documents = DocumentService(backend, settings, self.cache, self.metrics, self.audit, self.blobs)
         self.preferences = PreferenceService(backend, self.metrics)
         self.admin = AdminService(backend, self.cache, self.metrics, self.audit, self.sessions)
+        self.pharmacies = PharmacyService(backend, self.metrics, self.audit, self.documents)
         self._flusher: asyncio.Task | None = None
 
     @classmethod

@@ -1,5 +1,9 @@
 """Documents a user uploads: registration (dedup by the bytes' SHA-256 per
-scope), listing, processing status (the worker's), deletion, upload history."""
+scope), listing, processing status (the worker's), deletion, upload history.
+
+A document's scope is the uploader's library, one of their conversations, or
+a pharmacy's shared library (issue 15: members read it, editors and owners
+upload and delete; RLS decides, sql/0070)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from .blobs import BlobStore
 from .cache import TTLCache
 from .config import Settings
 from .conversations import ChunkDropHook, _uuid
-from .errors import Conflict, NotFound, PharmGPTError, ValidationError
+from .errors import Conflict, Forbidden, NotFound, PharmGPTError, ValidationError
 from .metrics import Metrics, timed
 from .models import Document, Upload
 
@@ -84,12 +88,18 @@ class DocumentService:
 
     @timed("documents.register_upload")
     async def register_upload(self, user_id: str, filename: str, data: bytes, *,
-                              conversation_id: str | None = None, metadata: dict | None = None) -> Document:
+                              conversation_id: str | None = None, metadata: dict | None = None,
+                              pharmacy_id: str | None = None) -> Document:
         """Validate, store the bytes and queue ingestion; the same bytes in the same scope
-        give back the existing document with `duplicate=True`."""
+        give back the existing document with `duplicate=True`. `pharmacy_id`: into that
+        pharmacy's shared library (an editor's or owner's upload)."""
         filename = clean_filename(filename)
         if conversation_id is not None:
             conversation_id = _uuid(conversation_id, "conversation")
+        if pharmacy_id is not None:
+            if conversation_id is not None:
+                raise ValidationError("A document goes into a conversation or a pharmacy, not both.")
+            pharmacy_id = await self.require_pharmacy_editor(user_id, pharmacy_id)
         try:
             if not data:
                 raise ValidationError(f"{filename} is empty.")
@@ -108,13 +118,20 @@ class DocumentService:
             {"user_id": user_id, "sha256": sha, "file_size": len(data)}, on_conflict="user_id,sha256"),
             what="document")
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.rpc("register_document", {
-            "p_id": str(uuid.uuid4()), "p_conversation_id": conversation_id, "p_upload_id": proof.data[0]["id"],
-            "p_filename": filename, "p_file_type": mime, "p_metadata": metadata or {}}),
+        scope = ({"p_pharmacy_id": pharmacy_id} if pharmacy_id is not None
+                 else {"p_conversation_id": conversation_id})
+        r = await self.backend.execute(db.rpc(
+            "register_pharmacy_document" if pharmacy_id is not None else "register_document", {
+                "p_id": str(uuid.uuid4()), **scope, "p_upload_id": proof.data[0]["id"],
+                "p_filename": filename, "p_file_type": mime, "p_metadata": metadata or {}}),
             what="document", idempotent=False)
         row = r.data[0]
         self.cache.invalidate("docs", user_id)
-        return Document.from_row(row["document"], duplicate=row["duplicate"])
+        doc = Document.from_row(row["document"], duplicate=row["duplicate"])
+        if pharmacy_id is not None and not doc.duplicate:
+            await self.audit.record("pharmacy.document_added", user_id=user_id, target_type="document",
+                                    target_id=doc.id, details={"pharmacy_id": pharmacy_id, "filename": doc.filename})
+        return doc
 
     async def _record_rejected(self, user_id: str, filename: str, data: bytes, conversation_id: str | None) -> None:
         """A refused file still appears in the upload history (as the user: RLS; never fatal)."""
@@ -142,7 +159,7 @@ class DocumentService:
             return []
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(db.table("documents").select(Document.COLUMNS).eq("sha256", sha256)
-                                       .order("added_at").limit(100), what="documents")
+                                       .is_("pharmacy_id", None).order("added_at").limit(100), what="documents")
         return [Document.from_row(x) for x in r.data]
 
     async def _list(self, user_id: str, key: tuple, build) -> list[Document]:
@@ -165,7 +182,38 @@ class DocumentService:
 
     @timed("documents.library")
     async def get_library_documents(self, user_id: str) -> list[Document]:
-        return await self._list(user_id, ("docs", user_id, "library"), lambda q: q.is_("conversation_id", None))
+        return await self._list(user_id, ("docs", user_id, "library"),
+                                lambda q: q.is_("conversation_id", None).is_("pharmacy_id", None))
+
+    @timed("documents.pharmacy")
+    async def get_pharmacy_documents(self, user_id: str, pharmacy_id: str) -> list[Document]:
+        """A pharmacy's shared library as this member sees it (empty for anyone else). Not
+        cached: it changes with other members' uploads, and a member who leaves loses it at once."""
+        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        db = await self.backend.for_user(user_id)
+        rows = await self.backend.fetch_rows(
+            lambda: db.table("documents").select(Document.COLUMNS).eq("pharmacy_id", pharmacy_id)
+            .order("added_at", desc=True).order("id"), limit=500, what="document list")
+        return [Document.from_row(x) for x in rows]
+
+    async def pharmacy_role(self, user_id: str, pharmacy_id: str) -> str | None:
+        """The user's role in a pharmacy (owner, editor, reader), or None: not a member."""
+        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        db = await self.backend.for_user(user_id)
+        r = await self.backend.execute(db.table("pharmacy_members").select("role").eq("pharmacy_id", pharmacy_id)
+                                       .eq("user_id", user_id).limit(1), what="pharmacy")
+        return r.data[0]["role"] if r.data else None
+
+    async def require_pharmacy_editor(self, user_id: str, pharmacy_id: str) -> str:
+        """The pharmacy's id when the user may change its documents: NotFound for a non-member,
+        Forbidden for a reader (RLS refuses them anyway; this gives the reason)."""
+        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        role = await self.pharmacy_role(user_id, pharmacy_id)
+        if role is None:
+            raise NotFound("The pharmacy was not found.")
+        if role not in ("owner", "editor"):
+            raise Forbidden("Readers can read this pharmacy's documents; ask an owner to make you an editor.")
+        return pharmacy_id
 
     @timed("documents.get")
     async def get_document(self, user_id: str, doc_id: str) -> Document:
@@ -205,6 +253,8 @@ class DocumentService:
         """Queue a failed document again: the owner check runs as the user (RLS), the
         status reset and the new ingest job as the service role (processing fields are the worker's)."""
         doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
+        if doc.pharmacy_id is not None:
+            await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
         if doc.status != "failed":
             raise Conflict(f"{doc.filename} is {doc.status}; only a document that failed can be retried.")
         if is_file_fault(doc):
@@ -281,18 +331,29 @@ class DocumentService:
     @timed("documents.delete")
     async def delete_document(self, user_id: str, doc_id: str) -> None:
         doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
+        if doc.pharmacy_id is not None:  # a reader sees it but may not delete it
+            await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
         if self.on_documents_deleted is not None:
-            await self.on_documents_deleted(user_id, [doc.id])
+            await self.on_documents_deleted(doc.user_id, [doc.id])  # the uploader's chunks
         db = await self.backend.for_user(user_id)
         await self.backend.execute(db.table("documents").delete().eq("id", doc.id), what="document")
         self.cache.invalidate("docs", user_id)
-        if doc.sha256:
+        await self.release_blobs([doc.sha256] if doc.sha256 else [])
+        if doc.pharmacy_id is not None:
+            await self.audit.record("pharmacy.document_deleted", user_id=user_id, target_type="document",
+                                    target_id=doc.id, details={"pharmacy_id": doc.pharmacy_id,
+                                                               "filename": doc.filename, "uploader": doc.user_id})
+        else:
+            await self.audit.record("document.deleted", user_id=user_id, target_type="document",
+                                    target_id=doc.id, details={"filename": doc.filename})
+
+    async def release_blobs(self, shas: list[str]) -> None:
+        """Delete the stored bytes of these hashes that no document uses any more."""
+        for sha in sorted(set(shas)):
             still = await self.backend.execute(self.backend.service.table("documents").select("id")
-                                               .eq("sha256", doc.sha256).limit(1), what="document")
+                                               .eq("sha256", sha).limit(1), what="document")
             if not still.data:
-                self.blobs.delete(doc.sha256)
-        await self.audit.record("document.deleted", user_id=user_id, target_type="document", target_id=doc.id,
-                                details={"filename": doc.filename})
+                self.blobs.delete(sha)
 
     @timed("documents.uploads")
     async def get_upload_history(self, user_id: str, limit: int = 100) -> list[Upload]:

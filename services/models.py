@@ -116,16 +116,62 @@ class Document:
     added_at: datetime
     updated_at: datetime
     duplicate: bool = False  # register_upload found the same bytes already in this scope
+    pharmacy_id: str | None = None  # set: in that pharmacy's shared library (then conversation_id is None)
 
     COLUMNS = ("id,user_id,conversation_id,sha256,filename,file_type,file_size,page_count,chunk_count,"
-               "status,processing_error,metadata,added_at,updated_at")
+               "status,processing_error,metadata,added_at,updated_at,pharmacy_id")
 
     @classmethod
     def from_row(cls, r: dict, duplicate: bool = False) -> Document:
         return cls(r["id"], r["user_id"], r.get("conversation_id"), r.get("sha256"), r["filename"],
                    r["file_type"], r.get("file_size"), r.get("page_count"), r.get("chunk_count") or 0,
                    r["status"], r.get("processing_error"), r.get("metadata") or {}, ts(r["added_at"]),
-                   ts(r["updated_at"]), duplicate)
+                   ts(r["updated_at"]), duplicate, r.get("pharmacy_id"))
+
+
+PHARMACY_ROLES = ("owner", "editor", "reader")  # most rights first
+
+
+@dataclass(frozen=True)
+class Pharmacy:
+    """A pharmacy team, with the caller's role in it (None where no caller is meant: admin views)."""
+
+    id: str
+    name: str
+    role: str | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    COLUMNS = "id,name,created_by,created_at,updated_at"
+
+    @property
+    def can_edit(self) -> bool:
+        """May upload, rename and delete the shared documents."""
+        return self.role in ("owner", "editor")
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+    @classmethod
+    def from_row(cls, r: dict, role: str | None = None) -> Pharmacy:
+        return cls(r["id"], r["name"], role, r.get("created_by"), ts(r["created_at"]), ts(r["updated_at"]))
+
+
+@dataclass(frozen=True)
+class PharmacyMember:
+    pharmacy_id: str
+    user_id: str
+    username: str
+    role: str
+    added_by: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, r: dict) -> PharmacyMember:
+        return cls(r["pharmacy_id"], r["user_id"], r["username"], r["role"], r.get("added_by"),
+                   ts(r["created_at"]))
 
 
 @dataclass(frozen=True)
