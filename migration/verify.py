@@ -4,7 +4,8 @@ Counts and content checksums: each user's account fields, each conversation's
 title, model, times, message count and the digest of its messages (role,
 text, time, in order), each document's row and the digest of its chunks in
 the new store (text in order, and the very vectors where they were carried
-over), each upload. What a run deliberately did not migrate (conflicts,
+over), each upload. Legacy documents stay private (issue 15): a migrated
+document in a pharmacy's shared library is a mismatch. What a run deliberately did not migrate (conflicts,
 deletions since, bad data) is listed as skipped, not as a mismatch. Messages
 or documents added in the app after the migration are not mismatches either.
 """
@@ -267,7 +268,7 @@ class Verifier:
             rows = await self.target.existing(
                 "documents",
                 [ids.document_id(uid, conv_id, d.doc_hash) for d in docs],
-                "id,user_id,conversation_id,status,chunk_count,legacy_hash,filename",
+                "id,user_id,conversation_id,pharmacy_id,status,chunk_count,legacy_hash,filename",
             )
             for d in docs:
                 doc_id = ids.document_id(uid, conv_id, d.doc_hash)
@@ -291,6 +292,11 @@ class Verifier:
                 ):
                     if want != have:
                         self._bad(w, field, want, have)
+                if row.get("pharmacy_id") is None and row["user_id"] == uid:
+                    self._add("documents_private")
+                else:  # shared with a pharmacy (or handed to someone else): legacy documents stay private
+                    self._bad(w, "legacy document is not private", {"user_id": uid, "pharmacy_id": None},
+                              {"user_id": row["user_id"], "pharmacy_id": row.get("pharmacy_id")})
                 stored = await asyncio.to_thread(self._stored_chunks, uid, doc_id)
                 self._add("chunks", len(stored))
                 if len(stored) != len(d.chunks):

@@ -203,6 +203,33 @@ async def test_run_migrates_everything_that_is_valid_and_verify_passes(services,
     assert any(e.target_id == report["run_id"] and e.details["state"] == "completed" for e in audit)
 
 
+async def test_verify_says_legacy_documents_stay_private(services, rag, migrated, superuser_dsn):
+    """Every migrated document is its owner's (issue 15); one moved into a pharmacy is a mismatch."""
+    tree, report = migrated["tree"], migrated["report"]
+    result = await verify(services, tree.root, run_id=report["run_id"], store=rag.store)
+    assert result["counts"]["documents_private"] == result["counts"]["documents"] == tree.expected["documents"]
+    uids = [u.user_id for u in tree.users.values()]
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        doc_id, owner, conv, updated = conn.execute(
+            "SELECT id, user_id, conversation_id, updated_at FROM documents WHERE user_id = ANY(%s::uuid[]) "
+            "ORDER BY id LIMIT 1", (uids,)).fetchone()
+        pharmacy = conn.execute("INSERT INTO pharmacies (name, created_by) VALUES ('Shared', %s) RETURNING id",
+                                (owner,)).fetchone()[0]
+        conn.execute("UPDATE documents SET conversation_id = NULL, pharmacy_id = %s WHERE id = %s",
+                     (pharmacy, doc_id))
+        try:
+            moved = await verify(services, tree.root, run_id=report["run_id"], store=rag.store)
+        finally:
+            conn.execute("UPDATE documents SET conversation_id = %s, pharmacy_id = NULL, updated_at = %s "
+                         "WHERE id = %s", (conv, updated, doc_id))
+            conn.execute("DELETE FROM pharmacies WHERE id = %s", (pharmacy,))
+    assert not moved["ok"]
+    bad = [m for m in moved["mismatches"] if m["what"] == "legacy document is not private"]
+    assert len(bad) == 1 and bad[0]["found"] == {"user_id": str(owner), "pharmacy_id": str(pharmacy)}
+    assert moved["counts"]["documents_private"] == tree.expected["documents"] - 1
+    assert (await verify(services, tree.root, run_id=report["run_id"], store=rag.store))["ok"]
+
+
 async def test_migrated_users_sign_in_with_their_old_password(services, migrated, superuser_dsn):
     tree = migrated["tree"]
     for short in ("alice", "zoë"):
