@@ -267,3 +267,42 @@ async def test_anon_reads_nothing(world, anon):
     with pytest.raises(APIError) as e:
         await anon.rpc("create_pharmacy", {"p_name": "anon"}).execute()
     assert e.value.code == "42501"
+
+
+def _as_user(dsn: str, user_id: str):
+    import json
+
+    import psycopg
+    conn = psycopg.connect(dsn)
+    conn.execute("SET ROLE authenticated")
+    conn.execute("SELECT set_config('request.jwt.claims', %s, false)",
+                 (json.dumps({"sub": user_id, "role": "authenticated"}),))
+    return conn
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(world, service, superuser_dsn):
+    """The trigger locks the pharmacy row: the second demotion waits for the first, then sees it."""
+    import asyncio
+
+    import psycopg
+    w = world
+    p, owner, editor = w["p"]["id"], w["people"]["owner"], w["people"]["editor"]
+    await owner.client.table("pharmacy_members").update({"role": "owner"}).eq("pharmacy_id", p) \
+        .eq("user_id", editor.id).execute()
+    first, second = _as_user(superuser_dsn, owner.id), _as_user(superuser_dsn, editor.id)
+    try:
+        demote = "UPDATE public.pharmacy_members SET role = 'reader' WHERE pharmacy_id = %s AND user_id = %s"
+        first.execute(demote, (p, editor.id))  # open transaction, holding the pharmacy row
+        waiting = asyncio.get_running_loop().run_in_executor(None, lambda: second.execute(demote, (p, owner.id)))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # blocked on the lock, not racing
+        first.commit()
+        with pytest.raises(psycopg.errors.RaiseException, match="last owner"):
+            await asyncio.wait_for(waiting, 20)
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
+    rows = (await service.table("pharmacy_members").select("user_id,role").eq("pharmacy_id", p)
+            .eq("role", "owner").execute()).data
+    assert rows == [{"user_id": owner.id, "role": "owner"}]
