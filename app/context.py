@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from localbase.files import private_umask
-from rag.system import RagSystem
-from services.container import Services
-from services.runtime import Runtime, get_runtime
+from pharmgpt.localbase.files import private_umask
+from pharmgpt.rag.system import RagSystem
+from pharmgpt.services.container import Services
+from pharmgpt.services.runtime import Runtime, get_runtime
 
 
 @dataclass

@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-
-from app.components import auth, ui, urlstate
-from app.context import built as context_built
+from pharmgpt.app.components import auth, ui, urlstate
+from pharmgpt.app.context import built as context_built
 
 HERE = Path(__file__).resolve().parent
 VIEWS = HERE / "views"
@@ -32,26 +31,45 @@ try:
 except Exception as e:  # the stack or the configuration: say what to fix, no stack trace
     ui.log.exception("PharmGPT could not start")
     st.title("PharmGPT")
-    st.error("PharmGPT could not start: " + (getattr(e, "message", None) or str(e) or type(e).__name__))
+    st.error(
+        "PharmGPT could not start: " + (getattr(e, "message", None) or str(e) or type(e).__name__)
+    )
     st.info("Run `pharmgpt doctor` to see which part is missing, then reload this page.")
     st.stop()
 
 user = auth.current_user(ctx)
 
 if user is None:
-    page = st.navigation([st.Page(VIEWS / "signin.py", title="Sign in", icon="🔐", url_path="signin")],
-                         position="hidden")
+    page = st.navigation(
+        [st.Page(VIEWS / "signin.py", title="Sign in", icon="🔐", url_path="signin")],
+        position="hidden",
+    )
     if st.session_state.get("clear_cookie"):
         auth.write_cookie(None)
 else:
     pages = [
-        st.Page(VIEWS / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True),
-        st.Page(VIEWS / "documents.py", title="Documents", icon=":material/description:", url_path="documents"),
-        st.Page(VIEWS / "settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+        st.Page(
+            VIEWS / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True
+        ),
+        st.Page(
+            VIEWS / "documents.py",
+            title="Documents",
+            icon=":material/description:",
+            url_path="documents",
+        ),
+        st.Page(
+            VIEWS / "settings.py", title="Settings", icon=":material/settings:", url_path="settings"
+        ),
     ]
     if user.is_admin:
-        pages.append(st.Page(VIEWS / "admin.py", title="Admin", icon=":material/admin_panel_settings:",
-                             url_path="admin"))
+        pages.append(
+            st.Page(
+                VIEWS / "admin.py",
+                title="Admin",
+                icon=":material/admin_panel_settings:",
+                url_path="admin",
+            )
+        )
     page = st.navigation(pages)
     ui.warm_user(ctx, user.id)  # this user's search index, while they look around
     urlstate.sync(page.url_path)  # the open conversation follows the address bar (?c=<id>)

@@ -5,8 +5,7 @@ warm start that loads the search parts as the server starts (app/warm.py)."""
 from __future__ import annotations
 
 import streamlit as st
-
-from app.session_cookie import routes
-from app.warm import lifespan
+from pharmgpt.app.session_cookie import routes
+from pharmgpt.app.warm import lifespan
 
 app = st.App("main.py", routes=routes(), lifespan=lifespan)

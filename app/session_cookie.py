@@ -21,7 +21,9 @@ COOKIE = "pharmgpt_session"
 CODE_TTL_S = 30
 _CODE = re.compile(r"^[A-Za-z0-9_\-]{20,64}$")
 _lock = threading.Lock()
-_codes: dict[str, tuple[str | None, int, float]] = {}  # code -> (token, or None to clear; max age; expiry)
+_codes: dict[
+    str, tuple[str | None, int, float]
+] = {}  # code -> (token, or None to clear; max age; expiry)
 
 
 def issue(token: str | None, max_age_s: int) -> str:
@@ -49,16 +51,19 @@ def redeem(code: str) -> tuple[str | None, int] | None:
 def script(code: str) -> str:
     """The page script that posts the code (it holds no token)."""
     # a redraw runs the script again: post each code once per page
-    return ("<script>(function(){var w=window.top||window,c=" + json.dumps(code) + ";"
-            "w.__pharmgptCodes=w.__pharmgptCodes||{};if(w.__pharmgptCodes[c])return;w.__pharmgptCodes[c]=1;"
-            "fetch(" + json.dumps(ROUTE) + ",{method:'POST',credentials:'same-origin',"
-            "headers:{'Content-Type':'application/json'},body:JSON.stringify({code:c})}).catch(function(){});"
-            "})();</script>")
+    return (
+        "<script>(function(){var w=window.top||window,c=" + json.dumps(code) + ";"
+        "w.__pharmgptCodes=w.__pharmgptCodes||{};if(w.__pharmgptCodes[c])return;w.__pharmgptCodes[c]=1;"
+        "fetch(" + json.dumps(ROUTE) + ",{method:'POST',credentials:'same-origin',"
+        "headers:{'Content-Type':'application/json'},body:JSON.stringify({code:c})}).catch(function(){});"
+        "})();</script>"
+    )
 
 
 async def endpoint(request):
     """POST {"code": …} → 204 with the cookie set or cleared; 400 for anything else, cookie untouched."""
     from starlette.responses import Response
+
     try:
         code = (await request.json()).get("code")
     except Exception:
@@ -71,8 +76,15 @@ async def endpoint(request):
     response.headers["Cache-Control"] = "no-store"
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
     if token:
-        response.set_cookie(COOKIE, token, max_age=max(60, max_age), path="/", httponly=True, samesite="strict",
-                            secure=secure)
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=max(60, max_age),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+        )
     else:
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=secure)
     return response
@@ -80,4 +92,5 @@ async def endpoint(request):
 
 def routes() -> list:
     from starlette.routing import Route
+
     return [Route(ROUTE, endpoint, methods=["POST"])]

@@ -18,14 +18,22 @@ from contextlib import asynccontextmanager
 def warm() -> None:
     t0 = time.perf_counter()
     try:
-        from app.context import app_context
+        from pharmgpt.app.context import app_context
+
         ctx = app_context()
         state = ctx.run(ctx.rag.warmup.wait(), timeout=600)
     except Exception as e:  # the page will say what is wrong (and `pharmgpt doctor`)
-        print(f"PharmGPT: warm-up did not finish ({type(e).__name__}: {e}); "
-              "the first page loads what it needs", flush=True)
+        print(
+            f"PharmGPT: warm-up did not finish ({type(e).__name__}: {e}); "
+            "the first page loads what it needs",
+            flush=True,
+        )
         return
-    word = "ready" if state == "ready" else f"started (warm-up {state}: the first question loads the rest)"
+    word = (
+        "ready"
+        if state == "ready"
+        else f"started (warm-up {state}: the first question loads the rest)"
+    )
     print(f"PharmGPT: {word} in {time.perf_counter() - t0:.1f} s", flush=True)
 
 

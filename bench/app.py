@@ -38,40 +38,68 @@ def seed_conversations(dsn: str, user_id: str, n: int, per: int) -> list[str]:
     from datetime import UTC, datetime, timedelta
 
     import psycopg
+
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ids = [str(uuid.uuid4()) for _ in range(n)]
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        with cur.copy("COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
-                      "FROM STDIN") as cp:
+        with cur.copy(
+            "COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
+            "FROM STDIN"
+        ) as cp:
             for i, cid in enumerate(ids):
-                cp.write_row((cid, user_id, f"Question {i} about dosing", per, t0 + timedelta(minutes=i),
-                              t0 + timedelta(minutes=i, seconds=per)))
-        with cur.copy("COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN") as cp:
+                cp.write_row(
+                    (
+                        cid,
+                        user_id,
+                        f"Question {i} about dosing",
+                        per,
+                        t0 + timedelta(minutes=i),
+                        t0 + timedelta(minutes=i, seconds=per),
+                    )
+                )
+        with cur.copy(
+            "COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN"
+        ) as cp:
             for i, cid in enumerate(ids):
                 for m in range(per):
-                    cp.write_row((str(uuid.uuid4()), cid, user_id, "user" if m % 2 == 0 else "assistant",
-                                  f"Message {m} of conversation {i}: renal dosing of metformin and warfarin.",
-                                  t0 + timedelta(minutes=i, seconds=m)))
-        cur.execute("UPDATE conversations SET message_count = %s WHERE user_id = %s", (per, user_id))
+                    cp.write_row(
+                        (
+                            str(uuid.uuid4()),
+                            cid,
+                            user_id,
+                            "user" if m % 2 == 0 else "assistant",
+                            f"Message {m} of conversation {i}: renal dosing of metformin and warfarin.",
+                            t0 + timedelta(minutes=i, seconds=m),
+                        )
+                    )
+        cur.execute(
+            "UPDATE conversations SET message_count = %s WHERE user_id = %s", (per, user_id)
+        )
         conn.commit()
     return ids
 
 
 def run(args) -> dict:
+    from pharmgpt.localbase.stack import LocalStack
     from streamlit.testing.v1 import AppTest
 
-    from localbase.stack import LocalStack
     root = Path(tempfile.mkdtemp(prefix="appb-", dir="/tmp"))
     stack = LocalStack(root / "data", gateway_port=0)
     info = stack.up()
     try:
         os.environ.update(info.as_env())
-        os.environ.update({"PHARMGPT_DATA_DIR": str(root / "app"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-                           "PHARMGPT_SECRETS_FILE": str(root / "none.toml"),
-                           "PHARMGPT_WARM_START": "0"})  # steady-state figures: no loading beside them
+        os.environ.update(
+            {
+                "PHARMGPT_DATA_DIR": str(root / "app"),
+                "PHARMGPT_BCRYPT_ROUNDS": "4",
+                "PHARMGPT_SECRETS_FILE": str(root / "none.toml"),
+                "PHARMGPT_WARM_START": "0",
+            }
+        )  # steady-state figures: no loading beside them
         for k in ("GROQ_API_KEY", "OPENAI_BASE_URL", "CHROMA_HOST"):
             os.environ.pop(k, None)
-        from app.context import app_context
+        from pharmgpt.app.context import app_context
+
         ctx = app_context()
         password = "correct horse battery"
         user = ctx.run(ctx.services.users.create_user("bench-app", password))
@@ -127,12 +155,16 @@ def run(args) -> dict:
         engine_first = [ctx.run(first_token(conv_ids[i])) for i in range(args.iterations)]
         ctx.run(ctx.rag.stop_worker())
         ctx.run(ctx.services.close())
-        return {"conversations": args.conversations, "messages_each": args.messages, "iterations": args.iterations,
-                "first_page_after_sign_in_ms": stats(first_page),
-                "switch_conversation_ms": stats(switch),
-                "send_message_to_first_token_offline_ms": stats(page_first),
-                "send_message_whole_run_offline_ms": stats(send),
-                "engine_time_to_first_token_offline_ms": stats(engine_first)}
+        return {
+            "conversations": args.conversations,
+            "messages_each": args.messages,
+            "iterations": args.iterations,
+            "first_page_after_sign_in_ms": stats(first_page),
+            "switch_conversation_ms": stats(switch),
+            "send_message_to_first_token_offline_ms": stats(page_first),
+            "send_message_whole_run_offline_ms": stats(send),
+            "engine_time_to_first_token_offline_ms": stats(engine_first),
+        }
     finally:
         stack.down()
         stack.pg.reset()
@@ -144,12 +176,17 @@ if __name__ == "__main__":
     ap.add_argument("--conversations", type=int, default=1000)
     ap.add_argument("--messages", type=int, default=10)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--start", action="store_true", help="first answer after a cold vs a warm start")
-    ap.add_argument("--starts", type=int, default=2, help="server starts of each kind (with --start)")
+    ap.add_argument(
+        "--start", action="store_true", help="first answer after a cold vs a warm start"
+    )
+    ap.add_argument(
+        "--starts", type=int, default=2, help="server starts of each kind (with --start)"
+    )
     ap.add_argument("--start-child", choices=("cold", "warm"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.start_child or a.start:
         from bench import app_start
+
         if a.start_child:
             print(json.dumps(app_start.child(a.start_child)))
             sys.exit(0)
@@ -163,8 +200,12 @@ if __name__ == "__main__":
     if a.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"app benchmark: {out['conversations']} conversations x {out['messages_each']} messages, "
-              f"{out['iterations']} runs each (server time of one script run)")
+        print(
+            f"app benchmark: {out['conversations']} conversations x {out['messages_each']} messages, "
+            f"{out['iterations']} runs each (server time of one script run)"
+        )
         for k, v in out.items():
             if isinstance(v, dict):
-                print(f"  {k:<42} p50 {v['p50']:>7.1f}  p95 {v['p95']:>7.1f}  max {v['max']:>7.1f} ms")
+                print(
+                    f"  {k:<42} p50 {v['p50']:>7.1f}  p95 {v['p95']:>7.1f}  max {v['max']:>7.1f} ms"
+                )

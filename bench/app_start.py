@@ -26,22 +26,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "bench-start", "correct horse battery"
-DOC = (b"# Atorvastatin tablets\n\n## Dosage and administration\n\nThe recommended starting dose of "
-       b"atorvastatin is 10 or 20 mg once daily; the dosage range is 10 to 80 mg once daily.\n\n"
-       b"## Contraindications\n\nActive liver disease; pregnancy; breastfeeding.\n")
-QUESTIONS = ("What is the starting dose of atorvastatin?", "What is the maximum dose of atorvastatin?")
+DOC = (
+    b"# Atorvastatin tablets\n\n## Dosage and administration\n\nThe recommended starting dose of "
+    b"atorvastatin is 10 or 20 mg once daily; the dosage range is 10 to 80 mg once daily.\n\n"
+    b"## Contraindications\n\nActive liver disease; pregnancy; breastfeeding.\n"
+)
+QUESTIONS = (
+    "What is the starting dose of atorvastatin?",
+    "What is the maximum dose of atorvastatin?",
+)
 
 
 def _setup(root: Path):
-    from localbase.stack import LocalStack
+    from pharmgpt.localbase.stack import LocalStack
+
     stack = LocalStack(root / "data", gateway_port=0)
     info = stack.up()
-    env = {**info.as_env(), "PHARMGPT_DATA_DIR": str(root / "app"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-           "PHARMGPT_SECRETS_FILE": str(root / "none.toml")}
+    env = {
+        **info.as_env(),
+        "PHARMGPT_DATA_DIR": str(root / "app"),
+        "PHARMGPT_BCRYPT_ROUNDS": "4",
+        "PHARMGPT_SECRETS_FILE": str(root / "none.toml"),
+    }
     os.environ.update(env)
     for k in ("GROQ_API_KEY", "OPENAI_BASE_URL", "CHROMA_HOST"):
         os.environ.pop(k, None)
-    from app.context import app_context
+    from pharmgpt.app.context import app_context
+
     ctx = app_context()
     user = ctx.run(ctx.services.users.create_user(USER, PASSWORD))
     doc = ctx.run(ctx.services.documents.register_upload(user.id, "atorvastatin.md", DOC))
@@ -53,7 +64,9 @@ def _setup(root: Path):
         ctx.services.cache.invalidate("docs", user.id)
         time.sleep(0.5)
     if doc.status != "ready":
-        raise RuntimeError(f"the benchmark document did not become ready: {doc.status} {doc.processing_error}")
+        raise RuntimeError(
+            f"the benchmark document did not become ready: {doc.status} {doc.processing_error}"
+        )
     ctx.run(ctx.rag.stop_worker())
     ctx.rag.store.close()
     ctx.run(ctx.services.close())
@@ -63,9 +76,9 @@ def _setup(root: Path):
 def child(mode: str) -> dict:
     """One server start: the first answer, then a second one (warm)."""
     started = time.perf_counter()
+    from pharmgpt.app.context import app_context
     from streamlit.testing.v1 import AppTest
 
-    from app.context import app_context
     ctx = app_context()
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
     at.run()
@@ -91,8 +104,13 @@ def child(mode: str) -> dict:
         firsts.append(samples[-1])
     ctx.run(ctx.rag.stop_worker())
     ctx.run(ctx.services.close())
-    return {"mode": mode, "first_answer_ms": round(firsts[0], 1), "second_answer_ms": round(firsts[1], 1),
-            "signed_in_after_s": round(signed_in_s, 1), "warm_up_s": None if warm_s is None else round(warm_s, 1)}
+    return {
+        "mode": mode,
+        "first_answer_ms": round(firsts[0], 1),
+        "second_answer_ms": round(firsts[1], 1),
+        "signed_in_after_s": round(signed_in_s, 1),
+        "warm_up_s": None if warm_s is None else round(warm_s, 1),
+    }
 
 
 def run(starts: int) -> dict:
@@ -102,9 +120,19 @@ def run(starts: int) -> dict:
         out: dict[str, list[dict]] = {"cold": [], "warm": []}
         for _ in range(starts):
             for mode in ("cold", "warm"):
-                child_env = {**os.environ, **env, "PHARMGPT_WARM_START": "1" if mode == "warm" else "0"}
-                r = subprocess.run([sys.executable, str(ROOT / "bench" / "app.py"), "--start-child", mode],
-                                   cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=900)
+                child_env = {
+                    **os.environ,
+                    **env,
+                    "PHARMGPT_WARM_START": "1" if mode == "warm" else "0",
+                }
+                r = subprocess.run(
+                    [sys.executable, str(ROOT / "bench" / "app.py"), "--start-child", mode],
+                    cwd=ROOT,
+                    env=child_env,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
                 if r.returncode != 0:
                     raise RuntimeError(f"{mode} start failed:\n{r.stderr[-3000:]}")
                 out[mode].append(json.loads(r.stdout.strip().splitlines()[-1]))
@@ -115,9 +143,13 @@ def run(starts: int) -> dict:
 
 
 def report(out: dict) -> None:
-    print("first answer after a server start (server time, script run start -> first token, offline mode)")
+    print(
+        "first answer after a server start (server time, script run start -> first token, offline mode)"
+    )
     for mode, runs in out.items():
         for r in runs:
             extra = f", warm-up took {r['warm_up_s']} s" if r["warm_up_s"] is not None else ""
-            print(f"  {mode:<5} first {r['first_answer_ms']:>8.1f} ms   then {r['second_answer_ms']:>7.1f} ms"
-                  f"   (signed in {r['signed_in_after_s']} s after start{extra})")
+            print(
+                f"  {mode:<5} first {r['first_answer_ms']:>8.1f} ms   then {r['second_answer_ms']:>7.1f} ms"
+                f"   (signed in {r['signed_in_after_s']} s after start{extra})"
+            )

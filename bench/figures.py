@@ -11,5 +11,8 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def stats(xs: list[float], digits: int = 2) -> dict[str, float]:
-    return {"p50": round(statistics.median(xs), digits), "p95": round(pct(xs, 95), digits),
-            "max": round(max(xs), digits)}
+    return {
+        "p50": round(statistics.median(xs), digits),
+        "p95": round(pct(xs, 95), digits),
+        "max": round(max(xs), digits),
+    }

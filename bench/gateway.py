@@ -28,9 +28,10 @@ import psycopg
 from supabase import AsyncClientOptions, acreate_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pharmgpt.localbase.auth import mint  # noqa: E402
+from pharmgpt.localbase.stack import LocalStack  # noqa: E402
+
 from bench.figures import pct  # noqa: E402
-from localbase.auth import mint  # noqa: E402
-from localbase.stack import LocalStack  # noqa: E402
 
 
 async def timed(fn, n: int, warmup: int = 20) -> list[float]:
@@ -58,24 +59,46 @@ async def main(args) -> dict:
 async def run(info, args) -> dict:
     uid = str(uuid.uuid4())
     svc = await acreate_client(info.url, info.service_role_key)
-    await svc.table("users").insert({"id": uid, "username": f"bench-{uid[:8]}",
-                                     "password_hash": "$2b$12$" + "x" * 53}).execute()
+    await (
+        svc.table("users")
+        .insert({"id": uid, "username": f"bench-{uid[:8]}", "password_hash": "$2b$12$" + "x" * 53})
+        .execute()
+    )
     token = mint(info.signer, "authenticated", sub=uid, aud="authenticated", lifetime_s=3600)
-    client = await acreate_client(info.url, info.anon_key,
-                                  AsyncClientOptions(headers={"Authorization": f"Bearer {token}"}))
+    client = await acreate_client(
+        info.url, info.anon_key, AsyncClientOptions(headers={"Authorization": f"Bearer {token}"})
+    )
     conv = (await client.table("conversations").insert({"title": "bench"}).execute()).data[0]["id"]
-    await client.table("messages").insert(
-        [{"conversation_id": conv, "role": "user", "content": f"message {i} about warfarin dosing"}
-         for i in range(200)], default_to_null=False).execute()
+    await (
+        client.table("messages")
+        .insert(
+            [
+                {
+                    "conversation_id": conv,
+                    "role": "user",
+                    "content": f"message {i} about warfarin dosing",
+                }
+                for i in range(200)
+            ],
+            default_to_null=False,
+        )
+        .execute()
+    )
 
     direct = await psycopg.AsyncConnection.connect(info.db_uri, autocommit=True)
-    http = httpx.AsyncClient(base_url=f"{info.url}/rest/v1", headers={
-        "apikey": info.anon_key, "Authorization": f"Bearer {token}"})
+    http = httpx.AsyncClient(
+        base_url=f"{info.url}/rest/v1",
+        headers={"apikey": info.anon_key, "Authorization": f"Bearer {token}"},
+    )
 
-    select_sql = ("SELECT id, role, content, created_at FROM public.messages "
-                  "WHERE conversation_id = %s ORDER BY created_at LIMIT 20")
-    insert_sql = ("INSERT INTO public.messages (conversation_id, user_id, role, content) "
-                  "VALUES (%s, %s, 'user', 'bench insert') RETURNING *")
+    select_sql = (
+        "SELECT id, role, content, created_at FROM public.messages "
+        "WHERE conversation_id = %s ORDER BY created_at LIMIT 20"
+    )
+    insert_sql = (
+        "INSERT INTO public.messages (conversation_id, user_id, role, content) "
+        "VALUES (%s, %s, 'user', 'bench insert') RETURNING *"
+    )
     rpc_sql = "SELECT * FROM public.search_conversations('warfarin', 20)"
 
     async def d_select():
@@ -86,20 +109,29 @@ async def run(info, args) -> dict:
 
     async def d_rpc():
         async with direct.transaction():  # the RPC reads auth.uid(); give it the same claims
-            await direct.execute("SELECT set_config('request.jwt.claims', %s, true)",
-                                 (json.dumps({"sub": uid, "role": "authenticated"}),))
+            await direct.execute(
+                "SELECT set_config('request.jwt.claims', %s, true)",
+                (json.dumps({"sub": uid, "role": "authenticated"}),),
+            )
             await (await direct.execute(rpc_sql)).fetchall()
 
-    sel_params = {"select": "id,role,content,created_at", "conversation_id": f"eq.{conv}",
-                  "order": "created_at.asc", "limit": "20"}
+    sel_params = {
+        "select": "id,role,content,created_at",
+        "conversation_id": f"eq.{conv}",
+        "order": "created_at.asc",
+        "limit": "20",
+    }
 
     async def h_select():
         r = await http.get("/messages", params=sel_params)
         assert r.status_code == 200 and len(r.json()) == 20
 
     async def h_insert():
-        r = await http.post("/messages", json={"conversation_id": conv, "role": "user", "content": "bench insert"},
-                            headers={"Prefer": "return=representation"})
+        r = await http.post(
+            "/messages",
+            json={"conversation_id": conv, "role": "user", "content": "bench insert"},
+            headers={"Prefer": "return=representation"},
+        )
         assert r.status_code == 201
 
     async def h_rpc():
@@ -107,28 +139,43 @@ async def run(info, args) -> dict:
         assert r.status_code == 200
 
     async def c_select():
-        r = await client.table("messages").select("id,role,content,created_at").eq("conversation_id", conv) \
-            .order("created_at").limit(20).execute()
+        r = (
+            await client.table("messages")
+            .select("id,role,content,created_at")
+            .eq("conversation_id", conv)
+            .order("created_at")
+            .limit(20)
+            .execute()
+        )
         assert len(r.data) == 20
 
     async def c_insert():
-        await client.table("messages").insert({"conversation_id": conv, "role": "user",
-                                               "content": "bench insert"}).execute()
+        await (
+            client.table("messages")
+            .insert({"conversation_id": conv, "role": "user", "content": "bench insert"})
+            .execute()
+        )
 
     async def c_rpc():
         await client.rpc("search_conversations", {"query": "warfarin"}).execute()
 
     n = args.iterations
     results: dict = {"latency_ms": {}}
-    for name, fns in [("select_20_rows", (d_select, h_select, c_select)),
-                      ("insert_1_row", (d_insert, h_insert, c_insert)),
-                      ("rpc", (d_rpc, h_rpc, c_rpc))]:
+    for name, fns in [
+        ("select_20_rows", (d_select, h_select, c_select)),
+        ("insert_1_row", (d_insert, h_insert, c_insert)),
+        ("rpc", (d_rpc, h_rpc, c_rpc)),
+    ]:
         row = {}
         for label, fn in zip(("direct_sql", "gateway_http", "supabase_client"), fns, strict=True):
             xs = await timed(fn, n)
             row[label] = {"p50": round(statistics.median(xs), 3), "p95": round(pct(xs, 95), 3)}
-        row["gateway_overhead_p50"] = round(row["gateway_http"]["p50"] - row["direct_sql"]["p50"], 3)
-        row["client_overhead_p50"] = round(row["supabase_client"]["p50"] - row["direct_sql"]["p50"], 3)
+        row["gateway_overhead_p50"] = round(
+            row["gateway_http"]["p50"] - row["direct_sql"]["p50"], 3
+        )
+        row["client_overhead_p50"] = round(
+            row["supabase_client"]["p50"] - row["direct_sql"]["p50"], 3
+        )
         results["latency_ms"][name] = row
 
     async def throughput(make_call, concurrency: int, seconds: float) -> float:
@@ -140,6 +187,7 @@ async def run(info, args) -> dict:
             while time.perf_counter() < stop:
                 await call()
                 done += 1
+
         calls = [await make_call() for _ in range(concurrency)]
         t = time.perf_counter()
         await asyncio.gather(*(worker(c) for c in calls))
@@ -148,28 +196,38 @@ async def run(info, args) -> dict:
     one_params = {"select": "id,title", "id": f"eq.{conv}"}
 
     async def make_http():
-        h = httpx.AsyncClient(base_url=f"{info.url}/rest/v1", headers={
-            "apikey": info.anon_key, "Authorization": f"Bearer {token}"})
+        h = httpx.AsyncClient(
+            base_url=f"{info.url}/rest/v1",
+            headers={"apikey": info.anon_key, "Authorization": f"Bearer {token}"},
+        )
 
         async def call():
             r = await h.get("/conversations", params=one_params)
             assert r.status_code == 200
+
         return call
 
     async def make_client():
-        c = await acreate_client(info.url, info.anon_key,
-                                 AsyncClientOptions(headers={"Authorization": f"Bearer {token}"}))
+        c = await acreate_client(
+            info.url,
+            info.anon_key,
+            AsyncClientOptions(headers={"Authorization": f"Bearer {token}"}),
+        )
 
         async def call():
             await c.table("conversations").select("id,title").eq("id", conv).execute()
+
         return call
 
     results["throughput_rps_8_clients"] = {
         "gateway_http": round(await throughput(make_http, 8, args.seconds), 1),
         "supabase_client": round(await throughput(make_client, 8, args.seconds), 1),
     }
-    results["machine"] = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                          "cores": __import__("os").cpu_count()}
+    results["machine"] = {
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": __import__("os").cpu_count(),
+    }
     results["iterations"] = n
     await direct.close()
     await http.aclose()
@@ -178,15 +236,21 @@ async def run(info, args) -> dict:
 
 def report(r: dict) -> None:
     print(f"gateway benchmark ({r['iterations']} iterations each; ms)")
-    print(f"{'statement':<16}{'direct p50':>11}{'p95':>8}{'http p50':>10}{'p95':>8}"
-          f"{'client p50':>12}{'p95':>8}{'gw ovh':>9}")
+    print(
+        f"{'statement':<16}{'direct p50':>11}{'p95':>8}{'http p50':>10}{'p95':>8}"
+        f"{'client p50':>12}{'p95':>8}{'gw ovh':>9}"
+    )
     for name, row in r["latency_ms"].items():
         d, h, c = row["direct_sql"], row["gateway_http"], row["supabase_client"]
-        print(f"{name:<16}{d['p50']:>11.2f}{d['p95']:>8.2f}{h['p50']:>10.2f}{h['p95']:>8.2f}"
-              f"{c['p50']:>12.2f}{c['p95']:>8.2f}{row['gateway_overhead_p50']:>9.2f}")
+        print(
+            f"{name:<16}{d['p50']:>11.2f}{d['p95']:>8.2f}{h['p50']:>10.2f}{h['p95']:>8.2f}"
+            f"{c['p50']:>12.2f}{c['p95']:>8.2f}{row['gateway_overhead_p50']:>9.2f}"
+        )
     t = r["throughput_rps_8_clients"]
-    print(f"throughput, 8 concurrent clients: {t['gateway_http']} req/s raw HTTP, "
-          f"{t['supabase_client']} req/s through the supabase client")
+    print(
+        f"throughput, 8 concurrent clients: {t['gateway_http']} req/s raw HTTP, "
+        f"{t['supabase_client']} req/s through the supabase client"
+    )
 
 
 if __name__ == "__main__":

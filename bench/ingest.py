@@ -29,14 +29,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from localbase.stack import LocalStack  # noqa: E402
-from rag.chunking import chunk_document  # noqa: E402
-from rag.embeddings import make_embedder, model_dir  # noqa: E402
-from rag.index import embedding_text  # noqa: E402
-from rag.loaders import load_document  # noqa: E402
-from rag.system import RagSystem  # noqa: E402
-from services.config import Settings  # noqa: E402
-from services.container import Services  # noqa: E402
+from pharmgpt.localbase.stack import LocalStack  # noqa: E402
+from pharmgpt.rag.chunking import chunk_document  # noqa: E402
+from pharmgpt.rag.embeddings import make_embedder, model_dir  # noqa: E402
+from pharmgpt.rag.index import embedding_text  # noqa: E402
+from pharmgpt.rag.loaders import load_document  # noqa: E402
+from pharmgpt.rag.system import RagSystem  # noqa: E402
+from pharmgpt.services.config import Settings  # noqa: E402
+from pharmgpt.services.container import Services  # noqa: E402
+
 from tests.fixtures import shared_data  # noqa: E402
 from tests.fixtures.documents import spl_to_pdf  # noqa: E402
 
@@ -45,6 +46,7 @@ LABELS = shared_data("fda-labels")
 
 def big_pdf(workdir: Path, copies: int) -> bytes:
     from pypdf import PdfReader, PdfWriter
+
     writer = PdfWriter()
     for xml in sorted(LABELS.glob("*.xml")):
         out = workdir / f"{xml.stem}.pdf"
@@ -62,10 +64,15 @@ class LangChainPeer:
 
     def __init__(self):
         import os
+
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from langchain_huggingface import HuggingFaceEmbeddings
-        self.embeddings = HuggingFaceEmbeddings(model_name=str(model_dir()), model_kwargs={"device": "cpu"},
-                                                encode_kwargs={"normalize_embeddings": True})
+
+        self.embeddings = HuggingFaceEmbeddings(
+            model_name=str(model_dir()),
+            model_kwargs={"device": "cpu"},
+            encode_kwargs={"normalize_embeddings": True},
+        )
         self.embeddings.embed_query("warm up the model")
 
     def ingest(self, pdf: Path, workdir: Path) -> tuple[int, int, float]:
@@ -73,12 +80,21 @@ class LangChainPeer:
         from langchain_chroma import Chroma
         from langchain_community.document_loaders import PyPDFLoader
         from langchain_text_splitters import RecursiveCharacterTextSplitter
+
         t0 = time.perf_counter()
         pages = PyPDFLoader(str(pdf)).load()
-        chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(pages)
-        Chroma.from_documents(chunks, self.embeddings, persist_directory=str(workdir), collection_name="peer",
-                              client_settings=ChromaSettings(anonymized_telemetry=False, is_persistent=True,
-                                                             persist_directory=str(workdir)))
+        chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(
+            pages
+        )
+        Chroma.from_documents(
+            chunks,
+            self.embeddings,
+            persist_directory=str(workdir),
+            collection_name="peer",
+            client_settings=ChromaSettings(
+                anonymized_telemetry=False, is_persistent=True, persist_directory=str(workdir)
+            ),
+        )
         return len(pages), len(chunks), time.perf_counter() - t0
 
 
@@ -99,8 +115,12 @@ async def run(args) -> dict:
     info = stack.up()
     try:
         data = big_pdf(root, args.copies)
-        settings = Settings(**info.settings_overrides(),
-                            data_dir=root / "svc", bcrypt_rounds=4, embedder=args.embedder)
+        settings = Settings(
+            **info.settings_overrides(),
+            data_dir=root / "svc",
+            bcrypt_rounds=4,
+            embedder=args.embedder,
+        )
         services = await Services.create(settings)
         # the ONNX build is a first-use cost: keep it (and model loading) out of the timing
         embedder = make_embedder(args.embedder, args.models_dir or settings.data_dir)
@@ -119,13 +139,19 @@ async def run(args) -> dict:
         embedder.embed(texts)
         bare_s = time.perf_counter() - t0
         await services.close()
-        return {"embedder": embedder.name, "pages": doc.page_count, "chunks": doc.chunk_count, "bytes": len(data),
-                "pipeline_seconds": round(pipeline_s, 2), "bare_embedding_seconds": round(bare_s, 2),
-                "parse_seconds": round(parse_s, 2),
-                "pipeline_chunks_per_s": round(doc.chunk_count / pipeline_s, 1),
-                "pipeline_pages_per_s": round(doc.page_count / pipeline_s, 2),
-                "bare_chunks_per_s": round(len(texts) / bare_s, 1),
-                "pipeline_vs_bare": round(bare_s / pipeline_s, 3)}
+        return {
+            "embedder": embedder.name,
+            "pages": doc.page_count,
+            "chunks": doc.chunk_count,
+            "bytes": len(data),
+            "pipeline_seconds": round(pipeline_s, 2),
+            "bare_embedding_seconds": round(bare_s, 2),
+            "parse_seconds": round(parse_s, 2),
+            "pipeline_chunks_per_s": round(doc.chunk_count / pipeline_s, 1),
+            "pipeline_pages_per_s": round(doc.page_count / pipeline_s, 2),
+            "bare_chunks_per_s": round(len(texts) / bare_s, 1),
+            "pipeline_vs_bare": round(bare_s / pipeline_s, 3),
+        }
     finally:
         stack.down()
         stack.pg.reset()
@@ -142,30 +168,55 @@ async def run_peer(args, services, rag, data: bytes, root: Path) -> dict:
         for side in order:
             if side == "ours":
                 doc, s = await ingest_once(services, rag, data, n)
-                row["ours"] = {"pages": doc.page_count, "chunks": doc.chunk_count, "seconds": round(s, 2),
-                               "pages_per_s": round(doc.page_count / s, 2)}
+                row["ours"] = {
+                    "pages": doc.page_count,
+                    "chunks": doc.chunk_count,
+                    "seconds": round(s, 2),
+                    "pages_per_s": round(doc.page_count / s, 2),
+                }
             else:
                 pages, chunks, s = await asyncio.to_thread(peer.ingest, pdf, root / f"peer-{n}")
-                row["peer"] = {"pages": pages, "chunks": chunks, "seconds": round(s, 2),
-                               "pages_per_s": round(pages / s, 2)}
+                row["peer"] = {
+                    "pages": pages,
+                    "chunks": chunks,
+                    "seconds": round(s, 2),
+                    "pages_per_s": round(pages / s, 2),
+                }
         row["ratio"] = round(row["ours"]["pages_per_s"] / row["peer"]["pages_per_s"], 2)
         runs.append(row)
-        print(f"  run {n + 1}: ours {row['ours']['pages_per_s']} pages/s ({row['ours']['chunks']} chunks), "
-              f"LangChain {row['peer']['pages_per_s']} pages/s ({row['peer']['chunks']} chunks): "
-              f"{row['ratio']}x", file=sys.stderr, flush=True)
+        print(
+            f"  run {n + 1}: ours {row['ours']['pages_per_s']} pages/s ({row['ours']['chunks']} chunks), "
+            f"LangChain {row['peer']['pages_per_s']} pages/s ({row['peer']['chunks']} chunks): "
+            f"{row['ratio']}x",
+            file=sys.stderr,
+            flush=True,
+        )
     await services.close()
     ratios = sorted(r["ratio"] for r in runs)
-    return {"peer": True, "embedder": rag.embedder.name, "bytes": len(data), "runs": runs,
-            "ratio_median": ratios[len(ratios) // 2], "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+    return {
+        "peer": True,
+        "embedder": rag.embedder.name,
+        "bytes": len(data),
+        "runs": runs,
+        "ratio_median": ratios[len(ratios) // 2],
+        "ratio_min": ratios[0],
+        "ratio_max": ratios[-1],
+    }
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=1)
     ap.add_argument("--embedder", choices=["onnx-int8", "torch"], default="onnx-int8")
-    ap.add_argument("--models-dir", type=Path, default=None,
-                    help="where the ONNX build is kept (default: the throwaway data dir, so it is rebuilt)")
-    ap.add_argument("--peer", action="store_true", help="against the LangChain default pipeline ([peer] extra)")
+    ap.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="where the ONNX build is kept (default: the throwaway data dir, so it is rebuilt)",
+    )
+    ap.add_argument(
+        "--peer", action="store_true", help="against the LangChain default pipeline ([peer] extra)"
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -174,18 +225,30 @@ if __name__ == "__main__":
         print(json.dumps(r, indent=2))
     elif a.peer:
         first = r["runs"][0]
-        print(f"ingest vs LangChain: {first['ours']['pages']} pages, {r['bytes'] / 2**20:.1f} MB PDF, "
-              f"embedder {r['embedder']}, {len(r['runs'])} alternating runs")
+        print(
+            f"ingest vs LangChain: {first['ours']['pages']} pages, {r['bytes'] / 2**20:.1f} MB PDF, "
+            f"embedder {r['embedder']}, {len(r['runs'])} alternating runs"
+        )
         for i, row in enumerate(r["runs"], 1):
-            print(f"  run {i}: ours {row['ours']['pages_per_s']} pages/s in {row['ours']['seconds']} s, "
-                  f"LangChain {row['peer']['pages_per_s']} pages/s in {row['peer']['seconds']} s -> {row['ratio']}x")
-        print(f"  ratio (ours / LangChain pages/s): median {r['ratio_median']}x, "
-              f"range {r['ratio_min']}-{r['ratio_max']}x")
+            print(
+                f"  run {i}: ours {row['ours']['pages_per_s']} pages/s in {row['ours']['seconds']} s, "
+                f"LangChain {row['peer']['pages_per_s']} pages/s in {row['peer']['seconds']} s -> {row['ratio']}x"
+            )
+        print(
+            f"  ratio (ours / LangChain pages/s): median {r['ratio_median']}x, "
+            f"range {r['ratio_min']}-{r['ratio_max']}x"
+        )
     else:
-        print(f"ingest benchmark: {r['pages']} pages, {r['chunks']} chunks, {r['bytes'] / 2**20:.1f} MB PDF, "
-              f"embedder {r['embedder']}")
-        print(f"  pipeline (worker: parse, chunk, embed, Chroma, BM25, DB): {r['pipeline_seconds']} s = "
-              f"{r['pipeline_chunks_per_s']} chunks/s, {r['pipeline_pages_per_s']} pages/s")
-        print(f"  bare embedding of the same chunks: {r['bare_embedding_seconds']} s = {r['bare_chunks_per_s']} "
-              f"chunks/s  (parsing alone: {r['parse_seconds']} s)")
+        print(
+            f"ingest benchmark: {r['pages']} pages, {r['chunks']} chunks, {r['bytes'] / 2**20:.1f} MB PDF, "
+            f"embedder {r['embedder']}"
+        )
+        print(
+            f"  pipeline (worker: parse, chunk, embed, Chroma, BM25, DB): {r['pipeline_seconds']} s = "
+            f"{r['pipeline_chunks_per_s']} chunks/s, {r['pipeline_pages_per_s']} pages/s"
+        )
+        print(
+            f"  bare embedding of the same chunks: {r['bare_embedding_seconds']} s = {r['bare_chunks_per_s']} "
+            f"chunks/s  (parsing alone: {r['parse_seconds']} s)"
+        )
         print(f"  pipeline reaches {100 * r['pipeline_vs_bare']:.1f} % of bare embedding speed")

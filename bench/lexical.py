@@ -28,41 +28,58 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.figures import stats  # noqa: E402
-from rag.eval_pharm import DEFAULT_LABELS  # noqa: E402
-from rag.lexical import LexicalIndex, tokenize  # noqa: E402
-from rag.store import ChunkStore  # noqa: E402
+from pharmgpt.rag.eval_pharm import DEFAULT_LABELS  # noqa: E402
+from pharmgpt.rag.lexical import LexicalIndex, tokenize  # noqa: E402
+from pharmgpt.rag.store import ChunkStore  # noqa: E402
 
-QUERIES = ["warfarin bleeding risk", "dose adjustment in renal impairment", "atorvastatin myopathy",
-           "adalimumab serious infections tuberculosis", "hepatic impairment", "use in pregnancy",
-           "maximum daily dose", "pediatric patients", "contraindicated hypersensitivity", "drug interactions"]
+from bench.figures import stats  # noqa: E402
+
+QUERIES = [
+    "warfarin bleeding risk",
+    "dose adjustment in renal impairment",
+    "atorvastatin myopathy",
+    "adalimumab serious infections tuberculosis",
+    "hepatic impairment",
+    "use in pregnancy",
+    "maximum daily dose",
+    "pediatric patients",
+    "contraindicated hypersensitivity",
+    "drug interactions",
+]
 
 
 def label_windows() -> list[str]:
     texts = []
     for p in sorted((DEFAULT_LABELS).glob("*.xml")):
         t = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", p.read_text(errors="replace")))
-        texts += [t[i:i + 1000] for i in range(0, len(t) - 200, 800)]
+        texts += [t[i : i + 1000] for i in range(0, len(t) - 200, 800)]
     return texts
 
 
 def put_document(store: ChunkStore, user: str, doc: str, texts: list[str], rng) -> None:
     vec = rng.normal(size=(len(texts), 384)).astype(np.float32)
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    store.upsert(user, [f"{doc}:{i}" for i in range(len(texts))], vec, texts,
-                 [{"document_id": doc, "chunk_index": i} for i in range(len(texts))])
+    store.upsert(
+        user,
+        [f"{doc}:{i}" for i in range(len(texts))],
+        vec,
+        texts,
+        [{"document_id": doc, "chunk_index": i} for i in range(len(texts))],
+    )
 
 
 def full_rebuild(store: ChunkStore, user: str, target: Path, stemmer):
     """The pre-issue-14 rebuild: the whole corpus, every time."""
     import bm25s
+
     corpus = store.all_chunks(user)
     retriever = bm25s.BM25()
     retriever.index(tokenize([c[2] for c in corpus], stemmer), show_progress=False)
     shutil.rmtree(target, ignore_errors=True)
     retriever.save(str(target))
-    (target / "pharmgpt_ids.json").write_text(json.dumps({"ids": [c[0] for c in corpus],
-                                                          "doc_ids": [c[1] for c in corpus]}))
+    (target / "pharmgpt_ids.json").write_text(
+        json.dumps({"ids": [c[0] for c in corpus], "doc_ids": [c[1] for c in corpus]})
+    )
     return retriever, [c[0] for c in corpus]
 
 
@@ -103,7 +120,9 @@ def main() -> int:
             old, old_ids = full_rebuild(store, user, work / "old", lex.stemmer)
             before.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            lex.add_document(user, doc, [(f"{doc}:{i}", t) for i, t in enumerate(texts)])  # as the worker does
+            lex.add_document(
+                user, doc, [(f"{doc}:{i}", t) for i, t in enumerate(texts)]
+            )  # as the worker does
             after.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
         store.delete_documents(user, ["new000"])
@@ -127,21 +146,37 @@ def main() -> int:
         LexicalIndex(work / "lex", store).search(user, "warfarin", 40)
         restart_ms = (time.perf_counter() - t0) * 1000
         b, a = stats(before), stats(after)
-        out = {"chunks": store.count(user), "documents": args.docs + args.rounds, "setup_s": round(setup_s, 1),
-               "add_before_ms": b, "add_after_ms": a, "ratio_p50": round(a["p50"] / b["p50"], 4),
-               "delete_after_ms": round(delete_ms, 1), "segment_full_rebuild_s": round(seg_rebuild_s, 2),
-               "query_before_ms": stats(q_before), "query_after_ms": stats(q_after),
-               "first_load_after_restart_ms": round(restart_ms, 1)}
+        out = {
+            "chunks": store.count(user),
+            "documents": args.docs + args.rounds,
+            "setup_s": round(setup_s, 1),
+            "add_before_ms": b,
+            "add_after_ms": a,
+            "ratio_p50": round(a["p50"] / b["p50"], 4),
+            "delete_after_ms": round(delete_ms, 1),
+            "segment_full_rebuild_s": round(seg_rebuild_s, 2),
+            "query_before_ms": stats(q_before),
+            "query_after_ms": stats(q_after),
+            "first_load_after_restart_ms": round(restart_ms, 1),
+        }
         if args.json:
             print(json.dumps(out))
         else:
-            print(f"user with {out['chunks']} chunks in {out['documents']} documents (setup {setup_s:.1f} s)")
-            print(f"add one document  before (full bm25s rebuild): p50 {b['p50']} ms  p95 {b['p95']} ms")
-            print(f"add one document  after  (incremental)       : p50 {a['p50']} ms  p95 {a['p95']} ms")
+            print(
+                f"user with {out['chunks']} chunks in {out['documents']} documents (setup {setup_s:.1f} s)"
+            )
+            print(
+                f"add one document  before (full bm25s rebuild): p50 {b['p50']} ms  p95 {b['p95']} ms"
+            )
+            print(
+                f"add one document  after  (incremental)       : p50 {a['p50']} ms  p95 {a['p95']} ms"
+            )
             print(f"ratio after/before (p50): {out['ratio_p50']:.2%}   (goal <= 10%)")
             print(f"delete one document (store + index): {delete_ms:.1f} ms")
             print(f"query top-40  before: {out['query_before_ms']}  after: {out['query_after_ms']}")
-            print(f"full segment rebuild: {seg_rebuild_s:.2f} s; first search after restart: {restart_ms:.0f} ms")
+            print(
+                f"full segment rebuild: {seg_rebuild_s:.2f} s; first search after restart: {restart_ms:.0f} ms"
+            )
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -39,7 +39,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from localbase.stack import LocalStack  # noqa: E402
+from pharmgpt.localbase.stack import LocalStack  # noqa: E402
+
 from tests.fixtures.legacy import (  # noqa: E402
     DRUG_TEXT,
     dump,
@@ -186,7 +187,7 @@ def phase(argv: list[str], env: dict, cwd: Path) -> dict:
     t = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "migrate", *argv],
+            [sys.executable, "-m", "pharmgpt.services.cli", "migrate", *argv],
             cwd=cwd,
             env=env,
             stdout=out,
@@ -315,7 +316,9 @@ def main() -> int:
     for name, ph in phases.items():
         ratio = ph["peak_rss_mb"] / r["peak_rss_mb"]
         ok = "" if "ok" not in ph else ("yes" if ph["ok"] else "NO")
-        print(f"  {name:<14} {ph['seconds']:>9.1f} {ph['peak_rss_mb']:>14.1f} {ratio:>10.2f}x  {ok}")
+        print(
+            f"  {name:<14} {ph['seconds']:>9.1f} {ph['peak_rss_mb']:>14.1f} {ratio:>10.2f}x  {ok}"
+        )
     worst = max(ph["peak_rss_mb"] for ph in phases.values())
     print(f"  highest peak {worst:.0f} MB: {'under' if worst < 1024 else 'OVER'} the 1 GB goal")
     return 0

@@ -31,24 +31,50 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.figures import stats  # noqa: E402
-from rag.embeddings import Embedder, make_embedder  # noqa: E402
-from rag.lexical import LexicalIndex  # noqa: E402
-from rag.retriever import Retriever  # noqa: E402
-from rag.store import ChunkStore  # noqa: E402
+from pharmgpt.rag.embeddings import Embedder, make_embedder  # noqa: E402
+from pharmgpt.rag.lexical import LexicalIndex  # noqa: E402
+from pharmgpt.rag.retriever import Retriever  # noqa: E402
+from pharmgpt.rag.store import ChunkStore  # noqa: E402
 
-DRUGS = ["warfarin", "atorvastatin", "metformin", "lisinopril", "amoxicillin", "omeprazole", "sertraline",
-         "digoxin", "lithium", "amiodarone", "levothyroxine", "clopidogrel", "apixaban", "insulin glargine"]
-TOPICS = ["dose adjustment in renal impairment", "hepatic impairment", "use in pregnancy", "interaction with",
-          "maximum daily dose", "adverse reactions include", "contraindicated in", "monitoring of",
-          "pharmacokinetics: half-life", "elderly patients"]
+from bench.figures import stats  # noqa: E402
+
+DRUGS = [
+    "warfarin",
+    "atorvastatin",
+    "metformin",
+    "lisinopril",
+    "amoxicillin",
+    "omeprazole",
+    "sertraline",
+    "digoxin",
+    "lithium",
+    "amiodarone",
+    "levothyroxine",
+    "clopidogrel",
+    "apixaban",
+    "insulin glargine",
+]
+TOPICS = [
+    "dose adjustment in renal impairment",
+    "hepatic impairment",
+    "use in pregnancy",
+    "interaction with",
+    "maximum daily dose",
+    "adverse reactions include",
+    "contraindicated in",
+    "monitoring of",
+    "pharmacokinetics: half-life",
+    "elderly patients",
+]
 
 
 def sentence(rng: np.random.Generator) -> str:
     d1, d2 = rng.choice(DRUGS, 2, replace=False)
     t = rng.choice(TOPICS)
-    return f"{d1} {t} {d2}; {int(rng.integers(1, 500))} mg every {int(rng.integers(4, 25))} hours. " \
-           f"Section {int(rng.integers(1, 20))}.{int(rng.integers(1, 9))} of the label."
+    return (
+        f"{d1} {t} {d2}; {int(rng.integers(1, 500))} mg every {int(rng.integers(4, 25))} hours. "
+        f"Section {int(rng.integers(1, 20))}.{int(rng.integers(1, 9))} of the label."
+    )
 
 
 def unit(rng, n, d=384):
@@ -56,12 +82,15 @@ def unit(rng, n, d=384):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-
-
-
-
-def build(store: ChunkStore, lexical: LexicalIndex, users: list[str], per_user: int, rng,
-          shared_col=None, docs_per_user: int = 10) -> float:
+def build(
+    store: ChunkStore,
+    lexical: LexicalIndex,
+    users: list[str],
+    per_user: int,
+    rng,
+    shared_col=None,
+    docs_per_user: int = 10,
+) -> float:
     t0 = time.perf_counter()
     for u in users:
         n = per_user
@@ -74,9 +103,12 @@ def build(store: ChunkStore, lexical: LexicalIndex, users: list[str], per_user: 
         lexical.rebuild(u)
         if shared_col is not None:
             for i in range(0, n, 1000):
-                shared_col.upsert(ids=[f"{u}:{x}" for x in ids[i:i + 1000]], embeddings=vecs[i:i + 1000],
-                                  documents=texts[i:i + 1000],
-                                  metadatas=[{**m, "user_id": u} for m in metas[i:i + 1000]])
+                shared_col.upsert(
+                    ids=[f"{u}:{x}" for x in ids[i : i + 1000]],
+                    embeddings=vecs[i : i + 1000],
+                    documents=texts[i : i + 1000],
+                    metadatas=[{**m, "user_id": u} for m in metas[i : i + 1000]],
+                )
     return time.perf_counter() - t0
 
 
@@ -91,8 +123,15 @@ def query_embedding(embedders: dict[str, Embedder], questions: list[str]) -> dic
     return {f"query_embedding_{k}_ms": stats(v) for k, v in times.items()}
 
 
-def hybrid(store, lexical, embedders: dict[str, Embedder], users: list[str], questions: list[str], rng,
-           shared_col=None) -> dict:
+def hybrid(
+    store,
+    lexical,
+    embedders: dict[str, Embedder],
+    users: list[str],
+    questions: list[str],
+    rng,
+    shared_col=None,
+) -> dict:
     first = next(iter(embedders.values()))
     retriever = Retriever(store, lexical, first)
     qusers = [users[int(rng.integers(0, len(users)))] for _ in questions]
@@ -132,7 +171,9 @@ def hybrid(store, lexical, embedders: dict[str, Embedder], users: list[str], que
 def run(args) -> dict:
     rng = np.random.default_rng(7)
     tmp = Path(tempfile.mkdtemp(prefix="retr-"))
-    embedders: dict[str, Embedder] = {args.embedder: make_embedder(args.embedder, args.models_dir or tmp)}
+    embedders: dict[str, Embedder] = {
+        args.embedder: make_embedder(args.embedder, args.models_dir or tmp)
+    }
     if args.embedder != "torch":
         embedders["torch"] = make_embedder("torch", tmp)
     for e in embedders.values():
@@ -146,8 +187,11 @@ def run(args) -> dict:
     lexical = LexicalIndex(tmp / "lexical-one", store)
     big = [str(uuid.uuid4())]
     build_s = build(store, lexical, big, args.single_user_chunks, rng, docs_per_user=100)
-    out[f"one_user_{args.single_user_chunks}"] = {"chunks": args.single_user_chunks, "build_seconds": round(build_s, 1),
-                                                  **hybrid(store, lexical, embedders, big, questions, rng)}
+    out[f"one_user_{args.single_user_chunks}"] = {
+        "chunks": args.single_user_chunks,
+        "build_seconds": round(build_s, 1),
+        **hybrid(store, lexical, embedders, big, questions, rng),
+    }
     store.close()
 
     # many users: the per-user layout against one shared collection filtered by user_id
@@ -157,12 +201,16 @@ def run(args) -> dict:
     shared_col = None
     if not args.no_shared:
         shared = ChunkStore(path=tmp / "shared")
-        shared_col = shared.client.get_or_create_collection("shared", embedding_function=None,
-                                                            metadata={"hnsw:space": "cosine"})
+        shared_col = shared.client.get_or_create_collection(
+            "shared", embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
     build_s = build(store, lexical, users, args.per_user, rng, shared_col)
-    out[f"users_{args.users}"] = {"chunks": args.users * args.per_user, "users": args.users,
-                                  "build_seconds": round(build_s, 1),
-                                  **hybrid(store, lexical, embedders, users, questions, rng, shared_col)}
+    out[f"users_{args.users}"] = {
+        "chunks": args.users * args.per_user,
+        "users": args.users,
+        "build_seconds": round(build_s, 1),
+        **hybrid(store, lexical, embedders, users, questions, rng, shared_col),
+    }
     return out
 
 
@@ -173,11 +221,16 @@ def report(r: dict) -> None:
             print(f"  {k:<48} p50 {v['p50']:>7.2f}  p95 {v['p95']:>7.2f}  max {v['max']:>7.2f} ms")
     for v in r.values():
         if isinstance(v, dict) and "chunks" in v:
-            print(f"{v['chunks']} chunks" + (f" over {v['users']} users" if "users" in v else " in one user's collection")
-                  + f" (built in {v['build_seconds']} s):")
+            print(
+                f"{v['chunks']} chunks"
+                + (f" over {v['users']} users" if "users" in v else " in one user's collection")
+                + f" (built in {v['build_seconds']} s):"
+            )
             for name, m in v.items():
                 if isinstance(m, dict):
-                    print(f"  {name:<48} p50 {m['p50']:>7.2f}  p95 {m['p95']:>7.2f}  max {m['max']:>7.2f} ms")
+                    print(
+                        f"  {name:<48} p50 {m['p50']:>7.2f}  p95 {m['p95']:>7.2f}  max {m['max']:>7.2f} ms"
+                    )
 
 
 if __name__ == "__main__":
@@ -187,8 +240,12 @@ if __name__ == "__main__":
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--single-user-chunks", type=int, default=14000)
     ap.add_argument("--embedder", choices=["onnx-int8", "torch"], default="onnx-int8")
-    ap.add_argument("--models-dir", type=Path, default=None, help="an existing ONNX build to reuse (a data dir)")
-    ap.add_argument("--no-shared", action="store_true", help="skip the shared-collection layout (faster build)")
+    ap.add_argument(
+        "--models-dir", type=Path, default=None, help="an existing ONNX build to reuse (a data dir)"
+    )
+    ap.add_argument(
+        "--no-shared", action="store_true", help="skip the shared-collection layout (faster build)"
+    )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     out = run(a)

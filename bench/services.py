@@ -34,13 +34,29 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.figures import pct  # noqa: E402
-from localbase.stack import LocalStack  # noqa: E402
-from services.config import Settings  # noqa: E402
-from services.container import Services  # noqa: E402
+from pharmgpt.localbase.stack import LocalStack  # noqa: E402
+from pharmgpt.services.config import Settings  # noqa: E402
+from pharmgpt.services.container import Services  # noqa: E402
 
-WORDS = ("warfarin", "atorvastatin", "metformin", "lisinopril", "amoxicillin", "omeprazole", "sertraline",
-         "dose", "renal", "hepatic", "interaction", "pregnancy", "contraindicated", "tablet", "mg")
+from bench.figures import pct  # noqa: E402
+
+WORDS = (
+    "warfarin",
+    "atorvastatin",
+    "metformin",
+    "lisinopril",
+    "amoxicillin",
+    "omeprazole",
+    "sertraline",
+    "dose",
+    "renal",
+    "hepatic",
+    "interaction",
+    "pregnancy",
+    "contraindicated",
+    "tablet",
+    "mg",
+)
 
 
 def text(i: int, n: int = 12) -> str:
@@ -51,22 +67,43 @@ def conversation_rows(user_id: str, c: int, msgs: int, t0: datetime) -> tuple[tu
     """One generated conversation (number `c`) with `msgs` alternating messages, as COPY rows."""
     cid = str(uuid.uuid4())
     created = t0 + timedelta(minutes=c)
-    conv = (cid, user_id, f"Question {c} about {WORDS[c % len(WORDS)]}", msgs, created, created + timedelta(seconds=msgs))
-    return conv, [(str(uuid.uuid4()), cid, user_id, "user" if m % 2 == 0 else "assistant", text(c * 31 + m),
-                   created + timedelta(seconds=m)) for m in range(msgs)]
+    conv = (
+        cid,
+        user_id,
+        f"Question {c} about {WORDS[c % len(WORDS)]}",
+        msgs,
+        created,
+        created + timedelta(seconds=msgs),
+    )
+    return conv, [
+        (
+            str(uuid.uuid4()),
+            cid,
+            user_id,
+            "user" if m % 2 == 0 else "assistant",
+            text(c * 31 + m),
+            created + timedelta(seconds=m),
+        )
+        for m in range(msgs)
+    ]
 
 
 def copy_conversations(cur, conv_rows: list[tuple], msg_rows: list[tuple]) -> None:
-    with cur.copy("COPY conversations (id, user_id, title, message_count, created_at, updated_at) "
-                  "FROM STDIN") as cp:
+    with cur.copy(
+        "COPY conversations (id, user_id, title, message_count, created_at, updated_at) FROM STDIN"
+    ) as cp:
         for r in conv_rows:
             cp.write_row(r)
-    with cur.copy("COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN") as cp:
+    with cur.copy(
+        "COPY messages (id, conversation_id, user_id, role, content, created_at) FROM STDIN"
+    ) as cp:
         for r in msg_rows:
             cp.write_row(r)
 
 
-def seed(dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, long_conv: int) -> tuple[str, str]:
+def seed(
+    dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, long_conv: int
+) -> tuple[str, str]:
     """Bulk-load through COPY as the superuser (setup, not what is measured)."""
     main_id = str(uuid.uuid4())
     long_id = None
@@ -81,7 +118,9 @@ def seed(dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, lon
             for ui, u in enumerate(uids):
                 n = convs_main if ui == 0 else convs_other
                 for c in range(n):
-                    conv, rows = conversation_rows(u, c, long_conv if (ui == 0 and c == 0) else msgs, t0)
+                    conv, rows = conversation_rows(
+                        u, c, long_conv if (ui == 0 and c == 0) else msgs, t0
+                    )
                     if ui == 0 and c == 0:
                         long_id = conv[0]
                     conv_rows.append(conv)
@@ -97,8 +136,6 @@ def seed(dsn: str, users: int, convs_main: int, convs_other: int, msgs: int, lon
     return main_id, long_id
 
 
-
-
 async def timed(fn, n, before=None):
     out = []
     for _ in range(10):
@@ -111,7 +148,11 @@ async def timed(fn, n, before=None):
         t = time.perf_counter()
         await fn()
         out.append((time.perf_counter() - t) * 1000)
-    return {"p50": round(statistics.median(out), 2), "p95": round(pct(out, 95), 2), "max": round(max(out), 2)}
+    return {
+        "p50": round(statistics.median(out), 2),
+        "p95": round(pct(out, 95), 2),
+        "max": round(max(out), 2),
+    }
 
 
 async def run(args) -> dict:
@@ -120,34 +161,59 @@ async def run(args) -> dict:
     info = stack.up()
     try:
         t = time.perf_counter()
-        main_id, long_id = seed(info.db_uri, args.users, args.conversations, args.other_conversations,
-                                args.messages, args.long_conversation)
+        main_id, long_id = seed(
+            info.db_uri,
+            args.users,
+            args.conversations,
+            args.other_conversations,
+            args.messages,
+            args.long_conversation,
+        )
         seed_s = time.perf_counter() - t
-        settings = Settings(**info.settings_overrides(),
-                            data_dir=root / "svc", slow_call_ms=1e9)
+        settings = Settings(**info.settings_overrides(), data_dir=root / "svc", slow_call_ms=1e9)
         svc = await Services.create(settings)
         cs = svc.conversations
         clear = svc.cache.clear
         res = {
-            "list_first_page": await timed(lambda: cs.get_user_conversations(main_id, limit=30), args.iterations,
-                                           clear),
-            "list_first_page_cached": await timed(lambda: cs.get_user_conversations(main_id, limit=30),
-                                                  args.iterations),
-            "open_conversation_50_of_500": await timed(lambda: cs.get_messages(main_id, long_id, limit=50),
-                                                       args.iterations, clear),
-            "append_message": await timed(lambda: cs.add_message(main_id, long_id, {
-                "role": "user", "content": "How does renal impairment change the dose?"}), args.iterations),
-            "search_word": await timed(lambda: cs.search_conversations(main_id, "lisinopril renal"),
-                                       args.iterations),
-            "search_rare_word": await timed(lambda: cs.search_conversations(main_id, "#12345"), args.iterations),
-            "search_common_word": await timed(lambda: cs.search_conversations(main_id, "dose"), args.iterations),
+            "list_first_page": await timed(
+                lambda: cs.get_user_conversations(main_id, limit=30), args.iterations, clear
+            ),
+            "list_first_page_cached": await timed(
+                lambda: cs.get_user_conversations(main_id, limit=30), args.iterations
+            ),
+            "open_conversation_50_of_500": await timed(
+                lambda: cs.get_messages(main_id, long_id, limit=50), args.iterations, clear
+            ),
+            "append_message": await timed(
+                lambda: cs.add_message(
+                    main_id,
+                    long_id,
+                    {"role": "user", "content": "How does renal impairment change the dose?"},
+                ),
+                args.iterations,
+            ),
+            "search_word": await timed(
+                lambda: cs.search_conversations(main_id, "lisinopril renal"), args.iterations
+            ),
+            "search_rare_word": await timed(
+                lambda: cs.search_conversations(main_id, "#12345"), args.iterations
+            ),
+            "search_common_word": await timed(
+                lambda: cs.search_conversations(main_id, "dose"), args.iterations
+            ),
         }
         with psycopg.connect(info.db_uri) as conn:
-            counts = conn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM conversations), "
-                                  "(SELECT count(*) FROM messages)").fetchone()
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM conversations), "
+                "(SELECT count(*) FROM messages)"
+            ).fetchone()
         await svc.close()
-        return {"latency_ms": res, "data": {"users": counts[0], "conversations": counts[1], "messages": counts[2]},
-                "seed_seconds": round(seed_s, 1), "iterations": args.iterations}
+        return {
+            "latency_ms": res,
+            "data": {"users": counts[0], "conversations": counts[1], "messages": counts[2]},
+            "seed_seconds": round(seed_s, 1),
+            "iterations": args.iterations,
+        }
     finally:
         stack.down()
         stack.pg.reset()
@@ -172,7 +238,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public AS $$
 $$;
 GRANT EXECUTE ON FUNCTION public.bench_search_ilike(text, integer) TO authenticated;
 """
-SEARCHES = {"word": "lisinopril renal", "stemmed": "dosing", "rare_token": "#12345", "common_word": "dose"}
+SEARCHES = {
+    "word": "lisinopril renal",
+    "stemmed": "dosing",
+    "rare_token": "#12345",
+    "common_word": "dose",
+}
 
 
 def seed_more(dsn: str, user_id: str, convs: int, msgs: int, start: int) -> None:
@@ -195,33 +266,48 @@ async def run_search_scale(args) -> dict:
     stack = LocalStack(root / "data", gateway_port=0)
     info = stack.up()
     try:
-        main_id, _ = seed(info.db_uri, 11, 1000, 100, 20, 20)  # the user: 1,000 x 20 = 20,000 messages
+        main_id, _ = seed(
+            info.db_uri, 11, 1000, 100, 20, 20
+        )  # the user: 1,000 x 20 = 20,000 messages
         with psycopg.connect(info.db_uri, autocommit=True) as conn:
             conn.execute(ILIKE_SEARCH)
             conn.execute("NOTIFY pgrst, 'reload schema'")  # the gateway learns the new function
         await asyncio.sleep(2)
-        settings = Settings(supabase_url=info.url, supabase_anon_key=info.anon_key,
-                            supabase_service_role_key=info.service_role_key, supabase_jwt_secret=info.jwt_secret,
-                            data_dir=root / "svc", slow_call_ms=1e9)
+        settings = Settings(
+            supabase_url=info.url,
+            supabase_anon_key=info.anon_key,
+            supabase_service_role_key=info.service_role_key,
+            supabase_jwt_secret=info.jwt_secret,
+            data_dir=root / "svc",
+            slow_call_ms=1e9,
+        )
         svc = await Services.create(settings)
         cs = svc.conversations
         db = await cs._db(main_id)
 
         async def before(q):
-            await svc.backend.execute(db.rpc("bench_search_ilike", {"query": q, "max_results": 20}), what="search")
+            await svc.backend.execute(
+                db.rpc("bench_search_ilike", {"query": q, "max_results": 20}), what="search"
+            )
 
         out: dict = {}
         for size, extra in ((20_000, 0), (200_000, 180_000)):
             if extra:
                 seed_more(info.db_uri, main_id, extra // 20, 20, 1000)
             with psycopg.connect(info.db_uri) as conn:
-                n = conn.execute("SELECT count(*) FROM messages WHERE user_id = %s", (main_id,)).fetchone()[0]
+                n = conn.execute(
+                    "SELECT count(*) FROM messages WHERE user_id = %s", (main_id,)
+                ).fetchone()[0]
             row = {"messages": n}
             for name, q in SEARCHES.items():
                 b = await timed(lambda q=q: before(q), args.iterations)
                 a = await timed(lambda q=q: cs.search(main_id, q, 20), args.iterations)
-                row[name] = {"before": b, "after": a, "p95_ratio": round(a["p95"] / b["p95"], 3),
-                             "hits_after": len(await cs.search(main_id, q, 20))}
+                row[name] = {
+                    "before": b,
+                    "after": a,
+                    "p95_ratio": round(a["p95"] / b["p95"], 3),
+                    "hits_after": len(await cs.search(main_id, q, 20)),
+                }
             out[str(size)] = row
         await svc.close()
         return {"search_scale": out, "iterations": args.iterations}
@@ -231,20 +317,28 @@ async def run_search_scale(args) -> dict:
 
 
 def report_search_scale(r: dict) -> None:
-    print(f"conversation search for one user, before (ILIKE, sql/0007) vs after (full-text, sql/0030); "
-          f"{r['iterations']} timed calls each, ms")
-    print(f"{'messages':>9} {'query':<26}{'before p50':>11}{'p95':>8}{'after p50':>11}{'p95':>8}{'after/before p95':>18}")
+    print(
+        f"conversation search for one user, before (ILIKE, sql/0007) vs after (full-text, sql/0030); "
+        f"{r['iterations']} timed calls each, ms"
+    )
+    print(
+        f"{'messages':>9} {'query':<26}{'before p50':>11}{'p95':>8}{'after p50':>11}{'p95':>8}{'after/before p95':>18}"
+    )
     for row in r["search_scale"].values():
         for name, q in SEARCHES.items():
             x = row[name]
-            print(f"{row['messages']:>9} {name + ' ' + repr(q):<26}{x['before']['p50']:>11.2f}{x['before']['p95']:>8.2f}"
-                  f"{x['after']['p50']:>11.2f}{x['after']['p95']:>8.2f}{x['p95_ratio']:>17.1%}")
+            print(
+                f"{row['messages']:>9} {name + ' ' + repr(q):<26}{x['before']['p50']:>11.2f}{x['before']['p95']:>8.2f}"
+                f"{x['after']['p50']:>11.2f}{x['after']['p95']:>8.2f}{x['p95_ratio']:>17.1%}"
+            )
 
 
 def report(r: dict) -> None:
     d = r["data"]
-    print(f"services benchmark: {d['users']} users, {d['conversations']} conversations, {d['messages']} messages "
-          f"(seeded in {r['seed_seconds']} s); {r['iterations']} timed calls each")
+    print(
+        f"services benchmark: {d['users']} users, {d['conversations']} conversations, {d['messages']} messages "
+        f"(seeded in {r['seed_seconds']} s); {r['iterations']} timed calls each"
+    )
     print(f"{'operation':<32}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     for name, s in r["latency_ms"].items():
         print(f"{name:<32}{s['p50']:>9.2f}{s['p95']:>9.2f}{s['max']:>9.2f}")
@@ -258,7 +352,9 @@ if __name__ == "__main__":
     ap.add_argument("--other-conversations", type=int, default=100)
     ap.add_argument("--messages", type=int, default=20)
     ap.add_argument("--long-conversation", type=int, default=500)
-    ap.add_argument("--search-scale", action="store_true", help="search at 20k and 200k messages, before/after")
+    ap.add_argument(
+        "--search-scale", action="store_true", help="search at 20k and 200k messages, before/after"
+    )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.search_scale:

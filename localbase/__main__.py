@@ -10,7 +10,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m localbase")
     sub = parser.add_subparsers(dest="command", required=True)
     add_commands(sub)
-    return run(parser.parse_args(["local", *sys.argv[1:]] if sys.argv[1:2] != ["db"] else sys.argv[1:]))
+    return run(
+        parser.parse_args(["local", *sys.argv[1:]] if sys.argv[1:2] != ["db"] else sys.argv[1:])
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,15 @@ class JwtConfig:
 
 
 def _unauthorized(code: str, message: str, details: str | None = None) -> ApiError:
-    return pgrst(code, message, details, None,
-                 headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
+    return pgrst(
+        code,
+        message,
+        details,
+        None,
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'
+        },
+    )
 
 
 _CACHE_MAX = 1024
@@ -72,28 +79,40 @@ def _verify(token: str, cfg: JwtConfig) -> dict:
         raise _unauthorized("PGRST301", "JWT could not be decoded", str(e)) from None
     alg, kid = header.get("alg"), header.get("kid")
     if alg not in ALGORITHMS:
-        raise _unauthorized("PGRST301", "Wrong or unsupported encoding algorithm",
-                            f"alg {alg!r} is not accepted")
+        raise _unauthorized(
+            "PGRST301", "Wrong or unsupported encoding algorithm", f"alg {alg!r} is not accepted"
+        )
     keys = cfg.keys
     assert keys is not None  # set in __post_init__
     if kid is not None:
         found = keys.by_kid.get(kid) if isinstance(kid, str) else None
         if found is None:
-            raise _unauthorized("PGRST301", "No suitable key or wrong key type", f"no key has kid {kid!r}")
+            raise _unauthorized(
+                "PGRST301", "No suitable key or wrong key type", f"no key has kid {kid!r}"
+            )
         if found.alg != alg:  # e.g. an HS256 token made with an ES/RS public key as the secret
-            raise _unauthorized("PGRST301", "Wrong or unsupported encoding algorithm",
-                                f"key {kid!r} is {found.alg}, the token says {alg}")
+            raise _unauthorized(
+                "PGRST301",
+                "Wrong or unsupported encoding algorithm",
+                f"key {kid!r} is {found.alg}, the token says {alg}",
+            )
         key = found.key
     elif alg == ALGORITHM and keys.legacy_secret:
         key = keys.legacy_secret
     else:
-        raise _unauthorized("PGRST301", "No suitable key or wrong key type",
-                            "the token has no kid" + ("" if keys.legacy_secret else
-                                                      " and this project has no legacy JWT secret"))
+        raise _unauthorized(
+            "PGRST301",
+            "No suitable key or wrong key type",
+            "the token has no kid"
+            + ("" if keys.legacy_secret else " and this project has no legacy JWT secret"),
+        )
     _check_time_claims(token)
     try:
         claims = jwt.decode(
-            token, key, algorithms=[alg], leeway=cfg.leeway_s,
+            token,
+            key,
+            algorithms=[alg],
+            leeway=cfg.leeway_s,
             options={"verify_aud": False, "require": []},
         )
     except jwt.ExpiredSignatureError:
@@ -124,15 +143,22 @@ def _check_time_claims(token: str) -> None:
     for name in _TIME_CLAIMS:
         value = unverified.get(name)
         if name in unverified and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise _unauthorized("PGRST303", f"JWT claim '{name}' must be a number",
-                                f"got {type(value).__name__}")
+            raise _unauthorized(
+                "PGRST303", f"JWT claim '{name}' must be a number", f"got {type(value).__name__}"
+            )
 
 
 def mint(key: str | SigningKey, role: str, *, lifetime_s: int = 3600, **extra) -> str:
     """A token for `role`: a str is the legacy HS256 secret, a SigningKey signs with its kid."""
     signer = key if isinstance(key, SigningKey) else SigningKey.shared_secret(key)
     now = int(time.time())
-    claims = {"iss": "pharmgpt-localbase", "role": role, "iat": now, "exp": now + lifetime_s, **extra}
+    claims = {
+        "iss": "pharmgpt-localbase",
+        "role": role,
+        "iat": now,
+        "exp": now + lifetime_s,
+        **extra,
+    }
     return signer.sign(claims)
 
 
@@ -142,7 +168,9 @@ _KEYS_EXP = 4102444800
 
 def api_keys(secret: str) -> dict[str, str]:
     """The legacy anon and service-role JWT keys, as a legacy project has them (stable per secret)."""
+
     def key(role: str) -> str:
         claims = {"iss": "pharmgpt-localbase", "role": role, "iat": _KEYS_IAT, "exp": _KEYS_EXP}
         return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
     return {"anon": key("anon"), "service_role": key("service_role")}

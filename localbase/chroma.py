@@ -70,7 +70,15 @@ class ChromaServer:
         return {"CHROMA_HOST": self.host, "CHROMA_PORT": str(self.port)}
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "localbase.chroma", "--path", str(self.path), "--port", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "pharmgpt.localbase.chroma",
+            "--path",
+            str(self.path),
+            "--port",
+            str(self.port),
+        ]
 
     def start(self, wait_s: float = 60) -> ChromaServer:
         private_dir(self.path)
@@ -78,14 +86,23 @@ class ChromaServer:
         log = self.log_path or self.path.parent / "logs" / "chroma.log"
         private_dir(log.parent)
         with open_private(log) as logf:
-            self._proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"the Chroma server exited with {self._proc.returncode}; see {log}")
+                raise RuntimeError(
+                    f"the Chroma server exited with {self._proc.returncode}; see {log}"
+                )
             if self.healthy():
-                with open_private(state_file(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
+                with open_private(
+                    state_file(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                ) as f:
                     f.write(json.dumps({"pid": self._proc.pid, "port": self.port}).encode())
                 return self
             time.sleep(0.1)
@@ -126,15 +143,18 @@ class ChromaServer:
 def main(argv: list[str] | None = None) -> int:
     """`python -m localbase.chroma --path P --port N`: the server, private files, loopback only."""
     import argparse
+
     parser = argparse.ArgumentParser(prog="python -m localbase.chroma")
     parser.add_argument("--path", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     private_umask()
     import chromadb_rust_bindings
+
     try:
-        chromadb_rust_bindings.cli(["chroma", "run", "--path", args.path, "--host", "127.0.0.1",
-                                    "--port", str(args.port)])
+        chromadb_rust_bindings.cli(
+            ["chroma", "run", "--path", args.path, "--host", "127.0.0.1", "--port", str(args.port)]
+        )
     except KeyboardInterrupt:
         pass
     return 0

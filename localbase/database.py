@@ -61,6 +61,7 @@ class DatabaseConfig:
 class Caller:
     """Who a statement runs as: the role and claims from the JWT, and whose share of the pool
     it uses (None: not limited)."""
+
     role: str
     claims: dict
     share: str | None
@@ -69,6 +70,7 @@ class Caller:
 @dataclass(frozen=True)
 class Execution:
     """One statement to run in one transaction, and how."""
+
     statement: Statement
     method: str  # request.method and request.path, for functions that read them
     path: str
@@ -96,13 +98,17 @@ class Database:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.pool = AsyncConnectionPool(
-            self.cfg.db_uri, min_size=self.cfg.pool_min, max_size=self.cfg.pool_max, open=False,
+            self.cfg.db_uri,
+            min_size=self.cfg.pool_min,
+            max_size=self.cfg.pool_max,
+            open=False,
             kwargs={"autocommit": True, "cursor_factory": AsyncRawCursor, "prepare_threshold": 3},
         )
         await self.pool.open(wait=True, timeout=30)
         # readiness never queues behind user queries
-        self.health_pool = AsyncConnectionPool(self.cfg.db_uri, min_size=1, max_size=1, open=False,
-                                               kwargs={"autocommit": True})
+        self.health_pool = AsyncConnectionPool(
+            self.cfg.db_uri, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+        )
         await self.health_pool.open(wait=True, timeout=30)
         await self.reload_schema()
         self._listener = asyncio.create_task(self._listen())
@@ -119,14 +125,21 @@ class Database:
         def _load():
             with psycopg.connect(self.cfg.db_uri) as conn:
                 return schema_cache.load(conn, self.cfg.schemas)
+
         self.cache = await asyncio.to_thread(_load)
-        log.info("schema cache loaded: %d tables, %d functions", len(self.cache.tables), len(self.cache.functions))
+        log.info(
+            "schema cache loaded: %d tables, %d functions",
+            len(self.cache.tables),
+            len(self.cache.functions),
+        )
 
     async def _listen(self) -> None:
         """Reload the schema cache on `NOTIFY pgrst, 'reload schema'`, like PostgREST."""
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.cfg.db_uri, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self.cfg.db_uri, autocommit=True
+                ) as conn:
                     await conn.execute("LISTEN pgrst")
                     async for note in conn.notifies():
                         if note.payload in ("", "reload schema"):
@@ -155,8 +168,11 @@ class Database:
         wait first, then a direct probe decides between "busy" (wait on) and "down"."""
         assert self.pool is not None
         if time.monotonic() < self._db_down_until:
-            raise pgrst("PGRST001", "Database client error. Retrying the connection.",
-                        "the database was unreachable a moment ago")
+            raise pgrst(
+                "PGRST001",
+                "Database client error. Retrying the connection.",
+                "the database was unreachable a moment ago",
+            )
         quick = min(DB_PROBE_AFTER_S, self.cfg.pool_wait_s)
         async with contextlib.AsyncExitStack() as held:
             try:
@@ -164,16 +180,21 @@ class Database:
             except PoolTimeout:
                 if not await self._database_answers():
                     self._db_down_until = time.monotonic() + DB_DOWN_HOLD_S
-                    raise pgrst("PGRST001", "Database client error. Retrying the connection.",
-                                "the database cannot be reached") from None
+                    raise pgrst(
+                        "PGRST001",
+                        "Database client error. Retrying the connection.",
+                        "the database cannot be reached",
+                    ) from None
                 conn = await held.enter_async_context(
-                    self.pool.connection(timeout=max(0.1, self.cfg.pool_wait_s - quick)))
+                    self.pool.connection(timeout=max(0.1, self.cfg.pool_wait_s - quick))
+                )
             yield conn
 
     async def _database_answers(self) -> bool:
         try:
-            conn = await psycopg.AsyncConnection.connect(self.cfg.db_uri, connect_timeout=DB_PROBE_TIMEOUT_S,
-                                                         autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                self.cfg.db_uri, connect_timeout=DB_PROBE_TIMEOUT_S, autocommit=True
+            )
         except psycopg.Error:
             return False
         await conn.close()
@@ -199,7 +220,9 @@ class Database:
                     if must_check:
                         async with conn.transaction():
                             await conn.execute(context_sql, context)
-                            body, nrows, total, size = await (await conn.execute(sql, st.params)).fetchone()
+                            body, nrows, total, size = await (
+                                await conn.execute(sql, st.params)
+                            ).fetchone()
                             self._check_size(body, size)
                             if nrows != 1:
                                 raise _not_one_row(nrows)
@@ -208,8 +231,11 @@ class Database:
                             async with conn.transaction():
                                 await conn.execute(context_sql, context)
                                 cur = await conn.execute(sql, st.params)
-                                count_cur = (await conn.execute(st.count_sql, st.params)
-                                             if st.count_sql else None)
+                                count_cur = (
+                                    await conn.execute(st.count_sql, st.params)
+                                    if st.count_sql
+                                    else None
+                                )
                         body, nrows, total, size = await cur.fetchone()
                         self._check_size(body, size)
                         if count_cur is not None:
@@ -222,9 +248,13 @@ class Database:
                         raise
                     raise self._pg_error(e, caller.role) from None
         except PoolTimeout as e:
-            raise pgrst("PGRST003", "Timed out acquiring connection from connection pool.", str(e)) from None
+            raise pgrst(
+                "PGRST003", "Timed out acquiring connection from connection pool.", str(e)
+            ) from None
         except psycopg.OperationalError as e:
-            raise pgrst("PGRST001", "Database client error. Retrying the connection.", str(e)) from None
+            raise pgrst(
+                "PGRST001", "Database client error. Retrying the connection.", str(e)
+            ) from None
         return Result(body, nrows, total)
 
     def _check_size(self, body: str | None, size: int | None) -> None:
@@ -232,9 +262,12 @@ class Database:
             raise self._too_large(size)
 
     def _too_large(self, size: int | str) -> ApiError:
-        return pgrst("LB507", "The response is larger than the gateway's limit",
-                     f"{size} bytes; the limit is {self.cfg.max_response_bytes} bytes",
-                     "Select fewer rows or columns (limit, Range, select) or page through the result.")
+        return pgrst(
+            "LB507",
+            "The response is larger than the gateway's limit",
+            f"{size} bytes; the limit is {self.cfg.max_response_bytes} bytes",
+            "Select fewer rows or columns (limit, Range, select) or page through the result.",
+        )
 
     def _pg_error(self, e: psycopg.errors.Error, role: str) -> ApiError:
         diag = e.diag
@@ -252,8 +285,12 @@ class Database:
 
 
 def _not_one_row(nrows: int) -> ApiError:
-    return pgrst("PGRST116", "Cannot coerce the result to a single JSON object",
-                 f"The result contains {nrows} rows", None)
+    return pgrst(
+        "PGRST116",
+        "Cannot coerce the result to a single JSON object",
+        f"The result contains {nrows} rows",
+        None,
+    )
 
 
 @functools.cache
@@ -273,8 +310,10 @@ def _size_capped(sql: str, cap: int, abort: bool) -> str:
     """
     cap = int(cap)
     fallback = f"('{_OVERSIZE_TAG}' || octet_length(_s.b))::int::text" if abort else "NULL"
-    capped = (f"SELECT CASE WHEN octet_length(_s.b) <= {cap} THEN _s.b ELSE {fallback} END, _s.n, _s.t, "
-              "octet_length(_s.b)")
+    capped = (
+        f"SELECT CASE WHEN octet_length(_s.b) <= {cap} THEN _s.b ELSE {fallback} END, _s.n, _s.t, "
+        "octet_length(_s.b)"
+    )
     if sql.endswith(MUTATION_TAIL):  # a data-modifying WITH stays at the top level
         return sql[: -len(MUTATION_TAIL)] + f" {capped} FROM _q _s"
     return f"{capped} FROM ({sql}) _s(b, n, t)"

@@ -66,11 +66,21 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "details": self.details, "hint": self.hint, "message": self.message}
+        return {
+            "code": self.code,
+            "details": self.details,
+            "hint": self.hint,
+            "message": self.message,
+        }
 
 
-def pgrst(code: str, message: str, details: Any = None, hint: str | None = None,
-          headers: dict[str, str] | None = None) -> ApiError:
+def pgrst(
+    code: str,
+    message: str,
+    details: Any = None,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> ApiError:
     """An ApiError whose status comes from the catalogue."""
     return ApiError(CODES[code][0], code, message, details, hint, headers)
 
@@ -101,9 +111,26 @@ _BY_CODE = {
     "42P17": 500,  # infinite_recursion
 }
 _BY_CLASS = {
-    "08": 503, "09": 500, "0L": 403, "0P": 403, "25": 500, "28": 403, "2D": 500, "38": 500,
-    "39": 500, "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500, "57": 500, "58": 500,
-    "F0": 500, "HV": 500, "P0": 500, "XX": 500,
+    "08": 503,
+    "09": 500,
+    "0L": 403,
+    "0P": 403,
+    "25": 500,
+    "28": 403,
+    "2D": 500,
+    "38": 500,
+    "39": 500,
+    "3B": 500,
+    "40": 500,
+    "53": 503,
+    "54": 500,
+    "55": 500,
+    "57": 500,
+    "58": 500,
+    "F0": 500,
+    "HV": 500,
+    "P0": 500,
+    "XX": 500,
 }
 
 

@@ -43,12 +43,18 @@ class UserSlots:
         slot.users += 1
         try:
             try:
-                async with asyncio.timeout(self.wait_s):  # cancellation-safe, unlike wait_for's race
+                async with asyncio.timeout(
+                    self.wait_s
+                ):  # cancellation-safe, unlike wait_for's race
                     await slot.sem.acquire()
             except TimeoutError:
-                raise pgrst("LB429", "Too many of your requests are waiting for the database",
-                            f"at most {self.per_user} run at once per user",
-                            "Wait for earlier requests to finish.", headers={"Retry-After": "1"}) from None
+                raise pgrst(
+                    "LB429",
+                    "Too many of your requests are waiting for the database",
+                    f"at most {self.per_user} run at once per user",
+                    "Wait for earlier requests to finish.",
+                    headers={"Retry-After": "1"},
+                ) from None
             try:
                 yield
             finally:

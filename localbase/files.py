@@ -71,7 +71,9 @@ def secure_tree(root: Path) -> int:
                 st = p.lstat()
             except OSError:
                 continue
-            if stat.S_ISLNK(st.st_mode) or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            if stat.S_ISLNK(st.st_mode) or not (
+                stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+            ):
                 continue
             keep = 0o701 if stat.S_ISDIR(st.st_mode) else 0o700
             if st.st_mode & 0o077 & ~keep:

@@ -45,7 +45,9 @@ CSV_MEDIA = "text/csv"
 class GatewayConfig:
     db_uri: str
     jwt_secret: str | None = None  # the legacy HS256 secret
-    keys: KeySet | None = None  # signing keys by kid, the opaque API keys, whether legacy JWT apikeys work
+    keys: KeySet | None = (
+        None  # signing keys by kid, the opaque API keys, whether legacy JWT apikeys work
+    )
     schemas: list[str] = field(default_factory=lambda: ["public"])
     anon_role: str = "anon"
     jwt_audience: str | None = "authenticated"
@@ -92,7 +94,9 @@ def _range(headers: dict[str, str]) -> tuple[int | None, int | None]:
         start = int(start_s)
         end = int(end_s) if end_s else None
     except ValueError:
-        raise pgrst("PGRST103", "Requested range not satisfiable", f"bad Range header {raw!r}") from None
+        raise pgrst(
+            "PGRST103", "Requested range not satisfiable", f"bad Range header {raw!r}"
+        ) from None
     if end is not None and end < start:
         raise pgrst("PGRST103", "Requested range not satisfiable", None)
     return start, (None if end is None else end - start + 1)
@@ -106,8 +110,18 @@ def _to_csv(body: str) -> bytes:
         keys = list(rows[0].keys())
         w.writerow(keys)
         for r in rows:
-            w.writerow(["" if r.get(k) is None else (orjson.dumps(r[k]).decode()
-                        if isinstance(r.get(k), (dict, list)) else r.get(k)) for k in keys])
+            w.writerow(
+                [
+                    ""
+                    if r.get(k) is None
+                    else (
+                        orjson.dumps(r[k]).decode()
+                        if isinstance(r.get(k), (dict, list))
+                        else r.get(k)
+                    )
+                    for k in keys
+                ]
+            )
     return out.getvalue().encode()
 
 
@@ -117,10 +131,18 @@ class Gateway:
         self.jwt = JwtConfig(cfg.jwt_secret, cfg.jwt_audience, cfg.anon_role, keys=cfg.keys)
         self.keys: KeySet = self.jwt.keys  # type: ignore[assignment]  # set by JwtConfig
         self._jwks_body = orjson.dumps(self.keys.public_jwks())
-        self.db = Database(DatabaseConfig(
-            cfg.db_uri, schemas=cfg.schemas, anon_role=cfg.anon_role, pool_min=cfg.pool_min,
-            pool_max=cfg.pool_max, per_user_connections=cfg.per_user_connections, pool_wait_s=cfg.pool_wait_s,
-            max_response_bytes=cfg.max_response_bytes))
+        self.db = Database(
+            DatabaseConfig(
+                cfg.db_uri,
+                schemas=cfg.schemas,
+                anon_role=cfg.anon_role,
+                pool_min=cfg.pool_min,
+                pool_max=cfg.pool_max,
+                per_user_connections=cfg.per_user_connections,
+                pool_wait_s=cfg.pool_wait_s,
+                max_response_bytes=cfg.max_response_bytes,
+            )
+        )
 
     @property
     def cache(self) -> SchemaCache | None:
@@ -144,12 +166,21 @@ class Gateway:
         try:
             raw_query = scope.get("query_string", b"")
             if len(raw_query) > self.cfg.max_query_bytes:
-                raise pgrst("LB414", "The query string is too long",
-                            f"limit is {self.cfg.max_query_bytes} bytes", "Send fewer or shorter filters.")
+                raise pgrst(
+                    "LB414",
+                    "The query string is too long",
+                    f"limit is {self.cfg.max_query_bytes} bytes",
+                    "Send fewer or shorter filters.",
+                )
             body = await self._read_body(receive, headers)
-            req = Request(scope["method"], scope["path"],
-                          parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True),
-                          headers, body, (scope.get("client") or ("", 0))[0])
+            req = Request(
+                scope["method"],
+                scope["path"],
+                parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True),
+                headers,
+                body,
+                (scope.get("client") or ("", 0))[0],
+            )
             resp = await self._until_disconnect(self.handle(req), receive)
             if resp is None:
                 return  # the client went away; its query was cancelled
@@ -187,6 +218,7 @@ class Gateway:
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
+
         watcher = asyncio.ensure_future(disconnected())
         try:
             await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -202,7 +234,9 @@ class Gateway:
 
     async def _read_body(self, receive, headers: dict[str, str]) -> bytes:
         if int(headers.get("content-length") or 0) > self.cfg.max_body_bytes:
-            raise pgrst("LB413", "Request body too large", f"limit is {self.cfg.max_body_bytes} bytes")
+            raise pgrst(
+                "LB413", "Request body too large", f"limit is {self.cfg.max_body_bytes} bytes"
+            )
         chunks, size = [], 0
         more = True
         while more:
@@ -210,8 +244,9 @@ class Gateway:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.cfg.max_body_bytes:
-                raise pgrst("LB413", "Request body too large",
-                            f"limit is {self.cfg.max_body_bytes} bytes")
+                raise pgrst(
+                    "LB413", "Request body too large", f"limit is {self.cfg.max_body_bytes} bytes"
+                )
             chunks.append(chunk)
             more = msg.get("more_body", False)
         return b"".join(chunks)
@@ -219,7 +254,9 @@ class Gateway:
     @staticmethod
     async def _send(send, resp: Response, head: bool) -> None:
         hdrs = [(b"content-length", str(len(resp.body)).encode())]
-        hdrs += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()]
+        hdrs += [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()
+        ]
         await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
         await send({"type": "http.response.body", "body": b"" if head else resp.body})
 
@@ -232,12 +269,15 @@ class Gateway:
         if req.path in ("/health", "/ready"):
             return await self._health()
         if req.path == "/auth/v1/.well-known/jwks.json" and req.method in ("GET", "HEAD"):
-            return Response(200, self._jwks_body, {"content-type": "application/json",
-                                                   "cache-control": "public, max-age=600"})
+            return Response(
+                200,
+                self._jwks_body,
+                {"content-type": "application/json", "cache-control": "public, max-age=600"},
+            )
         if not req.path.startswith("/rest/v1"):
             raise pgrst("PGRST125", f"Not found: {req.path}")
         claims, role = self._authenticate(req.headers)
-        rest = req.path[len("/rest/v1"):].strip("/")
+        rest = req.path[len("/rest/v1") :].strip("/")
         if rest == "":
             return self._root(role)
         parts = [unquote(p) for p in rest.split("/")]
@@ -260,7 +300,12 @@ class Gateway:
         if apikey:
             key_role = self._api_key(apikey)
         elif self.cfg.require_apikey:
-            raise pgrst("PGRST302", "No API key found in request", None, "No `apikey` request header was found.")
+            raise pgrst(
+                "PGRST302",
+                "No API key found in request",
+                None,
+                "No `apikey` request header was found.",
+            )
         auth = headers.get("authorization", "")
         token = None
         if auth:
@@ -270,8 +315,12 @@ class Gateway:
             token = value.strip()
         if token is not None and is_opaque_api_key(token):
             if not (apikey and key_role and hmac.compare_digest(token.encode(), apikey.encode())):
-                raise pgrst("PGRST301", "Invalid API key in the Authorization header", None,
-                            "Send a user's JWT, or the same API key as the apikey header.")
+                raise pgrst(
+                    "PGRST301",
+                    "Invalid API key in the Authorization header",
+                    None,
+                    "Send a user's JWT, or the same API key as the apikey header.",
+                )
             token = None
         if token is None and key_role is not None:
             return {"role": key_role}, key_role
@@ -290,13 +339,20 @@ class Gateway:
         if is_opaque_api_key(apikey):
             role = self.keys.role_for_api_key(apikey)
             if role is None:
-                hint = ("Use the project's sb_publishable_… or sb_secret_… key."
-                        if api_key_role(apikey) is None else "This key is not one of the project's keys.")
+                hint = (
+                    "Use the project's sb_publishable_… or sb_secret_… key."
+                    if api_key_role(apikey) is None
+                    else "This key is not one of the project's keys."
+                )
                 raise pgrst("PGRST301", "Invalid API key", None, hint)
             return role
         if not self.keys.legacy_api_keys:
-            raise pgrst("PGRST301", "Legacy API keys are disabled", None,
-                        "Use the project's sb_publishable_… or sb_secret_… key.")
+            raise pgrst(
+                "PGRST301",
+                "Legacy API keys are disabled",
+                None,
+                "Use the project's sb_publishable_… or sb_secret_… key.",
+            )
         verify(apikey, self.jwt)
         return None
 
@@ -304,19 +360,29 @@ class Gateway:
         hdr = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"
         schema = req.headers.get(hdr) or self.cfg.schemas[0]
         if schema not in self.cfg.schemas:
-            raise pgrst("PGRST106", "The schema must be one of the following: " + ", ".join(self.cfg.schemas),
-                        None, None)
+            raise pgrst(
+                "PGRST106",
+                "The schema must be one of the following: " + ", ".join(self.cfg.schemas),
+                None,
+                None,
+            )
         return schema
 
     def _root(self, role: str) -> Response:
         """The schema listing; only for the service role, as Supabase now serves its OpenAPI root."""
         assert self.cache is not None
         if role not in self.cfg.root_roles:
-            raise ApiError(401 if role == self.cfg.anon_role else 403, "42501",
-                           "permission denied: the API root is only served to the service role", None,
-                           "Use the service-role (secret) key to list the schema.")
-        doc = {"tables": sorted(f"{s}.{t}" for s, t in self.cache.tables),
-               "functions": sorted(f"{s}.{f}" for s, f in self.cache.functions)}
+            raise ApiError(
+                401 if role == self.cfg.anon_role else 403,
+                "42501",
+                "permission denied: the API root is only served to the service role",
+                None,
+                "Use the service-role (secret) key to list the schema.",
+            )
+        doc = {
+            "tables": sorted(f"{s}.{t}" for s, t in self.cache.tables),
+            "functions": sorted(f"{s}.{f}" for s, f in self.cache.functions),
+        }
         return Response(200, orjson.dumps(doc), {"content-type": "application/json; charset=utf-8"})
 
     async def _health(self) -> Response:
@@ -331,8 +397,12 @@ class Gateway:
             return OBJECT_MEDIA
         if CSV_MEDIA in accept:
             return CSV_MEDIA
-        if "application/json" in accept or "*/*" in accept or "application/vnd.pgrst.array+json" in accept \
-                or accept.strip() == "":
+        if (
+            "application/json" in accept
+            or "*/*" in accept
+            or "application/vnd.pgrst.array+json" in accept
+            or accept.strip() == ""
+        ):
             return JSON_MEDIA
         raise pgrst("PGRST107", f"None of these media types are available: {accept}", None, None)
 
@@ -376,26 +446,57 @@ class Gateway:
             if r_lim is not None:
                 limit = r_lim if limit is None else min(limit, r_lim)
             st = b.read(name, q, count=count, limit=self._cap(limit), offset=offset)
-            return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
-                                   read_only=True)
+            return await self._run(
+                req, st, claims, role, accept, count=count, offset=offset or 0, read_only=True
+            )
         if req.method == "POST":
             body = self._json_body(req)
             if body is None:
                 raise pgrst("PGRST102", "Empty or invalid json")
             want_rows = representation or prefer.ret == "headers-only"
-            st = b.insert(name, q, body, representation=want_rows, resolution=prefer.resolution,
-                          missing_default=prefer.missing == "default")
-            return await self._run(req, st, claims, role, accept, count=count, status=201,
-                                   representation=representation,
-                                   location=(name, schema) if prefer.ret == "headers-only" else None)
+            st = b.insert(
+                name,
+                q,
+                body,
+                representation=want_rows,
+                resolution=prefer.resolution,
+                missing_default=prefer.missing == "default",
+            )
+            return await self._run(
+                req,
+                st,
+                claims,
+                role,
+                accept,
+                count=count,
+                status=201,
+                representation=representation,
+                location=(name, schema) if prefer.ret == "headers-only" else None,
+            )
         if req.method == "PATCH":
             st = b.update(name, q, self._json_body(req), representation=representation)
-            return await self._run(req, st, claims, role, accept, count=count,
-                                   status=200 if representation else 204, representation=representation)
+            return await self._run(
+                req,
+                st,
+                claims,
+                role,
+                accept,
+                count=count,
+                status=200 if representation else 204,
+                representation=representation,
+            )
         if req.method == "DELETE":
             st = b.delete(name, q, representation=representation)
-            return await self._run(req, st, claims, role, accept, count=count,
-                                   status=200 if representation else 204, representation=representation)
+            return await self._run(
+                req,
+                st,
+                claims,
+                role,
+                accept,
+                count=count,
+                status=200 if representation else 204,
+                representation=representation,
+            )
         raise pgrst("PGRST117", f"Unsupported HTTP method: {req.method}")
 
     # ------------------------------------------------------------------ rpc
@@ -432,21 +533,52 @@ class Gateway:
         r_off, r_lim = _range(req.headers)
         node = q.node(())
         offset = node.offset if node.offset is not None else r_off
-        limit = node.limit if r_lim is None else (r_lim if node.limit is None else min(node.limit, r_lim))
+        limit = (
+            node.limit
+            if r_lim is None
+            else (r_lim if node.limit is None else min(node.limit, r_lim))
+        )
         st = b.rpc(fn, args, q, count=count, limit=self._cap(limit), offset=offset)
         read_only = req.method in ("GET", "HEAD") or fn.volatility in ("s", "i")
-        return await self._run(req, st, claims, role, accept, count=count, offset=offset or 0,
-                               read_only=read_only, rpc=True)
+        return await self._run(
+            req,
+            st,
+            claims,
+            role,
+            accept,
+            count=count,
+            offset=offset or 0,
+            read_only=read_only,
+            rpc=True,
+        )
 
     # ------------------------------------------------------------------ execution and the answer
-    async def _run(self, req: Request, st: Statement, claims: dict, role: str, accept: str, *,
-                   count: str | None, status: int = 200, offset: int = 0, read_only: bool = False,
-                   representation: bool = True, location: tuple[str, str] | None = None,
-                   rpc: bool = False) -> Response:
+    async def _run(
+        self,
+        req: Request,
+        st: Statement,
+        claims: dict,
+        role: str,
+        accept: str,
+        *,
+        count: str | None,
+        status: int = 200,
+        offset: int = 0,
+        read_only: bool = False,
+        representation: bool = True,
+        location: tuple[str, str] | None = None,
+        rpc: bool = False,
+    ) -> Response:
         result = await self.db.run(
             Caller(role, claims, self._caller(req, claims, role)),
-            Execution(st, req.method, req.path, read_only=read_only,
-                      single_object=accept == OBJECT_MEDIA and not st.returns_scalar))
+            Execution(
+                st,
+                req.method,
+                req.path,
+                read_only=read_only,
+                single_object=accept == OBJECT_MEDIA and not st.returns_scalar,
+            ),
+        )
         body, nrows, total = result.body, result.nrows, result.total
         headers: dict[str, str] = {}
         if count:
@@ -460,14 +592,18 @@ class Gateway:
             return Response(200, body.encode(), headers)
         total_s = "*" if total is None else str(total)
         if req.method in ("GET", "HEAD") or rpc:
-            headers["content-range"] = (f"{offset}-{offset + nrows - 1}/{total_s}" if nrows
-                                        else f"*/{total_s}")
+            headers["content-range"] = (
+                f"{offset}-{offset + nrows - 1}/{total_s}" if nrows else f"*/{total_s}"
+            )
             if total is not None and nrows and nrows < total:
                 status = 206
             if total is not None and nrows == 0 and offset > 0 and offset >= total:
-                raise pgrst("PGRST103", "Requested range not satisfiable",
-                            f"An offset of {offset} was requested, but there are only {total} rows.",
-                            headers={"content-range": f"*/{total}"})
+                raise pgrst(
+                    "PGRST103",
+                    "Requested range not satisfiable",
+                    f"An offset of {offset} was requested, but there are only {total} rows.",
+                    headers={"content-range": f"*/{total}"},
+                )
         else:
             headers["content-range"] = f"*/{nrows if count else '*'}"
         if location is not None:
@@ -497,6 +633,7 @@ class Gateway:
         if not rows or t is None or not t.pk:
             return f"/{name}"
         from urllib.parse import quote
+
         return f"/{name}?" + "&".join(f"{k}=eq.{quote(str(rows[0].get(k)))}" for k in t.pk)
 
 
@@ -507,8 +644,12 @@ def _refuse_nul(value) -> None:
         v = stack.pop()
         if isinstance(v, str):
             if "\x00" in v:
-                raise pgrst("LB400", "The body contains a NUL character", None,
-                            "Remove the \\u0000 character; Postgres text cannot hold it.")
+                raise pgrst(
+                    "LB400",
+                    "The body contains a NUL character",
+                    None,
+                    "Remove the \\u0000 character; Postgres text cannot hold it.",
+                )
         elif isinstance(v, dict):
             stack.extend(v.keys())
             stack.extend(v.values())

@@ -14,16 +14,38 @@ from dataclasses import dataclass, field
 from .errors import ApiError, parse_error, pgrst
 
 FILTER_OPS = {
-    "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch",
-    "in", "is", "isdistinct", "cs", "cd", "ov", "sl", "sr", "nxl", "nxr", "adj",
-    "fts", "plfts", "phfts", "wfts",
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "like",
+    "ilike",
+    "match",
+    "imatch",
+    "in",
+    "is",
+    "isdistinct",
+    "cs",
+    "cd",
+    "ov",
+    "sl",
+    "sr",
+    "nxl",
+    "nxr",
+    "adj",
+    "fts",
+    "plfts",
+    "phfts",
+    "wfts",
 }
 QUANTIFIABLE = {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
 FTS_OPS = {"fts", "plfts", "phfts", "wfts"}
 IS_VALUES = {"null", "not_null", "true", "false", "unknown"}
 RESERVED = {"select", "columns", "on_conflict", "order", "limit", "offset", "or", "and"}
-MAX_FILTER_DEPTH = 8    # nested and/or levels in one logic tree
-MAX_FILTERS = 200       # conditions in one request, nested ones included
+MAX_FILTER_DEPTH = 8  # nested and/or levels in one logic tree
+MAX_FILTERS = 200  # conditions in one request, nested ones included
 
 _IDENT = re.compile(r"[^\s,.:()!\"\->]+")
 
@@ -180,7 +202,7 @@ def parse_select(text: str) -> list:
     for raw in split_top(text):
         raw = raw.strip()
         if not raw:
-            raise parse_error(f'failed to parse select parameter ({text})', "empty item")
+            raise parse_error(f"failed to parse select parameter ({text})", "empty item")
         items.append(_parse_select_item(raw, text))
     return items
 
@@ -214,10 +236,10 @@ def _parse_select_item(raw: str, whole: str):
     if "::" in rest:
         rest, cast = rest.rsplit("::", 1)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*(\[\])?", cast.strip()):
-            raise parse_error(f'failed to parse select parameter ({whole})', f'bad cast "{cast}"')
+            raise parse_error(f"failed to parse select parameter ({whole})", f'bad cast "{cast}"')
         cast = cast.strip()
     if "(" in rest or ")" in rest:
-        raise parse_error(f'failed to parse select parameter ({whole})', f'unexpected "{raw}"')
+        raise parse_error(f"failed to parse select parameter ({whole})", f'unexpected "{raw}"')
     return SelectColumn(parse_field(rest), alias, cast)
 
 
@@ -229,34 +251,39 @@ def parse_operation(field_: Field, text: str) -> Filter:
         negate, text = True, text[4:]
     m = re.match(r"^([a-z]+)(?:\(([^)]*)\))?\.(.*)$", text, re.S)
     if not m:
-        raise parse_error(f'failed to parse filter ({text})', "expected operator.value")
+        raise parse_error(f"failed to parse filter ({text})", "expected operator.value")
     op, arg, value = m.group(1), m.group(2), m.group(3)
     if op not in FILTER_OPS:
-        raise parse_error(f'failed to parse filter ({op}.{value})', f'unknown operator "{op}"')
+        raise parse_error(f"failed to parse filter ({op}.{value})", f'unknown operator "{op}"')
     quantifier = language = None
     if arg is not None:
         if op in FTS_OPS:
             language = arg
             if not re.fullmatch(r"[a-z_]+", language):
-                raise parse_error(f'failed to parse filter ({text})', f'bad text search language "{arg}"')
+                raise parse_error(
+                    f"failed to parse filter ({text})", f'bad text search language "{arg}"'
+                )
         elif op in QUANTIFIABLE and arg in ("any", "all"):
             quantifier = arg
         else:
-            raise parse_error(f'failed to parse filter ({text})', f'"{op}" takes no "({arg})" modifier')
+            raise parse_error(
+                f"failed to parse filter ({text})", f'"{op}" takes no "({arg})" modifier'
+            )
     parsed: object = value
     if op == "in":
         if not (value.startswith("(") and value.endswith(")")):
-            raise parse_error(f'failed to parse filter (in.{value})', "in expects (a,b,c)")
+            raise parse_error(f"failed to parse filter (in.{value})", "in expects (a,b,c)")
         inner = value[1:-1]
         parsed = [] if inner == "" else [unquote(v.strip()) for v in split_top(inner)]
     elif op == "is":
         if value.lower() not in IS_VALUES:
             raise parse_error(
-                f'failed to parse filter (is.{value})', "is accepts null, not_null, true, false, unknown"
+                f"failed to parse filter (is.{value})",
+                "is accepts null, not_null, true, false, unknown",
             )
         parsed = value.lower()
     if quantifier and not (value.startswith("{") and value.endswith("}")):
-        raise parse_error(f'failed to parse filter ({text})', "(any)/(all) expect {a,b,c}")
+        raise parse_error(f"failed to parse filter ({text})", "(any)/(all) expect {a,b,c}")
     return Filter(field_, op, parsed, negate, quantifier, language)
 
 
@@ -302,8 +329,12 @@ class Budget:
 
 
 def too_complex(details: str) -> ApiError:
-    return pgrst("LB401", "The filters are too complex", details,
-                 "Use fewer conditions or less nesting, or split the request.")
+    return pgrst(
+        "LB401",
+        "The filters are too complex",
+        details,
+        "Use fewer conditions or less nesting, or split the request.",
+    )
 
 
 def parse_logic(op: str, negate: bool, text: str, budget: Budget | None = None) -> Logic:
@@ -316,7 +347,7 @@ def parse_logic(op: str, negate: bool, text: str, budget: Budget | None = None) 
 def _parse_logic(op: str, negate: bool, text: str, budget: Budget) -> Logic:
     text = text.strip()
     if not (text.startswith("(") and text.endswith(")")):
-        raise parse_error(f'failed to parse logic tree ({text})', "expected (cond,cond,...)")
+        raise parse_error(f"failed to parse logic tree ({text})", "expected (cond,cond,...)")
     children = []
     for item in split_top(text[1:-1]):
         item = item.strip()
@@ -326,14 +357,14 @@ def _parse_logic(op: str, negate: bool, text: str, budget: Budget) -> Logic:
             continue
         fm = re.match(r'^("(?:[^"\\]|\\.)*"|[^.]+?(?:(?:->>?)[^.]+?)*)\.(.*)$', item, re.S)
         if not fm:
-            raise parse_error(f'failed to parse logic tree ({text})', f'unexpected "{item}"')
+            raise parse_error(f"failed to parse logic tree ({text})", f'unexpected "{item}"')
         budget.spend()
         f = parse_operation(parse_field(fm.group(1)), fm.group(2))
         if isinstance(f.value, str) and f.op not in ("is",):
             f.value = unquote(f.value)
         children.append(f)
     if not children:
-        raise parse_error(f'failed to parse logic tree ({text})', "empty")
+        raise parse_error(f"failed to parse logic tree ({text})", "empty")
     return Logic(op, children, negate)
 
 
@@ -363,13 +394,19 @@ def parse_order(text: str) -> list[OrderTerm]:
             modifiers.insert(0, pieces.pop())
         fld = parse_field(".".join(pieces))
         desc = "desc" in modifiers
-        nulls = "first" if "nullsfirst" in modifiers else "last" if "nullslast" in modifiers else None
+        nulls = (
+            "first" if "nullsfirst" in modifiers else "last" if "nullslast" in modifiers else None
+        )
         terms.append(OrderTerm(fld, desc, nulls))
     return terms
 
 
-def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None = None,
-                budget: Budget | None = None) -> Query:
+def parse_query(
+    pairs: list[tuple[str, str]],
+    *,
+    rpc_arg_names: set[str] | None = None,
+    budget: Budget | None = None,
+) -> Query:
     """Turn decoded query-string pairs into a Query.
 
     For GET RPC calls, `rpc_arg_names` says which keys are function arguments
@@ -380,8 +417,12 @@ def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None 
     q = Query(select=[SelectStar()], nodes={})
     for key, value in pairs:
         if "\x00" in key or "\x00" in value:
-            raise pgrst("LB400", "The query string contains a NUL byte", f"in the parameter {key[:60]!r}",
-                        "Remove the NUL (%00) character; Postgres text cannot hold it.")
+            raise pgrst(
+                "LB400",
+                "The query string contains a NUL byte",
+                f"in the parameter {key[:60]!r}",
+                "Remove the NUL (%00) character; Postgres text cannot hold it.",
+            )
         if rpc_arg_names is not None and key in rpc_arg_names:
             q.rpc_args[key] = value
             continue
@@ -417,7 +458,23 @@ def parse_query(pairs: list[tuple[str, str]], *, rpc_arg_names: set[str] | None 
 
 
 __all__ = [
-    "ApiError", "Budget", "Field", "Filter", "Logic", "NodeParams", "OrderTerm", "Query", "SelectColumn",
-    "SelectEmbed", "SelectStar", "parse_field", "parse_logic", "parse_operation", "parse_order",
-    "parse_query", "parse_select", "split_top", "unquote",
+    "ApiError",
+    "Budget",
+    "Field",
+    "Filter",
+    "Logic",
+    "NodeParams",
+    "OrderTerm",
+    "Query",
+    "SelectColumn",
+    "SelectEmbed",
+    "SelectStar",
+    "parse_field",
+    "parse_logic",
+    "parse_operation",
+    "parse_order",
+    "parse_query",
+    "parse_select",
+    "split_top",
+    "unquote",
 ]

@@ -97,11 +97,15 @@ def generate_es256(kid: str | None = None) -> SigningKey:
 def _alg_for(key: Any) -> str:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if not isinstance(key.curve, ec.SECP256R1):
-            raise KeyMaterialError(f"an EC signing key must be on P-256 (ES256), not {key.curve.name}")
+            raise KeyMaterialError(
+                f"an EC signing key must be on P-256 (ES256), not {key.curve.name}"
+            )
         return "ES256"
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < _MIN_RSA_BITS:
-            raise KeyMaterialError(f"an RSA signing key must have at least {_MIN_RSA_BITS} bits, not {key.key_size}")
+            raise KeyMaterialError(
+                f"an RSA signing key must have at least {_MIN_RSA_BITS} bits, not {key.key_size}"
+            )
         return "RS256"
     raise KeyMaterialError("the signing key must be an EC P-256 (ES256) or RSA (RS256) private key")
 
@@ -109,7 +113,9 @@ def _alg_for(key: Any) -> str:
 def _from_jwk(data: dict, kid: str | None) -> SigningKey:
     kty = data.get("kty")
     if kty in ("EC", "RSA") and "d" not in data:
-        raise KeyMaterialError("this JWK is a public key; the signing key must be the private one (with \"d\")")
+        raise KeyMaterialError(
+            'this JWK is a public key; the signing key must be the private one (with "d")'
+        )
     try:
         parsed = jwt.PyJWK(data)
     except jwt.PyJWTError as e:
@@ -123,7 +129,7 @@ def _from_jwk(data: dict, kid: str | None) -> SigningKey:
     if _alg_for(parsed.key) != alg:
         raise KeyMaterialError(f"the JWK says alg {alg}, which does not fit its key type")
     if not kid:
-        raise KeyMaterialError("the JWK has no \"kid\": give the kid the project knows the key by")
+        raise KeyMaterialError('the JWK has no "kid": give the kid the project knows the key by')
     return SigningKey(alg, kid, parsed.key)
 
 
@@ -131,9 +137,13 @@ def _from_pem(text: str, kid: str | None) -> SigningKey:
     try:
         key = serialization.load_pem_private_key(text.encode("utf-8"), password=None)
     except (ValueError, TypeError) as e:
-        raise KeyMaterialError(f"the PEM private key could not be read (it must be unencrypted): {e}") from None
+        raise KeyMaterialError(
+            f"the PEM private key could not be read (it must be unencrypted): {e}"
+        ) from None
     if not kid:
-        raise KeyMaterialError("a PEM key carries no kid: set SUPABASE_JWT_KID to the kid the project shows for it")
+        raise KeyMaterialError(
+            "a PEM key carries no kid: set SUPABASE_JWT_KID to the kid the project shows for it"
+        )
     return SigningKey(_alg_for(key), kid, key)
 
 
@@ -153,8 +163,10 @@ def load_signing_key(material: str, kid: str | None = None) -> SigningKey:
     path = Path(text).expanduser()
     if "\n" not in text and path.is_file():
         return load_signing_key(path.read_text(encoding="utf-8"), kid)
-    raise KeyMaterialError("the signing key must be a private JWK, a PEM private key, or the path of a file "
-                    "holding one")
+    raise KeyMaterialError(
+        "the signing key must be a private JWK, a PEM private key, or the path of a file "
+        "holding one"
+    )
 
 
 def project_signer(signing_key: str | None, jwt_secret: str | None) -> SigningKey:
@@ -182,8 +194,10 @@ def write_private(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------- API keys
 def new_api_keys() -> dict[str, str]:
     """A publishable and a secret key, opaque like the hosted ones."""
-    return {"anon": PUBLISHABLE_PREFIX + secrets.token_urlsafe(24),
-            "service_role": SECRET_PREFIX + secrets.token_urlsafe(32)}
+    return {
+        "anon": PUBLISHABLE_PREFIX + secrets.token_urlsafe(24),
+        "service_role": SECRET_PREFIX + secrets.token_urlsafe(32),
+    }
 
 
 def is_opaque_api_key(value: str) -> bool:
@@ -216,8 +230,14 @@ class KeySet:
     legacy_api_keys: bool = True  # JWT apikeys (anon / service_role) accepted
 
     @classmethod
-    def from_jwks(cls, jwks: dict | None, *, legacy_secret: str | None = None, api_keys: tuple[str, ...] = (),
-                  legacy_api_keys: bool = True) -> KeySet:
+    def from_jwks(
+        cls,
+        jwks: dict | None,
+        *,
+        legacy_secret: str | None = None,
+        api_keys: tuple[str, ...] = (),
+        legacy_api_keys: bool = True,
+    ) -> KeySet:
         by_kid: dict[str, VerifyKey] = {}
         for data in (jwks or {}).get("keys", []):
             kid = data.get("kid")
@@ -229,15 +249,23 @@ class KeySet:
                 raise KeyMaterialError(f"JWKS key {kid!r} could not be read: {e}") from None
             alg = parsed.algorithm_name
             if alg not in ALGORITHMS:
-                raise KeyMaterialError(f"JWKS key {kid!r} is {alg}; only {', '.join(ALGORITHMS)} are accepted")
+                raise KeyMaterialError(
+                    f"JWKS key {kid!r} is {alg}; only {', '.join(ALGORITHMS)} are accepted"
+                )
             if alg == "HS256":
                 by_kid[kid] = VerifyKey(alg, parsed.key)
             else:
-                public = parsed.key.public_key() if hasattr(parsed.key, "private_numbers") else parsed.key
+                public = (
+                    parsed.key.public_key()
+                    if hasattr(parsed.key, "private_numbers")
+                    else parsed.key
+                )
                 by_kid[kid] = VerifyKey(alg, public, _public_jwk(public, alg, kid))
         for key in api_keys:
             if api_key_role(key) is None:
-                raise KeyMaterialError(f"API keys must start with {PUBLISHABLE_PREFIX} or {SECRET_PREFIX}")
+                raise KeyMaterialError(
+                    f"API keys must start with {PUBLISHABLE_PREFIX} or {SECRET_PREFIX}"
+                )
         return cls(by_kid, legacy_secret or None, tuple(api_keys), legacy_api_keys)
 
     def public_jwks(self) -> dict:

@@ -15,6 +15,7 @@ later runs apply only what is new.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import psycopg
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"  # read through sql_files(), never directly
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x5048_4152  # "PHAR"
 
@@ -54,12 +54,16 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+def shipped_sql_dir() -> Path:
+    """The `sql/` folder as installed: package data of `pharmgpt.sql` (a checkout or a wheel)."""
+    return Path(str(importlib.resources.files("pharmgpt.sql")))
+
+
 def sql_files(sql_dir: Path | None = None) -> list[Path]:
     """The migration files in order: those in `sql_dir`, else the ones PharmGPT ships.
 
-    The one place that knows where the shipped files are (an installed package would find
-    them with importlib.resources here)."""
-    return sorted((SQL_DIR if sql_dir is None else sql_dir).glob("*.sql"))
+    The one place that knows where the shipped files are."""
+    return sorted((shipped_sql_dir() if sql_dir is None else sql_dir).glob("*.sql"))
 
 
 def discover(sql_dir: Path | None = None) -> list[Migration]:
@@ -71,7 +75,9 @@ def discover(sql_dir: Path | None = None) -> list[Migration]:
         found.append(Migration(m.group(1), path.name, path.read_text(encoding="utf-8")))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise MigrationError(f"two migration files share a number in {sql_dir or SQL_DIR}")
+        raise MigrationError(
+            f"two migration files share a number in {sql_dir or shipped_sql_dir()}"
+        )
     return found
 
 
@@ -106,8 +112,11 @@ _HAND_APPLIED_HINT = (
 )
 
 
-def apply(dsn: str, sql_dir: Path | None = None,
-          on_notice: Callable[[psycopg.errors.Diagnostic], None] | None = None) -> list[str]:
+def apply(
+    dsn: str,
+    sql_dir: Path | None = None,
+    on_notice: Callable[[psycopg.errors.Diagnostic], None] | None = None,
+) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date).
 
     `on_notice` receives every NOTICE/WARNING the server sends while applying.
@@ -120,7 +129,9 @@ def apply(dsn: str, sql_dir: Path | None = None,
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             conn.execute(_BOOKKEEPING)
-            done = dict(conn.execute("SELECT version, checksum FROM public.schema_migrations").fetchall())
+            done = dict(
+                conn.execute("SELECT version, checksum FROM public.schema_migrations").fetchall()
+            )
             if not done and _has_schema(conn):
                 raise UnrecordedSchemaError(_HAND_APPLIED_HINT)
             for mig in migrations:
@@ -130,8 +141,10 @@ def apply(dsn: str, sql_dir: Path | None = None,
                             raise MigrationError(
                                 f"{mig.name} changed after it was applied; add a new migration instead"
                             )
-                        conn.execute("UPDATE public.schema_migrations SET checksum = %s WHERE version = %s",
-                                     (mig.checksum, mig.version))
+                        conn.execute(
+                            "UPDATE public.schema_migrations SET checksum = %s WHERE version = %s",
+                            (mig.checksum, mig.version),
+                        )
                     continue
                 try:
                     with conn.transaction():
@@ -142,10 +155,18 @@ def apply(dsn: str, sql_dir: Path | None = None,
                         )
                 except psycopg.Error as e:
                     hint = ""
-                    if isinstance(e, (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject,
-                                      psycopg.errors.DuplicateFunction)):
-                        hint = (" (was this file applied by hand? then record it with "
-                                "`pharmgpt db migrate --baseline --through " + mig.version + "`)")
+                    if isinstance(
+                        e,
+                        (
+                            psycopg.errors.DuplicateTable,
+                            psycopg.errors.DuplicateObject,
+                            psycopg.errors.DuplicateFunction,
+                        ),
+                    ):
+                        hint = (
+                            " (was this file applied by hand? then record it with "
+                            "`pharmgpt db migrate --baseline --through " + mig.version + "`)"
+                        )
                     raise MigrationError(f"{mig.name}: {e}{hint}") from e
                 applied_now.append(mig.name)
             if applied_now:
@@ -183,7 +204,9 @@ def baseline(dsn: str, sql_dir: Path | None = None, through: str | None = None) 
         tables.update(_CREATES_TABLE.findall(mig.sql))
         functions.update(_CREATES_FUNCTION.findall(mig.sql))
         # a function a file drops by name is gone unless a later one recreates it
-        functions.difference_update(set(_DROPS_FUNCTION.findall(mig.sql)) - set(_CREATES_FUNCTION.findall(mig.sql)))
+        functions.difference_update(
+            set(_DROPS_FUNCTION.findall(mig.sql)) - set(_CREATES_FUNCTION.findall(mig.sql))
+        )
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
@@ -192,16 +215,25 @@ def baseline(dsn: str, sql_dir: Path | None = None, through: str | None = None) 
                     "nothing to baseline: this database has no PharmGPT schema (no public.users); "
                     "run `pharmgpt db migrate` without --baseline to apply sql/"
                 )
-            missing_tables = [t for t in sorted(tables)
-                              if conn.execute("SELECT to_regclass(%s)", (f"public.{t}",)).fetchone()[0] is None]
-            present = {r[0] for r in conn.execute(
-                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace").fetchall()}
+            missing_tables = [
+                t
+                for t in sorted(tables)
+                if conn.execute("SELECT to_regclass(%s)", (f"public.{t}",)).fetchone()[0] is None
+            ]
+            present = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+                ).fetchall()
+            }
             missing_functions = sorted(functions - present)
             if missing_tables or missing_functions:
                 raise MigrationError(
                     "the schema is not fully applied, so it was not recorded; missing: "
-                    + ", ".join([f"table public.{t}" for t in missing_tables]
-                                + [f"function public.{f}" for f in missing_functions])
+                    + ", ".join(
+                        [f"table public.{t}" for t in missing_tables]
+                        + [f"function public.{f}" for f in missing_functions]
+                    )
                     + ". Apply the missing sql/ files first (README: 'Applying the schema')"
                 )
             conn.execute(_BOOKKEEPING)
@@ -210,7 +242,9 @@ def baseline(dsn: str, sql_dir: Path | None = None, through: str | None = None) 
                 for mig in migrations:
                     cur = conn.execute(
                         "INSERT INTO public.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (version) DO NOTHING", (mig.version, mig.name, mig.checksum))
+                        " ON CONFLICT (version) DO NOTHING",
+                        (mig.version, mig.name, mig.checksum),
+                    )
                     if cur.rowcount:
                         recorded.append(mig.name)
         finally:
@@ -223,4 +257,6 @@ def applied(dsn: str) -> list[tuple[str, str]]:
         exists = conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0]
         if not exists:
             return []
-        return conn.execute("SELECT version, name FROM public.schema_migrations ORDER BY version").fetchall()
+        return conn.execute(
+            "SELECT version, name FROM public.schema_migrations ORDER BY version"
+        ).fetchall()

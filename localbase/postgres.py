@@ -44,7 +44,9 @@ def find_bindir() -> Path:
         candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
     if pg_config := shutil.which("pg_config"):
         try:
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10
+            )
             candidates.append(Path(out.stdout.strip()))
         except (OSError, subprocess.SubprocessError):
             pass
@@ -123,8 +125,14 @@ class EmbeddedPostgres:
     in throwaway directories, never for the app's own data.
     """
 
-    def __init__(self, data_dir: Path | str, *, port: int | None = None, ephemeral: bool = False,
-                 superuser: str = SUPERUSER):
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        port: int | None = None,
+        ephemeral: bool = False,
+        superuser: str = SUPERUSER,
+    ):
         self.superuser = superuser  # the bootstrap role initdb creates
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.pgdata = self.data_dir / "pgdata"
@@ -180,8 +188,16 @@ class EmbeddedPostgres:
         except KeyError:
             useradd = shutil.which("useradd") or "/usr/sbin/useradd"
             subprocess.run(
-                [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-                check=True, capture_output=True,
+                [
+                    useradd,
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SERVICE_USER,
+                ],
+                check=True,
+                capture_output=True,
             )
 
     def _grant_service_user(self, path: Path) -> None:
@@ -194,15 +210,24 @@ class EmbeddedPostgres:
             if not mode & 0o001:
                 os.chmod(parent, mode | 0o001)
 
-    def _pg(self, exe: str, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+    def _pg(
+        self, exe: str, *args: str, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess:
         cmd = [str(self.bindir / exe), *args]
         try:
             return subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout, check=check,
-                stdin=subprocess.DEVNULL, **self._drop_privileges(),
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=check,
+                stdin=subprocess.DEVNULL,
+                **self._drop_privileges(),
             )
         except subprocess.CalledProcessError as e:
-            raise PostgresError(f"{exe} failed ({e.returncode}): {e.stderr.strip() or e.stdout.strip()}") from e
+            raise PostgresError(
+                f"{exe} failed ({e.returncode}): {e.stderr.strip() or e.stdout.strip()}"
+            ) from e
         except subprocess.TimeoutExpired as e:
             raise PostgresError(f"{exe} did not finish within {timeout:.0f}s") from e
 
@@ -227,8 +252,16 @@ class EmbeddedPostgres:
                 ent = pwd.getpwnam(SERVICE_USER)
                 os.chown(pwfile, ent.pw_uid, ent.pw_gid)
             self._pg(
-                "initdb", "-D", str(self.pgdata), "-U", self.superuser, "-E", "UTF8",
-                "--locale=C", "--auth=scram-sha-256", f"--pwfile={pwfile}",
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                self.superuser,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -260,7 +293,9 @@ class EmbeddedPostgres:
         pid = self._pid_from_file() if self.initialized() else None
         running = bool(pid and self._alive(pid))
         port = self.credentials.port if (self.data_dir / "localbase.json").exists() else 0
-        return Status(running=running, pid=pid if running else None, port=port, data_dir=self.data_dir)
+        return Status(
+            running=running, pid=pid if running else None, port=port, data_dir=self.data_dir
+        )
 
     def start(self, timeout: float = 60) -> Status:
         self.init()
@@ -278,8 +313,18 @@ class EmbeddedPostgres:
         if self.ephemeral:
             opts.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._pg(
-            "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
-            "-t", str(int(timeout)), "-o", " ".join(opts), "start", timeout=timeout + 10,
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-o",
+            " ".join(opts),
+            "start",
+            timeout=timeout + 10,
         )
         private_file(self.log_file)  # pg_ctl opens it with the caller's umask
         return self.status()
@@ -289,8 +334,18 @@ class EmbeddedPostgres:
         if not st.running:
             return
         try:
-            self._pg("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", str(int(timeout)), "stop",
-                     timeout=timeout + 10)
+            self._pg(
+                "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+                timeout=timeout + 10,
+            )
         except PostgresError:
             if st.pid:
                 os.kill(st.pid, signal.SIGQUIT)

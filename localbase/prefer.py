@@ -52,8 +52,13 @@ def parse_prefer(header: str) -> Preferences:
         else:
             setattr(out, "ret" if key == "return" else key, value)
     if out.strict and out.invalid:
-        unsupported = [p for p in out.invalid if p.partition("=")[0].strip().lower() in _UNSUPPORTED]
-        raise pgrst("PGRST122", "Invalid preferences given with handling=strict",
-                    "Invalid preferences: " + ", ".join(out.invalid),
-                    "localbase does not implement: " + ", ".join(unsupported) if unsupported else None)
+        unsupported = [
+            p for p in out.invalid if p.partition("=")[0].strip().lower() in _UNSUPPORTED
+        ]
+        raise pgrst(
+            "PGRST122",
+            "Invalid preferences given with handling=strict",
+            "Invalid preferences: " + ", ".join(out.invalid),
+            "localbase does not implement: " + ", ".join(unsupported) if unsupported else None,
+        )
     return out

@@ -39,10 +39,18 @@ class ProjectKeys:
     def gateway_config(self) -> dict:
         """What the gateway is given: verification keys only, never a private key."""
         if self.legacy:
-            return {"jwks": {"keys": []}, "jwt_secret": self.jwt_secret, "api_keys": [],
-                    "legacy_api_keys": True}
-        return {"jwks": {"keys": [self.signer.verification_jwk()]}, "jwt_secret": None,
-                "api_keys": [self.anon_key, self.service_role_key], "legacy_api_keys": False}
+            return {
+                "jwks": {"keys": []},
+                "jwt_secret": self.jwt_secret,
+                "api_keys": [],
+                "legacy_api_keys": True,
+            }
+        return {
+            "jwks": {"keys": [self.signer.verification_jwk()]},
+            "jwt_secret": None,
+            "api_keys": [self.anon_key, self.service_role_key],
+            "legacy_api_keys": False,
+        }
 
 
 def load_or_create(data_dir: Path, jwt_secret: str, *, legacy: bool) -> ProjectKeys:
@@ -52,13 +60,24 @@ def load_or_create(data_dir: Path, jwt_secret: str, *, legacy: bool) -> ProjectK
     path = data_dir / "keys.json"
     if path.exists():
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ProjectKeys(False, data["publishable_key"], data["secret_key"], None,
-                           json.dumps(data["signing_key"]))
+        return ProjectKeys(
+            False,
+            data["publishable_key"],
+            data["secret_key"],
+            None,
+            json.dumps(data["signing_key"]),
+        )
     signer = generate_es256()
     api = new_api_keys()
-    data = {"signing_key": signer.private_jwk(), "publishable_key": api["anon"], "secret_key": api["service_role"]}
+    data = {
+        "signing_key": signer.private_jwk(),
+        "publishable_key": api["anon"],
+        "secret_key": api["service_role"],
+    }
     write_private(path, json.dumps(data, indent=2))
-    return ProjectKeys(False, api["anon"], api["service_role"], None, json.dumps(data["signing_key"]))
+    return ProjectKeys(
+        False, api["anon"], api["service_role"], None, json.dumps(data["signing_key"])
+    )
 
 
 def write_gateway_file(path: Path, keys: ProjectKeys) -> None:
@@ -68,6 +87,9 @@ def write_gateway_file(path: Path, keys: ProjectKeys) -> None:
 def read_gateway_file(path: Path, *, jwt_secret: str | None = None) -> KeySet:
     """The gateway's key set from its file (`jwt_secret` from the command line adds a legacy secret)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return KeySet.from_jwks(data.get("jwks"), legacy_secret=data.get("jwt_secret") or jwt_secret,
-                            api_keys=tuple(data.get("api_keys") or ()),
-                            legacy_api_keys=bool(data.get("legacy_api_keys", True)))
+    return KeySet.from_jwks(
+        data.get("jwks"),
+        legacy_secret=data.get("jwt_secret") or jwt_secret,
+        api_keys=tuple(data.get("api_keys") or ()),
+        legacy_api_keys=bool(data.get("legacy_api_keys", True)),
+    )

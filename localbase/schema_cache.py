@@ -59,7 +59,9 @@ class Function:
     return_table: tuple[str, str] | None  # composite return: its (schema, table)
     returns_void: bool
     volatility: str  # i s v
-    out_columns: list[tuple[str, str]] = field(default_factory=list)  # RETURNS TABLE / OUT parameters
+    out_columns: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # RETURNS TABLE / OUT parameters
 
 
 @dataclass
@@ -77,7 +79,9 @@ class SchemaCache:
     def table(self, schema: str, name: str) -> Table | None:
         return self.tables.get((schema, name))
 
-    def rels_between(self, a: tuple[str, str], b: tuple[str, str]) -> list[tuple[Relationship, bool]]:
+    def rels_between(
+        self, a: tuple[str, str], b: tuple[str, str]
+    ) -> list[tuple[Relationship, bool]]:
         """FKs linking a and b; the flag is True when a holds the FK (a -> b is to-one)."""
         out = []
         for r in self.relationships:
@@ -89,11 +93,20 @@ class SchemaCache:
 
 
 _TYPE_ALIASES = {
-    "int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
-    "float": "double precision", "float8": "double precision", "float4": "real",
-    "bool": "boolean", "varchar": "character varying", "char": "character",
-    "timestamptz": "timestamp with time zone", "timestamp": "timestamp without time zone",
-    "timetz": "time with time zone", "decimal": "numeric",
+    "int": "integer",
+    "int4": "integer",
+    "int8": "bigint",
+    "int2": "smallint",
+    "float": "double precision",
+    "float8": "double precision",
+    "float4": "real",
+    "bool": "boolean",
+    "varchar": "character varying",
+    "char": "character",
+    "timestamptz": "timestamp with time zone",
+    "timestamp": "timestamp without time zone",
+    "timetz": "time with time zone",
+    "decimal": "numeric",
 }
 
 
@@ -119,7 +132,9 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
     for nsp, rel, kind, col, typ, nullable, has_default, pk in rows:
         t = cache.tables.get((nsp, rel))
         if t is None:
-            t = cache.tables[(nsp, rel)] = Table(nsp, rel, {}, list(pk), kind in ("r", "p", "v", "f"))
+            t = cache.tables[(nsp, rel)] = Table(
+                nsp, rel, {}, list(pk), kind in ("r", "p", "v", "f")
+            )
         t.columns[col] = Column(col, typ, nullable, has_default)
 
     for name, nsp, rel, cols, fnsp, frel, fcols in conn.execute(
@@ -137,10 +152,24 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
         """,
         (schemas, schemas),
     ).fetchall():
-        cache.relationships.append(Relationship(name, nsp, rel, list(cols), fnsp, frel, list(fcols)))
+        cache.relationships.append(
+            Relationship(name, nsp, rel, list(cols), fnsp, frel, list(fcols))
+        )
 
-    for nsp, fname, argnames, argtypes, modes, nargdefaults, rettype, retset, rtnsp, rtname, isvoid, vol in \
-            conn.execute(
+    for (
+        nsp,
+        fname,
+        argnames,
+        argtypes,
+        modes,
+        nargdefaults,
+        rettype,
+        retset,
+        rtnsp,
+        rtname,
+        isvoid,
+        vol,
+    ) in conn.execute(
         """
         SELECT n.nspname, p.proname,
                coalesce(p.proargnames, '{}'),
@@ -164,9 +193,20 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
         names = list(argnames) + [""] * max(0, len(argtypes) - len(argnames))
         ins = [i for i, m in enumerate(modes) if m in ("i", "b", "v")]
         outs = [(names[i], argtypes[i]) for i, m in enumerate(modes) if m in ("o", "b", "t")]
-        args = [FuncArg(names[i], argtypes[i], k >= len(ins) - nargdefaults) for k, i in enumerate(ins)]
-        fn = Function(nsp, fname, args, rettype, retset, (rtnsp, rtname) if rtname else None, isvoid, vol,
-                      out_columns=outs if rettype == "record" and outs else [])
+        args = [
+            FuncArg(names[i], argtypes[i], k >= len(ins) - nargdefaults) for k, i in enumerate(ins)
+        ]
+        fn = Function(
+            nsp,
+            fname,
+            args,
+            rettype,
+            retset,
+            (rtnsp, rtname) if rtname else None,
+            isvoid,
+            vol,
+            out_columns=outs if rettype == "record" and outs else [],
+        )
         cache.functions.setdefault((nsp, fname), []).append(fn)
 
     for (typname,) in conn.execute(
@@ -180,7 +220,8 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
             cache.types.setdefault(alias, canonical)
 
     cache.roles = {
-        r for (r,) in conn.execute(
+        r
+        for (r,) in conn.execute(
             """SELECT r.rolname FROM pg_roles r
                 WHERE pg_has_role(current_user, r.oid, 'MEMBER') AND r.rolname <> current_user"""
         ).fetchall()
@@ -189,14 +230,18 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
     return cache
 
 
-def load_role_settings(conn: psycopg.Connection, roles: set[str]) -> dict[str, list[tuple[str, str]]]:
+def load_role_settings(
+    conn: psycopg.Connection, roles: set[str]
+) -> dict[str, list[tuple[str, str]]]:
     """Each switchable role's settings, as PostgREST reads them for impersonation.
 
     A database-specific setting overrides the role-wide one. Only settings an
     ordinary role may change (context `user`) are kept, so applying them
     cannot fail for lack of privilege.
     """
-    settable = {n for (n,) in conn.execute("SELECT name FROM pg_settings WHERE context = 'user'").fetchall()}
+    settable = {
+        n for (n,) in conn.execute("SELECT name FROM pg_settings WHERE context = 'user'").fetchall()
+    }
     out: dict[str, dict[str, str]] = {}
     for role, config in conn.execute(
         """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole

@@ -26,14 +26,39 @@ from .grammar import (
 )
 from .schema_cache import Column, Function, SchemaCache, Table
 
-_SIMPLE_OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
-               "like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*",
-               "cs": "@>", "cd": "<@", "ov": "&&", "sl": "<<", "sr": ">>",
-               "nxr": "&<", "nxl": "&>", "adj": "-|-"}
-_FTS_FUNCS = {"fts": "to_tsquery", "plfts": "plainto_tsquery",
-              "phfts": "phraseto_tsquery", "wfts": "websearch_to_tsquery"}
-_IS_SQL = {"null": "IS NULL", "not_null": "IS NOT NULL", "true": "IS TRUE",
-           "false": "IS FALSE", "unknown": "IS UNKNOWN"}
+_SIMPLE_OPS = {
+    "eq": "=",
+    "neq": "<>",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "like": "LIKE",
+    "ilike": "ILIKE",
+    "match": "~",
+    "imatch": "~*",
+    "cs": "@>",
+    "cd": "<@",
+    "ov": "&&",
+    "sl": "<<",
+    "sr": ">>",
+    "nxr": "&<",
+    "nxl": "&>",
+    "adj": "-|-",
+}
+_FTS_FUNCS = {
+    "fts": "to_tsquery",
+    "plfts": "plainto_tsquery",
+    "phfts": "phraseto_tsquery",
+    "wfts": "websearch_to_tsquery",
+}
+_IS_SQL = {
+    "null": "IS NULL",
+    "not_null": "IS NOT NULL",
+    "true": "IS TRUE",
+    "false": "IS FALSE",
+    "unknown": "IS UNKNOWN",
+}
 
 
 MUTATION_TAIL = " SELECT b, n, t FROM _q"
@@ -84,14 +109,18 @@ class _Scope:
     table: Table
     alias: str
     path: tuple[str, ...]
-    embeds: dict[str, tuple[SelectEmbed, _Scope, str]] = field(default_factory=dict)  # name -> (embed, child, join)
+    embeds: dict[str, tuple[SelectEmbed, _Scope, str]] = field(
+        default_factory=dict
+    )  # name -> (embed, child, join)
 
 
 class Builder:
     def __init__(self, cache: SchemaCache, schema: str, *, max_rows: int | None = None):
         self.cache = cache
         self.schema = schema
-        self.max_rows = max_rows  # caps every to-many embed too (the top level is capped by the caller)
+        self.max_rows = (
+            max_rows  # caps every to-many embed too (the top level is capped by the caller)
+        )
         self.p = Params()
         self._n = 0
 
@@ -104,8 +133,12 @@ class Builder:
     def table(self, name: str) -> Table:
         t = self.cache.table(self.schema, name)
         if t is None:
-            raise pgrst("PGRST205", f"Could not find the table '{self.schema}.{name}' in the schema cache",
-                        None, None)
+            raise pgrst(
+                "PGRST205",
+                f"Could not find the table '{self.schema}.{name}' in the schema cache",
+                None,
+                None,
+            )
         return t
 
     def column(self, table: Table, name: str) -> str:
@@ -135,29 +168,41 @@ class Builder:
         """The target table, the join condition template and whether it is to-one."""
         target = self.cache.table(self.schema, emb.relation)
         if target is None:
-            raise pgrst("PGRST200",
-                        f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
-                        "in the schema cache", None,
-                        "Verify the relationship name and that a foreign key links the tables.")
+            raise pgrst(
+                "PGRST200",
+                f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
+                "in the schema cache",
+                None,
+                "Verify the relationship name and that a foreign key links the tables.",
+            )
         rels = self.cache.rels_between((parent.schema, parent.name), (target.schema, target.name))
         if emb.hint:
-            rels = [(r, own) for r, own in rels
-                    if r.name == emb.hint or emb.hint in (r.cols if own else r.cols)]
+            rels = [
+                (r, own)
+                for r, own in rels
+                if r.name == emb.hint or emb.hint in (r.cols if own else r.cols)
+            ]
         if not rels:
-            raise pgrst("PGRST200",
-                        f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
-                        "in the schema cache", None, None)
+            raise pgrst(
+                "PGRST200",
+                f"Could not find a relationship between '{parent.name}' and '{emb.relation}' "
+                "in the schema cache",
+                None,
+                None,
+            )
         if len(rels) > 1:
-            raise pgrst("PGRST201",
-                        f"Could not embed because more than one relationship was found for "
-                        f"'{parent.name}' and '{emb.relation}'",
-                        [r.name for r, _ in rels],
-                        f"Try changing '{emb.relation}' to one of "
-                        + ", ".join(f"'{emb.relation}!{r.name}'" for r, _ in rels))
+            raise pgrst(
+                "PGRST201",
+                f"Could not embed because more than one relationship was found for "
+                f"'{parent.name}' and '{emb.relation}'",
+                [r.name for r, _ in rels],
+                f"Try changing '{emb.relation}' to one of "
+                + ", ".join(f"'{emb.relation}!{r.name}'" for r, _ in rels),
+            )
         rel, parent_holds_fk = rels[0]
-        if parent_holds_fk:   # parent.cols -> target.f_cols : to-one
+        if parent_holds_fk:  # parent.cols -> target.f_cols : to-one
             pairs = list(zip(rel.f_cols, rel.cols, strict=True))
-        else:                  # target.cols -> parent.f_cols : to-many
+        else:  # target.cols -> parent.f_cols : to-many
             pairs = list(zip(rel.cols, rel.f_cols, strict=True))
         cond = " AND ".join(f"{{child}}.{ident(c)} = {{parent}}.{ident(p)}" for c, p in pairs)
         return target, cond, parent_holds_fk
@@ -181,12 +226,17 @@ class Builder:
         name = emb.alias or emb.relation
         child = _Scope(target, self._alias(), scope.path + (name,))
         cond = cond_tpl.format(child=child.alias, parent=scope.alias)
-        node = q.nodes.get(child.path) or (q.nodes.get(scope.path + (emb.relation,)) if emb.alias else None) \
+        node = (
+            q.nodes.get(child.path)
+            or (q.nodes.get(scope.path + (emb.relation,)) if emb.alias else None)
             or NodeParams()
+        )
         cols = self.select_list(child, emb.items, q)
         where = [cond] + [self.condition(child, f, q) for f in node.filters]
-        inner = (f"SELECT {', '.join(cols) or 'NULL'} FROM {qualified(target.schema, target.name)} AS {child.alias}"
-                 f" WHERE {' AND '.join(where)}")
+        inner = (
+            f"SELECT {', '.join(cols) or 'NULL'} FROM {qualified(target.schema, target.name)} AS {child.alias}"
+            f" WHERE {' AND '.join(where)}"
+        )
         embed_limit = None
         if not to_one and self.max_rows is not None:
             embed_limit = self.max_rows if node.limit is None else min(node.limit, self.max_rows)
@@ -195,14 +245,18 @@ class Builder:
         sub = self._alias()
         if to_one:
             return f"(SELECT row_to_json({sub}) FROM ({inner}) {sub}) AS {ident(name)}"
-        return f"COALESCE((SELECT json_agg({sub}) FROM ({inner}) {sub}), '[]'::json) AS {ident(name)}"
+        return (
+            f"COALESCE((SELECT json_agg({sub}) FROM ({inner}) {sub}), '[]'::json) AS {ident(name)}"
+        )
 
     def inner_join_conditions(self, scope: _Scope) -> list[str]:
         out = []
         for emb, child, where in scope.embeds.values():
             if emb.join == "inner":
-                out.append(f"EXISTS (SELECT 1 FROM {qualified(child.table.schema, child.table.name)} "
-                           f"AS {child.alias} WHERE {where})")
+                out.append(
+                    f"EXISTS (SELECT 1 FROM {qualified(child.table.schema, child.table.name)} "
+                    f"AS {child.alias} WHERE {where})"
+                )
         return out
 
     # ------------------------------------------------------------------ filters
@@ -212,9 +266,15 @@ class Builder:
             expr = "(" + joiner.join(self.condition(scope, c, q) for c in f.children) + ")"
             return f"NOT {expr}" if f.negate else expr
         # `embedded=is.null` / `not.is.null`: filter parents on whether the embed matched
-        if f.field.name not in scope.table.columns and not f.field.json_path and f.field.name in scope.embeds:
+        if (
+            f.field.name not in scope.table.columns
+            and not f.field.json_path
+            and f.field.name in scope.embeds
+        ):
             if f.op != "is" or f.value not in ("null", "not_null"):
-                raise parse_error(f"only is.null and not.is.null apply to the embedded resource '{f.field.name}'")
+                raise parse_error(
+                    f"only is.null and not.is.null apply to the embedded resource '{f.field.name}'"
+                )
             _, child, where = scope.embeds[f.field.name]
             exists = f"EXISTS (SELECT 1 FROM {qualified(child.table.schema, child.table.name)} AS {child.alias} WHERE {where})"
             want_null = (f.value == "null") != f.negate
@@ -230,10 +290,20 @@ class Builder:
             expr = f"{lhs} IS DISTINCT FROM {self.p.add(f.value)}"
         elif op in _FTS_FUNCS:
             fn = _FTS_FUNCS[op]
-            vec = lhs if col.type == "tsvector" and not f.field.json_path else (
-                f"to_tsvector({self.p.add(f.language)}::regconfig, {lhs})" if f.language else f"to_tsvector({lhs})")
-            query = (f"{fn}({self.p.add(f.language)}::regconfig, {self.p.add(f.value)})" if f.language
-                     else f"{fn}({self.p.add(f.value)})")
+            vec = (
+                lhs
+                if col.type == "tsvector" and not f.field.json_path
+                else (
+                    f"to_tsvector({self.p.add(f.language)}::regconfig, {lhs})"
+                    if f.language
+                    else f"to_tsvector({lhs})"
+                )
+            )
+            query = (
+                f"{fn}({self.p.add(f.language)}::regconfig, {self.p.add(f.value)})"
+                if f.language
+                else f"{fn}({self.p.add(f.value)})"
+            )
             expr = f"{vec} @@ {query}"
         else:
             sql_op = _SIMPLE_OPS[op]
@@ -246,8 +316,14 @@ class Builder:
                 expr = f"{lhs} {sql_op} {self.p.add(value)}"
         return f"NOT ({expr})" if f.negate else expr
 
-    def order_limit(self, scope: _Scope, node: NodeParams, *, limit: int | None = None,
-                    offset: int | None = None) -> str:
+    def order_limit(
+        self,
+        scope: _Scope,
+        node: NodeParams,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> str:
         sql = ""
         if node.order:
             sql += " ORDER BY " + ", ".join(self._order_term(scope, t) for t in node.order)
@@ -274,33 +350,55 @@ class Builder:
                 if emb.alias:
                     known.add(s.path + (emb.relation,))
                 walk(child)
+
         walk(scope)
         for path in q.nodes:
             if path not in known:
-                raise pgrst("PGRST108",
-                            f"'{'.'.join(path)}' is not an embedded resource in this request", None,
-                            f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.")
+                raise pgrst(
+                    "PGRST108",
+                    f"'{'.'.join(path)}' is not an embedded resource in this request",
+                    None,
+                    f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.",
+                )
 
     # ------------------------------------------------------------------ statements
-    def read(self, table_name: str, q: Query, *, count: str | None, limit: int | None,
-             offset: int | None) -> Statement:
+    def read(
+        self, table_name: str, q: Query, *, count: str | None, limit: int | None, offset: int | None
+    ) -> Statement:
         t = self.table(table_name)
         scope = _Scope(t, self._alias(), ())
-        return self._select(scope, q, f"{qualified(t.schema, t.name)} AS {scope.alias}", count=count,
-                            limit=limit, offset=offset)
+        return self._select(
+            scope,
+            q,
+            f"{qualified(t.schema, t.name)} AS {scope.alias}",
+            count=count,
+            limit=limit,
+            offset=offset,
+        )
 
-    def _select(self, scope: _Scope, q: Query, source: str, *, count: str | None, limit: int | None,
-                offset: int | None) -> Statement:
+    def _select(
+        self,
+        scope: _Scope,
+        q: Query,
+        source: str,
+        *,
+        count: str | None,
+        limit: int | None,
+        offset: int | None,
+    ) -> Statement:
         """SELECT over `source` (a table or a function call aliased as the scope)."""
         cols = self.select_list(scope, q.select, q)
         self._check_paths(q, scope)
         node = q.nodes.get((), NodeParams())
-        where = [self.condition(scope, f, q) for f in node.filters] + self.inner_join_conditions(scope)
+        where = [self.condition(scope, f, q) for f in node.filters] + self.inner_join_conditions(
+            scope
+        )
         from_where = f"FROM {source}"
         if where:
             from_where += " WHERE " + " AND ".join(where)
         inner = f"SELECT {', '.join(cols) or 'NULL'} {from_where}" + self.order_limit(
-            scope, node, limit=limit, offset=offset)
+            scope, node, limit=limit, offset=offset
+        )
         total = f", (SELECT count(*) {from_where})" if count == "exact" else ", NULL::bigint"
         sql = f"SELECT coalesce(json_agg(_r), '[]')::text, count(*){total} FROM ({inner}) _r"
         st = Statement(sql, self.p.values)
@@ -316,15 +414,21 @@ class Builder:
         self._check_paths(q, scope)
         return "*", cols
 
-    def _wrap_mutation(self, scope: _Scope, mutation: str, cols: list[str], representation: bool) -> str:
+    def _wrap_mutation(
+        self, scope: _Scope, mutation: str, cols: list[str], representation: bool
+    ) -> str:
         # a data-modifying WITH must stay at the top level, so the result is one more CTE
         # (`_q`) that the gateway's size cap can select from (MUTATION_TAIL)
         if not representation:
-            return f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT '[]'::text, count(*), NULL::bigint FROM _m)" \
+            return (
+                f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT '[]'::text, count(*), NULL::bigint FROM _m)"
                 + MUTATION_TAIL
-        return (f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT coalesce(json_agg(_r), '[]')::text, count(*), "
-                f"NULL::bigint FROM (SELECT {', '.join(cols) or 'NULL'} FROM _m AS {scope.alias}) _r)"
-                + MUTATION_TAIL)
+            )
+        return (
+            f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT coalesce(json_agg(_r), '[]')::text, count(*), "
+            f"NULL::bigint FROM (SELECT {', '.join(cols) or 'NULL'} FROM _m AS {scope.alias}) _r)"
+            + MUTATION_TAIL
+        )
 
     def _returning_columns(self, t: Table, q: Query, representation: bool) -> str:
         if not representation:
@@ -339,6 +443,7 @@ class Builder:
                     needed.append(it.field.name)
                 elif isinstance(it, SelectEmbed):
                     pass
+
         collect(q.select)
         embeds = [it for it in q.select if isinstance(it, SelectEmbed)]
         for emb in embeds:
@@ -351,8 +456,16 @@ class Builder:
                 seen.append(c)
         return ", ".join(ident(c.replace('""', '"')) for c in seen) or "1"
 
-    def insert(self, table_name: str, q: Query, body, *, representation: bool, resolution: str | None,
-               missing_default: bool) -> Statement:
+    def insert(
+        self,
+        table_name: str,
+        q: Query,
+        body,
+        *,
+        representation: bool,
+        resolution: str | None,
+        missing_default: bool,
+    ) -> Statement:
         t = self.table(table_name)
         rows = body if isinstance(body, list) else [body]
         if not all(isinstance(r, dict) for r in rows):
@@ -367,8 +480,12 @@ class Builder:
                         columns.append(k)
         for c in columns:
             if c not in t.columns:
-                raise pgrst("PGRST204",
-                            f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
+                raise pgrst(
+                    "PGRST204",
+                    f"Could not find the '{c}' column of '{t.name}' in the schema cache",
+                    None,
+                    None,
+                )
         scope = _Scope(t, self._alias(), ())
         target = qualified(t.schema, t.name)
         col_sql = ", ".join(ident(c) for c in columns)
@@ -379,14 +496,20 @@ class Builder:
             tuples = []
             for r in rows:
                 ph = self.p.add(orjson.dumps(r).decode())
-                cells = [f"(json_populate_record(NULL::{target}, {ph}::json)).{ident(c)}" if c in r
-                         else "DEFAULT" for c in columns]
+                cells = [
+                    f"(json_populate_record(NULL::{target}, {ph}::json)).{ident(c)}"
+                    if c in r
+                    else "DEFAULT"
+                    for c in columns
+                ]
                 tuples.append("(" + ", ".join(cells) + ")")
             values_sql = "VALUES " + ", ".join(tuples)
             col_part = f" ({col_sql})"
         else:
             ph = self.p.add(orjson.dumps(rows).decode())
-            values_sql = f"SELECT {col_sql} FROM json_populate_recordset(NULL::{target}, {ph}::json)"
+            values_sql = (
+                f"SELECT {col_sql} FROM json_populate_recordset(NULL::{target}, {ph}::json)"
+            )
             col_part = f" ({col_sql})"
         if not columns:
             col_part = ""
@@ -394,14 +517,17 @@ class Builder:
         if resolution:
             keys = q.on_conflict or t.pk
             if not keys:
-                raise pgrst("PGRST100", f"'{t.name}' has no primary key; pass on_conflict", None, None)
+                raise pgrst(
+                    "PGRST100", f"'{t.name}' has no primary key; pass on_conflict", None, None
+                )
             key_sql = ", ".join(self.column(t, k) for k in keys)
             if resolution == "ignore-duplicates":
                 conflict = f" ON CONFLICT ({key_sql}) DO NOTHING"
             else:
                 updates = [c for c in columns if c not in keys] or keys[:1]
                 conflict = f" ON CONFLICT ({key_sql}) DO UPDATE SET " + ", ".join(
-                    f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates)
+                    f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates
+                )
         returning = self._returning_columns(t, q, representation)
         mutation = f"INSERT INTO {target} AS {scope.alias}{col_part} {values_sql}{conflict} RETURNING {returning}"
         _, cols = self._returning(scope, q, representation)
@@ -414,8 +540,12 @@ class Builder:
         scope = _Scope(t, self._alias(), ())
         for c in body:
             if c not in t.columns:
-                raise pgrst("PGRST204",
-                            f"Could not find the '{c}' column of '{t.name}' in the schema cache", None, None)
+                raise pgrst(
+                    "PGRST204",
+                    f"Could not find the '{c}' column of '{t.name}' in the schema cache",
+                    None,
+                    None,
+                )
         target = qualified(t.schema, t.name)
         returning = self._returning_columns(t, q, representation)
         _, cols = self._returning(scope, q, representation)
@@ -428,15 +558,19 @@ class Builder:
         else:
             ph = self.p.add(orjson.dumps(body).decode())
             sets = ", ".join(f"{ident(c)} = _b.{ident(c)}" for c in body)
-            mutation = (f"UPDATE {target} AS {scope.alias} SET {sets} "
-                        f"FROM json_populate_record(NULL::{target}, {ph}::json) AS _b"
-                        f"{where_sql} RETURNING {self._qualify(scope, returning)}")
+            mutation = (
+                f"UPDATE {target} AS {scope.alias} SET {sets} "
+                f"FROM json_populate_record(NULL::{target}, {ph}::json) AS _b"
+                f"{where_sql} RETURNING {self._qualify(scope, returning)}"
+            )
         return Statement(self._wrap_mutation(scope, mutation, cols, representation), self.p.values)
 
     @staticmethod
     def _no_paging(node: NodeParams, verb: str) -> None:
         if node.limit is not None or node.offset is not None or node.order:
-            raise pgrst("PGRST100", f"limit, offset and order are not supported on {verb} by localbase")
+            raise pgrst(
+                "PGRST100", f"limit, offset and order are not supported on {verb} by localbase"
+            )
 
     def _qualify(self, scope: _Scope, returning: str) -> str:
         if returning == "1":
@@ -464,12 +598,23 @@ class Builder:
             if given <= names and required <= given and all(a.name for a in fn.args):
                 return fn
         sig = ", ".join(sorted(given))
-        raise pgrst("PGRST202",
-                    f"Could not find the function {self.schema}.{name}({sig}) in the schema cache", None,
-                    "Check the function name and its argument names.")
+        raise pgrst(
+            "PGRST202",
+            f"Could not find the function {self.schema}.{name}({sig}) in the schema cache",
+            None,
+            "Check the function name and its argument names.",
+        )
 
-    def rpc(self, fn: Function, args: dict, q: Query, *, count: str | None, limit: int | None,
-            offset: int | None) -> Statement:
+    def rpc(
+        self,
+        fn: Function,
+        args: dict,
+        q: Query,
+        *,
+        count: str | None,
+        limit: int | None,
+        offset: int | None,
+    ) -> Statement:
         arg_types = {a.name: a.type for a in fn.args}
         call_args = []
         from_args = ""
@@ -481,20 +626,33 @@ class Builder:
         call = f"{qualified(fn.schema, fn.name)}({', '.join(call_args)})"
         if fn.returns_void:
             src = f" FROM {from_args}" if from_args else ""
-            return Statement(f"SELECT 'null'::text, 1, NULL::bigint FROM (SELECT {call}{src}) _v",
-                             self.p.values, returns_void=True)
+            return Statement(
+                f"SELECT 'null'::text, 1, NULL::bigint FROM (SELECT {call}{src}) _v",
+                self.p.values,
+                returns_void=True,
+            )
         if fn.return_table is None and not fn.returns_set and not fn.out_columns:
             src = f" FROM {from_args}" if from_args else ""
-            return Statement(f"SELECT to_json({call})::text, 1, NULL::bigint{src}", self.p.values,
-                             returns_scalar=True)
+            return Statement(
+                f"SELECT to_json({call})::text, 1, NULL::bigint{src}",
+                self.p.values,
+                returns_scalar=True,
+            )
         if fn.return_table is not None:
             t = self.cache.table(*fn.return_table)
             if t is None:
                 raise pgrst("PGRSTX00", f"return type of {fn.name} is not in an exposed schema")
         elif fn.out_columns:  # RETURNS TABLE (...) or OUT parameters
-            t = Table(fn.schema, fn.name, {n: Column(n, typ, True, False) for n, typ in fn.out_columns}, [])
+            t = Table(
+                fn.schema,
+                fn.name,
+                {n: Column(n, typ, True, False) for n, typ in fn.out_columns},
+                [],
+            )
         else:  # SETOF scalar: one column named after the function
-            t = Table(fn.schema, fn.name, {fn.name: Column(fn.name, fn.return_type, True, False)}, [])
+            t = Table(
+                fn.schema, fn.name, {fn.name: Column(fn.name, fn.return_type, True, False)}, []
+            )
         scope = _Scope(t, self._alias(), ())
         if fn.return_table is not None or fn.out_columns:
             source = f"{call} AS {scope.alias}"

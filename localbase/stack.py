@@ -55,24 +55,37 @@ class StackInfo:
 
     def settings_overrides(self) -> dict[str, str | None]:
         """The Settings fields that point the services at this stack."""
-        return {"supabase_url": self.url, "supabase_anon_key": self.anon_key,
-                "supabase_service_role_key": self.service_role_key, "supabase_jwt_secret": self.jwt_secret,
-                "supabase_jwt_signing_key": self.signing_key}
+        return {
+            "supabase_url": self.url,
+            "supabase_anon_key": self.anon_key,
+            "supabase_service_role_key": self.service_role_key,
+            "supabase_jwt_secret": self.jwt_secret,
+            "supabase_jwt_signing_key": self.signing_key,
+        }
 
     def gateway_keys(self) -> dict:
         """The contents of a `--keys-file` for another gateway in front of this project
         (verification material only: the public JWK, the API keys, the legacy secret if any)."""
-        return project_keys.ProjectKeys(self.legacy, self.anon_key, self.service_role_key, self.jwt_secret,
-                                        self.signing_key).gateway_config()
+        return project_keys.ProjectKeys(
+            self.legacy, self.anon_key, self.service_role_key, self.jwt_secret, self.signing_key
+        ).gateway_config()
 
     def as_env(self) -> dict[str, str]:
         if self.legacy:
             assert self.jwt_secret
-            return {"SUPABASE_URL": self.url, "SUPABASE_ANON_KEY": self.anon_key,
-                    "SUPABASE_SERVICE_ROLE_KEY": self.service_role_key, "SUPABASE_JWT_SECRET": self.jwt_secret}
+            return {
+                "SUPABASE_URL": self.url,
+                "SUPABASE_ANON_KEY": self.anon_key,
+                "SUPABASE_SERVICE_ROLE_KEY": self.service_role_key,
+                "SUPABASE_JWT_SECRET": self.jwt_secret,
+            }
         assert self.signing_key
-        return {"SUPABASE_URL": self.url, "SUPABASE_PUBLISHABLE_KEY": self.anon_key,
-                "SUPABASE_SECRET_KEY": self.service_role_key, "SUPABASE_JWT_SIGNING_KEY": self.signing_key}
+        return {
+            "SUPABASE_URL": self.url,
+            "SUPABASE_PUBLISHABLE_KEY": self.anon_key,
+            "SUPABASE_SECRET_KEY": self.service_role_key,
+            "SUPABASE_JWT_SIGNING_KEY": self.signing_key,
+        }
 
 
 def _is_gateway(pid: int) -> bool:
@@ -88,9 +101,16 @@ def _is_gateway(pid: int) -> bool:
 
 
 class LocalStack:
-    def __init__(self, data_dir: Path | str, *, gateway_port: int | None = None, ephemeral: bool = False,
-                 sql_dir: Path | None = None, schemas: tuple[str, ...] = ("public",),
-                 legacy_keys: bool = False):
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        gateway_port: int | None = None,
+        ephemeral: bool = False,
+        sql_dir: Path | None = None,
+        schemas: tuple[str, ...] = ("public",),
+        legacy_keys: bool = False,
+    ):
         self.pg = EmbeddedPostgres(data_dir, ephemeral=ephemeral)
         self.legacy_keys = legacy_keys
         self.sql_dir = sql_dir
@@ -105,12 +125,15 @@ class LocalStack:
 
     def keys(self) -> project_keys.ProjectKeys:
         """This project's keys (created on first use, kept in the data directory)."""
-        return project_keys.load_or_create(self.pg.data_dir, self.pg.credentials.jwt_secret,
-                                           legacy=self.legacy_keys)
+        return project_keys.load_or_create(
+            self.pg.data_dir, self.pg.credentials.jwt_secret, legacy=self.legacy_keys
+        )
 
     def _info(self, url: str, pid: int | None) -> StackInfo:
         k = self.keys()
-        return StackInfo(url, k.anon_key, k.service_role_key, k.jwt_secret, self.pg.dsn(), pid, k.signing_key)
+        return StackInfo(
+            url, k.anon_key, k.service_role_key, k.jwt_secret, self.pg.dsn(), pid, k.signing_key
+        )
 
     def prepare_database(self) -> list[str]:
         """Start Postgres, apply migrations, set the authenticator's password."""
@@ -118,8 +141,11 @@ class LocalStack:
         self.pg.start()
         applied = migrations.apply(self.pg.dsn(), self.sql_dir)
         with psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER ROLE authenticator WITH LOGIN PASSWORD {}").format(
-                sql.Literal(self.pg.credentials.authenticator_password)))
+            conn.execute(
+                sql.SQL("ALTER ROLE authenticator WITH LOGIN PASSWORD {}").format(
+                    sql.Literal(self.pg.credentials.authenticator_password)
+                )
+            )
         return applied
 
     def up(self, *, wait_s: float = 60) -> StackInfo:
@@ -128,16 +154,25 @@ class LocalStack:
         if existing:
             self.info = existing
             return existing
-        if self.gateway_pidfile.exists():  # a dead gateway, or one running with the other kind of keys
+        if (
+            self.gateway_pidfile.exists()
+        ):  # a dead gateway, or one running with the other kind of keys
             self.stop_gateway()
-        self._proc, url = self.spawn_gateway(port=self._gateway_port or DEFAULT_GATEWAY_PORT, wait_s=wait_s)
+        self._proc, url = self.spawn_gateway(
+            port=self._gateway_port or DEFAULT_GATEWAY_PORT, wait_s=wait_s
+        )
         self.info = self._info(url, self._proc.pid)
         with open_private(self.gateway_pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
-            f.write(json.dumps({"pid": self._proc.pid, "url": url, "legacy_keys": self.legacy_keys}).encode())
+            f.write(
+                json.dumps(
+                    {"pid": self._proc.pid, "url": url, "legacy_keys": self.legacy_keys}
+                ).encode()
+            )
         return self.info
 
-    def spawn_gateway(self, *extra_args: str, port: int = 0, wait_s: float = 60,
-                      log_name: str = "gateway.log") -> tuple[subprocess.Popen, str]:
+    def spawn_gateway(
+        self, *extra_args: str, port: int = 0, wait_s: float = 60, log_name: str = "gateway.log"
+    ) -> tuple[subprocess.Popen, str]:
         """Start a gateway child process on this database (extra_args: e.g. limits) and wait
         until it is healthy; the caller owns the process."""
         port = free_port(port or None)
@@ -145,14 +180,29 @@ class LocalStack:
         private_dir(log_path.parent)
         keys_file = self.pg.data_dir / "gateway-keys.json"
         project_keys.write_gateway_file(keys_file, self.keys())
-        env = {**os.environ, "PHARMGPT_GATEWAY_KEYS_FILE": str(keys_file),
-               "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator")}
+        env = {
+            **os.environ,
+            "PHARMGPT_GATEWAY_KEYS_FILE": str(keys_file),
+            "PHARMGPT_GATEWAY_DB_URI": self.pg.dsn("authenticator"),
+        }
         env.pop("PHARMGPT_GATEWAY_JWT_SECRET", None)
         with open_private(log_path) as logf:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "localbase", "gateway", "--port", str(port),
-                 "--schemas", ",".join(self.schemas), *extra_args],
-                env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "localbase",
+                    "gateway",
+                    "--port",
+                    str(port),
+                    "--schemas",
+                    ",".join(self.schemas),
+                    *extra_args,
+                ],
+                env=env,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         url = f"http://127.0.0.1:{port}"
@@ -164,7 +214,9 @@ class LocalStack:
             raise
         return proc, url
 
-    def _wait_healthy(self, url: str, wait_s: float, log_path: Path, proc: subprocess.Popen) -> None:
+    def _wait_healthy(
+        self, url: str, wait_s: float, log_path: Path, proc: subprocess.Popen
+    ) -> None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:

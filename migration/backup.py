@@ -50,7 +50,7 @@ def backup(source: Path | str, out: Path | str, *, progress=None) -> dict:
     entries = []
     tmp = out.with_name(out.name + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "xb") as raw:   # x: refuses an existing partial file too
+    with open(tmp, "xb") as raw:  # x: refuses an existing partial file too
         try:
             with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
                 for p in files:

@@ -227,8 +227,8 @@ def _run(args, cmd: str, progress) -> int:
 
 
 async def _with_services(args, progress) -> int:
-    from services.config import Settings, describe_data
-    from services.container import Services
+    from pharmgpt.services.config import Settings, describe_data
+    from pharmgpt.services.container import Services
 
     settings = Settings.load()
     print(describe_data(settings), file=sys.stderr)  # stdout may be the JSON report
@@ -399,8 +399,11 @@ def _renames_text(renamed: list[dict], limit: int = 25) -> list[str]:
 def _damage_text(damaged: list[dict]) -> list[str]:
     return [
         f"  damaged: {d['file']}: {d['recovered']} recovered, {d['lost']} lost"
-        + (f" ({', '.join(d['lost_keys'][:5])}{', …' if len(d['lost_keys']) > 5 else ''})"
-           if d["lost_keys"] else "")
+        + (
+            f" ({', '.join(d['lost_keys'][:5])}{', …' if len(d['lost_keys']) > 5 else ''})"
+            if d["lost_keys"]
+            else ""
+        )
         for d in damaged
     ]
 

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.errors import BackendUnavailable, PharmGPTError
+from pharmgpt.services.errors import BackendUnavailable, PharmGPTError
 
 from . import ids
 from .legacy import LegacySource

@@ -35,7 +35,7 @@ from . import ids
 log = logging.getLogger(__name__)
 
 DIMENSION = 384
-MAX_CONTENT = 200_000            # messages.content CHECK
+MAX_CONTENT = 200_000  # messages.content CHECK
 ROLES = ("user", "assistant", "system")
 _MD5_DIR = re.compile(r"^(conversations|rag)_([0-9a-f]{32})$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -48,9 +48,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # ---------------------------------------------------------------- problems
 @dataclass(frozen=True)
 class Problem:
-    file: str          # relative to the source root
+    file: str  # relative to the source root
     reason: str
-    severity: str      # error: not migrated; warning: migrated with a change; info: nothing lost
+    severity: str  # error: not migrated; warning: migrated with a change; info: nothing lost
     key: str | None = None
     extra: dict | None = None  # structured facts behind the reason (recovered/lost counts, ...)
 

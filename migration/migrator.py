@@ -80,7 +80,7 @@ class Migrator:
     @property
     def embedder(self):
         if self._embedder is None:
-            from rag.embeddings import shared_embedder
+            from pharmgpt.rag.embeddings import shared_embedder
 
             s = self.services.settings
             self._embedder = shared_embedder(s.embedder, s.data_dir, s.embedder_threads)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from . import ids
 
-ID_CHUNK = 200          # ids per `in.(...)` filter: keeps URLs well under server limits
+ID_CHUNK = 200  # ids per `in.(...)` filter: keeps URLs well under server limits
 PAGE = 1000
-HEARTBEAT_S = 5.0       # a running run's background task updates heartbeat_at this often ...
+HEARTBEAT_S = 5.0  # a running run's background task updates heartbeat_at this often ...
 STALE_AFTER_S = 6 * HEARTBEAT_S  # ... so a heartbeat older than this means its process is gone
 
 
@@ -40,7 +40,7 @@ def is_alive(run: dict) -> bool:
 
 def chunks(seq: list, n: int) -> Iterator[list]:
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 class Target:
@@ -53,8 +53,9 @@ class Target:
         return await self.backend.execute(query, what=what, idempotent=idempotent)
 
     # ------------------------------------------------------------ target rows
-    async def existing(self, table: str, id_list: Iterable[str], columns: str = "id",
-                       key: str = "id") -> dict[str, dict]:
+    async def existing(
+        self, table: str, id_list: Iterable[str], columns: str = "id", key: str = "id"
+    ) -> dict[str, dict]:
         out: dict[str, dict] = {}
         for part in chunks(sorted(set(id_list)), ID_CHUNK):
             r = await self.ex(self.db.table(table).select(columns).in_(key, part), what=table)
@@ -62,15 +63,21 @@ class Target:
                 out[row[key]] = row
         return out
 
-    async def select_in(self, table: str, columns: str, key: str, values: Iterable[str],
-                        order: str = "id") -> list[dict]:
+    async def select_in(
+        self, table: str, columns: str, key: str, values: Iterable[str], order: str = "id"
+    ) -> list[dict]:
         """Every row whose `key` is one of `values`, paged."""
         out: list[dict] = []
         for part in chunks(sorted(set(values)), ID_CHUNK):
             offset = 0
             while True:
-                q = self.db.table(table).select(columns).in_(key, part).order(order) \
+                q = (
+                    self.db.table(table)
+                    .select(columns)
+                    .in_(key, part)
+                    .order(order)
                     .range(offset, offset + PAGE - 1)
+                )
                 r = await self.ex(q, what=table)
                 out.extend(r.data)
                 if len(r.data) < PAGE:

@@ -14,13 +14,15 @@ STORE_RECYCLE = 20  # users handled before the embedded Chroma client is closed 
 
 def store_for(settings):
     """The same store and lexical index the app uses (rag.system.RagSystem)."""
-    from rag.embeddings import shared_embedder
-    from rag.lexical import LexicalIndex
-    from rag.store import ChunkStore
+    from pharmgpt.rag.embeddings import shared_embedder
+    from pharmgpt.rag.lexical import LexicalIndex
+    from pharmgpt.rag.store import ChunkStore
 
     embedder = shared_embedder(settings.embedder, settings.data_dir, settings.embedder_threads)
     store = ChunkStore(
-        path=settings.data_dir / "chroma", host=settings.chroma_host, port=settings.chroma_port,
+        path=settings.data_dir / "chroma",
+        host=settings.chroma_host,
+        port=settings.chroma_port,
         embedder=embedder.name,
     )
     return store, LexicalIndex(settings.data_dir / "lexical", store)

@@ -295,8 +295,12 @@ class Verifier:
                 if row.get("pharmacy_id") is None and row["user_id"] == uid:
                     self._add("documents_private")
                 else:  # shared with a pharmacy (or handed to someone else): legacy documents stay private
-                    self._bad(w, "legacy document is not private", {"user_id": uid, "pharmacy_id": None},
-                              {"user_id": row["user_id"], "pharmacy_id": row.get("pharmacy_id")})
+                    self._bad(
+                        w,
+                        "legacy document is not private",
+                        {"user_id": uid, "pharmacy_id": None},
+                        {"user_id": row["user_id"], "pharmacy_id": row.get("pharmacy_id")},
+                    )
                 stored = await asyncio.to_thread(self._stored_chunks, uid, doc_id)
                 self._add("chunks", len(stored))
                 if len(stored) != len(d.chunks):

@@ -33,7 +33,11 @@ class Chunk:
     def pages(self) -> str:
         if self.page_start is None:
             return ""
-        return str(self.page_start) if self.page_start == self.page_end else f"{self.page_start}-{self.page_end}"
+        return (
+            str(self.page_start)
+            if self.page_start == self.page_end
+            else f"{self.page_start}-{self.page_end}"
+        )
 
 
 @dataclass
@@ -93,21 +97,53 @@ def _split_row(row: str, size: int) -> list[str]:
 def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
     text = section.text.strip()
     if len(text) <= size * 1.5:
-        return [_Unit(text, section.page, section.heading, "table", position, section.code, section.ocr)]
+        return [
+            _Unit(text, section.page, section.heading, "table", position, section.code, section.ocr)
+        ]
     rows = text.splitlines()
-    header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
-    if len("\n".join(header)) > size // 2:  # a header too wide to repeat: its own pieces, then rows alone
-        rows = [piece for row in header[:1] for piece in _split_row(row, size)] + rows[len(header):]
+    header = (
+        rows[:2]
+        if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ")
+        else rows[:1]
+    )
+    if (
+        len("\n".join(header)) > size // 2
+    ):  # a header too wide to repeat: its own pieces, then rows alone
+        rows = [piece for row in header[:1] for piece in _split_row(row, size)] + rows[
+            len(header) :
+        ]
         header = []
     units, buf = [], list(header)
-    for row in rows[len(header):]:
-        for piece in _split_row(row, size - len("\n".join(header)) - 1) if len(row) > size // 2 else [row]:
+    for row in rows[len(header) :]:
+        for piece in (
+            _split_row(row, size - len("\n".join(header)) - 1) if len(row) > size // 2 else [row]
+        ):
             if len("\n".join(buf + [piece])) > size and len(buf) > len(header):
-                units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code, section.ocr))
+                units.append(
+                    _Unit(
+                        "\n".join(buf),
+                        section.page,
+                        section.heading,
+                        "table",
+                        position,
+                        section.code,
+                        section.ocr,
+                    )
+                )
                 buf = list(header)
             buf.append(piece)
     if len(buf) > len(header):
-        units.append(_Unit("\n".join(buf), section.page, section.heading, "table", position, section.code, section.ocr))
+        units.append(
+            _Unit(
+                "\n".join(buf),
+                section.page,
+                section.heading,
+                "table",
+                position,
+                section.code,
+                section.ocr,
+            )
+        )
     return units
 
 
@@ -133,7 +169,7 @@ def _tail(text: str, overlap: int) -> str:
         return "" if overlap <= 0 else text
     cut = text[-overlap:]
     space = cut.find(" ")
-    return cut[space + 1:] if space != -1 else ""
+    return cut[space + 1 :] if space != -1 else ""
 
 
 def chunk_document(doc: LoadedDocument, size: int = 1000, overlap: int = 200) -> list[Chunk]:
@@ -154,8 +190,19 @@ def chunk_document(doc: LoadedDocument, size: int = 1000, overlap: int = 200) ->
         if carry and carry_page is not None and cur[0].kind == "text":
             pages.append(carry_page)
         kind = "table" if all(u.kind == "table" for u in cur) else "text"
-        chunks.append(Chunk(len(chunks), text, min(pages) if pages else None, max(pages) if pages else None,
-                            cur[0].heading, cur[0].position, kind, cur[0].code, any(u.ocr for u in cur)))
+        chunks.append(
+            Chunk(
+                len(chunks),
+                text,
+                min(pages) if pages else None,
+                max(pages) if pages else None,
+                cur[0].heading,
+                cur[0].position,
+                kind,
+                cur[0].code,
+                any(u.ocr for u in cur),
+            )
+        )
         carry = _tail(body, overlap) if kind == "text" else ""
         carry_page = cur[-1].page
         cur = []

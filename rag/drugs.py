@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from localbase.files import open_private, private_dir
+from pharmgpt.localbase.files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,10 @@ class DrugLexicon:
         i = 0
         while i < len(tokens):
             for n in range(min(MAX_NGRAM, len(tokens) - i), 0, -1):
-                form = " ".join(tokens[i:i + n])
-                names = self.variants.get(form) or ((extra[form],) if extra and form in extra else None)
+                form = " ".join(tokens[i : i + n])
+                names = self.variants.get(form) or (
+                    (extra[form],) if extra and form in extra else None
+                )
                 if names:
                     for name in names:
                         found[name] += 1
@@ -157,8 +159,14 @@ def _source_stamp() -> str:
     return hashlib.sha256(source.read_bytes()).hexdigest()
 
 
-def document_drugs(lexicon: DrugLexicon, declared: Iterable[str], text: str, *, share: float = 0.3,
-                   min_count: int = 2) -> list[str]:
+def document_drugs(
+    lexicon: DrugLexicon,
+    declared: Iterable[str],
+    text: str,
+    *,
+    share: float = 0.3,
+    min_count: int = 2,
+) -> list[str]:
     """What a document is about.
 
     Declared names (an SPL label's product data) decide when present. Otherwise the
@@ -181,7 +189,8 @@ def document_drugs(lexicon: DrugLexicon, declared: Iterable[str], text: str, *, 
         return []
     top = counts.most_common(1)[0][1]
     return [d for d, n in counts.most_common() if n >= max(min_count, share * top)][:8] or (
-        [counts.most_common(1)[0][0]] if top >= 1 and len(counts) == 1 else [])
+        [counts.most_common(1)[0][0]] if top >= 1 and len(counts) == 1 else []
+    )
 
 
 _LOCK = threading.Lock()

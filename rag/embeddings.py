@@ -37,7 +37,9 @@ def embedder_name(kind: str) -> str:
     return f"{MODEL}/{kind}"
 
 
-TORCH_NAME = embedder_name(TORCH)  # also what a collection without a recorded embedder was built with
+TORCH_NAME = embedder_name(
+    TORCH
+)  # also what a collection without a recorded embedder was built with
 
 
 def model_dir() -> Path:
@@ -50,7 +52,9 @@ def model_dir() -> Path:
 def max_seq_length(directory: Path) -> int:
     """sentence-transformers' truncation length for this model (256 tokens, not the tokenizer's own)."""
     try:
-        return int(json.loads((directory / "sentence_bert_config.json").read_text())["max_seq_length"])
+        return int(
+            json.loads((directory / "sentence_bert_config.json").read_text())["max_seq_length"]
+        )
     except (OSError, KeyError, ValueError):
         return 256
 
@@ -77,15 +81,23 @@ class Embedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
-                self._model = SentenceTransformer(str(model_dir()), device=self.device, local_files_only=True)
+
+                self._model = SentenceTransformer(
+                    str(model_dir()), device=self.device, local_files_only=True
+                )
             return self._model
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
-        vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return vecs.astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -96,7 +108,9 @@ TorchEmbedder = Embedder
 
 
 def onnx_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "tokenizers"))
+    return all(
+        importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "tokenizers")
+    )
 
 
 def make_embedder(kind: str, data_dir: Path, threads: int = 0) -> Embedder:
@@ -109,6 +123,7 @@ def make_embedder(kind: str, data_dir: Path, threads: int = 0) -> Embedder:
         log.warning("onnxruntime/onnx/tokenizers are not installed: using the torch embedder")
         return Embedder()
     from .onnx_embedder import OnnxEmbedder
+
     return OnnxEmbedder(data_dir / "models", threads=threads)
 
 
@@ -116,13 +131,16 @@ _shared: dict[tuple, Embedder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_embedder(kind: str | None = None, data_dir: Path | None = None, threads: int | None = None) -> Embedder:
+def shared_embedder(
+    kind: str | None = None, data_dir: Path | None = None, threads: int | None = None
+) -> Embedder:
     """The process-wide embedder of a kind (a model is 25-90 MB in memory; load it once).
 
     Without arguments: the configured one (Settings: PHARMGPT_EMBEDDER, the data directory).
     """
     if kind is None or data_dir is None or threads is None:
-        from services.config import Settings
+        from pharmgpt.services.config import Settings
+
         s = Settings.load()
         kind, data_dir = kind or s.embedder, data_dir or s.data_dir
         threads = s.embedder_threads if threads is None else threads

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from services.container import Services
-from services.errors import BackendUnavailable
-from services.models import Document
+from pharmgpt.services.container import Services
+from pharmgpt.services.errors import BackendUnavailable
+from pharmgpt.services.models import Document
 
 from .drugs import DrugLexicon, shared_lexicon
 from .gate import RelevanceGate
@@ -38,11 +38,11 @@ class AnswerRules:
     """The answer path's rules, each one switchable so `pharmgpt eval pharm --ablate` can
     measure what it is worth (docs/rag.md). The product always runs with all of them on."""
 
-    drug_scope: bool = True       # search only documents about the drug asked
+    drug_scope: bool = True  # search only documents about the drug asked
     section_intents: bool = True  # boost the sections the question is about
-    lay_words: bool = True        # also search the label's words for everyday ones
-    relevance_gate: bool = True   # refuse when nothing retrieved answers
-    one_drug: bool = True         # offline: quote one document only
+    lay_words: bool = True  # also search the label's words for everyday ones
+    relevance_gate: bool = True  # refuse when nothing retrieved answers
+    one_drug: bool = True  # offline: quote one document only
 
     @classmethod
     def names(cls) -> list[str]:
@@ -63,9 +63,17 @@ class AnswerPlan:
 
 
 class ChatEngine:
-    def __init__(self, services: Services, retriever: Retriever, provider=None, *, fallback_models=(),
-                 lexicon: Callable[[], DrugLexicon] | None = None, gate: RelevanceGate | None = None,
-                 rules: AnswerRules | None = None):
+    def __init__(
+        self,
+        services: Services,
+        retriever: Retriever,
+        provider=None,
+        *,
+        fallback_models=(),
+        lexicon: Callable[[], DrugLexicon] | None = None,
+        gate: RelevanceGate | None = None,
+        rules: AnswerRules | None = None,
+    ):
         self.services = services
         self.rules = rules or AnswerRules()
         self.retriever = retriever
@@ -80,6 +88,7 @@ class ChatEngine:
         if self.provider is None:
             return None
         from .llm import choose_model
+
         return choose_model(await self.provider.catalogue(), preferred)
 
     async def scope_documents(self, user_id: str, conv_id: str) -> list[Document]:
@@ -89,8 +98,15 @@ class ChatEngine:
         library = await docs.get_library_documents(user_id)
         return [d for d in conv_docs + library if d.status == "ready"]
 
-    async def plan(self, user_id: str, conv_id: str, question: str, history: list[dict],
-                   prefs: dict, document_ids: list[str] | None = None) -> AnswerPlan:
+    async def plan(
+        self,
+        user_id: str,
+        conv_id: str,
+        question: str,
+        history: list[dict],
+        prefs: dict,
+        document_ids: list[str] | None = None,
+    ) -> AnswerPlan:
         """`document_ids`: answer from these documents only (e.g. "Summarise FILE")."""
         strict = bool(prefs["strict_mode"])
         query = standalone_query(question, history)
@@ -101,19 +117,36 @@ class ChatEngine:
         rules = self.rules
         if rules.drug_scope:
             lexicon = await asyncio.to_thread(self.lexicon)
-            scope = scope_by_drug(lexicon, question, earlier, [ScopedDocument(
-                d.id, tuple((d.metadata or {}).get("drugs") or ()), tuple((d.metadata or {}).get("products") or ()))
-                for d in documents])
+            scope = scope_by_drug(
+                lexicon,
+                question,
+                earlier,
+                [
+                    ScopedDocument(
+                        d.id,
+                        tuple((d.metadata or {}).get("drugs") or ()),
+                        tuple((d.metadata or {}).get("products") or ()),
+                    )
+                    for d in documents
+                ],
+            )
         else:
             scope = DrugScope(document_ids=[d.id for d in documents])
         if scope.inherited:
             query = f"{query} {' '.join(scope.asked)}"
-        intents = (question_intents(question) or question_intents(query)) if rules.section_intents else []
+        intents = (
+            (question_intents(question) or question_intents(query)) if rules.section_intents else []
+        )
         expand = expand_query if rules.lay_words else (lambda text: text)
         retrieved = []
         if scope.document_ids:
-            retrieved = await self.retriever.retrieve(user_id, expand(query), scope.document_ids,
-                                                      k=max(prefs["top_k"], 5), intents=intents)
+            retrieved = await self.retriever.retrieve(
+                user_id,
+                expand(query),
+                scope.document_ids,
+                k=max(prefs["top_k"], 5),
+                intents=intents,
+            )
         # the user chose the document (Summarise FILE): its passages are the answer's matter; the
         # gate judges open questions, where the documents were not chosen
         if document_ids is not None:
@@ -132,20 +165,37 @@ class ChatEngine:
                 plan.passages = [] if scope.uncovered else retrieved[: prefs["top_k"]]
             else:
                 offer = not scope.uncovered and (with_model or bool(retrieved))
-                plan.prepared = not_covered(scope.missing if scope.uncovered else None,
-                                            strict=strict and offer, with_model=with_model)
+                plan.prepared = not_covered(
+                    scope.missing if scope.uncovered else None,
+                    strict=strict and offer,
+                    with_model=with_model,
+                )
         if plan.prepared is None and not with_model:
-            answer = extractive_answer(question, plan.passages, intents=intents, confident=plan.covered,
-                                       expansion=expand(question)[len(question):], drugs=scope.asked,
-                                       one_document=rules.one_drug)
+            answer = extractive_answer(
+                question,
+                plan.passages,
+                intents=intents,
+                confident=plan.covered,
+                expansion=expand(question)[len(question) :],
+                drugs=scope.asked,
+                one_document=rules.one_drug,
+            )
             plan.prepared, quotes = answer.text, answer.quotes
             plan.sources = sources_payload(plan.passages, quotes=quotes)
         else:
             plan.sources = sources_payload(plan.passages)
         return plan
 
-    async def answer(self, user_id: str, conv_id: str, question: str, *, message_id: str | None = None,
-                     document_ids: list[str] | None = None, replace: bool = False) -> AsyncIterator[dict]:
+    async def answer(
+        self,
+        user_id: str,
+        conv_id: str,
+        question: str,
+        *,
+        message_id: str | None = None,
+        document_ids: list[str] | None = None,
+        replace: bool = False,
+    ) -> AsyncIterator[dict]:
         """Stream an answer. `message_id`: the question's id (a resend or Regenerate reuses it);
         `replace`: the new answer replaces the earlier answers to it (Regenerate), once it is stored;
         `document_ids`: only these documents are searched."""
@@ -153,16 +203,23 @@ class ChatEngine:
         question = (question or "").strip()
         # the question is stored (or queued in the outbox) before anything that can fail, so an
         # outage loses nothing; with the store away there is nothing to answer from, so say so now
-        asked = await cs.add_message(user_id, conv_id, {"id": message_id or str(uuid.uuid4()), "role": "user",
-                                                        "content": question})
+        asked = await cs.add_message(
+            user_id,
+            conv_id,
+            {"id": message_id or str(uuid.uuid4()), "role": "user", "content": question},
+        )
         if asked.pending:
-            raise BackendUnavailable("The data store is not reachable right now. Your question is kept and "
-                                     "will be saved when it is back; ask again then for an answer.")
+            raise BackendUnavailable(
+                "The data store is not reachable right now. Your question is kept and "
+                "will be saved when it is back; ask again then for an answer."
+            )
         prefs = await self.services.preferences.get_all(user_id)
         earlier = await cs.get_messages(user_id, conv_id, limit=9)
         ids = [m.id for m in earlier]
-        if replace and asked.id in ids:  # asked again: the conversation as it was before it, old answers gone
-            earlier = earlier[:ids.index(asked.id)]
+        if (
+            replace and asked.id in ids
+        ):  # asked again: the conversation as it was before it, old answers gone
+            earlier = earlier[: ids.index(asked.id)]
         history = [{"role": m.role, "content": m.content} for m in earlier if m.id != asked.id][-8:]
         plan = await self.plan(user_id, conv_id, question, history, prefs, document_ids)
         yield {"type": "sources", "sources": plan.sources, "covered": plan.covered}
@@ -181,16 +238,24 @@ class ChatEngine:
         finally:
             text = "".join(parts)
             if text or finished:
-                stored = await cs.add_message(user_id, conv_id, {
-                    "role": "assistant", "content": text if finished else text + STOPPED,
-                    "sources": plan.sources, "model": model})
+                stored = await cs.add_message(
+                    user_id,
+                    conv_id,
+                    {
+                        "role": "assistant",
+                        "content": text if finished else text + STOPPED,
+                        "sources": plan.sources,
+                        "model": model,
+                    },
+                )
                 if replace and not stored.pending:
                     await cs.delete_answers_after(user_id, conv_id, asked.id, keep=stored.id)
                 if finished:
                     yield {"type": "done", "message": stored}
 
-    async def _generate(self, question: str, plan: AnswerPlan, history: list[dict],
-                        prefs: dict, model: str | None) -> AsyncIterator[str]:
+    async def _generate(
+        self, question: str, plan: AnswerPlan, history: list[dict], prefs: dict, model: str | None
+    ) -> AsyncIterator[str]:
         if plan.prepared is not None:  # a refusal or the offline answer: no model call
             async for piece in stream_text(plan.prepared):
                 yield piece

@@ -34,7 +34,9 @@ class Dataset:
     qrels: dict[str, dict[str, int]]
 
 
-def load(data_dir: Path, split: str, limit_docs: int | None = None, limit_queries: int | None = None) -> Dataset:
+def load(
+    data_dir: Path, split: str, limit_docs: int | None = None, limit_queries: int | None = None
+) -> Dataset:
     corpus = {}
     with open(data_dir / "corpus.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -88,11 +90,14 @@ def score(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[
     }
 
 
-def cached_embeddings(embedder: Embedder, texts: list[str], cache_dir: Path | None) -> tuple[np.ndarray, bool]:
+def cached_embeddings(
+    embedder: Embedder, texts: list[str], cache_dir: Path | None
+) -> tuple[np.ndarray, bool]:
     """Corpus vectors, reused across runs when `cache_dir` is given (keyed by the exact texts)."""
     if cache_dir is None:
         return embedder.embed(texts), False
     import hashlib
+
     name = getattr(embedder, "name", "all-MiniLM-L6-v2")  # the torch cache keeps its old key
     name = "all-MiniLM-L6-v2" if name.endswith("/torch") else name
     key = hashlib.sha256("\x00".join([name, *texts]).encode()).hexdigest()[:24]
@@ -106,8 +111,13 @@ def cached_embeddings(embedder: Embedder, texts: list[str], cache_dir: Path | No
 
 
 class ScifactIndex:
-    def __init__(self, corpus: dict[str, tuple[str, str]], embedder: Embedder, workdir: Path,
-                 cache_dir: Path | None = None):
+    def __init__(
+        self,
+        corpus: dict[str, tuple[str, str]],
+        embedder: Embedder,
+        workdir: Path,
+        cache_dir: Path | None = None,
+    ):
         self.ids = list(corpus)
         self.store = ChunkStore(path=workdir / "chroma")
         self.lexical = LexicalIndex(workdir / "lexical", self.store)
@@ -117,24 +127,44 @@ class ScifactIndex:
         vecs, self.cached = cached_embeddings(embedder, texts, cache_dir)
         self.embed_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        self.store.upsert(EVAL_USER, [f"{i}:0" for i in self.ids], vecs, texts,
-                          [{"document_id": i, "chunk_index": 0} for i in self.ids], batch=2000)
+        self.store.upsert(
+            EVAL_USER,
+            [f"{i}:0" for i in self.ids],
+            vecs,
+            texts,
+            [{"document_id": i, "chunk_index": 0} for i in self.ids],
+            batch=2000,
+        )
         self.lexical.rebuild(EVAL_USER)
         self.index_s = time.perf_counter() - t0
 
-    def run(self, queries: dict[str, str], mode: str, config: RetrievalConfig,
-            query_vecs: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    def run(
+        self,
+        queries: dict[str, str],
+        mode: str,
+        config: RetrievalConfig,
+        query_vecs: dict[str, np.ndarray],
+    ) -> dict[str, list[str]]:
         r = Retriever(self.store, self.lexical, self.embedder, config)
         out = {}
         for qid, text in queries.items():
-            passages = r.retrieve_with_embedding(EVAL_USER, text, query_vecs[qid], None, k=100, mode=mode)
+            passages = r.retrieve_with_embedding(
+                EVAL_USER, text, query_vecs[qid], None, k=100, mode=mode
+            )
             out[qid] = [p.document_id for p in passages]
         return out
 
 
-def evaluate(data_dir: Path = DEFAULT_DATA, split: str = "test", *, tune: bool = True,
-             limit_docs: int | None = None, limit_queries: int | None = None,
-             embedder: Embedder | None = None, cache_dir: Path | None = None) -> dict:
+def evaluate(
+    data_dir: Path = DEFAULT_DATA,
+    split: str = "test",
+    *,
+    tune: bool = True,
+    limit_docs: int | None = None,
+    limit_queries: int | None = None,
+    embedder: Embedder | None = None,
+    cache_dir: Path | None = None,
+) -> dict:
     embedder = embedder or Embedder()
     test = load(data_dir, split, limit_docs, limit_queries)
     with tempfile.TemporaryDirectory(prefix="scifact-") as tmp:
@@ -156,35 +186,56 @@ def evaluate(data_dir: Path = DEFAULT_DATA, split: str = "test", *, tune: bool =
         query_embed_s = time.perf_counter() - t0
         results = {}
         for mode in ("dense", "bm25", "hybrid"):
-            cfg = RetrievalConfig(k=100, candidates=100, dense_weight=weights[0], lexical_weight=weights[1]) \
-                if mode == "hybrid" else base
+            cfg = (
+                RetrievalConfig(
+                    k=100, candidates=100, dense_weight=weights[0], lexical_weight=weights[1]
+                )
+                if mode == "hybrid"
+                else base
+            )
             t0 = time.perf_counter()
             runs = index.run(test.queries, mode, cfg, qv)
-            results[mode] = {**score(runs, test.qrels),
-                             "ms_per_query": round((time.perf_counter() - t0) * 1000 / max(1, len(runs)), 2)}
-        return {"split": split, "documents": len(test.corpus), "results": results,
-                "hybrid_weights": {"dense": weights[0], "bm25": weights[1]},
-                "indexing": {"embed_seconds": round(index.embed_s, 1), "embeddings_from_cache": index.cached,
-                             "docs_per_second": round(len(test.corpus) / index.embed_s, 1),
-                             "store_and_bm25_seconds": round(index.index_s, 1),
-                             "query_embed_seconds": round(query_embed_s, 2)},
-                "embedder": getattr(embedder, "name", "?"),
-                "published": {"bm25": 0.679, "minilm_dense": 0.645}}
+            results[mode] = {
+                **score(runs, test.qrels),
+                "ms_per_query": round((time.perf_counter() - t0) * 1000 / max(1, len(runs)), 2),
+            }
+        return {
+            "split": split,
+            "documents": len(test.corpus),
+            "results": results,
+            "hybrid_weights": {"dense": weights[0], "bm25": weights[1]},
+            "indexing": {
+                "embed_seconds": round(index.embed_s, 1),
+                "embeddings_from_cache": index.cached,
+                "docs_per_second": round(len(test.corpus) / index.embed_s, 1),
+                "store_and_bm25_seconds": round(index.index_s, 1),
+                "query_embed_seconds": round(query_embed_s, 2),
+            },
+            "embedder": getattr(embedder, "name", "?"),
+            "published": {"bm25": 0.679, "minilm_dense": 0.645},
+        }
 
 
 def report(r: dict) -> str:
-    lines = [f"SciFact {r['split']} ({r['documents']} abstracts, {r['results']['hybrid']['queries']} queries, "
-             f"embedder {r.get('embedder', '?')})",
-             f"{'mode':<8}{'nDCG@10':>9}{'R@10':>8}{'R@100':>8}{'MRR@10':>8}{'ms/q':>8}"]
+    lines = [
+        f"SciFact {r['split']} ({r['documents']} abstracts, {r['results']['hybrid']['queries']} queries, "
+        f"embedder {r.get('embedder', '?')})",
+        f"{'mode':<8}{'nDCG@10':>9}{'R@10':>8}{'R@100':>8}{'MRR@10':>8}{'ms/q':>8}",
+    ]
     for mode, m in r["results"].items():
-        lines.append(f"{mode:<8}{m['ndcg@10']:>9.4f}{m['recall@10']:>8.4f}{m['recall@100']:>8.4f}"
-                     f"{m['mrr@10']:>8.4f}{m['ms_per_query']:>8.2f}")
+        lines.append(
+            f"{mode:<8}{m['ndcg@10']:>9.4f}{m['recall@10']:>8.4f}{m['recall@100']:>8.4f}"
+            f"{m['mrr@10']:>8.4f}{m['ms_per_query']:>8.2f}"
+        )
     ix = r["indexing"]
-    lines.append(f"hybrid weights (tuned on train): dense {r['hybrid_weights']['dense']}, bm25 "
-                 f"{r['hybrid_weights']['bm25']}")
-    lines.append(f"indexing: embedding {ix['embed_seconds']} s ({ix['docs_per_second']} docs/s"
-                 f"{', from cache' if ix.get('embeddings_from_cache') else ''}), "
-                 f"store + BM25 {ix['store_and_bm25_seconds']} s")
+    lines.append(
+        f"hybrid weights (tuned on train): dense {r['hybrid_weights']['dense']}, bm25 "
+        f"{r['hybrid_weights']['bm25']}"
+    )
+    lines.append(
+        f"indexing: embedding {ix['embed_seconds']} s ({ix['docs_per_second']} docs/s"
+        f"{', from cache' if ix.get('embeddings_from_cache') else ''}), "
+        f"store + BM25 {ix['store_and_bm25_seconds']} s"
+    )
     lines.append("published nDCG@10: BM25 0.679, all-MiniLM-L6-v2 dense 0.645")
     return "\n".join(lines)
-

@@ -23,8 +23,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SHARED_DATA = Path(os.environ.get("PHARMGPT_SHARED_DATA")
-                   or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+SHARED_DATA = Path(
+    os.environ.get("PHARMGPT_SHARED_DATA")
+    or Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+)
 DEFAULT_QUESTIONS = SHARED_DATA / "pharm-qa" / "dev.jsonl"
 DEFAULT_LABELS = SHARED_DATA / "fda-labels"
 REFUSAL_MARKERS = ("don't cover this question", "None of your documents is about")
@@ -50,7 +52,9 @@ class Row:
 @dataclass
 class PharmEval:
     rows: list[Row] = field(default_factory=list)
-    ablations: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # rule switched off -> scores
+    ablations: dict[str, dict[str, list[int]]] = field(
+        default_factory=dict
+    )  # rule switched off -> scores
 
     def _count(self, attr: str, answerable: bool = True) -> tuple[int, int]:
         rows = [r for r in self.rows if (r.must is not None) == answerable]
@@ -58,44 +62,72 @@ class PharmEval:
 
     @property
     def scores(self) -> dict[str, list[int]]:
-        return {"top5": list(self._count("retrieved")), "in_answer": list(self._count("answered")),
-                "refusals": list(self._count("refused", answerable=False))}
+        return {
+            "top5": list(self._count("retrieved")),
+            "in_answer": list(self._count("answered")),
+            "refusals": list(self._count("refused", answerable=False)),
+        }
 
     @property
     def latency(self) -> dict[str, float]:
         def pct(xs: list[float], q: float) -> float:
             xs = sorted(xs)
             return round(xs[min(len(xs) - 1, int(q * (len(xs) - 1) + 0.5))], 1) if xs else 0.0
+
         first = [r.first_token_ms for r in self.rows]
         total = [r.total_ms for r in self.rows]
-        return {"first_token_p50_ms": pct(first, 0.5), "first_token_p95_ms": pct(first, 0.95),
-                "answer_p50_ms": pct(total, 0.5), "answer_p95_ms": pct(total, 0.95)}
+        return {
+            "first_token_p50_ms": pct(first, 0.5),
+            "first_token_p95_ms": pct(first, 0.95),
+            "answer_p50_ms": pct(total, 0.5),
+            "answer_p95_ms": pct(total, 0.95),
+        }
 
     def as_dict(self) -> dict:
-        return {"scores": self.scores, "latency": self.latency, "ablations": self.ablations,
-                "rows": [asdict(r) for r in self.rows]}
+        return {
+            "scores": self.scores,
+            "latency": self.latency,
+            "ablations": self.ablations,
+            "rows": [asdict(r) for r in self.rows],
+        }
 
     def report(self) -> str:
         s = self.scores
-        lines = [f"top-5 retrieval   {s['top5'][0]}/{s['top5'][1]}",
-                 f"in offline answer {s['in_answer'][0]}/{s['in_answer'][1]}",
-                 f"refusals          {s['refusals'][0]}/{s['refusals'][1]}",
-                 "latency           " + ", ".join(f"{k} {v}" for k, v in self.latency.items()), ""]
+        lines = [
+            f"top-5 retrieval   {s['top5'][0]}/{s['top5'][1]}",
+            f"in offline answer {s['in_answer'][0]}/{s['in_answer'][1]}",
+            f"refusals          {s['refusals'][0]}/{s['refusals'][1]}",
+            "latency           " + ", ".join(f"{k} {v}" for k, v in self.latency.items()),
+            "",
+        ]
         if self.ablations:
-            lines += ["with one rule switched off:", "| rule off | top-5 | in answer | refusals |",
-                      "|---|---|---|---|"]
+            lines += [
+                "with one rule switched off:",
+                "| rule off | top-5 | in answer | refusals |",
+                "|---|---|---|---|",
+            ]
             for rule, got in self.ablations.items():
-                lines.append(f"| {rule} | " + " | ".join(f"{got[k][0]}/{got[k][1]}"
-                                                       for k in ("top5", "in_answer", "refusals")) + " |")
+                lines.append(
+                    f"| {rule} | "
+                    + " | ".join(
+                        f"{got[k][0]}/{got[k][1]}" for k in ("top5", "in_answer", "refusals")
+                    )
+                    + " |"
+                )
             lines.append("")
         for r in self.rows:
             if r.must is None and not r.refused:
                 lines.append(f"MISS refusal {r.id}: {r.question}\n    answered: {r.answer[:300]!r}")
             elif r.must is not None and not (r.retrieved and r.answered):
-                what = "retrieval+answer" if not r.retrieved and not r.answered else (
-                    "retrieval" if not r.retrieved else "answer")
-                lines.append(f"MISS {what} {r.id}: {r.question}\n    must: {r.must!r}\n"
-                             f"    answer: {r.answer[:400]!r}")
+                what = (
+                    "retrieval+answer"
+                    if not r.retrieved and not r.answered
+                    else ("retrieval" if not r.retrieved else "answer")
+                )
+                lines.append(
+                    f"MISS {what} {r.id}: {r.question}\n    must: {r.must!r}\n"
+                    f"    answer: {r.answer[:400]!r}"
+                )
         return "\n".join(lines)
 
 
@@ -105,16 +137,18 @@ def load_questions(path: Path) -> list[dict]:
 
 
 async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = False) -> PharmEval:
-    from localbase.stack import LocalStack
-    from services.config import Settings
-    from services.container import Services
+    from pharmgpt.localbase.stack import LocalStack
+    from pharmgpt.services.config import Settings
+    from pharmgpt.services.container import Services
 
     from .system import RagSystem
 
     stack = LocalStack(work / "data", ephemeral=True, gateway_port=0)
     info = await asyncio.to_thread(stack.up)
     try:
-        settings = Settings.load(**info.settings_overrides(), data_dir=work / "app", bcrypt_rounds=4)
+        settings = Settings.load(
+            **info.settings_overrides(), data_dir=work / "app", bcrypt_rounds=4
+        )
         services = await Services.create(settings, start_local=False)
         try:
             rag = RagSystem(services, use_configured_provider=False)
@@ -127,9 +161,12 @@ async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = F
             result = await _ask_all(rag, services, user.id, questions)
             if ablate:
                 from .engine import AnswerRules
+
                 for rule in AnswerRules.names():
                     rag.engine.rules = AnswerRules(**{rule: False})
-                    result.ablations[rule] = (await _ask_all(rag, services, user.id, questions)).scores
+                    result.ablations[rule] = (
+                        await _ask_all(rag, services, user.id, questions)
+                    ).scores
                 rag.engine.rules = AnswerRules()
             return result
         finally:
@@ -139,8 +176,11 @@ async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = F
 
 
 def _label_files(folder: Path) -> list[tuple[str, bytes]]:
-    return [(p.name, p.read_bytes()) for p in sorted(folder.iterdir())
-            if p.suffix.lower() in (".xml", ".pdf", ".docx", ".txt", ".md", ".csv")]
+    return [
+        (p.name, p.read_bytes())
+        for p in sorted(folder.iterdir())
+        if p.suffix.lower() in (".xml", ".pdf", ".docx", ".txt", ".md", ".csv")
+    ]
 
 
 async def _ask_all(rag, services, user_id: str, questions: list[dict]) -> PharmEval:
@@ -168,14 +208,26 @@ async def _ask_all(rag, services, user_id: str, questions: list[dict]) -> PharmE
     return result
 
 
-def evaluate(questions_file: Path | None = None, labels: Path | None = None, *,
-             ablate: bool = False) -> PharmEval:
+def evaluate(
+    questions_file: Path | None = None, labels: Path | None = None, *, ablate: bool = False
+) -> PharmEval:
     """`ablate`: also score the questions once with each answer rule switched off (same index)."""
-    work = Path(tempfile.mkdtemp(prefix="pgt-eval-", dir="/tmp"))  # short: socket paths are length-limited
-    print(f"database: a temporary embedded Postgres in {work} (deleted afterwards); the app's data dir "
-          "is not touched", file=sys.stderr)
+    work = Path(
+        tempfile.mkdtemp(prefix="pgt-eval-", dir="/tmp")
+    )  # short: socket paths are length-limited
+    print(
+        f"database: a temporary embedded Postgres in {work} (deleted afterwards); the app's data dir "
+        "is not touched",
+        file=sys.stderr,
+    )
     try:
-        return asyncio.run(_run(load_questions(questions_file or DEFAULT_QUESTIONS), labels or DEFAULT_LABELS,
-                                work, ablate))
+        return asyncio.run(
+            _run(
+                load_questions(questions_file or DEFAULT_QUESTIONS),
+                labels or DEFAULT_LABELS,
+                work,
+                ablate,
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)

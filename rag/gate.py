@@ -22,8 +22,9 @@ class RelevanceGate:
     # a word match alone ("mountain", "fix") is not an answer: it needs some meaning in common too
     min_similarity_with_words: float = 0.2
 
-    def passing(self, question: str, passages: Sequence[Passage], scope: DrugScope,
-                intents: Sequence[str]) -> list[Passage]:
+    def passing(
+        self, question: str, passages: Sequence[Passage], scope: DrugScope, intents: Sequence[str]
+    ) -> list[Passage]:
         if scope.uncovered:
             return []
         closest = max((p.similarity for p in passages if p.similarity is not None), default=0.0)
@@ -32,9 +33,15 @@ class RelevanceGate:
         # a question naming no drug, no product and no section of a label must be near in meaning:
         # a shared word ("mountain", "fix") is not enough
         words_count = bool(scope.asked or scope.by_product or intents)
-        return [p for p in passages if not self._data_only(p) and (
+        return [
+            p
+            for p in passages
+            if not self._data_only(p)
+            and (
                 (p.similarity is not None and p.similarity >= self.min_similarity)
-                or (words_count and p.bm25 is not None and p.bm25 >= self.min_bm25))]
+                or (words_count and p.bm25 is not None and p.bm25 >= self.min_bm25)
+            )
+        ]
 
     @staticmethod
     def _data_only(p: Passage) -> bool:

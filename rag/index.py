@@ -27,13 +27,24 @@ def chunk_id(document_id: str, n: int) -> str:
 
 
 def chunk_metadata(chunk: Chunk, document: dict) -> dict:
-    meta = {"document_id": document["id"], "chunk_index": chunk.index, "filename": document["filename"],
-            "kind": chunk.kind, "position": chunk.position}
+    meta = {
+        "document_id": document["id"],
+        "chunk_index": chunk.index,
+        "filename": document["filename"],
+        "kind": chunk.kind,
+        "position": chunk.position,
+    }
     # Chroma metadata values cannot be None
     drugs = ", ".join((document.get("metadata") or {}).get("drugs") or [])
-    for key, value in (("page_start", chunk.page_start), ("page_end", chunk.page_end), ("pages", chunk.pages),
-                       ("heading", chunk.heading), ("conversation_id", document.get("conversation_id")),
-                       ("section_code", chunk.section_code), ("drugs", drugs)):
+    for key, value in (
+        ("page_start", chunk.page_start),
+        ("page_end", chunk.page_end),
+        ("pages", chunk.pages),
+        ("heading", chunk.heading),
+        ("conversation_id", document.get("conversation_id")),
+        ("section_code", chunk.section_code),
+        ("drugs", drugs),
+    ):
         if value not in (None, ""):
             meta[key] = value
     if chunk.ocr:
@@ -53,8 +64,13 @@ def stored_embedding_text(text: str, metadata: dict) -> str:
 
 
 class RagIndex:
-    def __init__(self, store: ChunkStore, lexical: LexicalIndex, embedder: Embedder,
-                 lexicon_dir: Path | None = None):
+    def __init__(
+        self,
+        store: ChunkStore,
+        lexical: LexicalIndex,
+        embedder: Embedder,
+        lexicon_dir: Path | None = None,
+    ):
         self.store = store
         self.lexical = lexical
         self.embedder = embedder
@@ -71,15 +87,24 @@ class RagIndex:
         products = [n for n in subjects if self.lexicon.canonical(n) not in drugs][:5]
         return {"drugs": drugs, "products": products}
 
-    def write_chunks(self, user_id: str, document: dict, chunks: list[Chunk], embeddings: np.ndarray) -> None:
-        self.store.upsert(user_id, [chunk_id(document["id"], c.index) for c in chunks], embeddings,
-                          [c.text for c in chunks], [chunk_metadata(c, document) for c in chunks])
+    def write_chunks(
+        self, user_id: str, document: dict, chunks: list[Chunk], embeddings: np.ndarray
+    ) -> None:
+        self.store.upsert(
+            user_id,
+            [chunk_id(document["id"], c.index) for c in chunks],
+            embeddings,
+            [c.text for c in chunks],
+            [chunk_metadata(c, document) for c in chunks],
+        )
 
     async def drop_documents(self, user_id: str, document_ids: list[str]) -> None:
         """The services' deletion hook: chunks and lexical entries go with the rows."""
+
         def _drop():
             self.store.delete_documents(user_id, document_ids)
             self.lexical.remove_documents(user_id, document_ids)
+
         await asyncio.to_thread(_drop)
 
     async def reconcile(self, live_documents: dict[str, set[str]]) -> dict[str, int]:
@@ -100,5 +125,6 @@ class RagIndex:
                     self.store.delete_documents(user_id, orphans)
                     self.lexical.remove_documents(user_id, orphans)
                     removed[user_id] = len(orphans)
+
         await asyncio.to_thread(_run)
         return removed

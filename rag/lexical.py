@@ -39,8 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from localbase.files import open_private, private_dir
+from pharmgpt.localbase.files import open_private, private_dir
 
 from .store import ChunkStore
 
@@ -48,19 +47,33 @@ K1 = 1.5  # bm25s defaults (method "lucene")
 B = 0.75
 MANIFEST = "manifest.json"
 FORMAT = 1
-_LEGACY = ("pharmgpt_ids.json", "params.index.json", "vocab.index.json", "data.csc.index.npy",
-           "indices.csc.index.npy", "indptr.csc.index.npy", "nonoccurrence_array.index.npy")
+_LEGACY = (
+    "pharmgpt_ids.json",
+    "params.index.json",
+    "vocab.index.json",
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
+    "nonoccurrence_array.index.npy",
+)
 
 
 def _stemmer():
     import Stemmer
+
     return Stemmer.Stemmer("english")
 
 
 def tokenize(texts: list[str], stemmer=None) -> list[list[str]]:
     import bm25s
-    return bm25s.tokenize(texts, stopwords="en_plus", stemmer=stemmer or _stemmer(), show_progress=False,
-                          return_ids=False)
+
+    return bm25s.tokenize(
+        texts,
+        stopwords="en_plus",
+        stemmer=stemmer or _stemmer(),
+        show_progress=False,
+        return_ids=False,
+    )
 
 
 def _sha(data: bytes) -> str:
@@ -93,9 +106,15 @@ class Segment:
         indptr[1:] = np.cumsum([len(rows[t]) for t in terms]) if terms else []
         flat_rows = [r for t in terms for r in rows[t]]
         flat_tfs = [f for t in terms for f in tfs[t]]
-        return cls(str(document_id), list(ids), np.asarray([len(t) for t in tokens], dtype=np.float64),
-                   {t: i for i, t in enumerate(terms)}, indptr, np.asarray(flat_rows, dtype=np.int32),
-                   np.asarray(flat_tfs, dtype=np.float64))
+        return cls(
+            str(document_id),
+            list(ids),
+            np.asarray([len(t) for t in tokens], dtype=np.float64),
+            {t: i for i, t in enumerate(terms)},
+            indptr,
+            np.asarray(flat_rows, dtype=np.int32),
+            np.asarray(flat_tfs, dtype=np.float64),
+        )
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         i = self.terms[term]
@@ -108,27 +127,45 @@ class Segment:
 
     def to_bytes(self) -> bytes:
         """A JSON header (ids, terms) then the int32 arrays: lengths, indptr, rows, tfs."""
-        header = json.dumps({"format": FORMAT, "document_id": self.document_id, "ids": self.ids,
-                             "terms": list(self.terms)}, separators=(",", ":")).encode()
-        arrays = [self.lengths.astype("<i4"), self.indptr.astype("<i4"), self.rows.astype("<i4"),
-                  self.tfs.astype("<i4")]
+        header = json.dumps(
+            {
+                "format": FORMAT,
+                "document_id": self.document_id,
+                "ids": self.ids,
+                "terms": list(self.terms),
+            },
+            separators=(",", ":"),
+        ).encode()
+        arrays = [
+            self.lengths.astype("<i4"),
+            self.indptr.astype("<i4"),
+            self.rows.astype("<i4"),
+            self.tfs.astype("<i4"),
+        ]
         return b"".join([len(header).to_bytes(4, "little"), header, *(a.tobytes() for a in arrays)])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Segment:
         size = int.from_bytes(data[:4], "little")
-        d = json.loads(data[4:4 + size])
+        d = json.loads(data[4 : 4 + size])
         if d.get("format") != FORMAT:
             raise ValueError("unknown segment format")
         body = np.frombuffer(data, dtype="<i4", offset=4 + size)
         n, t = len(d["ids"]), len(d["terms"])
-        lengths, indptr = body[:n], body[n:n + t + 1]
+        lengths, indptr = body[:n], body[n : n + t + 1]
         p = int(indptr[-1]) if t else 0
         if len(body) != n + t + 1 + 2 * p:
             raise ValueError("segment is truncated")
-        rows, tfs = body[n + t + 1:n + t + 1 + p], body[n + t + 1 + p:]
-        return cls(d["document_id"], d["ids"], lengths.astype(np.float64), {x: i for i, x in enumerate(d["terms"])},
-                   indptr.astype(np.int32), rows.astype(np.int32), tfs.astype(np.float64))
+        rows, tfs = body[n + t + 1 : n + t + 1 + p], body[n + t + 1 + p :]
+        return cls(
+            d["document_id"],
+            d["ids"],
+            lengths.astype(np.float64),
+            {x: i for i, x in enumerate(d["terms"])},
+            indptr.astype(np.int32),
+            rows.astype(np.int32),
+            tfs.astype(np.float64),
+        )
 
 
 @dataclass
@@ -145,13 +182,17 @@ class _UserIndex:
     base: dict[str, int] = field(default_factory=dict)  # document id -> its first global position
     vocab: dict[str, int] = field(default_factory=dict)  # term -> its slot in `df` (never reused)
     df: np.ndarray = field(default_factory=lambda: np.zeros(1024, dtype=np.int64))
-    term_slots: dict[str, np.ndarray] = field(default_factory=dict)  # document id -> its terms' slots
+    term_slots: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # document id -> its terms' slots
     merged: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     n: int = 0
     total: float = 0.0
     end: int = 0  # next free global position
     signature: tuple | None = None  # the manifest's stat when last read
-    _owner: tuple | None = None  # (sorted segment starts, their document ids), rebuilt after a change
+    _owner: tuple | None = (
+        None  # (sorted segment starts, their document ids), rebuilt after a change
+    )
 
     def _changed(self) -> None:
         self.merged.clear()  # rebuilt per query term on next use
@@ -161,10 +202,15 @@ class _UserIndex:
         self.remove(seg.document_id)
         doc = seg.document_id
         vocab = self.vocab
-        slots = np.fromiter((vocab.setdefault(t, len(vocab)) for t in seg.terms), dtype=np.int64,
-                            count=len(seg.terms))
+        slots = np.fromiter(
+            (vocab.setdefault(t, len(vocab)) for t in seg.terms),
+            dtype=np.int64,
+            count=len(seg.terms),
+        )
         if len(vocab) > len(self.df):
-            self.df = np.concatenate([self.df, np.zeros(max(len(vocab), len(self.df)), dtype=np.int64)])
+            self.df = np.concatenate(
+                [self.df, np.zeros(max(len(vocab), len(self.df)), dtype=np.int64)]
+            )
         self.df[slots] += seg.df()
         self.term_slots[doc] = slots
         self.segments[doc] = seg
@@ -178,8 +224,11 @@ class _UserIndex:
             got = self.merged.get(term)
             if got is not None:
                 rows, tf = seg.postings(term)
-                self.merged[term] = (np.concatenate([got[0], rows + self.base[doc]]), np.concatenate([got[1], tf]),
-                                     np.concatenate([got[2], seg.lengths[rows]]))
+                self.merged[term] = (
+                    np.concatenate([got[0], rows + self.base[doc]]),
+                    np.concatenate([got[1], tf]),
+                    np.concatenate([got[2], seg.lengths[rows]]),
+                )
 
     def remove(self, document_id: str) -> None:
         seg = self.segments.pop(document_id, None)
@@ -216,10 +265,16 @@ class _UserIndex:
                 pos.append(rows + self.base[doc])
                 tfs.append(tf)
                 lens.append(seg.lengths[rows])
-            got = self.merged[term] = (np.concatenate(pos), np.concatenate(tfs), np.concatenate(lens))
+            got = self.merged[term] = (
+                np.concatenate(pos),
+                np.concatenate(tfs),
+                np.concatenate(lens),
+            )
         return got
 
-    def search(self, tokens: list[str], k: int, document_ids: set[str] | None) -> list[tuple[str, str, float]]:
+    def search(
+        self, tokens: list[str], k: int, document_ids: set[str] | None
+    ) -> list[tuple[str, str, float]]:
         if self.n == 0:
             return []
         if self.end > 2 * self.n + 1024:
@@ -238,7 +293,7 @@ class _UserIndex:
             keep = np.zeros(self.end, dtype=bool)
             for doc in document_ids:
                 if doc in self.base:
-                    keep[self.base[doc]:self.base[doc] + len(self.segments[doc].ids)] = True
+                    keep[self.base[doc] : self.base[doc] + len(self.segments[doc].ids)] = True
             scores[~keep] = 0.0
         live = int(np.count_nonzero(scores > 0))
         if not live:
@@ -316,14 +371,20 @@ class LexicalIndex:
             return None
 
     def _write_manifest(self, d: Path, entries: dict[str, dict]) -> None:
-        data = json.dumps({"format": FORMAT, "checksum": _sha(_canonical(entries)), "segments": entries},
-                          separators=(",", ":")).encode()
+        data = json.dumps(
+            {"format": FORMAT, "checksum": _sha(_canonical(entries)), "segments": entries},
+            separators=(",", ":"),
+        ).encode()
         _atomic_write(d / MANIFEST, data, fsync=True)
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def _segments_from_store(self, user_id: str, document_ids: list[str] | None,
-                             given: list[tuple[str, str]] | None = None) -> dict[str, Segment]:
+    def _segments_from_store(
+        self,
+        user_id: str,
+        document_ids: list[str] | None,
+        given: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Segment]:
         """Segments for these documents (all of the user's when None) read from the vector store,
         or, for one document, from `given` (chunk id, text) pairs its writer just stored."""
         if given is not None and document_ids is not None and len(document_ids) == 1:
@@ -334,22 +395,34 @@ class LexicalIndex:
             corpus = []
             for doc in document_ids:
                 res = self.store.get(user_id, document_id=doc)
-                corpus += [(i, m["document_id"], t) for i, t, m in zip(res["ids"], res["documents"],
-                                                                       res["metadatas"], strict=True)]
+                corpus += [
+                    (i, m["document_id"], t)
+                    for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+                ]
         by_doc: dict[str, list[tuple[str, str]]] = {}
         for cid, doc, text in corpus:
             by_doc.setdefault(str(doc), []).append((cid, text or ""))
         for rows in by_doc.values():
             rows.sort()
-        tokens = tokenize([t for rows in by_doc.values() for _, t in rows], self.stemmer) if corpus else []
+        tokens = (
+            tokenize([t for rows in by_doc.values() for _, t in rows], self.stemmer)
+            if corpus
+            else []
+        )
         out, at = {}, 0
         for doc, rows in by_doc.items():
-            out[doc] = Segment.build(doc, [r[0] for r in rows], tokens[at:at + len(rows)])
+            out[doc] = Segment.build(doc, [r[0] for r in rows], tokens[at : at + len(rows)])
             at += len(rows)
         return out
 
-    def _commit(self, user_id: str, build: list[str] | None, drop: frozenset[str] | set[str] = frozenset(),
-                everything: bool = False, given: list[tuple[str, str]] | None = None) -> int:
+    def _commit(
+        self,
+        user_id: str,
+        build: list[str] | None,
+        drop: frozenset[str] | set[str] = frozenset(),
+        everything: bool = False,
+        given: list[tuple[str, str]] | None = None,
+    ) -> int:
         """Re-read `build` (None: every document) from the store, drop `drop`, and publish.
 
         Under the writers' lock the store is read after any earlier writer published, so the
@@ -365,8 +438,15 @@ class LexicalIndex:
                     self._cache.pop(str(user_id), None)
                 return self._publish(user_id, d, None, frozenset(), True)
 
-    def _publish(self, user_id: str, d: Path, build: list[str] | None, drop, everything: bool,
-                 given: list[tuple[str, str]] | None = None) -> int:
+    def _publish(
+        self,
+        user_id: str,
+        d: Path,
+        build: list[str] | None,
+        drop,
+        everything: bool,
+        given: list[tuple[str, str]] | None = None,
+    ) -> int:
         fresh = self._segments_from_store(user_id, build, given)
         entries = {} if everything else (self._read_manifest(d) or {})
         if not everything and not entries and (d / MANIFEST).exists():
@@ -398,7 +478,9 @@ class LexicalIndex:
         self._verified.add(str(user_id))
         return n
 
-    def add_document(self, user_id: str, document_id: str, chunks: list[tuple[str, str]] | None = None) -> int:
+    def add_document(
+        self, user_id: str, document_id: str, chunks: list[tuple[str, str]] | None = None
+    ) -> int:
         """(Re-)index one document, in time proportional to it; returns the corpus size. `chunks`:
         the (chunk id, text) pairs the caller has just written to the store (else they are read
         back from it). The caller's store write comes first, so the last writer here wins."""
@@ -412,7 +494,9 @@ class LexicalIndex:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _apply(self, user_id: str, d: Path, entries: dict[str, dict], known: dict[str, Segment]) -> _UserIndex:
+    def _apply(
+        self, user_id: str, d: Path, entries: dict[str, dict], known: dict[str, Segment]
+    ) -> _UserIndex:
         """Bring the in-memory index to `entries`, loading only segments it does not hold.
         Raises ValueError/OSError when a segment is missing or its hash disagrees."""
         with self._lock:
@@ -479,8 +563,9 @@ class LexicalIndex:
             out.setdefault(str(m["document_id"]), set()).add(cid)
         return out
 
-    def search(self, user_id: str, query: str, k: int,
-               document_ids: list[str] | None = None) -> list[tuple[str, str, float]]:
+    def search(
+        self, user_id: str, query: str, k: int, document_ids: list[str] | None = None
+    ) -> list[tuple[str, str, float]]:
         """(chunk_id, document_id, score) of the best `k` matches with a positive score."""
         if document_ids is not None and not document_ids:
             return []
@@ -489,7 +574,9 @@ class LexicalIndex:
             return []
         idx = self._load(user_id)
         with self._ulock(user_id):
-            return idx.search(tokens, k, None if document_ids is None else {str(d) for d in document_ids})
+            return idx.search(
+                tokens, k, None if document_ids is None else {str(d) for d in document_ids}
+            )
 
     def indexed_ids(self, user_id: str) -> set[str] | None:
         """The chunk ids the user's index on disk holds; None when it is missing or unreadable."""

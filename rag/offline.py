@@ -21,17 +21,23 @@ from .lexical import tokenize
 from .retriever import Passage
 from .sections import DATA, SECONDARY, section_families
 
-LABEL = ("Offline mode — no language model is configured, so this quotes your documents "
-         "where they best match the question:")
-LABEL_UNSURE = ("Offline mode, strict mode off — these are the closest passages in your documents; "
-                "they may not answer the question:")
+LABEL = (
+    "Offline mode — no language model is configured, so this quotes your documents "
+    "where they best match the question:"
+)
+LABEL_UNSURE = (
+    "Offline mode, strict mode off — these are the closest passages in your documents; "
+    "they may not answer the question:"
+)
 DISCLAIMER = "For professional use; verify against the full prescribing information."
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
 _INSTRUCTION = re.compile(
     r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions?|prompts?|rules?)"
     r"|\byou are (now )?(an?|the) (ai|assistant|chatbot|language model)\b|\bsystem prompt\b"
-    r"|\b(as an ai|assistant:|new instructions?:)", re.IGNORECASE)
+    r"|\b(as an ai|assistant:|new instructions?:)",
+    re.IGNORECASE,
+)
 _BULLET = re.compile(r"^\s*(?:[-*•●▪◦]|\d+[.)])\s+")
 _FOOTER = re.compile(r"\b(?:page \d+ of \d+|reference id: \d+)\b", re.IGNORECASE)
 
@@ -39,12 +45,14 @@ _FOOTER = re.compile(r"\b(?:page \d+ of \d+|reference id: \d+)\b", re.IGNORECASE
 @dataclass
 class OfflineAnswer:
     text: str
-    quotes: dict[int, list[str]] = field(default_factory=dict)  # source number -> the units quoted from it
+    quotes: dict[int, list[str]] = field(
+        default_factory=dict
+    )  # source number -> the units quoted from it
 
 
 @dataclass
 class _Unit:
-    n: int           # source number
+    n: int  # source number
     heading: str
     text: str
     order: tuple[int, int]  # (source position in document, unit index): document order
@@ -94,14 +102,26 @@ def _units(n: int, p: Passage) -> list[_Unit]:
     pos = int(p.metadata.get("position") or 0)
     kind = p.metadata.get("kind") or "text"
     texts = _table_rows(p.text) if kind == "table" else _sentences(p.text)
-    return [_Unit(n, heading, t, (pos, i), kind) for i, t in enumerate(texts) if not looks_like_instructions(t)]
+    return [
+        _Unit(n, heading, t, (pos, i), kind)
+        for i, t in enumerate(texts)
+        if not looks_like_instructions(t)
+    ]
 
 
-_DOSE = re.compile(r"\b\d+(?:\.\d+)?\s?(?:mg|mcg|µg|g|ml|units?|teaspoonfuls?|tablets?)\b", re.IGNORECASE)
+_DOSE = re.compile(
+    r"\b\d+(?:\.\d+)?\s?(?:mg|mcg|µg|g|ml|units?|teaspoonfuls?|tablets?)\b", re.IGNORECASE
+)
 
 
-def _score_units(question: str, units: list[_Unit], intents: Sequence[str], passages: list[Passage],
-                 expansion: str = "", ignore: Sequence[str] = ()) -> None:
+def _score_units(
+    question: str,
+    units: list[_Unit],
+    intents: Sequence[str],
+    passages: list[Passage],
+    expansion: str = "",
+    ignore: Sequence[str] = (),
+) -> None:
     """Rarer question words count more; words only in the heading or only in the expansion count half.
 
     The drug asked about is left out: every unit of its own label names it.
@@ -115,7 +135,10 @@ def _score_units(question: str, units: list[_Unit], intents: Sequence[str], pass
     heading_terms = {h: set(tokenize([h.split(" › ")[-1]])[0]) for h in {u.heading for u in units}}
     all_terms = q_terms | x_terms
     df = {t: sum(1 for terms in unit_terms if t in terms) for t in all_terms}
-    weight = {t: math.log(1 + len(units) / (1 + df[t])) * (1.0 if t in q_terms else 0.5) for t in all_terms}
+    weight = {
+        t: math.log(1 + len(units) / (1 + df[t])) * (1.0 if t in q_terms else 0.5)
+        for t in all_terms
+    }
     top_score = max(p.score for p in passages) or 1.0
     for u, terms in zip(units, unit_terms, strict=True):
         in_text = all_terms & terms
@@ -136,21 +159,31 @@ def _score_units(question: str, units: list[_Unit], intents: Sequence[str], pass
             u.score += 0.2 * passages[u.n - 1].score / top_score  # retrieval's view
 
 
-def extractive_answer(question: str, passages: list[Passage], *, intents: Sequence[str] = (),
-                      confident: bool = True, max_units: int = 4, expansion: str = "",
-                      drugs: Sequence[str] = (), one_document: bool = True) -> OfflineAnswer:
+def extractive_answer(
+    question: str,
+    passages: list[Passage],
+    *,
+    intents: Sequence[str] = (),
+    confident: bool = True,
+    max_units: int = 4,
+    expansion: str = "",
+    drugs: Sequence[str] = (),
+    one_document: bool = True,
+) -> OfflineAnswer:
     if not passages:
         return OfflineAnswer("")
     lead_doc = passages[0].document_id
-    numbered = [(n, p) for n, p in enumerate(passages, 1)
-                if p.document_id == lead_doc or not one_document]  # one drug
+    numbered = [
+        (n, p) for n, p in enumerate(passages, 1) if p.document_id == lead_doc or not one_document
+    ]  # one drug
     every_unit = [u for n, p in numbered for u in _units(n, p)]
     _score_units(question, every_unit, intents, passages, expansion, drugs)
     units = [u for u in every_unit if u.score > 0]
     if not units:  # nothing overlaps word for word: the top passage's opening, cleaned
         first = passages[0]
-        opening = _units(1, first)[:2] or [_Unit(1, first.metadata.get("heading") or "",
-                                                             _clean(first.text)[:400], (0, 0), "text")]
+        opening = _units(1, first)[:2] or [
+            _Unit(1, first.metadata.get("heading") or "", _clean(first.text)[:400], (0, 0), "text")
+        ]
         units = opening
     by_section: dict[str, list[_Unit]] = {}
     for u in units:
@@ -167,8 +200,15 @@ def extractive_answer(question: str, passages: list[Passage], *, intents: Sequen
             everything[u.heading].append(u)
     chosen: list[_Unit] = []
     for group in sections:
-        whole = {u.text: u for u in sorted(everything.get(group[0].heading, []), key=lambda u: u.order)}
-        if not chosen and whole and len(whole) <= max_units + 1 and sum(len(t) for t in whole) <= 900:
+        whole = {
+            u.text: u for u in sorted(everything.get(group[0].heading, []), key=lambda u: u.order)
+        }
+        if (
+            not chosen
+            and whole
+            and len(whole) <= max_units + 1
+            and sum(len(t) for t in whole) <= 900
+        ):
             chosen = list(whole.values())  # a short section reads best whole
             break
         top = sorted(group, key=lambda u: -u.score)
@@ -183,8 +223,12 @@ def extractive_answer(question: str, passages: list[Passage], *, intents: Sequen
     title = chosen[0].heading.split(" › ")[-1] if chosen[0].heading else first.filename
     where = first.filename + (f", page {first.pages}" if first.pages else "")
     drugs = first.metadata.get("drugs")
-    lines = [LABEL if confident else LABEL_UNSURE, "",
-             f"**{title}** — {where}" + (f" ({drugs})" if drugs else "") + f" [{chosen[0].n}]", ""]
+    lines = [
+        LABEL if confident else LABEL_UNSURE,
+        "",
+        f"**{title}** — {where}" + (f" ({drugs})" if drugs else "") + f" [{chosen[0].n}]",
+        "",
+    ]
     quotes: dict[int, list[str]] = {}
     for u in chosen:
         lines.append(f"{u.text} [{u.n}]")

@@ -57,8 +57,10 @@ def source_hash(model_dir: Path) -> str:
     """The weights and the config they are read with: what the ONNX file is derived from.
 
     Hashed once per process per file version (90 MB of weights)."""
-    stats = tuple((n, (model_dir / n).stat().st_size, (model_dir / n).stat().st_mtime_ns)
-                  for n in ("model.safetensors", "config.json"))
+    stats = tuple(
+        (n, (model_dir / n).stat().st_size, (model_dir / n).stat().st_mtime_ns)
+        for n in ("model.safetensors", "config.json")
+    )
     key = (str(model_dir), stats)
     if key not in _hashes:
         _hashes[key] = _source_hash(model_dir)
@@ -138,16 +140,25 @@ def _build(model_dir: Path, target: Path, source: str) -> Path:
         _export(model_dir, fp32)
         _quantise(fp32, int8)
         os.replace(int8, target / model_file)
-        manifest = {"source_sha256": source, "recipe": RECIPE, "model_file": model_file,
-                    "model_sha256": file_sha256(target / model_file), "versions": _versions(),
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        manifest = {
+            "source_sha256": source,
+            "recipe": RECIPE,
+            "model_file": model_file,
+            "model_sha256": file_sha256(target / model_file),
+            "versions": _versions(),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         tmp_manifest = Path(tmp) / "manifest.json"
         tmp_manifest.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         os.replace(tmp_manifest, target / "manifest.json")
-    for old in target.glob("model-*.onnx"):  # earlier builds (other weights): nothing refers to them now
+    for old in target.glob(
+        "model-*.onnx"
+    ):  # earlier builds (other weights): nothing refers to them now
         if old.name != model_file:
             old.unlink(missing_ok=True)
-    log.info("built the int8 ONNX embedder in %.1f s: %s", time.perf_counter() - t0, target / model_file)
+    log.info(
+        "built the int8 ONNX embedder in %.1f s: %s", time.perf_counter() - t0, target / model_file
+    )
     return target / model_file
 
 
@@ -165,16 +176,24 @@ def _export(model_dir: Path, out: Path) -> None:
             self.bert = bert
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
+            return self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     ids = torch.ones((2, 16), dtype=torch.long)
     axes = {n: {0: "batch", 1: "sequence"} for n in (*INPUTS, "last_hidden_state")}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on constant Python conditions
-        torch.onnx.export(Encoder(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out),
-                          input_names=list(INPUTS), output_names=["last_hidden_state"], dynamic_axes=axes,
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            Encoder(model),
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(out),
+            input_names=list(INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def _quantise(fp32: Path, out: Path) -> None:
@@ -199,4 +218,5 @@ class _DropPreprocessAdvice(logging.Filter):
 def _versions() -> dict[str, str]:
     import onnxruntime
     import torch
+
     return {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}

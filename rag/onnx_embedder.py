@@ -48,8 +48,12 @@ class OnnxEmbedder(Embedder):
                 opts.intra_op_num_threads = self.threads
                 opts.inter_op_num_threads = 1
                 opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared cores
-                self._session = ort.InferenceSession(str(built.path), opts, providers=["CPUExecutionProvider"])
+                opts.add_session_config_entry(
+                    "session.intra_op.allow_spinning", "0"
+                )  # shared cores
+                self._session = ort.InferenceSession(
+                    str(built.path), opts, providers=["CPUExecutionProvider"]
+                )
                 self._tokenizer = tok
                 self.model_path = built.path
             return self._session, self._tokenizer
@@ -67,7 +71,7 @@ class OnnxEmbedder(Embedder):
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(texts), DIMENSION), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -75,8 +79,10 @@ class OnnxEmbedder(Embedder):
                 n = len(encodings[i].ids)
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                        "token_type_ids": np.zeros_like(ids)})[0]
+            hidden = session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
             m = mask[..., None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)

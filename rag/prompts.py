@@ -15,24 +15,36 @@ Quote doses and limits exactly as the source gives them. If the sources disagree
 End with one line: "For professional use; verify against the full prescribing information."
 """
 
-STRICT_RULE = ("If the sources do not answer the question, say that the uploaded documents do not cover it; "
-               "do not answer from general knowledge.")
-GENERAL_RULE = ("If the sources do not fully answer the question you may add general pharmacological knowledge, "
-                "but mark those sentences with '(general knowledge, not from your documents)'.")
+STRICT_RULE = (
+    "If the sources do not answer the question, say that the uploaded documents do not cover it; "
+    "do not answer from general knowledge."
+)
+GENERAL_RULE = (
+    "If the sources do not fully answer the question you may add general pharmacological knowledge, "
+    "but mark those sentences with '(general knowledge, not from your documents)'."
+)
 
-NOT_COVERED = ("Your documents don't cover this question, so I won't guess. Upload a reference that covers it "
-               "(for example the drug's prescribing information).")
-_RELAX_OFFLINE = ("Turning off strict mode in Settings shows the closest passages anyway, labelled as possibly "
-                  "not answering the question.")
+NOT_COVERED = (
+    "Your documents don't cover this question, so I won't guess. Upload a reference that covers it "
+    "(for example the drug's prescribing information)."
+)
+_RELAX_OFFLINE = (
+    "Turning off strict mode in Settings shows the closest passages anyway, labelled as possibly "
+    "not answering the question."
+)
 _RELAX_MODEL = "Turning off strict mode in Settings allows a general answer, clearly marked as not from your documents."
 
 
-def not_covered(missing: list[str] | None = None, *, strict: bool = True, with_model: bool = False) -> str:
+def not_covered(
+    missing: list[str] | None = None, *, strict: bool = True, with_model: bool = False
+) -> str:
     """The refusal: names the drugs no document is about, and only offers a toggle that changes something."""
     if missing:
         names = ", ".join(missing)
-        text = (f"None of your documents is about {names}, so I won't answer from another drug's label. "
-                f"Upload a reference for {names} (for example its prescribing information).")
+        text = (
+            f"None of your documents is about {names}, so I won't answer from another drug's label. "
+            f"Upload a reference for {names} (for example its prescribing information)."
+        )
     else:
         text = NOT_COVERED
     if strict:
@@ -42,38 +54,62 @@ def not_covered(missing: list[str] | None = None, *, strict: bool = True, with_m
 
 def source_label(p: Passage) -> str:
     pages = p.pages
-    where = f", page {pages}" if pages and "-" not in pages else (f", pages {pages}" if pages else "")
+    where = (
+        f", page {pages}" if pages and "-" not in pages else (f", pages {pages}" if pages else "")
+    )
     section = p.metadata.get("heading")
     drugs = p.metadata.get("drugs")
     ocr = " [text read by OCR from a scan]" if p.metadata.get("ocr") else ""
-    return (f"{p.filename}{where}" + (f" ({drugs})" if drugs else "") + (f" — {section}" if section else "")
-            + ocr)
+    return (
+        f"{p.filename}{where}"
+        + (f" ({drugs})" if drugs else "")
+        + (f" — {section}" if section else "")
+        + ocr
+    )
 
 
-def build_messages(question: str, passages: list[Passage], history: list[dict], strict: bool = True,
-                   history_turns: int = 4) -> list[dict]:
+def build_messages(
+    question: str,
+    passages: list[Passage],
+    history: list[dict],
+    strict: bool = True,
+    history_turns: int = 4,
+) -> list[dict]:
     system = SYSTEM_PROMPT.format(scope_rule=STRICT_RULE if strict else GENERAL_RULE)
     sources = "\n\n".join(f"[{i}] {source_label(p)}\n{p.text}" for i, p in enumerate(passages, 1))
     msgs = [{"role": "system", "content": system}]
-    for m in history[-history_turns * 2:]:
+    for m in history[-history_turns * 2 :]:
         if m.get("role") in ("user", "assistant"):
             msgs.append({"role": m["role"], "content": m["content"][:4000]})
-    msgs.append({"role": "user", "content": f"Sources:\n\n{sources or '(none)'}\n\nQuestion: {question}"})
+    msgs.append(
+        {"role": "user", "content": f"Sources:\n\n{sources or '(none)'}\n\nQuestion: {question}"}
+    )
     return msgs
 
 
-def sources_payload(passages: list[Passage], snippet_chars: int = 300,
-                    quotes: dict[int, list[str]] | None = None) -> list[dict]:
+def sources_payload(
+    passages: list[Passage], snippet_chars: int = 300, quotes: dict[int, list[str]] | None = None
+) -> list[dict]:
     """What a message stores about each cited source (DESIGN D8); `quotes`: source n -> quoted text."""
     out = []
     for i, p in enumerate(passages, 1):
-        out.append({"n": i, "document_id": p.document_id, "chunk_id": p.chunk_id, "filename": p.filename,
-                    "page": p.metadata.get("page_start"), "pages": p.pages or None,
-                    "section": p.metadata.get("heading"), "section_code": p.metadata.get("section_code"),
-                    "snippet": p.text[:snippet_chars],
-                    "drugs": p.metadata.get("drugs") or None, "kind": p.metadata.get("kind"),
-                    "ocr": bool(p.metadata.get("ocr")),
-                    "quotes": list(quotes.get(i, [])) if quotes else [],
-                    "score": round(p.score, 5),
-                    "similarity": None if p.similarity is None else round(p.similarity, 4)})
+        out.append(
+            {
+                "n": i,
+                "document_id": p.document_id,
+                "chunk_id": p.chunk_id,
+                "filename": p.filename,
+                "page": p.metadata.get("page_start"),
+                "pages": p.pages or None,
+                "section": p.metadata.get("heading"),
+                "section_code": p.metadata.get("section_code"),
+                "snippet": p.text[:snippet_chars],
+                "drugs": p.metadata.get("drugs") or None,
+                "kind": p.metadata.get("kind"),
+                "ocr": bool(p.metadata.get("ocr")),
+                "quotes": list(quotes.get(i, [])) if quotes else [],
+                "score": round(p.score, 5),
+                "similarity": None if p.similarity is None else round(p.similarity, 4),
+            }
+        )
     return out

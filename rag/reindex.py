@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class ReindexProgress:
     users_total: int = 0
     users_done: int = 0
-    chunks_total: int = 0   # of the user being re-indexed
+    chunks_total: int = 0  # of the user being re-indexed
     chunks_done: int = 0
     current_user: str | None = None
     running: bool = False
@@ -67,13 +67,21 @@ class Reindexer:
             t0 = time.perf_counter()
             try:
                 n = self.reindex_user(user_id, on_progress)
-            except Exception as e:  # leave this user stale (retried next start), go on with the others
+            except (
+                Exception
+            ) as e:  # leave this user stale (retried next start), go on with the others
                 log.exception("re-indexing user %s failed", user_id)
                 p.errors.append(f"{user_id}: {type(e).__name__}: {e}"[:300])
                 continue
             p.users_done += 1
-            log.info("re-indexed user %s: %d chunks in %.1f s (%d/%d users)", user_id, n,
-                     time.perf_counter() - t0, p.users_done, p.users_total)
+            log.info(
+                "re-indexed user %s: %d chunks in %.1f s (%d/%d users)",
+                user_id,
+                n,
+                time.perf_counter() - t0,
+                p.users_done,
+                p.users_total,
+            )
         p.current_user, p.running = None, False
         return p
 
@@ -87,21 +95,28 @@ class Reindexer:
         for start in range(0, len(ids), self.batch):
             if self._stop.is_set():
                 return p.chunks_done
-            part = ids[start:start + self.batch]
+            part = ids[start : start + self.batch]
             have = set(target.get(ids=part, include=[])["ids"])
             todo = [i for i in part if i not in have]
             res = stale.get(ids=todo, include=["documents", "metadatas"]) if todo else {"ids": []}
             if res["ids"]:
-                vectors = self.embedder.embed([stored_embedding_text(t, m) for t, m in
-                                               zip(res["documents"], res["metadatas"], strict=True)])
+                vectors = self.embedder.embed(
+                    [
+                        stored_embedding_text(t, m)
+                        for t, m in zip(res["documents"], res["metadatas"], strict=True)
+                    ]
+                )
                 with store.user_lock(user_id):  # only chunks not deleted or rewritten meanwhile
                     alive = set(stale.get(ids=res["ids"], include=[])["ids"])
                     alive -= set(target.get(ids=res["ids"], include=[])["ids"])
                     keep = [k for k, i in enumerate(res["ids"]) if i in alive]
                     if keep:
-                        target.upsert(ids=[res["ids"][k] for k in keep], embeddings=vectors[keep],
-                                      documents=[res["documents"][k] for k in keep],
-                                      metadatas=[res["metadatas"][k] for k in keep])
+                        target.upsert(
+                            ids=[res["ids"][k] for k in keep],
+                            embeddings=vectors[keep],
+                            documents=[res["documents"][k] for k in keep],
+                            metadatas=[res["metadatas"][k] for k in keep],
+                        )
             p.chunks_done = min(len(ids), start + len(part))
             if on_progress is not None:
                 on_progress(p)

@@ -25,9 +25,11 @@ class RetrievalConfig:
     rrf_k: int = 60
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
-    min_similarity: float = 0.35   # cosine, all-MiniLM-L6-v2
+    min_similarity: float = 0.35  # cosine, all-MiniLM-L6-v2
     min_bm25: float = 3.0
-    section_boost: float = 1.0     # fused score x (1 + boost) for a chunk in a section the question asks for
+    section_boost: float = (
+        1.0  # fused score x (1 + boost) for a chunk in a section the question asks for
+    )
 
 
 @dataclass
@@ -36,9 +38,9 @@ class Passage:
     document_id: str
     text: str
     metadata: dict[str, Any]
-    score: float                      # fused RRF score
-    similarity: float | None = None   # cosine, when the dense side found it
-    bm25: float | None = None         # when the lexical side found it
+    score: float  # fused RRF score
+    similarity: float | None = None  # cosine, when the dense side found it
+    bm25: float | None = None  # when the lexical side found it
     ranks: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -72,8 +74,10 @@ def rrf(rankings: dict[str, list[str]], weights: dict[str, float], k: int) -> di
     return scores
 
 
-_FOLLOW_UP = re.compile(r"\b(it|its|this|that|these|those|they|them|the drug|the same|what about|and for|how about)\b",
-                        re.IGNORECASE)
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|this|that|these|those|they|them|the drug|the same|what about|and for|how about)\b",
+    re.IGNORECASE,
+)
 
 
 def standalone_query(question: str, history: list[dict]) -> str:
@@ -94,30 +98,64 @@ def is_follow_up(question: str) -> bool:
 
 
 class Retriever:
-    def __init__(self, store: ChunkStore, lexical: LexicalIndex, embedder: Embedder,
-                 config: RetrievalConfig | None = None):
+    def __init__(
+        self,
+        store: ChunkStore,
+        lexical: LexicalIndex,
+        embedder: Embedder,
+        config: RetrievalConfig | None = None,
+    ):
         self.store = store
         self.lexical = lexical
         self.embedder = embedder
         self.config = config or RetrievalConfig()
 
-    async def retrieve(self, user_id: str, query: str, document_ids: list[str] | None,
-                       k: int | None = None, intents: list[str] | None = None) -> list[Passage]:
+    async def retrieve(
+        self,
+        user_id: str,
+        query: str,
+        document_ids: list[str] | None,
+        k: int | None = None,
+        intents: list[str] | None = None,
+    ) -> list[Passage]:
         emb = await asyncio.to_thread(self.embedder.embed_query, query)
-        return await asyncio.to_thread(self.retrieve_with_embedding, user_id, query, emb, document_ids, k,
-                                       intents=intents)
+        return await asyncio.to_thread(
+            self.retrieve_with_embedding, user_id, query, emb, document_ids, k, intents=intents
+        )
 
-    def retrieve_with_embedding(self, user_id: str, query: str, embedding, document_ids: list[str] | None,
-                                k: int | None = None, mode: str = "hybrid",
-                                intents: list[str] | None = None) -> list[Passage]:
+    def retrieve_with_embedding(
+        self,
+        user_id: str,
+        query: str,
+        embedding,
+        document_ids: list[str] | None,
+        k: int | None = None,
+        mode: str = "hybrid",
+        intents: list[str] | None = None,
+    ) -> list[Passage]:
         cfg = self.config
         k = k or cfg.k
-        dense = self.store.query(user_id, embedding, cfg.candidates, document_ids) if mode != "bm25" else []
-        lex = self.lexical.search(user_id, query, cfg.candidates, document_ids) if mode != "dense" else []
+        dense = (
+            self.store.query(user_id, embedding, cfg.candidates, document_ids)
+            if mode != "bm25"
+            else []
+        )
+        lex = (
+            self.lexical.search(user_id, query, cfg.candidates, document_ids)
+            if mode != "dense"
+            else []
+        )
         by_id: dict[str, Passage] = {}
         for rank, h in enumerate(dense, 1):
-            by_id[h.chunk_id] = Passage(h.chunk_id, h.document_id, h.text, h.metadata, 0.0, h.similarity,
-                                        ranks={"dense": rank})
+            by_id[h.chunk_id] = Passage(
+                h.chunk_id,
+                h.document_id,
+                h.text,
+                h.metadata,
+                0.0,
+                h.similarity,
+                ranks={"dense": rank},
+            )
         missing = []
         for rank, (cid, doc, score) in enumerate(lex, 1):
             p = by_id.get(cid)
@@ -126,8 +164,11 @@ class Retriever:
                 p = by_id[cid] = Passage(cid, doc, "", {}, 0.0)
             p.bm25 = score
             p.ranks["bm25"] = rank
-        fused = rrf({"dense": [h.chunk_id for h in dense], "bm25": [c for c, _, _ in lex]},
-                    {"dense": cfg.dense_weight, "bm25": cfg.lexical_weight}, cfg.rrf_k)
+        fused = rrf(
+            {"dense": [h.chunk_id for h in dense], "bm25": [c for c, _, _ in lex]},
+            {"dense": cfg.dense_weight, "bm25": cfg.lexical_weight},
+            cfg.rrf_k,
+        )
         for cid, s in fused.items():
             by_id[cid].score = s
         if intents is not None and cfg.section_boost:
@@ -143,13 +184,19 @@ class Retriever:
         if not passages:
             return
         res = self.store.get(user_id, ids=[p.chunk_id for p in passages])
-        found = {i: (t, m) for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)}
+        found = {
+            i: (t, m)
+            for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+        }
         for p in passages:
             if p.chunk_id in found and found[p.chunk_id][1].get("user_id") == str(user_id):
                 p.text, p.metadata = found[p.chunk_id]
 
     def relevant(self, passages: list[Passage]) -> list[Passage]:
         cfg = self.config
-        return [p for p in passages
-                if (p.similarity is not None and p.similarity >= cfg.min_similarity)
-                or (p.bm25 is not None and p.bm25 >= cfg.min_bm25)]
+        return [
+            p
+            for p in passages
+            if (p.similarity is not None and p.similarity >= cfg.min_similarity)
+            or (p.bm25 is not None and p.bm25 >= cfg.min_bm25)
+        ]

@@ -20,13 +20,15 @@ from .retriever import is_follow_up
 class ScopedDocument:
     id: str
     drugs: tuple[str, ...]
-    products: tuple[str, ...] = ()  # product names as the file gives them ("Children's Cough & Cold")
+    products: tuple[
+        str, ...
+    ] = ()  # product names as the file gives them ("Children's Cough & Cold")
 
 
 @dataclass
 class DrugScope:
     asked: list[str] = field(default_factory=list)  # the drugs the question is about
-    inherited: bool = False                         # taken from an earlier question
+    inherited: bool = False  # taken from an earlier question
     document_ids: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # asked about, but no document is about them
     by_product: bool = False  # scoped by a product named in words
@@ -37,8 +39,12 @@ class DrugScope:
         return bool(self.asked) and not self.document_ids
 
 
-def scope_by_drug(lexicon: DrugLexicon, question: str, earlier_questions: Sequence[str],
-                  documents: Iterable[ScopedDocument]) -> DrugScope:
+def scope_by_drug(
+    lexicon: DrugLexicon,
+    question: str,
+    earlier_questions: Sequence[str],
+    documents: Iterable[ScopedDocument],
+) -> DrugScope:
     documents = list(documents)
     library_drugs = {d for doc in documents for d in doc.drugs}
     extra = lexicon.surface_forms(library_drugs)
@@ -50,18 +56,28 @@ def scope_by_drug(lexicon: DrugLexicon, question: str, earlier_questions: Sequen
             if asked:
                 inherited = True
                 break
-    if not asked:  # names no drug: a product named in words, else every document; one drug is quoted
+    if (
+        not asked
+    ):  # names no drug: a product named in words, else every document; one drug is quoted
         by_product = _named_products(question, documents)
-        return DrugScope(document_ids=by_product or [d.id for d in documents], by_product=bool(by_product))
+        return DrugScope(
+            document_ids=by_product or [d.id for d in documents], by_product=bool(by_product)
+        )
     ids = [d.id for d in documents if set(d.drugs) & set(asked)]
-    return DrugScope(asked=asked, inherited=inherited, document_ids=ids,
-                     missing=[a for a in asked if a not in library_drugs])
+    return DrugScope(
+        asked=asked,
+        inherited=inherited,
+        document_ids=ids,
+        missing=[a for a in asked if a not in library_drugs],
+    )
 
 
 # words every product name may carry; they say nothing about which product
-_GENERIC = frozenset("""tablets tablet capsules capsule injection solution oral syrup suspension liquid children
+_GENERIC = frozenset(
+    """tablets tablet capsules capsule injection solution oral syrup suspension liquid children
 childrens child adult adults night time day extra strength maximum relief cream ointment film coated extended
-release kit pen prefilled syringe vial for and with the of plus formula original drops spray usp""".split())
+release kit pen prefilled syringe vial for and with the of plus formula original drops spray usp""".split()
+)
 
 
 def _distinctive(text: str) -> set[str]:
@@ -73,7 +89,11 @@ def _named_products(question: str, documents: list[ScopedDocument]) -> list[str]
     asked = _distinctive(question)
     best, ids = 0, []
     for doc in documents:
-        overlap = len(asked & set().union(*(_distinctive(p) for p in doc.products))) if doc.products else 0
+        overlap = (
+            len(asked & set().union(*(_distinctive(p) for p in doc.products)))
+            if doc.products
+            else 0
+        )
         if overlap > best:
             best, ids = overlap, [doc.id]
         elif overlap == best and overlap:

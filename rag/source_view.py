@@ -72,12 +72,17 @@ def highlight(title: str, text: str, quotes: list[str]) -> SourceView:
     return SourceView(title, text, _merge(spans))
 
 
-def section_text(loaded: LoadedDocument, heading: str | None, code: str | None = None) -> str | None:
+def section_text(
+    loaded: LoadedDocument, heading: str | None, code: str | None = None
+) -> str | None:
     """The whole section a chunk came from: every part the loader emitted under that heading."""
     if not heading and not code:
         return None
-    parts = [s.text for s in loaded.sections
-             if (heading and s.heading == heading) or (code and not heading and s.code == code)]
+    parts = [
+        s.text
+        for s in loaded.sections
+        if (heading and s.heading == heading) or (code and not heading and s.code == code)
+    ]
     return "\n\n".join(parts) or None
 
 
@@ -86,7 +91,9 @@ def page_text(loaded: LoadedDocument, page: int) -> str | None:
     return "\n\n".join(parts) or None
 
 
-def locate(loaded: LoadedDocument, source: dict, *, whole_section: bool = False) -> SourceView | None:
+def locate(
+    loaded: LoadedDocument, source: dict, *, whole_section: bool = False
+) -> SourceView | None:
     """The view of `source` (a stored sources entry): its page, or its section when it has no
     page or the whole section is asked for; None when neither can be found in the document."""
     name = source.get("filename") or "document"

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from localbase.files import private_dir, secure_tree
+from pharmgpt.localbase.files import private_dir, secure_tree
 
 from .embeddings import TORCH_NAME
 
@@ -58,8 +57,13 @@ def recorded_embedder(collection) -> str:
 
 
 class ChunkStore:
-    def __init__(self, path: Path | None = None, host: str | None = None, port: int = 8000,
-                 embedder: str = TORCH_NAME):
+    def __init__(
+        self,
+        path: Path | None = None,
+        host: str | None = None,
+        port: int = 8000,
+        embedder: str = TORCH_NAME,
+    ):
         self.path = path
         self.host = host
         self.port = port
@@ -76,9 +80,12 @@ class ChunkStore:
             if self._client is None:
                 import chromadb
                 from chromadb.config import Settings as ChromaSettings
+
                 settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
                 if self.host:
-                    self._client = chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
+                    self._client = chromadb.HttpClient(
+                        host=self.host, port=self.port, settings=settings
+                    )
                 else:
                     if self.path is None:
                         raise ValueError("ChunkStore needs a path or a host")
@@ -97,8 +104,11 @@ class ChunkStore:
         if col is not None:
             return col
         if create:
-            col = self.client.get_or_create_collection(name, embedding_function=None, metadata={
-                "hnsw:space": "cosine", "owner": owner, "embedder": self.embedder})
+            col = self.client.get_or_create_collection(
+                name,
+                embedding_function=None,
+                metadata={"hnsw:space": "cosine", "owner": owner, "embedder": self.embedder},
+            )
         else:
             try:
                 col = self.client.get_collection(name, embedding_function=None)
@@ -122,8 +132,10 @@ class ChunkStore:
 
     def _text_collections(self, user_id: str) -> list:
         """Every collection holding the user's chunk texts, the current embedder's last (it wins)."""
-        cols = [self._open(collection_name(user_id), str(user_id), False),
-                self._open(staging_name(user_id), str(user_id), False)]
+        cols = [
+            self._open(collection_name(user_id), str(user_id), False),
+            self._open(staging_name(user_id), str(user_id), False),
+        ]
         cols = [c for c in cols if c is not None]
         return sorted(cols, key=lambda c: recorded_embedder(c) == self.embedder)
 
@@ -132,20 +144,33 @@ class ChunkStore:
         active = self._open(collection_name(user_id), str(user_id), create=False)
         return active is not None and recorded_embedder(active) != self.embedder
 
-    def upsert(self, user_id: str, ids: list[str], embeddings: np.ndarray, texts: list[str],
-               metadatas: list[dict[str, Any]], batch: int = 1000) -> None:
+    def upsert(
+        self,
+        user_id: str,
+        ids: list[str],
+        embeddings: np.ndarray,
+        texts: list[str],
+        metadatas: list[dict[str, Any]],
+        batch: int = 1000,
+    ) -> None:
         for m in metadatas:
             m["user_id"] = str(user_id)
         with self.user_lock(user_id):
             col = self._collection(user_id)
             for i in range(0, len(ids), batch):
-                col.upsert(ids=ids[i:i + batch], embeddings=embeddings[i:i + batch], documents=texts[i:i + batch],
-                           metadatas=metadatas[i:i + batch])
+                col.upsert(
+                    ids=ids[i : i + batch],
+                    embeddings=embeddings[i : i + batch],
+                    documents=texts[i : i + batch],
+                    metadatas=metadatas[i : i + batch],
+                )
             if self.path is not None and not self.host and col.name not in self._secured:
                 secure_tree(self.path)  # the collection's segment files appear on its first write
                 self._secured.add(col.name)
 
-    def query(self, user_id: str, embedding: np.ndarray, k: int, document_ids: list[str] | None = None) -> list[Hit]:
+    def query(
+        self, user_id: str, embedding: np.ndarray, k: int, document_ids: list[str] | None = None
+    ) -> list[Hit]:
         """Nearest chunks of this user's, optionally only from `document_ids` (an empty list finds nothing)."""
         if document_ids is not None and not document_ids:
             return []
@@ -155,19 +180,40 @@ class ChunkStore:
         # No `user_id` where-filter: the collection is the user's own, and every hit's owner is
         # checked below. In Chroma a where-filter that matches the whole collection costs ~20x the
         # search itself (190 vs 8.5 ms p50 at 14,000 chunks, BENCHMARKS.md, issue #14).
-        where = {"document_id": {"$in": [str(d) for d in document_ids]}} if document_ids is not None else None
-        res = col.query(query_embeddings=[embedding], n_results=k, where=where,
-                        include=["documents", "metadatas", "distances"])
+        where = (
+            {"document_id": {"$in": [str(d) for d in document_ids]}}
+            if document_ids is not None
+            else None
+        )
+        res = col.query(
+            query_embeddings=[embedding],
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
         hits = []
-        for cid, text, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
-                                         res["distances"][0], strict=True):
-            if meta.get("user_id") != str(user_id):  # belt and braces: never hand out a foreign chunk
+        for cid, text, meta, dist in zip(
+            res["ids"][0],
+            res["documents"][0],
+            res["metadatas"][0],
+            res["distances"][0],
+            strict=True,
+        ):
+            if meta.get("user_id") != str(
+                user_id
+            ):  # belt and braces: never hand out a foreign chunk
                 continue
             hits.append(Hit(cid, meta["document_id"], text, meta, 1.0 - float(dist)))
         return hits
 
-    def get(self, user_id: str, *, ids: list[str] | None = None, document_id: str | None = None,
-            embeddings: bool = False) -> dict[str, list]:
+    def get(
+        self,
+        user_id: str,
+        *,
+        ids: list[str] | None = None,
+        document_id: str | None = None,
+        embeddings: bool = False,
+    ) -> dict[str, list]:
         """Raw records of the user's own collection (ids, documents, metadatas[, embeddings]).
 
         Embeddings come only from the current embedder's collection; texts from both while re-indexing.
@@ -188,8 +234,12 @@ class ChunkStore:
             res = col.get(ids=ids, where=where, include=include)
             for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
                 merged[i] = (t, m)
-        return {"ids": list(merged), "documents": [t for t, _ in merged.values()],
-                "metadatas": [m for _, m in merged.values()], "embeddings": []}
+        return {
+            "ids": list(merged),
+            "documents": [t for t, _ in merged.values()],
+            "metadatas": [m for _, m in merged.values()],
+            "embeddings": [],
+        }
 
     def close(self) -> None:
         """Let go of the client and cached collections (each holds memory); reopened on next use."""
@@ -201,15 +251,19 @@ class ChunkStore:
 
     def get_document_chunks(self, user_id: str, document_id: str) -> list[Hit]:
         res = self.get(user_id, document_id=document_id)
-        hits = [Hit(i, m["document_id"], t, m, 1.0) for i, t, m in zip(res["ids"], res["documents"],
-                                                                       res["metadatas"], strict=True)]
+        hits = [
+            Hit(i, m["document_id"], t, m, 1.0)
+            for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+        ]
         return sorted(hits, key=lambda h: h.metadata.get("chunk_index", 0))
 
     def all_chunks(self, user_id: str) -> list[tuple[str, str, str]]:
         """(chunk_id, document_id, text) of every chunk the user has: the lexical index's corpus."""
         res = self.get(user_id)
-        return [(i, m["document_id"], t) for i, t, m in zip(res["ids"], res["documents"], res["metadatas"],
-                                                            strict=True)]
+        return [
+            (i, m["document_id"], t)
+            for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+        ]
 
     def delete_documents(self, user_id: str, document_ids: list[str]) -> None:
         if not document_ids:
@@ -219,8 +273,11 @@ class ChunkStore:
                 col.delete(where={"document_id": {"$in": [str(d) for d in document_ids]}})
 
     def document_ids(self, user_id: str) -> set[str]:
-        return {m["document_id"] for col in self._text_collections(user_id)
-                for m in col.get(include=["metadatas"])["metadatas"]}
+        return {
+            m["document_id"]
+            for col in self._text_collections(user_id)
+            for m in col.get(include=["metadatas"])["metadatas"]
+        }
 
     def users(self) -> list[str]:
         """Owners of every collection in the store (for reconcile)."""
@@ -239,7 +296,11 @@ class ChunkStore:
         for col in self.client.list_collections():
             if isinstance(col, str):
                 col = self.client.get_collection(col, embedding_function=None)
-            if col.name.startswith("u_") and _UUID_HEX.match(col.name[2:]) and recorded_embedder(col) != self.embedder:
+            if (
+                col.name.startswith("u_")
+                and _UUID_HEX.match(col.name[2:])
+                and recorded_embedder(col) != self.embedder
+            ):
                 out.append(str(uuid.UUID(col.name[2:])))
         return out
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.config import Settings
-from services.container import Services
-from services.errors import PharmGPTError
+from pharmgpt.services.config import Settings
+from pharmgpt.services.container import Services
+from pharmgpt.services.errors import PharmGPTError
 
 from . import source_view
 from .embeddings import Embedder, shared_embedder
@@ -30,35 +30,65 @@ def make_provider(settings: Settings):
     if settings.groq_api_key:
         from .llm import GroqProvider
         from .llm.groq_provider import DEFAULT_MODELS
-        return GroqProvider(settings.groq_api_key,
-                            models=[DEFAULT_MODELS[0], *fallbacks] if fallbacks else DEFAULT_MODELS)
+
+        return GroqProvider(
+            settings.groq_api_key,
+            models=[DEFAULT_MODELS[0], *fallbacks] if fallbacks else DEFAULT_MODELS,
+        )
     if settings.openai_base_url:
         from .llm import OpenAICompatProvider
-        return OpenAICompatProvider(settings.openai_base_url, settings.openai_api_key, settings.openai_model)
+
+        return OpenAICompatProvider(
+            settings.openai_base_url, settings.openai_api_key, settings.openai_model
+        )
     return None
 
 
 class RagSystem:
-    def __init__(self, services: Services, *, embedder: Embedder | None = None, provider=None,
-                 use_configured_provider: bool = True):
+    def __init__(
+        self,
+        services: Services,
+        *,
+        embedder: Embedder | None = None,
+        provider=None,
+        use_configured_provider: bool = True,
+    ):
         s = services.settings
         self.services = services
         self.embedder = embedder or shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
         host, port = s.chroma_host, s.chroma_port
         if not host:  # `pharmgpt run` may serve this data directory's store already: use it then
-            from localbase.chroma import running_server
+            from pharmgpt.localbase.chroma import running_server
+
             host, port = running_server(s.data_dir / "chroma") or (None, port)
-        self.store = ChunkStore(path=s.data_dir / "chroma", host=host, port=port, embedder=self.embedder.name)
+        self.store = ChunkStore(
+            path=s.data_dir / "chroma", host=host, port=port, embedder=self.embedder.name
+        )
         self.lexical = LexicalIndex(s.data_dir / "lexical", self.store)
         self.reindexer = Reindexer(self.store, self.embedder)
-        self.index = RagIndex(self.store, self.lexical, self.embedder, lexicon_dir=s.data_dir / "cache")
-        self.retriever = Retriever(self.store, self.lexical, self.embedder, RetrievalConfig(
-            dense_weight=s.rrf_dense_weight, lexical_weight=s.rrf_lexical_weight,
-            min_similarity=s.min_similarity, min_bm25=s.min_bm25))
+        self.index = RagIndex(
+            self.store, self.lexical, self.embedder, lexicon_dir=s.data_dir / "cache"
+        )
+        self.retriever = Retriever(
+            self.store,
+            self.lexical,
+            self.embedder,
+            RetrievalConfig(
+                dense_weight=s.rrf_dense_weight,
+                lexical_weight=s.rrf_lexical_weight,
+                min_similarity=s.min_similarity,
+                min_bm25=s.min_bm25,
+            ),
+        )
         if provider is None and use_configured_provider:
             provider = make_provider(s)
-        self.engine = ChatEngine(services, self.retriever, provider, lexicon=lambda: self.index.lexicon,
-                                 gate=RelevanceGate(s.min_similarity, s.min_bm25))
+        self.engine = ChatEngine(
+            services,
+            self.retriever,
+            provider,
+            lexicon=lambda: self.index.lexicon,
+            gate=RelevanceGate(s.min_similarity, s.min_bm25),
+        )
         self.worker = IngestWorker(services, self.index)
         services.documents.on_documents_deleted = self.index.drop_documents
         services.conversations.on_documents_deleted = self.index.drop_documents
@@ -72,12 +102,16 @@ class RagSystem:
         another embedder built (in the background: queries keep working meanwhile)."""
         if self._worker_task is None:
             self._stop.clear()
-            self._worker_task = asyncio.get_running_loop().create_task(self.worker.run_forever(self._stop))
+            self._worker_task = asyncio.get_running_loop().create_task(
+                self.worker.run_forever(self._stop)
+            )
         self.start_reindex()
 
     def start_reindex(self) -> None:
         if self._reindex_task is None or self._reindex_task.done():
-            self._reindex_task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reindexer.run))
+            self._reindex_task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.reindexer.run)
+            )
 
     @property
     def reindex_progress(self) -> dict:
@@ -107,8 +141,15 @@ class RagSystem:
 
         def _read():
             from .loaders import load_document
-            return load_document(doc.filename, self.services.blobs.get(doc.sha256), doc.file_type,
-                                 max_pages=self.services.settings.max_pages, only_page=page)
+
+            return load_document(
+                doc.filename,
+                self.services.blobs.get(doc.sha256),
+                doc.file_type,
+                max_pages=self.services.settings.max_pages,
+                only_page=page,
+            )
+
         try:
             return await asyncio.to_thread(_read)
         except (FileNotFoundError, PharmGPTError):
@@ -129,11 +170,15 @@ class RagSystem:
     async def _all_documents(self, columns: str):
         """Every document row, a page at a time (an admin command: the service role)."""
         svc = self.services.backend.service
-        page = max(1, self.services.backend.settings.db_max_rows)  # pages no larger than the API's max-rows
+        page = max(
+            1, self.services.backend.settings.db_max_rows
+        )  # pages no larger than the API's max-rows
         offset = 0
         while True:
-            r = await self.services.backend.execute(svc.table("documents").select(columns).order("id")
-                                                    .range(offset, offset + page - 1), what="documents")
+            r = await self.services.backend.execute(
+                svc.table("documents").select(columns).order("id").range(offset, offset + page - 1),
+                what="documents",
+            )
             for row in r.data:
                 yield row
             if len(r.data) < page:
@@ -149,9 +194,13 @@ class RagSystem:
 
     async def outdated_documents(self, user_id: str | None = None) -> list[dict]:
         """Ready documents (of one user, or everyone's) indexed before the current INDEX_FORMAT."""
-        return [row async for row in self._all_documents("id,user_id,status,metadata")
-                if row["status"] == "ready" and (user_id is None or row["user_id"] == user_id)
-                and int((row.get("metadata") or {}).get("index_format") or 0) < INDEX_FORMAT]
+        return [
+            row
+            async for row in self._all_documents("id,user_id,status,metadata")
+            if row["status"] == "ready"
+            and (user_id is None or row["user_id"] == user_id)
+            and int((row.get("metadata") or {}).get("index_format") or 0) < INDEX_FORMAT
+        ]
 
     async def reindex_outdated(self, user_id: str | None = None) -> int:
         """Queue every outdated document for ingestion again; the worker rebuilds its chunks with

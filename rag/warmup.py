@@ -61,7 +61,9 @@ class Warmup:
 
     def _shared_parts(self) -> None:
         rag = self.rag
-        rag.embedder.embed_query("warm-up: recommended starting dose")  # loads the model, runs it once
+        rag.embedder.embed_query(
+            "warm-up: recommended starting dose"
+        )  # loads the model, runs it once
         rag.store.client  # noqa: B018 - opens the Chroma store
         rag.lexical.stemmer  # noqa: B018
         rag.index.lexicon  # noqa: B018 - the drug names used to scope questions
@@ -75,8 +77,11 @@ class Warmup:
         def _load() -> None:
             if not self.rag.store.count(user_id):
                 return  # nothing indexed yet: nothing to open (and no empty BM25 index to build)
-            self.rag.store.query(user_id, self.rag.embedder.embed_query("dose"), 1)  # the vector index
+            self.rag.store.query(
+                user_id, self.rag.embedder.embed_query("dose"), 1
+            )  # the vector index
             self.rag.lexical.search(user_id, "dose", 1)
+
         try:
             await asyncio.to_thread(_load)
         except Exception:

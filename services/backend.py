@@ -41,10 +41,35 @@ from .errors import (
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003", "500", "502", "503", "504", "520",
-                    "40001", "40P01", "57P01", "53300"}
-_VALIDATION_CODES = {"23502", "23514", "22P02", "22001", "22003", "22007", "22008", "22023", "PGRST100",
-                     "PGRST102", "PGRST204", "P0001"}
+_TRANSIENT_CODES = {
+    "PGRST000",
+    "PGRST001",
+    "PGRST002",
+    "PGRST003",
+    "500",
+    "502",
+    "503",
+    "504",
+    "520",
+    "40001",
+    "40P01",
+    "57P01",
+    "53300",
+}
+_VALIDATION_CODES = {
+    "23502",
+    "23514",
+    "22P02",
+    "22001",
+    "22003",
+    "22007",
+    "22008",
+    "22023",
+    "PGRST100",
+    "PGRST102",
+    "PGRST204",
+    "P0001",
+}
 _MAX_USER_CLIENTS = 512
 
 
@@ -59,8 +84,10 @@ def map_error(exc: BaseException, what: str = "request") -> PharmGPTError:
     if isinstance(exc, PharmGPTError):
         return exc
     if isinstance(exc, httpx.TransportError) or is_transient(exc):
-        return BackendUnavailable("The data store is not reachable right now. Please try again shortly.",
-                                  details=repr(exc))
+        return BackendUnavailable(
+            "The data store is not reachable right now. Please try again shortly.",
+            details=repr(exc),
+        )
     if not isinstance(exc, APIError):
         return PharmGPTError(f"Unexpected error during {what}", details=repr(exc))
     code = exc.code or ""
@@ -86,7 +113,11 @@ class _UserClient:
 
 class Backend:
     def __init__(self, settings: Settings):
-        if not (settings.supabase_url and settings.supabase_service_role_key and settings.supabase_anon_key):
+        if not (
+            settings.supabase_url
+            and settings.supabase_service_role_key
+            and settings.supabase_anon_key
+        ):
             raise ValueError("Backend needs SUPABASE_URL and both API keys")
         self.settings = settings
         self._signer = settings.signing_key()
@@ -96,9 +127,13 @@ class Backend:
         self._users: OrderedDict[str, _UserClient] = OrderedDict()
 
     def _options(self, bearer: str) -> AsyncClientOptions:
-        return AsyncClientOptions(headers={"Authorization": f"Bearer {bearer}"}, httpx_client=self._http,
-                                  postgrest_client_retry=False, auto_refresh_token=False,
-                                  persist_session=False)
+        return AsyncClientOptions(
+            headers={"Authorization": f"Bearer {bearer}"},
+            httpx_client=self._http,
+            postgrest_client_retry=False,
+            auto_refresh_token=False,
+            persist_session=False,
+        )
 
     async def start(self) -> None:
         if self._http is None:
@@ -108,8 +143,11 @@ class Backend:
                 follow_redirects=True,
             )
         if self._service is None:
-            self._service = await acreate_client(self.settings.supabase_url, self.settings.supabase_service_role_key,
-                                                 self._options(self.settings.supabase_service_role_key))
+            self._service = await acreate_client(
+                self.settings.supabase_url,
+                self.settings.supabase_service_role_key,
+                self._options(self.settings.supabase_service_role_key),
+            )
 
     async def close(self) -> None:
         self._users.clear()
@@ -129,9 +167,17 @@ class Backend:
         in the header. session_id is fresh per token: PharmGPT's own session ids stay server-side."""
         ttl = self.settings.user_jwt_ttl_s
         now = int(time.time())
-        claims = {"iss": self._issuer, "aud": "authenticated", "role": "authenticated", "sub": str(user_id),
-                  "iat": now, "exp": now + ttl, "session_id": str(uuid.uuid4()), "aal": "aal1",
-                  "is_anonymous": False}
+        claims = {
+            "iss": self._issuer,
+            "aud": "authenticated",
+            "role": "authenticated",
+            "sub": str(user_id),
+            "iat": now,
+            "exp": now + ttl,
+            "session_id": str(uuid.uuid4()),
+            "aal": "aal1",
+            "is_anonymous": False,
+        }
         return self._signer.sign(claims), now + ttl
 
     async def for_user(self, user_id: str) -> AsyncClient:
@@ -141,8 +187,9 @@ class Backend:
             self._users.move_to_end(user_id)
             return entry.client
         token, expires_at = self.user_token(user_id)
-        client = await acreate_client(self.settings.supabase_url, self.settings.supabase_anon_key,
-                                      self._options(token))
+        client = await acreate_client(
+            self.settings.supabase_url, self.settings.supabase_anon_key, self._options(token)
+        )
         self._users[user_id] = _UserClient(client, expires_at)
         self._users.move_to_end(user_id)
         while len(self._users) > _MAX_USER_CLIENTS:
@@ -152,8 +199,14 @@ class Backend:
     def forget_user(self, user_id: str) -> None:
         self._users.pop(user_id, None)
 
-    async def fetch_rows(self, make_query: Callable[[], Any], *, offset: int = 0, limit: int | None = None,
-                         what: str = "request") -> list[dict]:
+    async def fetch_rows(
+        self,
+        make_query: Callable[[], Any],
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        what: str = "request",
+    ) -> list[dict]:
         """Rows `offset`..`offset+limit-1` (all when `limit` is None) of a fresh query from
         `make_query()`, fetched in pages of at most `db_max_rows`.
 
@@ -178,7 +231,9 @@ class Backend:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(attempts),
-                wait=wait_exponential_jitter(multiplier=0.1, max=self.settings.retry_max_wait_s, jitter=0.1),
+                wait=wait_exponential_jitter(
+                    multiplier=0.1, max=self.settings.retry_max_wait_s, jitter=0.1
+                ),
                 retry=retry_if_exception(is_transient),
                 reraise=True,
             ):

@@ -11,7 +11,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from localbase.files import private_dir
+from pharmgpt.localbase.files import private_dir
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 

@@ -20,14 +20,18 @@ def rss_mb() -> float:
         with open("/proc/self/statm") as f:
             pages = int(f.read().split()[1])
         import os
+
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         import resource
+
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class TTLCache:
-    def __init__(self, ttls: dict[str, float], max_entries: int = 5000, memory_limit_mb: float = 2048):
+    def __init__(
+        self, ttls: dict[str, float], max_entries: int = 5000, memory_limit_mb: float = 2048
+    ):
         self.ttls = ttls
         self.max_entries = max_entries
         self.memory_limit_mb = memory_limit_mb

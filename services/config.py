@@ -14,11 +14,22 @@ from pathlib import Path
 from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a checkout, or site-packages when installed
-LEGACY_DATA_DIR = PROJECT_ROOT / ".pharmgpt"  # where a checkout kept its data before the per-user default
-SECRET_FIELDS = {"supabase_anon_key", "supabase_service_role_key", "supabase_jwt_secret", "groq_api_key",
-                 "openai_api_key", "supabase_jwt_signing_key"}
+LEGACY_DATA_DIR = (
+    PROJECT_ROOT / ".pharmgpt"
+)  # where a checkout kept its data before the per-user default
+SECRET_FIELDS = {
+    "supabase_anon_key",
+    "supabase_service_role_key",
+    "supabase_jwt_secret",
+    "groq_api_key",
+    "openai_api_key",
+    "supabase_jwt_signing_key",
+}
 # Supabase's current names for the API keys; the legacy names (the field names) work too
-ENV_ALIASES = {"supabase_anon_key": "SUPABASE_PUBLISHABLE_KEY", "supabase_service_role_key": "SUPABASE_SECRET_KEY"}
+ENV_ALIASES = {
+    "supabase_anon_key": "SUPABASE_PUBLISHABLE_KEY",
+    "supabase_service_role_key": "SUPABASE_SECRET_KEY",
+}
 _FROM_ENV = "from PHARMGPT_DATA_DIR"
 _LEGACY = "the checkout's old default, kept because it holds data; set PHARMGPT_DATA_DIR to move it"
 
@@ -58,7 +69,9 @@ def secrets_path() -> Path | None:
     candidates = [Path.cwd() / ".streamlit" / "secrets.toml"]
     if _is_checkout():
         candidates.append(PROJECT_ROOT / ".streamlit" / "secrets.toml")
-    candidates.append((Path(data).expanduser().resolve() if data else default_data_dir()) / "secrets.toml")
+    candidates.append(
+        (Path(data).expanduser().resolve() if data else default_data_dir()) / "secrets.toml"
+    )
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -104,11 +117,19 @@ def describe_data(settings: Settings) -> str:
 class Settings:
     # data store (no URL: the embedded local stack)
     supabase_url: str | None = None
-    supabase_anon_key: str | None = None  # sb_publishable_… (SUPABASE_PUBLISHABLE_KEY) or the legacy anon JWT
-    supabase_service_role_key: str | None = None  # sb_secret_… (SUPABASE_SECRET_KEY) or the legacy JWT
-    supabase_jwt_signing_key: str | None = None  # private JWK / PEM (ES256, RS256), or a file holding it
+    supabase_anon_key: str | None = (
+        None  # sb_publishable_… (SUPABASE_PUBLISHABLE_KEY) or the legacy anon JWT
+    )
+    supabase_service_role_key: str | None = (
+        None  # sb_secret_… (SUPABASE_SECRET_KEY) or the legacy JWT
+    )
+    supabase_jwt_signing_key: str | None = (
+        None  # private JWK / PEM (ES256, RS256), or a file holding it
+    )
     supabase_jwt_kid: str | None = None  # the kid, for a PEM key or an imported shared secret
-    supabase_jwt_secret: str | None = None  # legacy HS256 secret (or a shared secret imported with a kid)
+    supabase_jwt_secret: str | None = (
+        None  # legacy HS256 secret (or a shared secret imported with a kid)
+    )
     data_dir: Path = field(default_factory=default_data_dir)  # decided by data_dir() in load()
     # accounts and sessions
     bcrypt_rounds: int = 12
@@ -140,47 +161,53 @@ class Settings:
     # uploads
     max_upload_bytes: int = 25 * 1024 * 1024
     # RAG: ingestion, index and retrieval
-    chroma_host: str | None = None      # a Chroma server; unset: the embedded store in data_dir/chroma
+    chroma_host: str | None = None  # a Chroma server; unset: the embedded store in data_dir/chroma
     chroma_port: int = 8000
     chunk_size: int = 1000
     chunk_overlap: int = 200
     max_pages: int = 2000
-    max_ocr_pages: int = 100              # scanned pages (no text layer) or image frames OCR'd per file
+    max_ocr_pages: int = 100  # scanned pages (no text layer) or image frames OCR'd per file
     ingest_attempts: int = 3
     # where the ingestion worker runs: `pharmgpt run` supervises it as its own process and sets
     # this to false for Streamlit; true (a bare `streamlit run`, the AppTests) runs it in the app
     app_runs_worker: bool = True
-    worker_restart_max_s: float = 30.0    # the supervisor's longest wait before restarting a dead worker
+    worker_restart_max_s: float = (
+        30.0  # the supervisor's longest wait before restarting a dead worker
+    )
     # ingestion against hostile files (docs/security.md): each job is read in its own process
-    ingest_timeout_s: float = 120.0       # wall clock for reading one file...
-    ocr_page_timeout_s: float = 30.0      # ...plus this for each scanned page it has to OCR
-    ingest_memory_mb: int = 1024          # address space of that process
-    ingest_concurrency: int = 2           # jobs at once per worker, so one big file cannot hold the queue
-    ingest_heartbeat_s: int = 10          # a running job's lock is renewed this often...
-    ingest_stale_after_s: int = 60        # ...and reclaimed this long after the last renewal
-    max_chars: int = 5_000_000            # extracted characters per file
-    max_chunks: int = 10_000              # searchable passages per file
-    max_paragraphs: int = 200_000         # DOCX paragraphs + table cells, CSV cells
-    max_columns: int = 1_000              # CSV columns in one row
-    max_cell_chars: int = 20_000          # characters in one CSV cell
-    max_pdf_operators: int = 3_000_000    # PDF content-stream operators over all pages
+    ingest_timeout_s: float = 120.0  # wall clock for reading one file...
+    ocr_page_timeout_s: float = 30.0  # ...plus this for each scanned page it has to OCR
+    ingest_memory_mb: int = 1024  # address space of that process
+    ingest_concurrency: int = 2  # jobs at once per worker, so one big file cannot hold the queue
+    ingest_heartbeat_s: int = 10  # a running job's lock is renewed this often...
+    ingest_stale_after_s: int = 60  # ...and reclaimed this long after the last renewal
+    max_chars: int = 5_000_000  # extracted characters per file
+    max_chunks: int = 10_000  # searchable passages per file
+    max_paragraphs: int = 200_000  # DOCX paragraphs + table cells, CSV cells
+    max_columns: int = 1_000  # CSV columns in one row
+    max_cell_chars: int = 20_000  # characters in one CSV cell
+    max_pdf_operators: int = 3_000_000  # PDF content-stream operators over all pages
     max_xml_depth: int = 200
     max_unpacked_bytes: int = 200 * 2**20  # a DOCX's unzipped size
     # the embedder (rag/embeddings.py): onnx-int8 (built here from the packaged weights) or torch.
     # onnx-int8 is the default because it passed its quality gate (BENCHMARKS.md, issue #14)
     embedder: str = "onnx-int8"
-    embedder_threads: int = 0             # onnxruntime intra-op threads; 0: one per core, at most 4
+    embedder_threads: int = 0  # onnxruntime intra-op threads; 0: one per core, at most 4
     rrf_dense_weight: float = 1.0
     rrf_lexical_weight: float = 1.0
     min_similarity: float = 0.35
     min_bm25: float = 3.0
-    warm_start: bool = True  # load the embedder, Chroma and BM25 at start-up, not on the first question
+    warm_start: bool = (
+        True  # load the embedder, Chroma and BM25 at start-up, not on the first question
+    )
     # LLM: Groq when a key is set, else an OpenAI-compatible server when a URL is set, else offline
     groq_api_key: str | None = None
-    llm_fallback_models: str = ""         # Groq: replaces the provider's own fallbacks when set (comma-separated)
+    llm_fallback_models: str = (
+        ""  # Groq: replaces the provider's own fallbacks when set (comma-separated)
+    )
     openai_base_url: str | None = None
     openai_api_key: str | None = None
-    openai_model: str | None = None       # unset: the models the server lists at OPENAI_BASE_URL/models
+    openai_model: str | None = None  # unset: the models the server lists at OPENAI_BASE_URL/models
 
     @property
     def embedded(self) -> bool:
@@ -204,13 +231,17 @@ class Settings:
         for f in dataclasses.fields(cls):
             if f.name == "data_dir":
                 continue
-            bare = f.name.startswith(("supabase_", "chroma_", "openai_")) or f.name == "groq_api_key"
+            bare = (
+                f.name.startswith(("supabase_", "chroma_", "openai_")) or f.name == "groq_api_key"
+            )
             raw = get(f.name.upper()) if bare else get(f"PHARMGPT_{f.name.upper()}")
             if f.name in ENV_ALIASES:
                 alias = get(ENV_ALIASES[f.name])
                 if raw is not None and alias is not None and raw != alias:
-                    raise ConfigError(f"{f.name.upper()} and {ENV_ALIASES[f.name]} are both set, to different "
-                                      "keys: keep one")
+                    raise ConfigError(
+                        f"{f.name.upper()} and {ENV_ALIASES[f.name]} are both set, to different "
+                        "keys: keep one"
+                    )
                 raw = alias or raw
             if raw is None:
                 continue
@@ -222,22 +253,30 @@ class Settings:
 
     def validate(self) -> None:
         if self.supabase_url:
-            missing = [f"{ENV_ALIASES[k]} (or {k.upper()})" for k in ("supabase_anon_key", "supabase_service_role_key")
-                       if not getattr(self, k)]
+            missing = [
+                f"{ENV_ALIASES[k]} (or {k.upper()})"
+                for k in ("supabase_anon_key", "supabase_service_role_key")
+                if not getattr(self, k)
+            ]
             if not (self.supabase_jwt_signing_key or self.supabase_jwt_secret):
                 missing.append("SUPABASE_JWT_SIGNING_KEY (or, legacy, SUPABASE_JWT_SECRET)")
             if missing:
                 raise ConfigError(
-                    "SUPABASE_URL is set, so these are needed too: " + ", ".join(missing)
+                    "SUPABASE_URL is set, so these are needed too: "
+                    + ", ".join(missing)
                     + " (set them in the environment or .streamlit/secrets.toml; see docs/supabase.md)"
                 )
             if not self.supabase_url.startswith(("http://", "https://")):
-                raise ConfigError(f"SUPABASE_URL must start with http:// or https://, got {self.supabase_url!r}")
+                raise ConfigError(
+                    f"SUPABASE_URL must start with http:// or https://, got {self.supabase_url!r}"
+                )
             _check_api_key("SUPABASE_PUBLISHABLE_KEY", self.supabase_anon_key, "anon")
             _check_api_key("SUPABASE_SECRET_KEY", self.supabase_service_role_key, "service_role")
             self.signing_key()
         if not 4 <= self.bcrypt_rounds <= 16:
-            raise ConfigError(f"PHARMGPT_BCRYPT_ROUNDS must be between 4 and 16, got {self.bcrypt_rounds}")
+            raise ConfigError(
+                f"PHARMGPT_BCRYPT_ROUNDS must be between 4 and 16, got {self.bcrypt_rounds}"
+            )
         if self.user_jwt_ttl_s < 120:
             raise ConfigError("PHARMGPT_USER_JWT_TTL_S must be at least 120 seconds")
         if not 0 <= self.chunk_overlap < self.chunk_size:
@@ -245,16 +284,20 @@ class Settings:
         if self.session_ttl_s < 60:
             raise ConfigError("PHARMGPT_SESSION_TTL_S must be at least 60 seconds")
         if self.ingest_heartbeat_s * 3 > self.ingest_stale_after_s:
-            raise ConfigError("PHARMGPT_INGEST_STALE_AFTER_S must be at least 3 x PHARMGPT_INGEST_HEARTBEAT_S")
+            raise ConfigError(
+                "PHARMGPT_INGEST_STALE_AFTER_S must be at least 3 x PHARMGPT_INGEST_HEARTBEAT_S"
+            )
         if self.embedder not in ("onnx-int8", "torch"):
-            raise ConfigError(f"PHARMGPT_EMBEDDER must be onnx-int8 or torch, got {self.embedder!r}")
+            raise ConfigError(
+                f"PHARMGPT_EMBEDDER must be onnx-int8 or torch, got {self.embedder!r}"
+            )
         if self.session_max_age_s < 60:
             raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")
 
     def signing_key(self):
         """The key user tokens are signed with (a localbase.keys.SigningKey): the signing key if set,
         else the shared secret (HS256; with SUPABASE_JWT_KID when it was imported with one)."""
-        from localbase.keys import KeyMaterialError, SigningKey, load_signing_key
+        from pharmgpt.localbase.keys import KeyMaterialError, SigningKey, load_signing_key
 
         try:
             if self.supabase_jwt_signing_key:
@@ -263,15 +306,23 @@ class Settings:
                 return SigningKey.shared_secret(self.supabase_jwt_secret, self.supabase_jwt_kid)
         except KeyMaterialError as e:
             raise ConfigError(f"SUPABASE_JWT_SIGNING_KEY: {e}") from None
-        raise ConfigError("no signing key: set SUPABASE_JWT_SIGNING_KEY (or, legacy, SUPABASE_JWT_SECRET)")
+        raise ConfigError(
+            "no signing key: set SUPABASE_JWT_SIGNING_KEY (or, legacy, SUPABASE_JWT_SECRET)"
+        )
 
     @property
     def server_secret(self) -> bytes:
         """A secret only this server knows, for keyed hashes (e.g. unknown names in the audit log)."""
         import hashlib
 
-        material = self.supabase_jwt_signing_key or self.supabase_jwt_secret or self.supabase_service_role_key
-        return hashlib.sha256(b"pharmgpt-server-secret:" + (material or "pharmgpt").encode()).digest()
+        material = (
+            self.supabase_jwt_signing_key
+            or self.supabase_jwt_secret
+            or self.supabase_service_role_key
+        )
+        return hashlib.sha256(
+            b"pharmgpt-server-secret:" + (material or "pharmgpt").encode()
+        ).digest()
 
     def describe(self) -> dict[str, str]:
         """Every setting, secrets masked: for `pharmgpt doctor` and logs."""
@@ -289,13 +340,20 @@ def _check_api_key(name: str, value: str | None, role: str) -> None:
     would then run as service_role, past RLS."""
     if not value:
         return
-    from localbase.keys import PUBLISHABLE_PREFIX, SECRET_PREFIX, api_key_role, is_opaque_api_key
+    from pharmgpt.localbase.keys import (
+        PUBLISHABLE_PREFIX,
+        SECRET_PREFIX,
+        api_key_role,
+        is_opaque_api_key,
+    )
 
     if is_opaque_api_key(value):
         found = api_key_role(value)
         if found is None:
-            raise ConfigError(f"{name} must start with {PUBLISHABLE_PREFIX} or {SECRET_PREFIX} (or be a legacy "
-                              "JWT key)")
+            raise ConfigError(
+                f"{name} must start with {PUBLISHABLE_PREFIX} or {SECRET_PREFIX} (or be a legacy "
+                "JWT key)"
+            )
     else:
         import jwt
 
@@ -304,7 +362,9 @@ def _check_api_key(name: str, value: str | None, role: str) -> None:
         except jwt.PyJWTError:
             raise ConfigError(f"{name} is neither an sb_ key nor a readable JWT") from None
     if found != role:
-        raise ConfigError(f"{name} is a key for {found!r}, not {role!r}: the keys are swapped or wrong")
+        raise ConfigError(
+            f"{name} is a key for {found!r}, not {role!r}: the keys are swapped or wrong"
+        )
 
 
 def _coerce(name: str, typ, raw: str):

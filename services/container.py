@@ -33,26 +33,42 @@ class Services:
         self.settings = settings
         self.backend = backend
         self.metrics = Metrics(slow_ms=settings.slow_call_ms)
-        self.cache = TTLCache({"convs": settings.cache_ttl_conversations_s, "conv": settings.cache_ttl_conversations_s,
-                               "docs": settings.cache_ttl_documents_s, "user": settings.cache_ttl_user_s},
-                              settings.cache_max_entries, settings.cache_memory_limit_mb)
+        self.cache = TTLCache(
+            {
+                "convs": settings.cache_ttl_conversations_s,
+                "conv": settings.cache_ttl_conversations_s,
+                "docs": settings.cache_ttl_documents_s,
+                "user": settings.cache_ttl_user_s,
+            },
+            settings.cache_max_entries,
+            settings.cache_memory_limit_mb,
+        )
         self.outbox = Outbox(settings.outbox_path)
         self.blobs = BlobStore(settings.data_dir / "blobs")
         self.audit = AuditService(backend, self.metrics)
         self.sessions = SessionService(backend, settings, self.metrics, self.audit)
-        self.users = UserService(backend, settings, self.cache, self.metrics, self.audit, self.sessions)
-        self.conversations = ConversationService(backend, self.cache, self.metrics, self.audit, self.outbox)
-        self.documents = DocumentService(backend, settings, self.cache, self.metrics, self.audit, self.blobs)
+        self.users = UserService(
+            backend, settings, self.cache, self.metrics, self.audit, self.sessions
+        )
+        self.conversations = ConversationService(
+            backend, self.cache, self.metrics, self.audit, self.outbox
+        )
+        self.documents = DocumentService(
+            backend, settings, self.cache, self.metrics, self.audit, self.blobs
+        )
         self.preferences = PreferenceService(backend, self.metrics)
         self.admin = AdminService(backend, self.cache, self.metrics, self.audit, self.sessions)
         self.pharmacies = PharmacyService(backend, self.metrics, self.audit, self.documents)
         self._flusher: asyncio.Task | None = None
 
     @classmethod
-    async def create(cls, settings: Settings | None = None, *, start_local: bool = True) -> Services:
+    async def create(
+        cls, settings: Settings | None = None, *, start_local: bool = True
+    ) -> Services:
         settings = settings or Settings.load()
         if settings.embedded and start_local:
-            from localbase.stack import LocalStack
+            from pharmgpt.localbase.stack import LocalStack
+
             info = await asyncio.to_thread(LocalStack(settings.data_dir).up)
             settings = dataclasses.replace(settings, **info.settings_overrides())
         backend = Backend(settings)
@@ -61,6 +77,7 @@ class Services:
 
     def start_outbox_flusher(self, interval_s: float = 5.0) -> None:
         """Deliver held messages in the background once the store answers again."""
+
         async def loop():
             while True:
                 await asyncio.sleep(interval_s)
@@ -69,6 +86,7 @@ class Services:
                         await self.conversations.flush_outbox()
                 except Exception as e:  # keep trying; the next round may succeed
                     log.warning("outbox flush: %s", e)
+
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(loop())
 

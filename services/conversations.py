@@ -37,8 +37,14 @@ def _uuid(value: Any, what: str) -> str:
 
 
 class ConversationService:
-    def __init__(self, backend: Backend, cache: TTLCache, metrics: Metrics, audit: AuditService,
-                 outbox: Outbox | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        cache: TTLCache,
+        metrics: Metrics,
+        audit: AuditService,
+        outbox: Outbox | None = None,
+    ):
         self.backend = backend
         self.cache = cache
         self.metrics = metrics
@@ -58,8 +64,13 @@ class ConversationService:
 
     # ------------------------------------------------------------------ conversations
     @timed("conversations.create")
-    async def create_conversation(self, user_id: str, title: str | None = None, model: str | None = None,
-                                  conversation_id: str | None = None) -> Conversation:
+    async def create_conversation(
+        self,
+        user_id: str,
+        title: str | None = None,
+        model: str | None = None,
+        conversation_id: str | None = None,
+    ) -> Conversation:
         row: dict[str, Any] = {"id": conversation_id or str(uuid.uuid4()), "user_id": user_id}
         if title is not None:
             row["title"] = _clean_title(title)
@@ -67,14 +78,17 @@ class ConversationService:
             row["model"] = model[:200]
         db = await self._db(user_id)
         # the id is chosen here, so a retried insert is a no-op rather than a second chat
-        await self.backend.execute(db.table("conversations").upsert(row, ignore_duplicates=True,
-                                                                    returning="minimal"), what="conversation")
+        await self.backend.execute(
+            db.table("conversations").upsert(row, ignore_duplicates=True, returning="minimal"),
+            what="conversation",
+        )
         self._invalidate(user_id)
         return await self.get_conversation(user_id, row["id"])
 
     @timed("conversations.list")
-    async def get_user_conversations(self, user_id: str, *, limit: int = 30, offset: int = 0,
-                                     archived: bool = False) -> list[Conversation]:
+    async def get_user_conversations(
+        self, user_id: str, *, limit: int = 30, offset: int = 0, archived: bool = False
+    ) -> list[Conversation]:
         """Newest first with pinned ones on top; archived ones only when asked for."""
         limit = max(1, min(limit, MAX_PAGE))
         key = ("convs", user_id, archived, limit, offset)
@@ -83,9 +97,18 @@ class ConversationService:
             return cached
         db = await self._db(user_id)
         rows = await self.backend.fetch_rows(
-            lambda: db.table("conversations").select(Conversation.COLUMNS).eq("is_archived", archived)
-            .order("is_pinned", desc=True).order("updated_at", desc=True).order("id"),
-            offset=offset, limit=limit, what="conversation list")
+            lambda: (
+                db.table("conversations")
+                .select(Conversation.COLUMNS)
+                .eq("is_archived", archived)
+                .order("is_pinned", desc=True)
+                .order("updated_at", desc=True)
+                .order("id")
+            ),
+            offset=offset,
+            limit=limit,
+            what="conversation list",
+        )
         out = [Conversation.from_row(x) for x in rows]
         self.cache.set(key, out)
         return out
@@ -100,11 +123,15 @@ class ConversationService:
         if len(query) > 200:
             raise ValidationError("Search for at most 200 characters.")
         db = await self._db(user_id)
-        r = await self.backend.execute(db.rpc("search_conversation_hits", {"query": query, "max_results": limit}),
-                                       what="search")
+        r = await self.backend.execute(
+            db.rpc("search_conversation_hits", {"query": query, "max_results": limit}),
+            what="search",
+        )
         return [SearchHit.from_row(x) for x in r.data]
 
-    async def search_conversations(self, user_id: str, query: str, limit: int = 20) -> list[Conversation]:
+    async def search_conversations(
+        self, user_id: str, query: str, limit: int = 20
+    ) -> list[Conversation]:
         return [h.conversation for h in await self.search(user_id, query, limit)]
 
     @timed("conversations.get")
@@ -115,8 +142,10 @@ class ConversationService:
         if not self.cache.missing(cached):
             return cached
         db = await self._db(user_id)
-        r = await self.backend.execute(db.table("conversations").select(Conversation.COLUMNS)
-                                       .eq("id", conv_id).limit(1), what="conversation")
+        r = await self.backend.execute(
+            db.table("conversations").select(Conversation.COLUMNS).eq("id", conv_id).limit(1),
+            what="conversation",
+        )
         if not r.data:
             raise NotFound("The conversation was not found.")
         conv = Conversation.from_row(r.data[0])
@@ -126,8 +155,10 @@ class ConversationService:
     async def _update(self, user_id: str, conv_id: str, patch: dict) -> Conversation:
         conv_id = _uuid(conv_id, "conversation")
         db = await self._db(user_id)
-        r = await self.backend.execute(db.table("conversations").update(patch).eq("id", conv_id)
-                                       .select(Conversation.COLUMNS), what="conversation")
+        r = await self.backend.execute(
+            db.table("conversations").update(patch).eq("id", conv_id).select(Conversation.COLUMNS),
+            what="conversation",
+        )
         self._invalidate(user_id, conv_id)
         if not r.data:
             raise NotFound("The conversation was not found.")
@@ -150,8 +181,11 @@ class ConversationService:
         conv_id = _uuid(conv_id, "conversation")
         new_id = str(uuid.uuid4())
         db = await self._db(user_id)
-        r = await self.backend.execute(db.rpc("duplicate_conversation", {"p_id": conv_id, "p_new_id": new_id}),
-                                       what="conversation", idempotent=False)
+        r = await self.backend.execute(
+            db.rpc("duplicate_conversation", {"p_id": conv_id, "p_new_id": new_id}),
+            what="conversation",
+            idempotent=False,
+        )
         self._invalidate(user_id)
         return Conversation.from_row(r.data[0])
 
@@ -159,19 +193,26 @@ class ConversationService:
     async def delete_conversation(self, user_id: str, conv_id: str) -> None:
         conv_id = _uuid(conv_id, "conversation")
         db = await self._db(user_id)
-        docs = await self.backend.execute(db.table("documents").select("id").eq("conversation_id", conv_id),
-                                          what="conversation")
+        docs = await self.backend.execute(
+            db.table("documents").select("id").eq("conversation_id", conv_id), what="conversation"
+        )
         doc_ids = [d["id"] for d in docs.data]
         if doc_ids and self.on_documents_deleted is not None:
             await self.on_documents_deleted(user_id, doc_ids)
-        r = await self.backend.execute(db.table("conversations").delete().eq("id", conv_id).select("id"),
-                                       what="conversation")
+        r = await self.backend.execute(
+            db.table("conversations").delete().eq("id", conv_id).select("id"), what="conversation"
+        )
         self._invalidate(user_id, conv_id)
         self.cache.invalidate("docs", user_id)
         if not r.data:
             raise NotFound("The conversation was not found.")
-        await self.audit.record("conversation.deleted", user_id=user_id, target_type="conversation",
-                                target_id=conv_id, details={"documents": len(doc_ids)})
+        await self.audit.record(
+            "conversation.deleted",
+            user_id=user_id,
+            target_type="conversation",
+            target_id=conv_id,
+            details={"documents": len(doc_ids)},
+        )
 
     @timed("conversations.export")
     async def export_conversation(self, user_id: str, conv_id: str, fmt: str = "json") -> str:
@@ -179,15 +220,36 @@ class ConversationService:
             raise ValidationError("Export as json or markdown.")
         conv = await self.get_conversation(user_id, conv_id)
         messages = await self._all_messages(user_id, conv.id)
-        await self.audit.record("conversation.exported", user_id=user_id, target_type="conversation",
-                                target_id=conv.id, details={"format": fmt, "messages": len(messages)})
+        await self.audit.record(
+            "conversation.exported",
+            user_id=user_id,
+            target_type="conversation",
+            target_id=conv.id,
+            details={"format": fmt, "messages": len(messages)},
+        )
         if fmt == "json":
-            return json.dumps({
-                "id": conv.id, "title": conv.title, "model": conv.model,
-                "created_at": conv.created_at.isoformat(), "updated_at": conv.updated_at.isoformat(),
-                "messages": [{"id": m.id, "role": m.role, "content": m.content, "sources": m.sources,
-                              "model": m.model, "created_at": m.created_at.isoformat()} for m in messages],
-            }, ensure_ascii=False, indent=2)
+            return json.dumps(
+                {
+                    "id": conv.id,
+                    "title": conv.title,
+                    "model": conv.model,
+                    "created_at": conv.created_at.isoformat(),
+                    "updated_at": conv.updated_at.isoformat(),
+                    "messages": [
+                        {
+                            "id": m.id,
+                            "role": m.role,
+                            "content": m.content,
+                            "sources": m.sources,
+                            "model": m.model,
+                            "created_at": m.created_at.isoformat(),
+                        }
+                        for m in messages
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
         return _markdown(conv, messages)
 
     # ------------------------------------------------------------------ messages
@@ -196,8 +258,15 @@ class ConversationService:
         """Append a message; idempotent on message["id"]. Returns it `pending` if it went to the outbox."""
         conv_id = _uuid(conv_id, "conversation")
         msg = self._normalise(message)
-        args = {"p_id": msg["id"], "p_conversation_id": conv_id, "p_role": msg["role"], "p_content": msg["content"],
-                "p_sources": msg["sources"], "p_model": msg["model"], "p_created_at": msg["created_at"]}
+        args = {
+            "p_id": msg["id"],
+            "p_conversation_id": conv_id,
+            "p_role": msg["role"],
+            "p_content": msg["content"],
+            "p_sources": msg["sources"],
+            "p_model": msg["model"],
+            "p_created_at": msg["created_at"],
+        }
         if self.outbox is not None and self.outbox.has_pending(user_id, conv_id):
             # keep the order: a message may not overtake those still waiting
             await self.flush_outbox(user_id)
@@ -221,8 +290,16 @@ class ConversationService:
 
     def _to_outbox(self, user_id: str, conv_id: str, args: dict) -> Message:
         self.outbox.put(user_id, conv_id, args["p_id"], args)
-        return Message(args["p_id"], conv_id, args["p_role"], args["p_content"], args["p_sources"], args["p_model"],
-                       ts(args["p_created_at"]), pending=True)
+        return Message(
+            args["p_id"],
+            conv_id,
+            args["p_role"],
+            args["p_content"],
+            args["p_sources"],
+            args["p_model"],
+            ts(args["p_created_at"]),
+            pending=True,
+        )
 
     async def flush_outbox(self, user_id: str | None = None) -> int:
         """Deliver held messages in order, exactly once; stops at the first that still can't go."""
@@ -234,7 +311,10 @@ class ConversationService:
                 await self._append(item.user_id, item.payload)
             except BackendUnavailable:
                 break
-            except (NotFound, ValidationError) as e:  # can never succeed: keep it, visibly, out of the queue
+            except (
+                NotFound,
+                ValidationError,
+            ) as e:  # can never succeed: keep it, visibly, out of the queue
                 self.outbox.fail(item.seq, e.message)
                 continue
             self.outbox.done(item.seq)
@@ -244,22 +324,39 @@ class ConversationService:
     def pending_messages(self, user_id: str, conv_id: str | None = None) -> list[Message]:
         if self.outbox is None:
             return []
-        return [Message(i.payload["p_id"], i.conversation_id, i.payload["p_role"], i.payload["p_content"],
-                        i.payload["p_sources"], i.payload["p_model"], ts(i.payload["p_created_at"]), pending=True)
-                for i in self.outbox.pending(user_id) if conv_id is None or i.conversation_id == conv_id]
+        return [
+            Message(
+                i.payload["p_id"],
+                i.conversation_id,
+                i.payload["p_role"],
+                i.payload["p_content"],
+                i.payload["p_sources"],
+                i.payload["p_model"],
+                ts(i.payload["p_created_at"]),
+                pending=True,
+            )
+            for i in self.outbox.pending(user_id)
+            if conv_id is None or i.conversation_id == conv_id
+        ]
 
     @timed("messages.get")
-    async def get_messages(self, user_id: str, conv_id: str, limit: int = 50,
-                           before: str | None = None) -> list[Message]:
+    async def get_messages(
+        self, user_id: str, conv_id: str, limit: int = 50, before: str | None = None
+    ) -> list[Message]:
         """The `limit` messages before message `before` (default: the latest), oldest first."""
         conv_id = _uuid(conv_id, "conversation")
         limit = max(1, min(limit, MAX_PAGE))
         db = await self._db(user_id)
         cond: str | None = None
         if before is not None:
-            anchor = await self.backend.execute(db.table("messages").select("created_at,id")
-                                                .eq("id", _uuid(before, "message")).eq("conversation_id", conv_id)
-                                                .limit(1), what="message")
+            anchor = await self.backend.execute(
+                db.table("messages")
+                .select("created_at,id")
+                .eq("id", _uuid(before, "message"))
+                .eq("conversation_id", conv_id)
+                .limit(1),
+                what="message",
+            )
             if not anchor.data:
                 raise NotFound("The message was not found.")
             a = anchor.data[0]
@@ -271,25 +368,39 @@ class ConversationService:
             if cond is not None:
                 q = q.or_(cond)
             return q.order("created_at", desc=True).order("id", desc=True)
+
         rows = await self.backend.fetch_rows(query, limit=limit, what="messages")
         if not rows and before is None:
-            await self.get_conversation(user_id, conv_id)  # NotFound for a missing or foreign conversation
+            await self.get_conversation(
+                user_id, conv_id
+            )  # NotFound for a missing or foreign conversation
         return [Message.from_row(x) for x in reversed(rows)]
 
     @timed("messages.replace_answers")
-    async def delete_answers_after(self, user_id: str, conv_id: str, question_id: str, *,
-                                   keep: str | None = None) -> int:
+    async def delete_answers_after(
+        self, user_id: str, conv_id: str, question_id: str, *, keep: str | None = None
+    ) -> int:
         """Delete the assistant messages after question `question_id` except `keep` (Regenerate:
         the new answer replaces the old). As the user: RLS lets them delete only their own."""
         conv_id = _uuid(conv_id, "conversation")
         db = await self._db(user_id)
-        anchor = await self.backend.execute(db.table("messages").select("created_at")
-                                            .eq("id", _uuid(question_id, "message")).eq("conversation_id", conv_id)
-                                            .limit(1), what="message")
+        anchor = await self.backend.execute(
+            db.table("messages")
+            .select("created_at")
+            .eq("id", _uuid(question_id, "message"))
+            .eq("conversation_id", conv_id)
+            .limit(1),
+            what="message",
+        )
         if not anchor.data:
             raise NotFound("The message was not found.")
-        q = db.table("messages").delete(count="exact", returning="minimal").eq("conversation_id", conv_id) \
-            .eq("role", "assistant").gte("created_at", anchor.data[0]["created_at"])
+        q = (
+            db.table("messages")
+            .delete(count="exact", returning="minimal")
+            .eq("conversation_id", conv_id)
+            .eq("role", "assistant")
+            .gte("created_at", anchor.data[0]["created_at"])
+        )
         if keep is not None:
             q = q.neq("id", _uuid(keep, "message"))
         r = await self.backend.execute(q, what="messages")
@@ -300,8 +411,15 @@ class ConversationService:
     async def _all_messages(self, user_id: str, conv_id: str) -> list[Message]:
         db = await self._db(user_id)
         rows = await self.backend.fetch_rows(
-            lambda: db.table("messages").select(Message.COLUMNS).eq("conversation_id", conv_id)
-            .order("created_at").order("id"), what="messages")
+            lambda: (
+                db.table("messages")
+                .select(Message.COLUMNS)
+                .eq("conversation_id", conv_id)
+                .order("created_at")
+                .order("id")
+            ),
+            what="messages",
+        )
         return [Message.from_row(x) for x in rows]
 
     @staticmethod
@@ -320,8 +438,14 @@ class ConversationService:
         created = message.get("created_at") or datetime.now(UTC)
         if isinstance(created, datetime):
             created = created.isoformat()
-        return {"id": _uuid(message.get("id") or uuid.uuid4(), "message"), "role": role, "content": content,
-                "sources": sources, "model": message.get("model"), "created_at": created}
+        return {
+            "id": _uuid(message.get("id") or uuid.uuid4(), "message"),
+            "role": role,
+            "content": content,
+            "sources": sources,
+            "model": message.get("model"),
+            "created_at": created,
+        }
 
 
 def _clean_title(title: str) -> str:
@@ -345,8 +469,12 @@ def _source_line(i: int, s: dict) -> str:
 
 
 def _markdown(conv: Conversation, messages: list[Message]) -> str:
-    lines = [f"# {_md_text(conv.title)}", "",
-             f"*Exported from PharmGPT — created {conv.created_at:%Y-%m-%d %H:%M} UTC, {len(messages)} messages*", ""]
+    lines = [
+        f"# {_md_text(conv.title)}",
+        "",
+        f"*Exported from PharmGPT — created {conv.created_at:%Y-%m-%d %H:%M} UTC, {len(messages)} messages*",
+        "",
+    ]
     for m in messages:
         who = {"user": "You", "assistant": "PharmGPT", "system": "System"}[m.role]
         lines += [f"## {who} — {m.created_at:%Y-%m-%d %H:%M:%S} UTC", "", _md_text(m.content), ""]

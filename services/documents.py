@@ -25,8 +25,10 @@ from .models import Document, Upload
 # extension -> (MIME type, magic-byte check)
 ALLOWED_TYPES: dict[str, tuple[str, Any]] = {
     ".pdf": ("application/pdf", lambda b: b.lstrip()[:5] == b"%PDF-"),
-    ".docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-              lambda b: b[:4] == b"PK\x03\x04"),
+    ".docx": (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        lambda b: b[:4] == b"PK\x03\x04",
+    ),
     ".txt": ("text/plain", None),
     ".md": ("text/markdown", None),
     ".csv": ("text/csv", None),
@@ -66,18 +68,29 @@ def detect_type(filename: str, data: bytes) -> str:
     ext = PurePath(filename).suffix.lower()
     if ext not in ALLOWED_TYPES:
         allowed = ", ".join(sorted(e.lstrip(".").upper() for e in ALLOWED_TYPES))
-        raise ValidationError(f"{filename}: this file type is not supported. Upload one of: {allowed}.")
+        raise ValidationError(
+            f"{filename}: this file type is not supported. Upload one of: {allowed}."
+        )
     mime, check = ALLOWED_TYPES[ext]
     if check is not None and not check(data):
-        raise ValidationError(f"{filename}: the contents are not a valid {ext.lstrip('.').upper()} file.")
+        raise ValidationError(
+            f"{filename}: the contents are not a valid {ext.lstrip('.').upper()} file."
+        )
     if check is None and b"\x00" in data[:8192]:
         raise ValidationError(f"{filename}: this looks like a binary file, not text.")
     return mime
 
 
 class DocumentService:
-    def __init__(self, backend: Backend, settings: Settings, cache: TTLCache, metrics: Metrics,
-                 audit: AuditService, blobs: BlobStore):
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        cache: TTLCache,
+        metrics: Metrics,
+        audit: AuditService,
+        blobs: BlobStore,
+    ):
         self.backend = backend
         self.settings = settings
         self.cache = cache
@@ -87,9 +100,16 @@ class DocumentService:
         self.on_documents_deleted: ChunkDropHook | None = None
 
     @timed("documents.register_upload")
-    async def register_upload(self, user_id: str, filename: str, data: bytes, *,
-                              conversation_id: str | None = None, metadata: dict | None = None,
-                              pharmacy_id: str | None = None) -> Document:
+    async def register_upload(
+        self,
+        user_id: str,
+        filename: str,
+        data: bytes,
+        *,
+        conversation_id: str | None = None,
+        metadata: dict | None = None,
+        pharmacy_id: str | None = None,
+    ) -> Document:
         """Validate, store the bytes and queue ingestion; the same bytes in the same scope
         give back the existing document with `duplicate=True`. `pharmacy_id`: into that
         pharmacy's shared library (an editor's or owner's upload)."""
@@ -98,14 +118,18 @@ class DocumentService:
             conversation_id = _uuid(conversation_id, "conversation")
         if pharmacy_id is not None:
             if conversation_id is not None:
-                raise ValidationError("A document goes into a conversation or a pharmacy, not both.")
+                raise ValidationError(
+                    "A document goes into a conversation or a pharmacy, not both."
+                )
             pharmacy_id = await self.require_pharmacy_editor(user_id, pharmacy_id)
         try:
             if not data:
                 raise ValidationError(f"{filename} is empty.")
             if len(data) > self.settings.max_upload_bytes:
-                raise ValidationError(f"{filename} is {size_text(len(data))}; the limit is "
-                                      f"{size_text(self.settings.max_upload_bytes)} per file.")
+                raise ValidationError(
+                    f"{filename} is {size_text(len(data))}; the limit is "
+                    f"{size_text(self.settings.max_upload_bytes)} per file."
+                )
             mime = detect_type(filename, data)
         except ValidationError:
             await self._record_rejected(user_id, filename, data, conversation_id)
@@ -114,41 +138,78 @@ class DocumentService:
         self.blobs.put(sha, data)  # before the row, so the worker never finds a job without bytes
         # the server's proof that this user stored these bytes: register_document takes the
         # hash from it, never from the caller, so a hash alone reaches nobody else's file
-        proof = await self.backend.execute(self.backend.service.table("upload_proofs").upsert(
-            {"user_id": user_id, "sha256": sha, "file_size": len(data)}, on_conflict="user_id,sha256"),
-            what="document")
+        proof = await self.backend.execute(
+            self.backend.service.table("upload_proofs").upsert(
+                {"user_id": user_id, "sha256": sha, "file_size": len(data)},
+                on_conflict="user_id,sha256",
+            ),
+            what="document",
+        )
         db = await self.backend.for_user(user_id)
-        scope = ({"p_pharmacy_id": pharmacy_id} if pharmacy_id is not None
-                 else {"p_conversation_id": conversation_id})
-        r = await self.backend.execute(db.rpc(
-            "register_pharmacy_document" if pharmacy_id is not None else "register_document", {
-                "p_id": str(uuid.uuid4()), **scope, "p_upload_id": proof.data[0]["id"],
-                "p_filename": filename, "p_file_type": mime, "p_metadata": metadata or {}}),
-            what="document", idempotent=False)
+        scope = (
+            {"p_pharmacy_id": pharmacy_id}
+            if pharmacy_id is not None
+            else {"p_conversation_id": conversation_id}
+        )
+        r = await self.backend.execute(
+            db.rpc(
+                "register_pharmacy_document" if pharmacy_id is not None else "register_document",
+                {
+                    "p_id": str(uuid.uuid4()),
+                    **scope,
+                    "p_upload_id": proof.data[0]["id"],
+                    "p_filename": filename,
+                    "p_file_type": mime,
+                    "p_metadata": metadata or {},
+                },
+            ),
+            what="document",
+            idempotent=False,
+        )
         row = r.data[0]
         self.cache.invalidate("docs", user_id)
         doc = Document.from_row(row["document"], duplicate=row["duplicate"])
         if pharmacy_id is not None and not doc.duplicate:
-            await self.audit.record("pharmacy.document_added", user_id=user_id, target_type="document",
-                                    target_id=doc.id, details={"pharmacy_id": pharmacy_id, "filename": doc.filename})
+            await self.audit.record(
+                "pharmacy.document_added",
+                user_id=user_id,
+                target_type="document",
+                target_id=doc.id,
+                details={"pharmacy_id": pharmacy_id, "filename": doc.filename},
+            )
         return doc
 
-    async def _record_rejected(self, user_id: str, filename: str, data: bytes, conversation_id: str | None) -> None:
+    async def _record_rejected(
+        self, user_id: str, filename: str, data: bytes, conversation_id: str | None
+    ) -> None:
         """A refused file still appears in the upload history (as the user: RLS; never fatal)."""
         mime = ALLOWED_TYPES.get(PurePath(filename).suffix.lower(), (None,))[0]
-        row = {"user_id": user_id, "conversation_id": conversation_id, "filename": filename, "file_type": mime,
-               "file_size": len(data or b""), "outcome": "rejected"}
+        row = {
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "filename": filename,
+            "file_type": mime,
+            "file_size": len(data or b""),
+            "outcome": "rejected",
+        }
         try:
             db = await self.backend.for_user(user_id)
-            await self.backend.execute(db.table("uploads").insert(row, returning="minimal"), what="upload history",
-                                       idempotent=False)
+            await self.backend.execute(
+                db.table("uploads").insert(row, returning="minimal"),
+                what="upload history",
+                idempotent=False,
+            )
         except PharmGPTError:
             if conversation_id is None:
                 return
             try:  # a conversation that is not (or no longer) theirs: keep the entry without it
-                await self.backend.execute(db.table("uploads").insert({**row, "conversation_id": None},
-                                                                      returning="minimal"),
-                                           what="upload history", idempotent=False)
+                await self.backend.execute(
+                    db.table("uploads").insert(
+                        {**row, "conversation_id": None}, returning="minimal"
+                    ),
+                    what="upload history",
+                    idempotent=False,
+                )
             except PharmGPTError:
                 pass
 
@@ -158,8 +219,15 @@ class DocumentService:
         if not sha256:
             return []
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("documents").select(Document.COLUMNS).eq("sha256", sha256)
-                                       .is_("pharmacy_id", None).order("added_at").limit(100), what="documents")
+        r = await self.backend.execute(
+            db.table("documents")
+            .select(Document.COLUMNS)
+            .eq("sha256", sha256)
+            .is_("pharmacy_id", None)
+            .order("added_at")
+            .limit(100),
+            what="documents",
+        )
         return [Document.from_row(x) for x in r.data]
 
     async def _list(self, user_id: str, key: tuple, build) -> list[Document]:
@@ -168,8 +236,14 @@ class DocumentService:
             return cached
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
-            lambda: build(db.table("documents").select(Document.COLUMNS)).order("added_at", desc=True).order("id"),
-            limit=500, what="document list")
+            lambda: (
+                build(db.table("documents").select(Document.COLUMNS))
+                .order("added_at", desc=True)
+                .order("id")
+            ),
+            limit=500,
+            what="document list",
+        )
         out = [Document.from_row(x) for x in rows]
         in_flight = any(d.status in ("pending", "processing") for d in out)
         self.cache.set(key, out, ttl=self.settings.cache_ttl_in_flight_s if in_flight else None)
@@ -178,12 +252,17 @@ class DocumentService:
     @timed("documents.conversation")
     async def get_conversation_documents(self, user_id: str, conv_id: str) -> list[Document]:
         conv_id = _uuid(conv_id, "conversation")
-        return await self._list(user_id, ("docs", user_id, "conv", conv_id), lambda q: q.eq("conversation_id", conv_id))
+        return await self._list(
+            user_id, ("docs", user_id, "conv", conv_id), lambda q: q.eq("conversation_id", conv_id)
+        )
 
     @timed("documents.library")
     async def get_library_documents(self, user_id: str) -> list[Document]:
-        return await self._list(user_id, ("docs", user_id, "library"),
-                                lambda q: q.is_("conversation_id", None).is_("pharmacy_id", None))
+        return await self._list(
+            user_id,
+            ("docs", user_id, "library"),
+            lambda q: q.is_("conversation_id", None).is_("pharmacy_id", None),
+        )
 
     @timed("documents.pharmacy")
     async def get_pharmacy_documents(self, user_id: str, pharmacy_id: str) -> list[Document]:
@@ -192,16 +271,30 @@ class DocumentService:
         pharmacy_id = _uuid(pharmacy_id, "pharmacy")
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
-            lambda: db.table("documents").select(Document.COLUMNS).eq("pharmacy_id", pharmacy_id)
-            .order("added_at", desc=True).order("id"), limit=500, what="document list")
+            lambda: (
+                db.table("documents")
+                .select(Document.COLUMNS)
+                .eq("pharmacy_id", pharmacy_id)
+                .order("added_at", desc=True)
+                .order("id")
+            ),
+            limit=500,
+            what="document list",
+        )
         return [Document.from_row(x) for x in rows]
 
     async def pharmacy_role(self, user_id: str, pharmacy_id: str) -> str | None:
         """The user's role in a pharmacy (owner, editor, reader), or None: not a member."""
         pharmacy_id = _uuid(pharmacy_id, "pharmacy")
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("pharmacy_members").select("role").eq("pharmacy_id", pharmacy_id)
-                                       .eq("user_id", user_id).limit(1), what="pharmacy")
+        r = await self.backend.execute(
+            db.table("pharmacy_members")
+            .select("role")
+            .eq("pharmacy_id", pharmacy_id)
+            .eq("user_id", user_id)
+            .limit(1),
+            what="pharmacy",
+        )
         return r.data[0]["role"] if r.data else None
 
     async def require_pharmacy_editor(self, user_id: str, pharmacy_id: str) -> str:
@@ -212,36 +305,55 @@ class DocumentService:
         if role is None:
             raise NotFound("The pharmacy was not found.")
         if role not in ("owner", "editor"):
-            raise Forbidden("Readers can read this pharmacy's documents; ask an owner to make you an editor.")
+            raise Forbidden(
+                "Readers can read this pharmacy's documents; ask an owner to make you an editor."
+            )
         return pharmacy_id
 
     @timed("documents.get")
     async def get_document(self, user_id: str, doc_id: str) -> Document:
         doc_id = _uuid(doc_id, "document")
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("documents").select(Document.COLUMNS).eq("id", doc_id).limit(1),
-                                       what="document")
+        r = await self.backend.execute(
+            db.table("documents").select(Document.COLUMNS).eq("id", doc_id).limit(1),
+            what="document",
+        )
         if not r.data:
             raise NotFound("The document was not found.")
         return Document.from_row(r.data[0])
 
     @timed("documents.update_status")
-    async def update_document_status(self, doc_id: str, status: str, *, error: str | None = None,
-                                     chunk_count: int | None = None, page_count: int | None = None,
-                                     metadata: dict | None = None) -> Document:
+    async def update_document_status(
+        self,
+        doc_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        chunk_count: int | None = None,
+        page_count: int | None = None,
+        metadata: dict | None = None,
+    ) -> Document:
         """The worker's report (service role): status, a readable error, counts."""
         if status not in STATUSES:
             raise ValidationError(f"Unknown document status {status!r}.")
         doc_id = _uuid(doc_id, "document")
-        patch: dict[str, Any] = {"status": status, "processing_error": (error or None) and error[:2000]}
+        patch: dict[str, Any] = {
+            "status": status,
+            "processing_error": (error or None) and error[:2000],
+        }
         if chunk_count is not None:
             patch["chunk_count"] = chunk_count
         if page_count is not None:
             patch["page_count"] = page_count
         if metadata is not None:
             patch["metadata"] = metadata
-        r = await self.backend.execute(self.backend.service.table("documents").update(patch).eq("id", doc_id)
-                                       .select(Document.COLUMNS), what="document")
+        r = await self.backend.execute(
+            self.backend.service.table("documents")
+            .update(patch)
+            .eq("id", doc_id)
+            .select(Document.COLUMNS),
+            what="document",
+        )
         if not r.data:
             raise NotFound("The document was not found.")
         doc = Document.from_row(r.data[0])
@@ -256,45 +368,77 @@ class DocumentService:
         if doc.pharmacy_id is not None:
             await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
         if doc.status != "failed":
-            raise Conflict(f"{doc.filename} is {doc.status}; only a document that failed can be retried.")
+            raise Conflict(
+                f"{doc.filename} is {doc.status}; only a document that failed can be retried."
+            )
         if is_file_fault(doc):
-            raise Conflict(f"{doc.filename} cannot be read as it is, so retrying would fail the same way; "
-                           "upload a corrected copy instead.")
+            raise Conflict(
+                f"{doc.filename} cannot be read as it is, so retrying would fail the same way; "
+                "upload a corrected copy instead."
+            )
         svc = self.backend.service
         # the status first: a worker claiming the new job moves it on to processing
-        r = await self.backend.execute(svc.table("documents").update({"status": "pending", "processing_error": None})
-                                       .eq("id", doc.id).eq("status", "failed").select(Document.COLUMNS),
-                                       what="document")
+        r = await self.backend.execute(
+            svc.table("documents")
+            .update({"status": "pending", "processing_error": None})
+            .eq("id", doc.id)
+            .eq("status", "failed")
+            .select(Document.COLUMNS),
+            what="document",
+        )
         if not r.data:
             raise Conflict(f"{doc.filename} is already being processed again.")
         try:
-            await self.backend.execute(svc.table("ingest_jobs").insert(
-                {"document_id": doc.id, "user_id": doc.user_id}, returning="minimal"),
-                what="ingest job", idempotent=False)
+            await self.backend.execute(
+                svc.table("ingest_jobs").insert(
+                    {"document_id": doc.id, "user_id": doc.user_id}, returning="minimal"
+                ),
+                what="ingest job",
+                idempotent=False,
+            )
         except Conflict:
             pass  # a live job for it exists already (at most one per document)
         self.cache.invalidate("docs", user_id)
-        await self.audit.record("document.retried", user_id=user_id, target_type="document", target_id=doc.id,
-                                details={"filename": doc.filename, "error": (doc.processing_error or "")[:200]})
+        await self.audit.record(
+            "document.retried",
+            user_id=user_id,
+            target_type="document",
+            target_id=doc.id,
+            details={"filename": doc.filename, "error": (doc.processing_error or "")[:200]},
+        )
         return Document.from_row(r.data[0])
 
     async def requeue_for_reindex(self, doc_id: str, user_id: str) -> int:
         """An admin re-index (`pharmgpt reconcile`): a ready document goes back to the queue.
         Returns 1 when queued, 0 when it was no longer ready or a live job exists already."""
         svc = self.backend.service
-        r = await self.backend.execute(svc.table("documents").update({"status": "pending", "processing_error": None})
-                                       .eq("id", doc_id).eq("status", "ready").select("id"), what="document")
+        r = await self.backend.execute(
+            svc.table("documents")
+            .update({"status": "pending", "processing_error": None})
+            .eq("id", doc_id)
+            .eq("status", "ready")
+            .select("id"),
+            what="document",
+        )
         if not r.data:
             return 0
         try:
-            await self.backend.execute(svc.table("ingest_jobs").insert(
-                {"document_id": doc_id, "user_id": user_id}, returning="minimal"),
-                what="ingest job", idempotent=False)
+            await self.backend.execute(
+                svc.table("ingest_jobs").insert(
+                    {"document_id": doc_id, "user_id": user_id}, returning="minimal"
+                ),
+                what="ingest job",
+                idempotent=False,
+            )
         except Conflict:
             return 0
         self.cache.invalidate("docs", user_id)
-        await self.audit.record("document.reindexed", target_type="document", target_id=doc_id,
-                                details={"user_id": user_id})
+        await self.audit.record(
+            "document.reindexed",
+            target_type="document",
+            target_id=doc_id,
+            details={"user_id": user_id},
+        )
         return 1
 
     @timed("documents.job_progress")
@@ -312,9 +456,16 @@ class DocumentService:
         db = await self.backend.for_user(user_id)
         wanted = sorted(set(ids))
         rows = await self.backend.fetch_rows(
-            lambda: db.table("ingest_jobs").select("document_id,status,attempts,progress,last_error,created_at")
-            .in_("document_id", wanted).order("created_at", desc=True).order("id"),
-            limit=1000, what="ingestion progress")
+            lambda: (
+                db.table("ingest_jobs")
+                .select("document_id,status,attempts,progress,last_error,created_at")
+                .in_("document_id", wanted)
+                .order("created_at", desc=True)
+                .order("id")
+            ),
+            limit=1000,
+            what="ingestion progress",
+        )
         out: dict[str, dict[str, Any]] = {}
         for row in rows:
             if row["document_id"] in out:
@@ -324,8 +475,13 @@ class DocumentService:
             percent = None
             if isinstance(chunks, int) and chunks > 0 and isinstance(done, int):
                 percent = max(0, min(100, round(100 * done / chunks)))
-            out[row["document_id"]] = {**progress, "status": row["status"], "attempts": row["attempts"],
-                                       "last_error": row.get("last_error"), "percent": percent}
+            out[row["document_id"]] = {
+                **progress,
+                "status": row["status"],
+                "attempts": row["attempts"],
+                "last_error": row.get("last_error"),
+                "percent": percent,
+            }
         return out
 
     @timed("documents.delete")
@@ -340,18 +496,33 @@ class DocumentService:
         self.cache.invalidate("docs", user_id)
         await self.release_blobs([doc.sha256] if doc.sha256 else [])
         if doc.pharmacy_id is not None:
-            await self.audit.record("pharmacy.document_deleted", user_id=user_id, target_type="document",
-                                    target_id=doc.id, details={"pharmacy_id": doc.pharmacy_id,
-                                                               "filename": doc.filename, "uploader": doc.user_id})
+            await self.audit.record(
+                "pharmacy.document_deleted",
+                user_id=user_id,
+                target_type="document",
+                target_id=doc.id,
+                details={
+                    "pharmacy_id": doc.pharmacy_id,
+                    "filename": doc.filename,
+                    "uploader": doc.user_id,
+                },
+            )
         else:
-            await self.audit.record("document.deleted", user_id=user_id, target_type="document",
-                                    target_id=doc.id, details={"filename": doc.filename})
+            await self.audit.record(
+                "document.deleted",
+                user_id=user_id,
+                target_type="document",
+                target_id=doc.id,
+                details={"filename": doc.filename},
+            )
 
     async def release_blobs(self, shas: list[str]) -> None:
         """Delete the stored bytes of these hashes that no document uses any more."""
         for sha in sorted(set(shas)):
-            still = await self.backend.execute(self.backend.service.table("documents").select("id")
-                                               .eq("sha256", sha).limit(1), what="document")
+            still = await self.backend.execute(
+                self.backend.service.table("documents").select("id").eq("sha256", sha).limit(1),
+                what="document",
+            )
             if not still.data:
                 self.blobs.delete(sha)
 
@@ -361,11 +532,17 @@ class DocumentService:
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
             lambda: db.table("uploads").select("*").order("uploaded_at", desc=True).order("id"),
-            limit=max(1, min(limit, 1000)), what="upload history")
+            limit=max(1, min(limit, 1000)),
+            what="upload history",
+        )
         ids = sorted({x["document_id"] for x in rows if x.get("document_id")})
         docs: dict[str, dict] = {}
         for start in range(0, len(ids), 200):  # bounded IN lists
-            d = await self.backend.execute(db.table("documents").select("id,status,processing_error")
-                                           .in_("id", ids[start:start + 200]), what="documents")
+            d = await self.backend.execute(
+                db.table("documents")
+                .select("id,status,processing_error")
+                .in_("id", ids[start : start + 200]),
+                what="documents",
+            )
             docs.update({x["id"]: x for x in d.data})
         return [Upload.from_row(x, docs.get(x.get("document_id") or "")) for x in rows]

@@ -19,6 +19,7 @@ def default_key_file() -> Path:
     """In the data directory, beside the rest of this install's private files."""
     return data_dir() / KEY_FILE_NAME
 
+
 STEPS = """\
 Next steps (docs/supabase.md has the whole set-up):
   1. Supabase dashboard -> Project Settings -> JWT Keys -> "JWT Signing Keys".
@@ -38,22 +39,28 @@ def add_commands(sub) -> None:
     keys = sub.add_parser("keys", help="JWT signing keys for a hosted Supabase project")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     gen = ksub.add_parser("generate", help="write a new ES256 key pair and print the JWK to import")
-    gen.add_argument("--out", type=Path, default=None,
-                     help=f"where the private key goes (default: {KEY_FILE_NAME} in the data directory)")
+    gen.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where the private key goes (default: {KEY_FILE_NAME} in the data directory)",
+    )
     gen.add_argument("--kid", default=None, help="the key id (default: a new UUID)")
     gen.add_argument("--force", action="store_true", help="replace an existing key file")
 
 
 def run(args) -> int:
-    from localbase.files import private_dir
-    from localbase.keys import generate_es256, write_private
+    from pharmgpt.localbase.files import private_dir
+    from pharmgpt.localbase.keys import generate_es256, write_private
 
     if args.out is None:
         private_dir(data_dir())  # as the app makes it, if this is its first use
     out: Path = (args.out or default_key_file()).expanduser().resolve()
     if out.exists() and not args.force:
-        print(f"{out} exists: a key the project may already trust. Choose another --out, or --force to "
-              "replace it.")
+        print(
+            f"{out} exists: a key the project may already trust. Choose another --out, or --force to "
+            "replace it."
+        )
         return 1
     key = generate_es256(args.kid)
     write_private(out, json.dumps(key.private_jwk(), indent=2) + "\n")

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 
-from localbase.files import private_dir, secure_tree
+from pharmgpt.localbase.files import private_dir, secure_tree
 
 from .config import PROJECT_ROOT, Settings, describe_data
 from .supervisor import stop_all, supervise_workers
@@ -31,9 +31,19 @@ def upload_limit_mb(settings: Settings) -> int:
 
 
 def streamlit_command(settings: Settings, port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "server.py"),
-            "--server.port", str(port), "--server.address", "127.0.0.1",
-            "--server.maxUploadSize", str(upload_limit_mb(settings))]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PROJECT_ROOT / "app" / "server.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.maxUploadSize",
+        str(upload_limit_mb(settings)),
+    ]
 
 
 def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> int:
@@ -44,7 +54,9 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
     secure_tree(settings.data_dir)  # a data directory made by an older version, with 0644 files
     logs = settings.data_dir / "logs"
     env = dict(os.environ)
-    env["PHARMGPT_DATA_DIR"] = str(settings.data_dir)  # the app (and its workers) use this very directory
+    env["PHARMGPT_DATA_DIR"] = str(
+        settings.data_dir
+    )  # the app (and its workers) use this very directory
     print(describe_data(settings), flush=True)
     stack = chroma = None
     children = []
@@ -53,32 +65,49 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
     # (where a shell leaves SIGINT ignored): Streamlit first, then the workers, then the stores
     def _stop(signum, frame):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     proc = None
     try:
         if settings.embedded:
-            from localbase.stack import LocalStack
+            from pharmgpt.localbase.stack import LocalStack
+
             stack = LocalStack(settings.data_dir)
             info = stack.up()
             env.update(info.as_env())
             print(f"local stack: {info.url}", flush=True)
         if in_app_worker:
             env["PHARMGPT_APP_RUNS_WORKER"] = "true"
-            print("ingestion: inside the app process, embedded Chroma (--in-app-worker)", flush=True)
+            print(
+                "ingestion: inside the app process, embedded Chroma (--in-app-worker)", flush=True
+            )
         else:
             if not settings.chroma_host:
-                from localbase.chroma import ChromaServer
-                chroma = ChromaServer(settings.data_dir / "chroma", log_path=logs / "chroma.log").start()
+                from pharmgpt.localbase.chroma import ChromaServer
+
+                chroma = ChromaServer(
+                    settings.data_dir / "chroma", log_path=logs / "chroma.log"
+                ).start()
                 env.update(chroma.env())
                 print(f"chroma server: {chroma.url}", flush=True)
             env["PHARMGPT_APP_RUNS_WORKER"] = "false"
             if workers > 0:
-                children = supervise_workers(workers, env, logs, max_backoff_s=settings.worker_restart_max_s,
-                                             cwd=PROJECT_ROOT)
-                print(f"ingestion: {workers} supervised worker process(es), logs in {logs}", flush=True)
+                children = supervise_workers(
+                    workers,
+                    env,
+                    logs,
+                    max_backoff_s=settings.worker_restart_max_s,
+                    cwd=PROJECT_ROOT,
+                )
+                print(
+                    f"ingestion: {workers} supervised worker process(es), logs in {logs}",
+                    flush=True,
+                )
             else:
-                print("ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True)
+                print(
+                    "ingestion: no worker here; run `pharmgpt worker` beside this app", flush=True
+                )
         cmd = streamlit_command(settings, port)
         print(f"PharmGPT: http://127.0.0.1:{port} (warming up the search model…)", flush=True)
         proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
@@ -93,7 +122,9 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
             proc.kill()
             return proc.wait()
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        signal.signal(
+            signal.SIGINT, signal.SIG_IGN
+        )  # a second Ctrl-C must not cut the shutdown short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if children:
             stop_all(children)

@@ -54,13 +54,19 @@ class Metrics:
         out = {}
         for op, xs in self._samples.items():
             s = sorted(xs)
-            out[op] = OpStats(self._counts[op], s[len(s) // 2], s[min(len(s) - 1, int(0.95 * (len(s) - 1) + 0.5))],
-                              self._max[op], self._errors.get(op, 0))
+            out[op] = OpStats(
+                self._counts[op],
+                s[len(s) // 2],
+                s[min(len(s) - 1, int(0.95 * (len(s) - 1) + 0.5))],
+                self._max[op],
+                self._errors.get(op, 0),
+            )
         return out
 
 
 def timed(op: str):
     """Record the latency of an async service method on `self.metrics`."""
+
     def deco(fn):
         @functools.wraps(fn)
         async def wrapper(self, *args, **kwargs):
@@ -72,5 +78,7 @@ def timed(op: str):
                 return result
             finally:
                 self.metrics.record(op, (time.perf_counter() - t) * 1000, ok)
+
         return wrapper
+
     return deco

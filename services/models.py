@@ -27,8 +27,15 @@ class User:
 
     @classmethod
     def from_row(cls, r: dict) -> User:
-        return cls(r["id"], r["username"], r.get("email"), bool(r.get("is_admin")), r.get("is_active", True),
-                   ts(r.get("last_login")), ts(r.get("created_at")))
+        return cls(
+            r["id"],
+            r["username"],
+            r.get("email"),
+            bool(r.get("is_admin")),
+            r.get("is_active", True),
+            ts(r.get("last_login")),
+            ts(r.get("created_at")),
+        )
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,17 @@ class Conversation:
 
     @classmethod
     def from_row(cls, r: dict) -> Conversation:
-        return cls(r["id"], r["user_id"], r["title"], r.get("model"), r["is_archived"], r["is_pinned"],
-                   r["message_count"], ts(r["created_at"]), ts(r["updated_at"]))
+        return cls(
+            r["id"],
+            r["user_id"],
+            r["title"],
+            r.get("model"),
+            r["is_archived"],
+            r["is_pinned"],
+            r["message_count"],
+            ts(r["created_at"]),
+            ts(r["updated_at"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,12 @@ class SearchHit:
 
     @classmethod
     def from_row(cls, r: dict) -> SearchHit:
-        return cls(Conversation.from_row(r), float(r.get("rank") or 0.0), r.get("snippet"), r.get("message_id"))
+        return cls(
+            Conversation.from_row(r),
+            float(r.get("rank") or 0.0),
+            r.get("snippet"),
+            r.get("message_id"),
+        )
 
     def snippet_parts(self) -> list[tuple[str, bool]]:
         """(text, highlighted) runs of the snippet, markers removed."""
@@ -95,8 +116,15 @@ class Message:
 
     @classmethod
     def from_row(cls, r: dict) -> Message:
-        return cls(r["id"], r["conversation_id"], r["role"], r["content"], r.get("sources") or [],
-                   r.get("model"), ts(r.get("created_at")))
+        return cls(
+            r["id"],
+            r["conversation_id"],
+            r["role"],
+            r["content"],
+            r.get("sources") or [],
+            r.get("model"),
+            ts(r.get("created_at")),
+        )
 
 
 @dataclass(frozen=True)
@@ -116,17 +144,35 @@ class Document:
     added_at: datetime
     updated_at: datetime
     duplicate: bool = False  # register_upload found the same bytes already in this scope
-    pharmacy_id: str | None = None  # set: in that pharmacy's shared library (then conversation_id is None)
+    pharmacy_id: str | None = (
+        None  # set: in that pharmacy's shared library (then conversation_id is None)
+    )
 
-    COLUMNS = ("id,user_id,conversation_id,sha256,filename,file_type,file_size,page_count,chunk_count,"
-               "status,processing_error,metadata,added_at,updated_at,pharmacy_id")
+    COLUMNS = (
+        "id,user_id,conversation_id,sha256,filename,file_type,file_size,page_count,chunk_count,"
+        "status,processing_error,metadata,added_at,updated_at,pharmacy_id"
+    )
 
     @classmethod
     def from_row(cls, r: dict, duplicate: bool = False) -> Document:
-        return cls(r["id"], r["user_id"], r.get("conversation_id"), r.get("sha256"), r["filename"],
-                   r["file_type"], r.get("file_size"), r.get("page_count"), r.get("chunk_count") or 0,
-                   r["status"], r.get("processing_error"), r.get("metadata") or {}, ts(r["added_at"]),
-                   ts(r["updated_at"]), duplicate, r.get("pharmacy_id"))
+        return cls(
+            r["id"],
+            r["user_id"],
+            r.get("conversation_id"),
+            r.get("sha256"),
+            r["filename"],
+            r["file_type"],
+            r.get("file_size"),
+            r.get("page_count"),
+            r.get("chunk_count") or 0,
+            r["status"],
+            r.get("processing_error"),
+            r.get("metadata") or {},
+            ts(r["added_at"]),
+            ts(r["updated_at"]),
+            duplicate,
+            r.get("pharmacy_id"),
+        )
 
 
 PHARMACY_ROLES = ("owner", "editor", "reader")  # most rights first
@@ -156,7 +202,9 @@ class Pharmacy:
 
     @classmethod
     def from_row(cls, r: dict, role: str | None = None) -> Pharmacy:
-        return cls(r["id"], r["name"], role, r.get("created_by"), ts(r["created_at"]), ts(r["updated_at"]))
+        return cls(
+            r["id"], r["name"], role, r.get("created_by"), ts(r["created_at"]), ts(r["updated_at"])
+        )
 
 
 @dataclass(frozen=True)
@@ -170,8 +218,14 @@ class PharmacyMember:
 
     @classmethod
     def from_row(cls, r: dict) -> PharmacyMember:
-        return cls(r["pharmacy_id"], r["user_id"], r["username"], r["role"], r.get("added_by"),
-                   ts(r["created_at"]))
+        return cls(
+            r["pharmacy_id"],
+            r["user_id"],
+            r["username"],
+            r["role"],
+            r.get("added_by"),
+            ts(r["created_at"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -184,15 +238,26 @@ class Upload:
     document_id: str | None
     conversation_id: str | None
     uploaded_at: datetime
-    document_status: str | None = None  # what became of an accepted file (None: deleted, or rejected)
+    document_status: str | None = (
+        None  # what became of an accepted file (None: deleted, or rejected)
+    )
     document_error: str | None = None
 
     @classmethod
     def from_row(cls, r: dict, document: dict | None = None) -> Upload:
         document = document or {}
-        return cls(r["id"], r["filename"], r["file_size"], r.get("file_type"), r["outcome"], r.get("document_id"),
-                   r.get("conversation_id"), ts(r["uploaded_at"]), document.get("status"),
-                   document.get("processing_error"))
+        return cls(
+            r["id"],
+            r["filename"],
+            r["file_size"],
+            r.get("file_type"),
+            r["outcome"],
+            r.get("document_id"),
+            r.get("conversation_id"),
+            ts(r["uploaded_at"]),
+            document.get("status"),
+            document.get("processing_error"),
+        )
 
 
 @dataclass(frozen=True)
@@ -209,8 +274,17 @@ class AuditEntry:
 
     @classmethod
     def from_row(cls, r: dict) -> AuditEntry:
-        return cls(r["id"], r["action"], r.get("user_id"), r.get("actor_id"), r.get("target_type"),
-                   r.get("target_id"), r.get("details") or {}, r.get("ip_address"), ts(r["created_at"]))
+        return cls(
+            r["id"],
+            r["action"],
+            r.get("user_id"),
+            r.get("actor_id"),
+            r.get("target_type"),
+            r.get("target_id"),
+            r.get("details") or {},
+            r.get("ip_address"),
+            ts(r["created_at"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from localbase.files import FILE_MODE, private_dir, private_file
+from pharmgpt.localbase.files import FILE_MODE, private_dir, private_file
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,11 @@ class Outbox:
 
     def put(self, user_id: str, conversation_id: str, message_id: str, payload: dict) -> None:
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO outbox (user_id, conversation_id, message_id, payload) "
-                             "VALUES (?, ?, ?, ?)", (user_id, conversation_id, message_id, json.dumps(payload)))
+            self._db.execute(
+                "INSERT OR IGNORE INTO outbox (user_id, conversation_id, message_id, payload) "
+                "VALUES (?, ?, ?, ?)",
+                (user_id, conversation_id, message_id, json.dumps(payload)),
+            )
 
     def pending(self, user_id: str | None = None) -> list[OutboxItem]:
         sql = "SELECT seq, user_id, conversation_id, message_id, payload FROM outbox WHERE state = 'pending'"
@@ -72,12 +75,16 @@ class Outbox:
 
     def fail(self, seq: int, error: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE outbox SET state = 'failed', error = ? WHERE seq = ?", (error[:500], seq))
+            self._db.execute(
+                "UPDATE outbox SET state = 'failed', error = ? WHERE seq = ?", (error[:500], seq)
+            )
 
     def failed(self) -> list[tuple[OutboxItem, str]]:
         with self._lock:
-            rows = self._db.execute("SELECT seq, user_id, conversation_id, message_id, payload, error FROM outbox "
-                                    "WHERE state = 'failed' ORDER BY seq").fetchall()
+            rows = self._db.execute(
+                "SELECT seq, user_id, conversation_id, message_id, payload, error FROM outbox "
+                "WHERE state = 'failed' ORDER BY seq"
+            ).fetchall()
         return [(OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4])), r[5]) for r in rows]
 
     def close(self) -> None:

@@ -27,7 +27,9 @@ def hash_password(password: str, rounds: int = 12) -> str:
     return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
 
 
-def verify_password(password: str, stored: str, scheme: str = BCRYPT, salt: str | None = None) -> bool:
+def verify_password(
+    password: str, stored: str, scheme: str = BCRYPT, salt: str | None = None
+) -> bool:
     if scheme == LEGACY:
         if salt is None:
             return False

@@ -47,7 +47,9 @@ def _last_owner(e: ValidationError) -> bool:
 
 
 class PharmacyService:
-    def __init__(self, backend: Backend, metrics: Metrics, audit: AuditService, documents: DocumentService):
+    def __init__(
+        self, backend: Backend, metrics: Metrics, audit: AuditService, documents: DocumentService
+    ):
         self.backend = backend
         self.metrics = metrics
         self.audit = audit
@@ -74,11 +76,17 @@ class PharmacyService:
         """A new pharmacy with the user as its owner."""
         name = clean_name(name)
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.rpc("create_pharmacy", {"p_name": name}), what="pharmacy",
-                                       idempotent=False)
+        r = await self.backend.execute(
+            db.rpc("create_pharmacy", {"p_name": name}), what="pharmacy", idempotent=False
+        )
         p = Pharmacy.from_row(r.data[0], role="owner")
-        await self.audit.record("pharmacy.created", user_id=user_id, target_type="pharmacy", target_id=p.id,
-                                details={"name": p.name})
+        await self.audit.record(
+            "pharmacy.created",
+            user_id=user_id,
+            target_type="pharmacy",
+            target_id=p.id,
+            details={"name": p.name},
+        )
         return p
 
     @timed("pharmacies.list_mine")
@@ -86,17 +94,31 @@ class PharmacyService:
         """The user's pharmacies with their role in each, by name."""
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
-            lambda: db.table("pharmacy_members").select(f"role,pharmacies({Pharmacy.COLUMNS})")
-            .eq("user_id", user_id).order("pharmacy_id"), limit=1000, what="pharmacy list")
-        out = [Pharmacy.from_row(x["pharmacies"], role=x["role"]) for x in rows if x.get("pharmacies")]
+            lambda: (
+                db.table("pharmacy_members")
+                .select(f"role,pharmacies({Pharmacy.COLUMNS})")
+                .eq("user_id", user_id)
+                .order("pharmacy_id")
+            ),
+            limit=1000,
+            what="pharmacy list",
+        )
+        out = [
+            Pharmacy.from_row(x["pharmacies"], role=x["role"]) for x in rows if x.get("pharmacies")
+        ]
         return sorted(out, key=lambda p: (p.name.casefold(), p.id))
 
     @timed("pharmacies.get")
     async def get(self, user_id: str, pharmacy_id: str) -> Pharmacy:
         role = await self.require_role(user_id, pharmacy_id, *PHARMACY_ROLES)
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("pharmacies").select(Pharmacy.COLUMNS)
-                                       .eq("id", _uuid(pharmacy_id, "pharmacy")).limit(1), what="pharmacy")
+        r = await self.backend.execute(
+            db.table("pharmacies")
+            .select(Pharmacy.COLUMNS)
+            .eq("id", _uuid(pharmacy_id, "pharmacy"))
+            .limit(1),
+            what="pharmacy",
+        )
         if not r.data:
             raise NotFound("The pharmacy was not found.")
         return Pharmacy.from_row(r.data[0], role=role)
@@ -107,12 +129,22 @@ class PharmacyService:
         before = await self.get(user_id, pharmacy_id)
         await self.require_role(user_id, before.id, "owner")
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("pharmacies").update({"name": name}).eq("id", before.id)
-                                       .select(Pharmacy.COLUMNS), what="pharmacy")
+        r = await self.backend.execute(
+            db.table("pharmacies")
+            .update({"name": name})
+            .eq("id", before.id)
+            .select(Pharmacy.COLUMNS),
+            what="pharmacy",
+        )
         if not r.data:
             raise Forbidden("Only an owner of this pharmacy can do that.")
-        await self.audit.record("pharmacy.renamed", user_id=user_id, target_type="pharmacy", target_id=before.id,
-                                details={"from": before.name, "to": name})
+        await self.audit.record(
+            "pharmacy.renamed",
+            user_id=user_id,
+            target_type="pharmacy",
+            target_id=before.id,
+            details={"from": before.name, "to": name},
+        )
         return Pharmacy.from_row(r.data[0], role="owner")
 
     @timed("pharmacies.delete")
@@ -129,13 +161,19 @@ class PharmacyService:
             for uploader, ids in by_uploader.items():
                 await self.documents.on_documents_deleted(uploader, ids)
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("pharmacies").delete().eq("id", p.id).select("id"),
-                                       what="pharmacy")
+        r = await self.backend.execute(
+            db.table("pharmacies").delete().eq("id", p.id).select("id"), what="pharmacy"
+        )
         if not r.data:
             raise Forbidden("Only an owner of this pharmacy can do that.")
         await self.documents.release_blobs([d.sha256 for d in docs if d.sha256])
-        await self.audit.record("pharmacy.deleted", user_id=user_id, target_type="pharmacy", target_id=p.id,
-                                details={"name": p.name, "documents": len(docs)})
+        await self.audit.record(
+            "pharmacy.deleted",
+            user_id=user_id,
+            target_type="pharmacy",
+            target_id=p.id,
+            details={"name": p.name, "documents": len(docs)},
+        )
         return len(docs)
 
     # ------------------------------------------------------------------ members
@@ -144,13 +182,16 @@ class PharmacyService:
         """Owners first, then editors, then readers; NotFound for a non-member."""
         await self.require_role(user_id, pharmacy_id, *PHARMACY_ROLES)
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.rpc("pharmacy_member_list", {"p_pharmacy_id": _uuid(pharmacy_id,
-                                                                                             "pharmacy")}),
-                                       what="member list")
+        r = await self.backend.execute(
+            db.rpc("pharmacy_member_list", {"p_pharmacy_id": _uuid(pharmacy_id, "pharmacy")}),
+            what="member list",
+        )
         return [PharmacyMember.from_row(x) for x in r.data]
 
     @timed("pharmacies.add_member")
-    async def add_member(self, user_id: str, pharmacy_id: str, username: str, role: str = "reader") -> PharmacyMember:
+    async def add_member(
+        self, user_id: str, pharmacy_id: str, username: str, role: str = "reader"
+    ) -> PharmacyMember:
         """An owner adds an existing, active account by its username."""
         check_role(role)
         pharmacy_id = _uuid(pharmacy_id, "pharmacy")
@@ -159,9 +200,18 @@ class PharmacyService:
             raise ValidationError("Give the username of the account to add.")
         db = await self.backend.for_user(user_id)
         try:
-            r = await self.backend.execute(db.rpc("add_pharmacy_member", {
-                "p_pharmacy_id": pharmacy_id, "p_username_key": username_key(name), "p_role": role}),
-                what="member", idempotent=False)
+            r = await self.backend.execute(
+                db.rpc(
+                    "add_pharmacy_member",
+                    {
+                        "p_pharmacy_id": pharmacy_id,
+                        "p_username_key": username_key(name),
+                        "p_role": role,
+                    },
+                ),
+                what="member",
+                idempotent=False,
+            )
         except NotFound as e:
             if "account" in str((e.details or {}).get("message") or ""):
                 raise NotFound(f"There is no active account named {name!r}.") from None
@@ -171,13 +221,20 @@ class PharmacyService:
         except Forbidden:
             raise Forbidden("Only an owner of this pharmacy can add members.") from None
         m = PharmacyMember.from_row(r.data[0])
-        await self.audit.record("pharmacy.member_added", user_id=m.user_id, actor_id=user_id,
-                                target_type="pharmacy", target_id=pharmacy_id,
-                                details={"member": m.user_id, "username": m.username, "role": m.role})
+        await self.audit.record(
+            "pharmacy.member_added",
+            user_id=m.user_id,
+            actor_id=user_id,
+            target_type="pharmacy",
+            target_id=pharmacy_id,
+            details={"member": m.user_id, "username": m.username, "role": m.role},
+        )
         return m
 
     @timed("pharmacies.set_role")
-    async def set_role(self, user_id: str, pharmacy_id: str, member_id: str, role: str) -> PharmacyMember:
+    async def set_role(
+        self, user_id: str, pharmacy_id: str, member_id: str, role: str
+    ) -> PharmacyMember:
         """An owner changes a member's role (their own included, while another owner remains)."""
         check_role(role)
         pharmacy_id = _uuid(pharmacy_id, "pharmacy")
@@ -190,20 +247,35 @@ class PharmacyService:
             return before
         db = await self.backend.for_user(user_id)
         try:
-            r = await self.backend.execute(db.table("pharmacy_members").update({"role": role})
-                                           .eq("pharmacy_id", pharmacy_id).eq("user_id", member_id)
-                                           .select("pharmacy_id,user_id,role,added_by,created_at"), what="member")
+            r = await self.backend.execute(
+                db.table("pharmacy_members")
+                .update({"role": role})
+                .eq("pharmacy_id", pharmacy_id)
+                .eq("user_id", member_id)
+                .select("pharmacy_id,user_id,role,added_by,created_at"),
+                what="member",
+            )
         except ValidationError as e:
             if _last_owner(e):
-                raise Conflict(f"{before.username} is the last owner: make another member an owner "
-                               "first.") from None
+                raise Conflict(
+                    f"{before.username} is the last owner: make another member an owner first."
+                ) from None
             raise
         if not r.data:
             raise NotFound("That account is not a member of this pharmacy.")
-        await self.audit.record("pharmacy.member_role_changed", user_id=member_id, actor_id=user_id,
-                                target_type="pharmacy", target_id=pharmacy_id,
-                                details={"member": member_id, "username": before.username, "from": before.role,
-                                         "to": role})
+        await self.audit.record(
+            "pharmacy.member_role_changed",
+            user_id=member_id,
+            actor_id=user_id,
+            target_type="pharmacy",
+            target_id=pharmacy_id,
+            details={
+                "member": member_id,
+                "username": before.username,
+                "from": before.role,
+                "to": role,
+            },
+        )
         return PharmacyMember.from_row({**r.data[0], "username": before.username})
 
     @timed("pharmacies.remove_member")
@@ -227,24 +299,40 @@ class PharmacyService:
         me = PharmacyMember(pharmacy_id, user_id, "", role, None, None)
         await self._delete_membership(user_id, pharmacy_id, me, "pharmacy.left")
 
-    async def _delete_membership(self, user_id: str, pharmacy_id: str, member: PharmacyMember, action: str) -> None:
+    async def _delete_membership(
+        self, user_id: str, pharmacy_id: str, member: PharmacyMember, action: str
+    ) -> None:
         db = await self.backend.for_user(user_id)
         try:
-            r = await self.backend.execute(db.table("pharmacy_members").delete().eq("pharmacy_id", pharmacy_id)
-                                           .eq("user_id", member.user_id).select("user_id"), what="member")
+            r = await self.backend.execute(
+                db.table("pharmacy_members")
+                .delete()
+                .eq("pharmacy_id", pharmacy_id)
+                .eq("user_id", member.user_id)
+                .select("user_id"),
+                what="member",
+            )
         except ValidationError as e:
             if _last_owner(e):
                 who = "You are" if member.user_id == user_id else f"{member.username} is"
-                raise Conflict(f"{who} the last owner of this pharmacy: make another member an owner first, "
-                               "or delete the pharmacy.") from None
+                raise Conflict(
+                    f"{who} the last owner of this pharmacy: make another member an owner first, "
+                    "or delete the pharmacy."
+                ) from None
             raise
         if not r.data:
             raise NotFound("That account is not a member of this pharmacy.")
         details = {"member": member.user_id, "role": member.role}
         if member.username:
             details["username"] = member.username
-        await self.audit.record(action, user_id=member.user_id, actor_id=user_id, target_type="pharmacy",
-                                target_id=pharmacy_id, details=details)
+        await self.audit.record(
+            action,
+            user_id=member.user_id,
+            actor_id=user_id,
+            target_type="pharmacy",
+            target_id=pharmacy_id,
+            details=details,
+        )
 
     # ------------------------------------------------------------------ shared documents
     @timed("pharmacies.documents")

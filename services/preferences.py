@@ -21,7 +21,9 @@ class Pref:
 
 PREFERENCES: dict[str, Pref] = {
     # "" = the provider's default: the model names belong to the provider (rag.llm), not here
-    "model": Pref("", str, lambda v: len(v) <= 200, "the LLM used for answers (empty: the provider's default)"),
+    "model": Pref(
+        "", str, lambda v: len(v) <= 200, "the LLM used for answers (empty: the provider's default)"
+    ),
     "temperature": Pref(0.2, float, lambda v: 0.0 <= v <= 2.0, "0 to 2"),
     "top_k": Pref(6, int, lambda v: 1 <= v <= 20, "passages per answer, 1 to 20"),
     "strict_mode": Pref(True, bool, None, "answer only from the documents"),
@@ -51,7 +53,9 @@ class PreferenceService:
     @timed("preferences.get_all")
     async def get_all(self, user_id: str) -> dict[str, Any]:
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("user_preferences").select("key,value"), what="settings")
+        r = await self.backend.execute(
+            db.table("user_preferences").select("key,value"), what="settings"
+        )
         out = {k: p.default for k, p in PREFERENCES.items()}
         for row in r.data:
             try:
@@ -65,8 +69,9 @@ class PreferenceService:
         if key not in PREFERENCES:
             raise ValidationError(f"Unknown setting {key!r}.")
         db = await self.backend.for_user(user_id)
-        r = await self.backend.execute(db.table("user_preferences").select("value").eq("key", key).limit(1),
-                                       what="setting")
+        r = await self.backend.execute(
+            db.table("user_preferences").select("value").eq("key", key).limit(1), what="setting"
+        )
         if not r.data:
             return PREFERENCES[key].default
         try:
@@ -78,9 +83,14 @@ class PreferenceService:
     async def set(self, user_id: str, key: str, value: Any) -> Any:
         value = coerce(key, value)
         db = await self.backend.for_user(user_id)
-        await self.backend.execute(db.table("user_preferences").upsert(
-            {"user_id": user_id, "key": key, "value": value}, on_conflict="user_id,key", returning="minimal"),
-            what="setting")
+        await self.backend.execute(
+            db.table("user_preferences").upsert(
+                {"user_id": user_id, "key": key, "value": value},
+                on_conflict="user_id,key",
+                returning="minimal",
+            ),
+            what="setting",
+        )
         return value
 
     @timed("preferences.delete")
@@ -88,4 +98,6 @@ class PreferenceService:
         if key not in PREFERENCES:
             raise ValidationError(f"Unknown setting {key!r}.")
         db = await self.backend.for_user(user_id)
-        await self.backend.execute(db.table("user_preferences").delete().eq("key", key), what="setting")
+        await self.backend.execute(
+            db.table("user_preferences").delete().eq("key", key), what="setting"
+        )

@@ -8,9 +8,10 @@ import signal
 
 
 async def _with_system(fn):
-    from rag.system import RagSystem
-    from services.config import Settings, describe_data
-    from services.container import Services
+    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.services.config import Settings, describe_data
+    from pharmgpt.services.container import Services
+
     settings = Settings.load()
     print(describe_data(settings), flush=True)
     services = await Services.create(settings)
@@ -21,7 +22,9 @@ async def _with_system(fn):
 
 
 def run_worker(once: bool = False) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per queue poll
 
     async def work(rag):
@@ -38,6 +41,7 @@ def run_worker(once: bool = False) -> int:
         print(f"worker {rag.worker.worker_id} waiting for jobs (Ctrl-C to stop)", flush=True)
         await rag.worker.run_forever(stop)
         return 0
+
     return asyncio.run(_with_system(work))
 
 
@@ -47,29 +51,39 @@ def run_reconcile() -> int:
         total = sum(removed.values())
         print(f"removed orphaned chunks of {total} document(s) across {len(removed)} user(s)")
         queued = await rag.reindex_outdated()
-        print(f"queued {queued} document(s) indexed by an older version for re-indexing"
-              + (" (a running app or `pharmgpt worker` processes them)" if queued else ""))
+        print(
+            f"queued {queued} document(s) indexed by an older version for re-indexing"
+            + (" (a running app or `pharmgpt worker` processes them)" if queued else "")
+        )
         return 0
+
     return asyncio.run(_with_system(work))
 
 
 def run_reindex() -> int:
     """Re-embed, in the foreground, the collections another embedder built (the app does it in the
     background at start); needs only the chunk store, not the database."""
-    from rag.embeddings import shared_embedder
-    from rag.reindex import Reindexer
-    from rag.store import ChunkStore
-    from services.config import Settings
+    from pharmgpt.rag.embeddings import shared_embedder
+    from pharmgpt.rag.reindex import Reindexer
+    from pharmgpt.rag.store import ChunkStore
+    from pharmgpt.services.config import Settings
 
     s = Settings.load()
     embedder = shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
-    store = ChunkStore(path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port,
-                       embedder=embedder.name)
+    store = ChunkStore(
+        path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port, embedder=embedder.name
+    )
 
     def show(p):
-        print(f"\ruser {p.users_done + 1}/{p.users_total}: {p.chunks_done}/{p.chunks_total} chunks",
-              end="", flush=True)
+        print(
+            f"\ruser {p.users_done + 1}/{p.users_total}: {p.chunks_done}/{p.chunks_total} chunks",
+            end="",
+            flush=True,
+        )
+
     p = Reindexer(store, embedder).run(on_progress=show)
-    print(f"\nre-indexed {p.users_done} of {p.users_total} user(s) with {embedder.name}"
-          + (f"; {len(p.errors)} failed: " + "; ".join(p.errors) if p.errors else ""))
+    print(
+        f"\nre-indexed {p.users_done} of {p.users_total} user(s) with {embedder.name}"
+        + (f"; {len(p.errors)} failed: " + "; ".join(p.errors) if p.errors else "")
+    )
     return 1 if p.errors else 0

@@ -42,7 +42,9 @@ class Runtime:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coro` on the runtime loop and wait for its result."""
         if self._thread is not None and threading.current_thread() is self._thread:
-            raise RuntimeError("run() called from the runtime loop itself; await the coroutine instead")
+            raise RuntimeError(
+                "run() called from the runtime loop itself; await the coroutine instead"
+            )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stream(self, agen: AsyncIterator[T], timeout: float | None = None) -> Iterator[T]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from localbase.files import open_private, private_dir
+from pharmgpt.localbase.files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,19 @@ class Supervised:
     """One child process, restarted after `min_backoff_s` doubling up to `max_backoff_s` while it keeps
     dying quickly; a run longer than `stable_after_s` resets the backoff."""
 
-    def __init__(self, name: str, cmd: Sequence[str], *, env: dict[str, str] | None = None,
-                 log_path: Path | None = None, cwd: Path | None = None, min_backoff_s: float = 1.0,
-                 max_backoff_s: float = 30.0, stable_after_s: float = 60.0, stop_timeout_s: float = 20.0):
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+        min_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        stable_after_s: float = 60.0,
+        stop_timeout_s: float = 20.0,
+    ):
         self.name = name
         self.cmd = list(cmd)
         self.env = env
@@ -55,8 +65,15 @@ class Supervised:
             out = open_private(self.log_path)
         try:
             # its own session: a Ctrl-C in the terminal reaches the supervisor, which stops it in order
-            self._proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                self.cmd,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
@@ -67,7 +84,9 @@ class Supervised:
         with self._lock:
             self._stopping.clear()
             self._spawn()
-        self._thread = threading.Thread(target=self._watch, name=f"supervise-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, name=f"supervise-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -82,7 +101,9 @@ class Supervised:
             ran = time.monotonic() - self._started_at
             quick_failures = 0 if ran >= self.stable_after_s else quick_failures + 1
             delay = min(self.max_backoff_s, self.min_backoff_s * 2 ** max(0, quick_failures - 1))
-            log.warning("%s exited with %s after %.0f s; restarting in %.0f s", self.name, code, ran, delay)
+            log.warning(
+                "%s exited with %s after %.0f s; restarting in %.0f s", self.name, code, ran, delay
+            )
             if self._stopping.wait(delay):
                 return
             with self._lock:
@@ -105,7 +126,9 @@ class Supervised:
             try:
                 proc.wait(self.stop_timeout_s)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s; killing it", self.name, self.stop_timeout_s)
+                log.warning(
+                    "%s did not stop within %.0f s; killing it", self.name, self.stop_timeout_s
+                )
                 proc.kill()
                 proc.wait(5)
         log.info("%s stopped", self.name)
@@ -115,18 +138,33 @@ class Supervised:
 def worker_command() -> list[str]:
     """`pharmgpt worker` with this interpreter, so it runs in the same environment as the app."""
     import sys
-    return [sys.executable, "-m", "services.cli", "worker"]
+
+    return [sys.executable, "-m", "pharmgpt.services.cli", "worker"]
 
 
-def supervise_workers(count: int, env: dict[str, str], logs_dir: Path, *, max_backoff_s: float = 30.0,
-                      cwd: Path | None = None) -> list[Supervised]:
+def supervise_workers(
+    count: int,
+    env: dict[str, str],
+    logs_dir: Path,
+    *,
+    max_backoff_s: float = 30.0,
+    cwd: Path | None = None,
+) -> list[Supervised]:
     """Start `count` supervised `pharmgpt worker` processes sharing the queue."""
     env = {**env, "PHARMGPT_APP_RUNS_WORKER": "false"}
     out = []
     for i in range(count):
         name = "worker" if count == 1 else f"worker-{i + 1}"
-        out.append(Supervised(name, worker_command(), env=env, log_path=logs_dir / f"{name}.log", cwd=cwd,
-                              max_backoff_s=max_backoff_s).start())
+        out.append(
+            Supervised(
+                name,
+                worker_command(),
+                env=env,
+                log_path=logs_dir / f"{name}.log",
+                cwd=cwd,
+                max_backoff_s=max_backoff_s,
+            ).start()
+        )
     return out
 
 
@@ -137,4 +175,3 @@ def stop_all(children: Sequence[Supervised]) -> None:
         t.start()
     for t in threads:
         t.join()
-

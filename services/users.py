@@ -55,19 +55,30 @@ def bad_credentials(settings: Settings) -> str:
     """The one answer to a wrong password, an unknown user and a locked account alike,
     so no reply tells which usernames exist or which are locked."""
     minutes = max(1, settings.lockout_s // 60)
-    return (f"Wrong username or password. After {settings.max_failed_logins} failed attempts an account "
-            f"is locked for {minutes} minute{'s' if minutes != 1 else ''}.")
+    return (
+        f"Wrong username or password. After {settings.max_failed_logins} failed attempts an account "
+        f"is locked for {minutes} minute{'s' if minutes != 1 else ''}."
+    )
 
 
 class UserService:
-    def __init__(self, backend: Backend, settings: Settings, cache: TTLCache, metrics: Metrics,
-                 audit: AuditService, sessions=None):
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        cache: TTLCache,
+        metrics: Metrics,
+        audit: AuditService,
+        sessions=None,
+    ):
         self.backend = backend
         self.settings = settings
         self.cache = cache
         self.metrics = metrics
         self.audit = audit
-        self.sessions = sessions  # SessionService, set by the container (revokes on password change)
+        self.sessions = (
+            sessions  # SessionService, set by the container (revokes on password change)
+        )
         self._dummy_hash: str | None = None
 
     # ------------------------------------------------------------------ validation
@@ -79,13 +90,17 @@ class UserService:
             raise ValidationError("Usernames cannot contain control characters.")
         found = scripts(name)
         if len(found) > 1 and not found <= {"LATIN", "CJK"}:
-            raise ValidationError("Usernames cannot mix letters from different alphabets "
-                                  f"({', '.join(sorted(s.title() for s in found))}): such names can "
-                                  "look identical to someone else's.")
+            raise ValidationError(
+                "Usernames cannot mix letters from different alphabets "
+                f"({', '.join(sorted(s.title() for s in found))}): such names can "
+                "look identical to someone else's."
+            )
         return name
 
     def validate_password(self, password: str, username: str | None = None) -> None:
-        problem = password_problem(password, min_length=self.settings.min_password_length, username=username)
+        problem = password_problem(
+            password, min_length=self.settings.min_password_length, username=username
+        )
         if problem:
             raise ValidationError(problem)
 
@@ -113,20 +128,32 @@ class UserService:
 
     # ------------------------------------------------------------------ accounts
     @timed("users.create")
-    async def create_user(self, username: str, password: str, email: str | None = None,
-                          is_admin: bool = False) -> User:
+    async def create_user(
+        self, username: str, password: str, email: str | None = None, is_admin: bool = False
+    ) -> User:
         name = self.validate_username(username)
         self.validate_password(password, name)
         email = self.validate_email(email)
-        row = {"username": name, "username_key": username_key(name), "password_hash": await self._hash(password), "password_scheme": BCRYPT,
-               "email": email, "is_admin": is_admin}
+        row = {
+            "username": name,
+            "username_key": username_key(name),
+            "password_hash": await self._hash(password),
+            "password_scheme": BCRYPT,
+            "email": email,
+            "is_admin": is_admin,
+        }
         try:
-            r = await self.backend.execute(self.backend.service.table("users").insert(row).select(User.COLUMNS),
-                                           what="account", idempotent=False)
+            r = await self.backend.execute(
+                self.backend.service.table("users").insert(row).select(User.COLUMNS),
+                what="account",
+                idempotent=False,
+            )
         except Conflict:
             raise Conflict("That username is taken.") from None
         user = User.from_row(r.data[0])
-        await self.audit.record("user.created", user_id=user.id, target_type="user", target_id=user.id)
+        await self.audit.record(
+            "user.created", user_id=user.id, target_type="user", target_id=user.id
+        )
         return user
 
     async def _dummy_verify(self, password: str) -> None:
@@ -140,10 +167,19 @@ class UserService:
         (True, account) to go on, (False, account) while it is locked, (False, None) for no account."""
         if not 1 <= len(name) <= 128:
             return False, None
-        r = await self.backend.execute(self.backend.service.rpc("reserve_login_attempt", {
-            "p_username_key": username_key(name), "p_max_attempts": self.settings.max_failed_logins,
-            "p_window": f"{self.settings.failure_window_s} seconds",
-            "p_lock": f"{self.settings.lockout_s} seconds"}), what="account", idempotent=False)
+        r = await self.backend.execute(
+            self.backend.service.rpc(
+                "reserve_login_attempt",
+                {
+                    "p_username_key": username_key(name),
+                    "p_max_attempts": self.settings.max_failed_logins,
+                    "p_window": f"{self.settings.failure_window_s} seconds",
+                    "p_lock": f"{self.settings.lockout_s} seconds",
+                },
+            ),
+            what="account",
+            idempotent=False,
+        )
         if not r.data:
             return False, None
         return bool(r.data[0]["allowed"]), r.data[0]["account"]
@@ -156,8 +192,11 @@ class UserService:
         allowed, row = await self._reserve(name)
         if row is None:
             await self._dummy_verify(password or "")
-            await self.audit.record("auth.login_failed", ip=ip,
-                                    details={"username_hash": self._name_hash(name), "reason": "unknown"})
+            await self.audit.record(
+                "auth.login_failed",
+                ip=ip,
+                details={"username_hash": self._name_hash(name), "reason": "unknown"},
+            )
             raise AuthError(self.bad_credentials)
         now = datetime.now(UTC)
         if not allowed:
@@ -166,18 +205,33 @@ class UserService:
             raise AuthError(self.bad_credentials, details={"locked_until": row.get("locked_until")})
         # after the reservation, so guesses through an old name count against the lockout too
         await self._refuse_renamed_legacy_name(name, row, password or "", ip)
-        ok = await asyncio.to_thread(verify_password, password or "", row["password_hash"],
-                                     row["password_scheme"], row.get("password_salt"))
+        ok = await asyncio.to_thread(
+            verify_password,
+            password or "",
+            row["password_hash"],
+            row["password_scheme"],
+            row.get("password_salt"),
+        )
         if not ok or not row.get("is_active", True):
-            await self.audit.record("auth.login_failed", user_id=row["id"], ip=ip,
-                                    details={"reason": "password" if ok is False else "inactive"})
-            if row.get("locked_until") and ts(row["locked_until"]) > now:  # this attempt was the last allowed
+            await self.audit.record(
+                "auth.login_failed",
+                user_id=row["id"],
+                ip=ip,
+                details={"reason": "password" if ok is False else "inactive"},
+            )
+            if (
+                row.get("locked_until") and ts(row["locked_until"]) > now
+            ):  # this attempt was the last allowed
                 await self.audit.record("auth.lockout", user_id=row["id"], ip=ip)
             raise AuthError(self.bad_credentials)
-        await self.backend.execute(self.backend.service.rpc("record_login_success", {"p_user_id": row["id"]}),
-                                   what="account")
+        await self.backend.execute(
+            self.backend.service.rpc("record_login_success", {"p_user_id": row["id"]}),
+            what="account",
+        )
         if needs_rehash(row["password_hash"], row["password_scheme"], self.settings.bcrypt_rounds):
-            await self._store_password(row["id"], password)  # legacy sha256 -> bcrypt at first login
+            await self._store_password(
+                row["id"], password
+            )  # legacy sha256 -> bcrypt at first login
             if row["password_scheme"] == LEGACY:
                 await self.audit.record("auth.password_upgraded", user_id=row["id"])
         await self.audit.record("auth.login", user_id=row["id"], ip=ip)
@@ -185,8 +239,9 @@ class UserService:
         self.cache.set(("user", user.id), user)
         return user
 
-    async def _refuse_renamed_legacy_name(self, name: str, row: dict | None, password: str,
-                                          ip: str | None) -> None:
+    async def _refuse_renamed_legacy_name(
+        self, name: str, row: dict | None, password: str, ip: str | None
+    ) -> None:
         """Two legacy accounts whose names differed only in case (`Alice`, `alice`) were migrated
         as `Alice` and `alice-2` (migration/legacy.py). When `alice` signs in with her old name
         and her own password, say which name to use instead of counting a failure against
@@ -198,29 +253,64 @@ class UserService:
         if row is not None and row.get("legacy_user_id") == legacy_id:
             return
         r = await self.backend.execute(
-            self.backend.service.table("users").select("*").eq("legacy_user_id", legacy_id).limit(1),
-            what="account")
+            self.backend.service.table("users")
+            .select("*")
+            .eq("legacy_user_id", legacy_id)
+            .limit(1),
+            what="account",
+        )
         other = r.data[0] if r.data else None
-        if other is None or other["username"].lower() == name.lower() or not other.get("is_active", True):
+        if (
+            other is None
+            or other["username"].lower() == name.lower()
+            or not other.get("is_active", True)
+        ):
             return
-        ok = await asyncio.to_thread(verify_password, password, other["password_hash"],
-                                     other["password_scheme"], other.get("password_salt"))
+        ok = await asyncio.to_thread(
+            verify_password,
+            password,
+            other["password_hash"],
+            other["password_scheme"],
+            other.get("password_salt"),
+        )
         if ok:
-            if row is not None and row.get("failed_logins"):  # her own password: give the attempt back
+            if row is not None and row.get(
+                "failed_logins"
+            ):  # her own password: give the attempt back
                 await self.backend.execute(
-                    self.backend.service.table("users").update(
-                        {"failed_logins": max(0, int(row["failed_logins"]) - 1), "locked_until": None},
-                        returning="minimal").eq("id", row["id"]).eq("failed_logins", row["failed_logins"]),
-                    what="account")
+                    self.backend.service.table("users")
+                    .update(
+                        {
+                            "failed_logins": max(0, int(row["failed_logins"]) - 1),
+                            "locked_until": None,
+                        },
+                        returning="minimal",
+                    )
+                    .eq("id", row["id"])
+                    .eq("failed_logins", row["failed_logins"]),
+                    what="account",
+                )
             await self.audit.record("auth.login_renamed_account", user_id=other["id"], ip=ip)
-            raise AuthError(f"This account was renamed to “{other['username']}” when it moved to the "
-                            "new PharmGPT. Sign in with that name and the same password.",
-                            details={"username": other["username"]})
+            raise AuthError(
+                f"This account was renamed to “{other['username']}” when it moved to the "
+                "new PharmGPT. Sign in with that name and the same password.",
+                details={"username": other["username"]},
+            )
 
     async def _store_password(self, user_id: str, password: str) -> None:
-        await self.backend.execute(self.backend.service.table("users").update(
-            {"password_hash": await self._hash(password), "password_scheme": BCRYPT, "password_salt": None},
-            returning="minimal").eq("id", user_id), what="account")
+        await self.backend.execute(
+            self.backend.service.table("users")
+            .update(
+                {
+                    "password_hash": await self._hash(password),
+                    "password_scheme": BCRYPT,
+                    "password_salt": None,
+                },
+                returning="minimal",
+            )
+            .eq("id", user_id),
+            what="account",
+        )
 
     @timed("users.get")
     async def get_user_by_id(self, user_id: str) -> User | None:
@@ -228,7 +318,9 @@ class UserService:
         if not self.cache.missing(cached):
             return cached
         r = await self.backend.execute(
-            self.backend.service.table("users").select(User.COLUMNS).eq("id", user_id).limit(1), what="account")
+            self.backend.service.table("users").select(User.COLUMNS).eq("id", user_id).limit(1),
+            what="account",
+        )
         user = User.from_row(r.data[0]) if r.data else None
         if user is not None:
             self.cache.set(("user", user_id), user)
@@ -238,45 +330,78 @@ class UserService:
     async def update_user_profile(self, user_id: str, data: dict) -> User:
         unknown = set(data) - _PROFILE_FIELDS
         if unknown:
-            raise ValidationError("Only these profile fields can be changed: " + ", ".join(sorted(_PROFILE_FIELDS)))
+            raise ValidationError(
+                "Only these profile fields can be changed: " + ", ".join(sorted(_PROFILE_FIELDS))
+            )
         patch = {}
         if "email" in data:
             patch["email"] = self.validate_email(data["email"])
         r = await self.backend.execute(
-            self.backend.service.table("users").update(patch).eq("id", user_id).select(User.COLUMNS),
-            what="account")
+            self.backend.service.table("users")
+            .update(patch)
+            .eq("id", user_id)
+            .select(User.COLUMNS),
+            what="account",
+        )
         if not r.data:
             raise NotFound("The account was not found.")
         self.cache.invalidate("user", user_id)
         user = User.from_row(r.data[0])
-        await self.audit.record("user.profile_updated", user_id=user_id, details={"fields": sorted(patch)})
+        await self.audit.record(
+            "user.profile_updated", user_id=user_id, details={"fields": sorted(patch)}
+        )
         return user
 
     @timed("users.change_password")
-    async def change_password(self, user_id: str, old: str, new: str, *, keep_session: str | None = None) -> None:
-        r = await self.backend.execute(self.backend.service.table("users").select(
-            "id,username,password_hash,password_scheme,password_salt").eq("id", user_id).limit(1), what="account")
+    async def change_password(
+        self, user_id: str, old: str, new: str, *, keep_session: str | None = None
+    ) -> None:
+        r = await self.backend.execute(
+            self.backend.service.table("users")
+            .select("id,username,password_hash,password_scheme,password_salt")
+            .eq("id", user_id)
+            .limit(1),
+            what="account",
+        )
         if not r.data:
             raise NotFound("The account was not found.")
         row = r.data[0]
-        ok = await asyncio.to_thread(verify_password, old or "", row["password_hash"], row["password_scheme"],
-                                     row.get("password_salt"))
+        ok = await asyncio.to_thread(
+            verify_password,
+            old or "",
+            row["password_hash"],
+            row["password_scheme"],
+            row.get("password_salt"),
+        )
         if not ok:
             raise AuthError("The current password is not right.")
         self.validate_password(new, row.get("username"))
         await self._store_password(user_id, new)
-        revoked = await self.sessions.logout_all(user_id, except_token=keep_session) if self.sessions else 0
-        await self.audit.record("auth.password_changed", user_id=user_id, details={"sessions_revoked": revoked})
+        revoked = (
+            await self.sessions.logout_all(user_id, except_token=keep_session)
+            if self.sessions
+            else 0
+        )
+        await self.audit.record(
+            "auth.password_changed", user_id=user_id, details={"sessions_revoked": revoked}
+        )
 
     @timed("users.delete")
     async def delete_user(self, user_id: str, *, actor_id: str | None = None) -> None:
         r = await self.backend.execute(
-            self.backend.service.table("users").delete().eq("id", user_id).select("id"), what="account")
+            self.backend.service.table("users").delete().eq("id", user_id).select("id"),
+            what="account",
+        )
         if not r.data:
             raise NotFound("The account was not found.")
         self.cache.invalidate("user", user_id)
         for kind in ("convs", "conv", "docs"):
             self.cache.invalidate(kind, user_id)
         self.backend.forget_user(user_id)
-        await self.audit.record("user.deleted", user_id=user_id, actor_id=actor_id, target_type="user",
-                                target_id=user_id)
+        await self.audit.record(
+            "user.deleted",
+            user_id=user_id,
+            actor_id=actor_id,
+            target_type="user",
+            target_id=user_id,
+        )

@@ -16,10 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import pytest_asyncio
+from pharmgpt.localbase.auth import mint
+from pharmgpt.localbase.stack import LocalStack, StackInfo
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
-
-from localbase.auth import mint
-from localbase.stack import LocalStack, StackInfo
 
 TEST_SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS gwtest;
@@ -85,8 +84,13 @@ def local_stack() -> LocalStack:
     """The session's localbase stack object (for tests that start a second gateway on it)."""
     # short path: Postgres unix-socket paths are length-limited
     root = Path(tempfile.mkdtemp(prefix="pgt-", dir="/tmp"))
-    st = LocalStack(root / "data", ephemeral=True, gateway_port=0, schemas=("public", "gwtest"),
-                    legacy_keys=legacy_keys())
+    st = LocalStack(
+        root / "data",
+        ephemeral=True,
+        gateway_port=0,
+        schemas=("public", "gwtest"),
+        legacy_keys=legacy_keys(),
+    )
     try:
         st.prepare_database()
         with psycopg.connect(st.pg.dsn(), autocommit=True) as conn:
@@ -149,7 +153,8 @@ def pytest_generate_tests(metafunc):
 def chroma_server():
     """A real Chroma server from the chromadb wheel on 127.0.0.1 (what CHROMA_HOST points at in a
     larger install), over a throwaway directory; stopped after the session."""
-    from localbase.chroma import ChromaServer
+    from pharmgpt.localbase.chroma import ChromaServer
+
     root = Path(tempfile.mkdtemp(prefix="pgt-chroma-", dir="/tmp"))
     server = ChromaServer(root / "chroma", log_path=root / "chroma.log").start()
     yield server
@@ -160,11 +165,22 @@ def chroma_server():
 def worker_env(stack: StackInfo, data_dir: Path, chroma=None, **settings) -> dict[str, str]:
     """The environment of a `pharmgpt worker` process on the test stack (and a Chroma server)."""
     import os
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GROQ_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST", "CHROMA_PORT")}
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("GROQ_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST", "CHROMA_PORT")
+    }
     env.update(stack.as_env())
-    env.update({"PHARMGPT_DATA_DIR": str(data_dir), "PHARMGPT_SECRETS_FILE": str(data_dir / "no-secrets.toml"),
-                "PHARMGPT_RETRY_MAX_WAIT_S": "0.5", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "PHARMGPT_DATA_DIR": str(data_dir),
+            "PHARMGPT_SECRETS_FILE": str(data_dir / "no-secrets.toml"),
+            "PHARMGPT_RETRY_MAX_WAIT_S": "0.5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if chroma is not None:
         env.update(chroma.env())
     env.update({f"PHARMGPT_{k.upper()}": str(v) for k, v in settings.items()})
@@ -182,7 +198,9 @@ def user_token(stack: StackInfo, user_id: str, **overrides) -> str:
     return mint(stack.signer, claims.pop("role", "authenticated"), lifetime_s=lifetime, **claims)
 
 
-async def client_for(stack: StackInfo, bearer: str | None = None, apikey: str | None = None) -> AsyncClient:
+async def client_for(
+    stack: StackInfo, bearer: str | None = None, apikey: str | None = None
+) -> AsyncClient:
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     opts = AsyncClientOptions(headers=headers)
     return await acreate_client(stack.url, apikey or stack.anon_key, opts)
@@ -210,9 +228,11 @@ async def make_user(stack: StackInfo, service: AsyncClient):
     async def _make(prefix: str = "u") -> TestUser:
         uid = str(uuid.uuid4())
         name = f"{prefix}-{uid[:8]}"
-        await service.table("users").insert(
-            {"id": uid, "username": name, "password_hash": "$2b$12$" + "x" * 53}
-        ).execute()
+        await (
+            service.table("users")
+            .insert({"id": uid, "username": name, "password_hash": "$2b$12$" + "x" * 53})
+            .execute()
+        )
         token = user_token(stack, uid)
         return TestUser(uid, name, await client_for(stack, token), token)
 
@@ -222,21 +242,33 @@ async def make_user(stack: StackInfo, service: AsyncClient):
 async def prove_upload(service: AsyncClient, user_id: str, sha256: str, size: int = 10) -> str:
     """The server's record that `user_id` stored bytes with this hash (what an upload writes
     before a document may name them); returns the proof id for register_document."""
-    r = await service.table("upload_proofs").upsert(
-        {"user_id": user_id, "sha256": sha256, "file_size": size}, on_conflict="user_id,sha256").execute()
+    r = (
+        await service.table("upload_proofs")
+        .upsert(
+            {"user_id": user_id, "sha256": sha256, "file_size": size}, on_conflict="user_id,sha256"
+        )
+        .execute()
+    )
     return r.data[0]["id"]
 
 
 def service_settings(stack: StackInfo, data_dir: Path, **overrides):
-    from services.config import Settings
-    return Settings(**stack.settings_overrides(),
-                    data_dir=data_dir, bcrypt_rounds=4, retry_max_wait_s=0.5, **overrides)
+    from pharmgpt.services.config import Settings
+
+    return Settings(
+        **stack.settings_overrides(),
+        data_dir=data_dir,
+        bcrypt_rounds=4,
+        retry_max_wait_s=0.5,
+        **overrides,
+    )
 
 
 @pytest_asyncio.fixture(scope="session")
 async def services(stack: StackInfo, tmp_path_factory):
     """The real services, wired as the app wires them, over the session's stack."""
-    from services.container import Services
+    from pharmgpt.services.container import Services
+
     svc = await Services.create(service_settings(stack, tmp_path_factory.mktemp("svc")))
     yield svc
     await svc.close()
@@ -245,8 +277,10 @@ async def services(stack: StackInfo, tmp_path_factory):
 @pytest_asyncio.fixture
 async def account(services):
     """A fresh signed-up user (through UserService); returns (user, password)."""
+
     async def _make(prefix: str = "user", password: str = "correct horse battery"):
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         user = await services.users.create_user(name, password)
         return user, password
+
     return _make

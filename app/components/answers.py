@@ -17,14 +17,18 @@ _UNSAFE_LINK = re.compile(r"\[([^\]\n]*)\]\((?!\s*https?://)[^)\n]*\)")
 _UNSAFE_AUTOLINK = re.compile(r"<((?!https?://)[a-z][a-z0-9+.-]*:[^>\s]*)>", re.IGNORECASE)
 _HOLD_BACK = 300  # how far back an unfinished `![...](...)` may start while an answer streams
 
-DISCLAIMER = ("PharmGPT supports licensed pharmacists; it does not replace professional judgement. "
-              "Check doses and interactions against the full prescribing information.")
-OFFLINE_NOTE = ("No language model is configured, so answers quote the best-matching passages "
-                "of your documents instead of writing new text.")
+DISCLAIMER = (
+    "PharmGPT supports licensed pharmacists; it does not replace professional judgement. "
+    "Check doses and interactions against the full prescribing information."
+)
+OFFLINE_NOTE = (
+    "No language model is configured, so answers quote the best-matching passages "
+    "of your documents instead of writing new text."
+)
 
 # The question behind the "Summarise this document" button offered after an upload.
 SUMMARY_PROMPT = (
-    "Summarise the document \"{filename}\" for a pharmacist: what it is and which drug(s) it covers, "
+    'Summarise the document "{filename}" for a pharmacist: what it is and which drug(s) it covers, '
     "indications, dosing and administration (with units), contraindications and warnings, "
     "interactions, adverse effects, and use in special populations (renal or hepatic impairment, "
     "pregnancy and lactation, children, older adults). Cite the sources."
@@ -99,8 +103,14 @@ def source_label(s: dict) -> str:
     return (f"[{n}] " if n else "") + f"{name}{where}" + (f" — {section}" if section else "") + ocr
 
 
-def render_sources(sources: list[dict], *, expanded: bool = False, open_source=None,
-                   live_ids: set[str] | None = None, key: str = "") -> None:
+def render_sources(
+    sources: list[dict],
+    *,
+    expanded: bool = False,
+    open_source=None,
+    live_ids: set[str] | None = None,
+    key: str = "",
+) -> None:
     """Numbered sources. `open_source(source, whole_section)` (if given) opens one to its page or
     section; a source whose document is not in `live_ids` says it was deleted and opens nothing."""
     if not sources:
@@ -119,13 +129,21 @@ def render_sources(sources: list[dict], *, expanded: bool = False, open_source=N
                 continue
             cols = st.columns(2 if s.get("page") and s.get("section") else 1)
             if s.get("page"):
-                if cols[0].button(f"Open page {s['page']}", key=f"open_page_{key}_{s.get('n')}",
-                                  icon=":material/open_in_new:", type="tertiary"):
+                if cols[0].button(
+                    f"Open page {s['page']}",
+                    key=f"open_page_{key}_{s.get('n')}",
+                    icon=":material/open_in_new:",
+                    type="tertiary",
+                ):
                     open_source(s, False)
             if s.get("section"):
                 label = "Whole section" if s.get("page") else "Open section"
-                if cols[-1].button(label, key=f"open_section_{key}_{s.get('n')}",
-                                   icon=":material/article:", type="tertiary"):
+                if cols[-1].button(
+                    label,
+                    key=f"open_section_{key}_{s.get('n')}",
+                    icon=":material/article:",
+                    type="tertiary",
+                ):
                     open_source(s, True)
 
 

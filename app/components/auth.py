@@ -18,10 +18,9 @@ import re
 import time
 
 import streamlit as st
-
-from app import session_cookie
-from services.errors import BackendUnavailable, PharmGPTError, ValidationError
-from services.models import User
+from pharmgpt.app import session_cookie
+from pharmgpt.services.errors import BackendUnavailable, PharmGPTError, ValidationError
+from pharmgpt.services.models import User
 
 from . import ui
 
@@ -74,7 +73,9 @@ def client_info() -> tuple[str | None, str | None]:
         ua = st.context.headers.get("User-Agent")
     except Exception:
         pass
-    return (ip if isinstance(ip, str) and ip else None), (ua if isinstance(ua, str) and ua else None)
+    return (ip if isinstance(ip, str) and ip else None), (
+        ua if isinstance(ua, str) and ua else None
+    )
 
 
 # ---------------------------------------------------------------------- state
@@ -158,7 +159,9 @@ def current_user(ctx) -> User | None:
 
 
 # ---------------------------------------------------------------------- actions
-async def _sign_in(ctx, username: str, password: str, ip: str | None, ua: str | None) -> tuple[User, str]:
+async def _sign_in(
+    ctx, username: str, password: str, ip: str | None, ua: str | None
+) -> tuple[User, str]:
     u = await ctx.services.users.authenticate_user(username, password, ip=ip)
     try:
         tok = await ctx.services.sessions.create_session(u.id, ip, ua)
@@ -175,7 +178,9 @@ def sign_in(ctx, username: str, password: str) -> ui.Outcome:
     return out
 
 
-async def _sign_up(ctx, username: str, password: str, email: str | None, ip, ua) -> tuple[User, str]:
+async def _sign_up(
+    ctx, username: str, password: str, email: str | None, ip, ua
+) -> tuple[User, str]:
     await ctx.services.users.create_user(username, password, email)
     return await _sign_in(ctx, username, password, ip, ua)
 
@@ -192,8 +197,11 @@ def sign_out(ctx, *, everywhere: bool = False) -> None:
     """Revoke this session (or all of the user's) and forget it here and in the browser."""
     u, tok = user(), token()
     if u is not None and tok:
-        coro = (ctx.services.sessions.logout_all(u.id) if everywhere
-                else ctx.services.sessions.logout_session(tok))
+        coro = (
+            ctx.services.sessions.logout_all(u.id)
+            if everywhere
+            else ctx.services.sessions.logout_session(tok)
+        )
         ui.attempt(coro)
     _forget("You have been signed out everywhere." if everywhere else "You have been signed out.")
 
@@ -207,12 +215,16 @@ def validate_sign_in(username: str, password: str) -> dict[str, str]:
     return errors
 
 
-def validate_sign_up(users, username: str, password: str, confirm: str, email: str | None) -> dict[str, str]:
+def validate_sign_up(
+    users, username: str, password: str, confirm: str, email: str | None
+) -> dict[str, str]:
     """Field -> message, using the account service's own rules."""
     errors = {}
-    for name, check in (("username", lambda: users.validate_username(username)),
-                        ("password", lambda: users.validate_password(password)),
-                        ("email", lambda: users.validate_email(email))):
+    for name, check in (
+        ("username", lambda: users.validate_username(username)),
+        ("password", lambda: users.validate_password(password)),
+        ("email", lambda: users.validate_email(email)),
+    ):
         try:
             check()
         except ValidationError as e:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import html
 
 import streamlit as st
-
-from rag.source_view import SourceView
+from pharmgpt.rag.source_view import SourceView
 
 from . import ui
 
@@ -19,9 +18,13 @@ DELETED = "document deleted"
 
 def view_html(view: SourceView) -> str:
     """The view's text with its highlights as `<mark>`; everything else escaped."""
-    body = "".join(f"<mark>{html.escape(piece)}</mark>" if marked else html.escape(piece)
-                   for piece, marked in view.segments())
-    return f'<div class="pharmgpt-source" style="white-space: pre-wrap; line-height: 1.5">{body}</div>'
+    body = "".join(
+        f"<mark>{html.escape(piece)}</mark>" if marked else html.escape(piece)
+        for piece, marked in view.segments()
+    )
+    return (
+        f'<div class="pharmgpt-source" style="white-space: pre-wrap; line-height: 1.5">{body}</div>'
+    )
 
 
 @st.dialog("Cited source", width="large")
@@ -30,8 +33,10 @@ def open_source(source: dict, whole_section: bool = False) -> None:
     user = st.session_state["user"]
     view = ui.call(ctx.rag.source_view(user.id, source, whole_section=whole_section), default=None)
     if view is None:
-        st.info("This source could not be shown: the document may have been deleted, or the cited "
-                "part has no text.")
+        st.info(
+            "This source could not be shown: the document may have been deleted, or the cited "
+            "part has no text."
+        )
         return
     st.markdown(f"**{html.escape(view.title)}**")
     if view.highlights:

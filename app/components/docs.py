@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import streamlit as st
-
-from rag.loaders import ocr
-from services.documents import ALLOWED_TYPES, is_file_fault, size_text
-from services.models import Document, Upload
+from pharmgpt.rag.loaders import ocr
+from pharmgpt.services.documents import ALLOWED_TYPES, is_file_fault, size_text
+from pharmgpt.services.models import Document, Upload
 
 from . import ui
 from .dates import file_size, relative_date
@@ -28,19 +27,34 @@ def _scope(doc: Document) -> str:
 
 def same_file(doc: Document, others) -> Document | None:
     """Another of the user's documents with exactly these bytes (in another chat or the library)."""
-    return next((o for o in others if o.id != doc.id and doc.sha256 and o.sha256 == doc.sha256), None)
+    return next(
+        (o for o in others if o.id != doc.id and doc.sha256 and o.sha256 == doc.sha256), None
+    )
 
 
 def same_label(doc: Document, others) -> Document | None:
     """A ready document in another format covering the same drugs and products: likely the same
     label twice (e.g. its SPL XML and a PDF of it), which would be cited twice."""
+
     def key(d: Document):
         m = d.metadata or {}
-        return tuple(sorted(m.get("drugs") or ())), tuple(sorted(p.lower() for p in m.get("products") or ()))
+        return tuple(sorted(m.get("drugs") or ())), tuple(
+            sorted(p.lower() for p in m.get("products") or ())
+        )
+
     if doc.status != "ready" or not key(doc)[0]:
         return None
-    return next((o for o in others if o.id != doc.id and o.status == "ready" and o.file_type != doc.file_type
-                 and key(o) == key(doc)), None)
+    return next(
+        (
+            o
+            for o in others
+            if o.id != doc.id
+            and o.status == "ready"
+            and o.file_type != doc.file_type
+            and key(o) == key(doc)
+        ),
+        None,
+    )
 
 
 def duplicate_notes(doc: Document, others) -> list[str]:
@@ -64,22 +78,29 @@ def upload_outcome(u: Upload) -> str:
         return "processing"
     if u.document_status == "ready":
         return "ready" if u.outcome != "duplicate" else "duplicate (existing copy used)"
-    return {"accepted": "accepted (since deleted)", "duplicate": "duplicate"}.get(u.outcome, u.outcome)
+    return {"accepted": "accepted (since deleted)", "duplicate": "duplicate"}.get(
+        u.outcome, u.outcome
+    )
 
 
 def upload_help(settings) -> str:
     """The uploader's help: the real per-file limit (the same setting `pharmgpt run` gives
     Streamlit as server.maxUploadSize, and the service checks) and whether scans are read."""
-    scans = ("Scanned PDFs and images are read by text recognition (OCR)." if ocr.available()
-             else "Scanned PDFs and images can't be read on this server (OCR is not installed).")
+    scans = (
+        "Scanned PDFs and images are read by text recognition (OCR)."
+        if ocr.available()
+        else "Scanned PDFs and images can't be read on this server (OCR is not installed)."
+    )
     return f"Up to {size_text(settings.max_upload_bytes)} per file. {scans}"
 
 
 def ocr_notice() -> None:
     """Say plainly, where files are added, that scans will not be read and how to enable it."""
     if not ocr.available():
-        st.caption(f":material/document_scanner: Scanned PDFs and images can't be read: {ocr.UNAVAILABLE} "
-                   f"{ocr.ENABLE_HINT}")
+        st.caption(
+            f":material/document_scanner: Scanned PDFs and images can't be read: {ocr.UNAVAILABLE} "
+            f"{ocr.ENABLE_HINT}"
+        )
 
 
 def status_label(doc: Document, progress: dict | None = None) -> str:
@@ -87,11 +108,15 @@ def status_label(doc: Document, progress: dict | None = None) -> str:
     progress = progress or {}
     if doc.status == "pending":
         retrying = doc.processing_error and doc.processing_error.startswith("Retrying")
-        return ":orange-badge[Retrying soon]" if retrying else ":orange-badge[Waiting to be processed]"
+        return (
+            ":orange-badge[Retrying soon]" if retrying else ":orange-badge[Waiting to be processed]"
+        )
     if doc.status == "processing":
         if progress.get("stage") == "ocr" and progress.get("ocr_pages"):
-            return (f":blue-badge[Reading scanned pages (OCR): {progress.get('ocr_pages_done', 0)} of "
-                    f"{progress['ocr_pages']}]")
+            return (
+                f":blue-badge[Reading scanned pages (OCR): {progress.get('ocr_pages_done', 0)} of "
+                f"{progress['ocr_pages']}]"
+            )
         pct = progress.get("percent")
         return f":blue-badge[Processing {pct} %]" if pct is not None else ":blue-badge[Processing…]"
     if doc.status == "ready":
@@ -118,30 +143,52 @@ def register_files(ctx, user_id: str, files, conversation_id: str | None) -> lis
     """Register each uploaded file; one result per file (errors are per file, not fatal)."""
     results = []
     for f in files or []:
-        out = ui.attempt(ctx.services.documents.register_upload(user_id, f.name, f.getvalue(),
-                                                                conversation_id=conversation_id))
+        out = ui.attempt(
+            ctx.services.documents.register_upload(
+                user_id, f.name, f.getvalue(), conversation_id=conversation_id
+            )
+        )
         if not out.ok:
             results.append(UploadResult(f.name, "error", out.error or ui.GENERIC_ERROR))
         elif out.value.duplicate:
             d = out.value
-            results.append(UploadResult(d.filename, "duplicate", f"{d.filename} was already uploaded here "
-                                        f"({relative_date(d.added_at)}); the existing copy is used.", d.id,
-                                        _elsewhere(ctx, user_id, d)))
+            results.append(
+                UploadResult(
+                    d.filename,
+                    "duplicate",
+                    f"{d.filename} was already uploaded here "
+                    f"({relative_date(d.added_at)}); the existing copy is used.",
+                    d.id,
+                    _elsewhere(ctx, user_id, d),
+                )
+            )
         else:
             d = out.value
-            results.append(UploadResult(d.filename, "queued", f"{d.filename} uploaded; processing it now. "
-                                        "It can be used in answers once it shows Ready.", d.id,
-                                        _elsewhere(ctx, user_id, d)))
+            results.append(
+                UploadResult(
+                    d.filename,
+                    "queued",
+                    f"{d.filename} uploaded; processing it now. "
+                    "It can be used in answers once it shows Ready.",
+                    d.id,
+                    _elsewhere(ctx, user_id, d),
+                )
+            )
     if any(r.kind == "queued" for r in results):
         ui.wake_worker(ctx)
     return results
 
 
 def _elsewhere(ctx, user_id: str, doc: Document) -> tuple[str, ...]:
-    others = ui.call(ctx.services.documents.find_by_hash(user_id, doc.sha256), default=[], quiet=True)
+    others = ui.call(
+        ctx.services.documents.find_by_hash(user_id, doc.sha256), default=[], quiet=True
+    )
     twin = same_file(doc, [o for o in others if o.conversation_id != doc.conversation_id])
-    return (f"The same file is also in {_scope(twin)} as {twin.filename}: answers may cite it twice.",) \
-        if twin is not None else ()
+    return (
+        (f"The same file is also in {_scope(twin)} as {twin.filename}: answers may cite it twice.",)
+        if twin is not None
+        else ()
+    )
 
 
 def settled(results: list[UploadResult], documents) -> list[UploadResult]:
@@ -172,7 +219,9 @@ def show_results(results: list[UploadResult]) -> None:
 
 def _retry(user_id: str, doc_id: str, filename: str) -> None:
     ctx = ui.context()
-    if ui.act(ctx.services.documents.retry_document(user_id, doc_id), f"{filename} is queued again."):
+    if ui.act(
+        ctx.services.documents.retry_document(user_id, doc_id), f"{filename} is queued again."
+    ):
         ui.wake_worker(ctx)
 
 
@@ -186,8 +235,17 @@ def document_row(user_id: str, doc: Document, progress: dict | None = None, othe
     left, mid, right = st.columns([5, 3, 2], vertical_alignment="center")
     with left:
         st.markdown(f"**{doc.filename}**")
-        st.caption(" · ".join(x for x in (doc.file_type.split("/")[-1], file_size(doc.file_size),
-                                          f"added {relative_date(doc.added_at)}") if x))
+        st.caption(
+            " · ".join(
+                x
+                for x in (
+                    doc.file_type.split("/")[-1],
+                    file_size(doc.file_size),
+                    f"added {relative_date(doc.added_at)}",
+                )
+                if x
+            )
+        )
     with mid:
         st.markdown(status_label(doc, progress))
         if doc.status == "failed" and doc.processing_error:
@@ -201,10 +259,21 @@ def document_row(user_id: str, doc: Document, progress: dict | None = None, othe
             st.caption(f":orange[{note}]")
     with right:
         if doc.status == "failed" and not is_file_fault(doc):
-            st.button("Retry", key=f"doc_retry_{doc.id}", icon=":material/refresh:",
-                      on_click=_retry, args=(user_id, doc.id, doc.filename))
+            st.button(
+                "Retry",
+                key=f"doc_retry_{doc.id}",
+                icon=":material/refresh:",
+                on_click=_retry,
+                args=(user_id, doc.id, doc.filename),
+            )
         with st.popover("Delete", icon=":material/delete:", key=f"doc_delmenu_{doc.id}"):
             st.caption("Deleting removes the file and its passages from every answer.")
             sure = st.checkbox("Yes, delete it", key=f"doc_delok_{doc.id}")
-            st.button("Delete document", key=f"doc_delete_{doc.id}", type="primary", disabled=not sure,
-                      on_click=_delete, args=(user_id, doc.id, doc.filename))
+            st.button(
+                "Delete document",
+                key=f"doc_delete_{doc.id}",
+                type="primary",
+                disabled=not sure,
+                on_click=_delete,
+                args=(user_id, doc.id, doc.filename),
+            )

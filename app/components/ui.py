@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
-
-from services.errors import BackendUnavailable, PharmGPTError
+from pharmgpt.services.errors import BackendUnavailable, PharmGPTError
 
 log = logging.getLogger("pharmgpt.app")
 
-GENERIC_ERROR = "Something went wrong. Please try again; if it keeps happening, tell your administrator."
+GENERIC_ERROR = (
+    "Something went wrong. Please try again; if it keeps happening, tell your administrator."
+)
 BACKEND_DOWN = (
     "**The data store is not reachable right now**, so some things can't be loaded or saved. "
     "Messages you send are kept on this server and delivered once it is back. "
@@ -44,7 +45,8 @@ class Outcome:
 
 def context():
     """The process-wide services and RAG system (built on first use)."""
-    from app.context import app_context
+    from pharmgpt.app.context import app_context
+
     return app_context()
 
 
@@ -93,6 +95,7 @@ def attempt(coro: Coroutine, *, render: bool = True, timeout: float | None = 60)
     elsewhere does nothing more, even from a callback that runs before the page.
     """
     from . import auth
+
     try:
         ctx = context()
         alive = auth.session_alive(ctx, render=render)
@@ -159,11 +162,14 @@ def warm_user(ctx, user_id: str) -> None:
         return
     st.session_state["_warm_user"] = user_id
     import asyncio
+
     asyncio.run_coroutine_threadsafe(ctx.rag.warmup.user(user_id), ctx.runtime.loop)
 
 
-WARMING_UP = (":orange-badge[Warming up] Loading the search model and indexes after a restart; "
-              "a question asked now waits until they are ready.")
+WARMING_UP = (
+    ":orange-badge[Warming up] Loading the search model and indexes after a restart; "
+    "a question asked now waits until they are ready."
+)
 
 
 @st.fragment(run_every=2)
@@ -175,7 +181,8 @@ def warming_notice() -> None:
 
 def preferences(ctx, user_id: str, *, refresh: bool = False) -> dict:
     """The user's settings, read once per browser session (and after each save)."""
-    from services.preferences import PREFERENCES
+    from pharmgpt.services.preferences import PREFERENCES
+
     if refresh or "prefs" not in st.session_state:
         got = call(ctx.services.preferences.get_all(user_id), quiet=True)
         if got is None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 
 import streamlit as st
-
-from app.components import answers, auth, citations, docs, sidebar, ui
-from app.components.dates import relative_date
-from rag.engine import OFFLINE_MODEL
-from services.conversations import MAX_PAGE
-from services.errors import BackendUnavailable, PharmGPTError
-from services.models import Message
+from pharmgpt.app.components import answers, auth, citations, docs, sidebar, ui
+from pharmgpt.app.components.dates import relative_date
+from pharmgpt.rag.engine import OFFLINE_MODEL
+from pharmgpt.services.conversations import MAX_PAGE
+from pharmgpt.services.errors import BackendUnavailable, PharmGPTError
+from pharmgpt.services.models import Message
 
 HISTORY_PAGE = 30
-NOT_FOUND = ("That conversation was not found: it was deleted, or the link belongs to another account. "
-             "Pick one from the list or start a new chat.")
+NOT_FOUND = (
+    "That conversation was not found: it was deleted, or the link belongs to another account. "
+    "Pick one from the list or start a new chat."
+)
 
 
 def load_messages(ctx, user_id: str, conv_id: str, count: int) -> tuple[list[Message], bool]:
@@ -24,7 +25,9 @@ def load_messages(ctx, user_id: str, conv_id: str, count: int) -> tuple[list[Mes
     before = None
     while len(out) < count:
         size = min(MAX_PAGE, count - len(out))
-        batch = ui.call(ctx.services.conversations.get_messages(user_id, conv_id, limit=size, before=before))
+        batch = ui.call(
+            ctx.services.conversations.get_messages(user_id, conv_id, limit=size, before=before)
+        )
         if batch is None:
             return out, False
         out = batch + out
@@ -41,16 +44,21 @@ def _show_more(conv_id: str) -> None:
 
 def _model_changed(user_id: str) -> None:
     value = st.session_state["chat_model"]
-    if ui.act(ui.context().services.preferences.set(user_id, "model", value), f"Answers now use {value}."):
+    if ui.act(
+        ui.context().services.preferences.set(user_id, "model", value), f"Answers now use {value}."
+    ):
         st.session_state.setdefault("prefs", {})["model"] = value
 
 
 def _strict_changed(user_id: str) -> None:
     value = bool(st.session_state["strict_toggle"])
     ctx = ui.context()
-    if ui.act(ctx.services.preferences.set(user_id, "strict_mode", value),
-              "Answers now come from your documents only." if value
-              else "Answers may now add general knowledge, marked as such."):
+    if ui.act(
+        ctx.services.preferences.set(user_id, "strict_mode", value),
+        "Answers now come from your documents only."
+        if value
+        else "Answers may now add general knowledge, marked as such.",
+    ):
         st.session_state.setdefault("prefs", {})["strict_mode"] = value
 
 
@@ -60,7 +68,9 @@ def files_title(names: list[str]) -> str:
     return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
 
 
-def _ensure_conversation(ctx, user_id: str, conv_id: str | None, title: str | None = None) -> str | None:
+def _ensure_conversation(
+    ctx, user_id: str, conv_id: str | None, title: str | None = None
+) -> str | None:
     if conv_id:
         return conv_id
     conv = ui.call(ctx.services.conversations.create_conversation(user_id, title=title))
@@ -72,8 +82,11 @@ def _ensure_conversation(ctx, user_id: str, conv_id: str | None, title: str | No
 
 def _message(m: Message, prefs: dict, live_ids: set[str] | None) -> None:
     with st.chat_message(m.role, avatar="🧑‍⚕️" if m.role == "user" else "💊"):
-        st.markdown(answers.format_citations(answers.safe_markdown(m.content), len(m.sources))
-                    if m.role == "assistant" else m.content)
+        st.markdown(
+            answers.format_citations(answers.safe_markdown(m.content), len(m.sources))
+            if m.role == "assistant"
+            else m.content
+        )
         meta = [relative_date(m.created_at)]
         if m.model == OFFLINE_MODEL:
             meta.append("offline mode")
@@ -81,14 +94,25 @@ def _message(m: Message, prefs: dict, live_ids: set[str] | None) -> None:
             meta.append("not saved yet: it is sent when the data store is back")
         st.caption(" · ".join(x for x in meta if x))
         if m.role == "assistant" and prefs.get("show_sources", True):
-            answers.render_sources(m.sources, open_source=citations.open_source, live_ids=live_ids, key=m.id)
+            answers.render_sources(
+                m.sources, open_source=citations.open_source, live_ids=live_ids, key=m.id
+            )
 
 
 def _live_documents(ctx, user_id: str, conv_id: str | None) -> set[str] | None:
     """Ids of the documents a source of this conversation may cite; None when they can't be read."""
-    library = ui.call(ctx.services.documents.get_library_documents(user_id), default=None, quiet=True)
-    attached = (ui.call(ctx.services.documents.get_conversation_documents(user_id, conv_id), default=None,
-                        quiet=True) if conv_id else [])
+    library = ui.call(
+        ctx.services.documents.get_library_documents(user_id), default=None, quiet=True
+    )
+    attached = (
+        ui.call(
+            ctx.services.documents.get_conversation_documents(user_id, conv_id),
+            default=None,
+            quiet=True,
+        )
+        if conv_id
+        else []
+    )
     if library is None or attached is None:
         return None
     return {d.id for d in library} | {d.id for d in attached}
@@ -98,7 +122,9 @@ def _record_first_token(ctx) -> None:
     """Server time from the start of this script run to the first answer token (metrics)."""
     started = st.session_state.get("_run_started")
     if started is not None:
-        ctx.services.metrics.record("app.send_to_first_token", (time.perf_counter() - started) * 1000)
+        ctx.services.metrics.record(
+            "app.send_to_first_token", (time.perf_counter() - started) * 1000
+        )
 
 
 def _prepend(first, rest):
@@ -107,8 +133,17 @@ def _prepend(first, rest):
     yield from rest
 
 
-def ask(ctx, user_id: str, conv_id: str, question: str, *, message_id: str | None = None,
-        show_question: bool = True, document_ids: list[str] | None = None, replace: bool = False) -> None:
+def ask(
+    ctx,
+    user_id: str,
+    conv_id: str,
+    question: str,
+    *,
+    message_id: str | None = None,
+    show_question: bool = True,
+    document_ids: list[str] | None = None,
+    replace: bool = False,
+) -> None:
     """Stream an answer token by token. Any click (Stop included) reruns the page, which closes
     the stream; the engine then stores what was written so far, marked as stopped."""
     if show_question:
@@ -116,16 +151,31 @@ def ask(ctx, user_id: str, conv_id: str, question: str, *, message_id: str | Non
             st.markdown(question)
     ok = False
     with st.chat_message("assistant", avatar="💊"):
-        st.button("Stop generating", key="stop_generating", icon=":material/stop_circle:",
-                  help="Stops the answer; what was written so far is kept.")
+        st.button(
+            "Stop generating",
+            key="stop_generating",
+            icon=":material/stop_circle:",
+            help="Stops the answer; what was written so far is kept.",
+        )
         sink: dict = {}
-        stream = ctx.stream(ctx.rag.engine.answer(user_id, conv_id, question, message_id=message_id,
-                                                  document_ids=document_ids, replace=replace))
+        stream = ctx.stream(
+            ctx.rag.engine.answer(
+                user_id,
+                conv_id,
+                question,
+                message_id=message_id,
+                document_ids=document_ids,
+                replace=replace,
+            )
+        )
         try:
             with st.spinner("Looking through your documents…"):
                 first = next(stream, None)  # retrieval happens before the first event
-            st.write_stream(answers.answer_text(_prepend(first, stream), sink,
-                                                on_first_token=lambda: _record_first_token(ctx)))
+            st.write_stream(
+                answers.answer_text(
+                    _prepend(first, stream), sink, on_first_token=lambda: _record_first_token(ctx)
+                )
+            )
             ok = True
         except BackendUnavailable:
             ui.backend_down()
@@ -146,8 +196,14 @@ def _summarise_offers(ctx, user_id: str, conv_id: str) -> tuple[str, str] | None
     recent = st.session_state.get("recent_uploads", {}).get(conv_id) or []
     if not recent:
         return None
-    by_id = {d.id: d for d in ui.call(ctx.services.documents.get_conversation_documents(user_id, conv_id),
-                                      default=[], quiet=True)}
+    by_id = {
+        d.id: d
+        for d in ui.call(
+            ctx.services.documents.get_conversation_documents(user_id, conv_id),
+            default=[],
+            quiet=True,
+        )
+    }
     question = None
     waiting = False
     for doc_id, filename in list(recent):
@@ -157,9 +213,13 @@ def _summarise_offers(ctx, user_id: str, conv_id: str) -> tuple[str, str] | None
         ready = d.status == "ready"
         waiting = waiting or d.status in docs.ACTIVE
         cols = st.columns([3, 2], vertical_alignment="center")
-        if cols[0].button(f"Summarise {filename}", key=f"summarise_{doc_id}", disabled=not ready,
-                          icon=":material/summarize:",
-                          help=None if ready else "Available once the document is processed."):
+        if cols[0].button(
+            f"Summarise {filename}",
+            key=f"summarise_{doc_id}",
+            disabled=not ready,
+            icon=":material/summarize:",
+            help=None if ready else "Available once the document is processed.",
+        ):
             question = answers.summary_question(filename), doc_id
             recent.remove((doc_id, filename))  # offered once it has been used
         cols[1].markdown(docs.status_label(d))
@@ -172,10 +232,17 @@ def _summarise_offers(ctx, user_id: str, conv_id: str) -> tuple[str, str] | None
 def _watch_processing(user_id: str, conv_id: str, doc_ids: list[str]) -> None:
     """Polls while a new document is processed, then redraws the page once it is done."""
     ctx = ui.context()
-    ctx.services.cache.invalidate("docs", user_id)  # a worker in another process may have moved them on
-    current = ui.call(ctx.services.documents.get_conversation_documents(user_id, conv_id), default=None,
-                      quiet=True)
-    if current is not None and not any(d.id in doc_ids and d.status in docs.ACTIVE for d in current):
+    ctx.services.cache.invalidate(
+        "docs", user_id
+    )  # a worker in another process may have moved them on
+    current = ui.call(
+        ctx.services.documents.get_conversation_documents(user_id, conv_id),
+        default=None,
+        quiet=True,
+    )
+    if current is not None and not any(
+        d.id in doc_ids and d.status in docs.ACTIVE for d in current
+    ):
         st.rerun(scope="app")
 
 
@@ -197,18 +264,29 @@ def render() -> None:
 
     head, mode = st.columns([3, 2], vertical_alignment="center")
     head.header(conv.title if conv else "New chat", anchor=False)
-    mode.toggle("Answer from my documents only", value=bool(prefs.get("strict_mode", True)),
-                key="strict_toggle", on_change=_strict_changed, args=(user.id,),
-                help="On: answers use only your documents and say so when they don't cover a question. "
-                     "Off: general pharmacological knowledge may be added, clearly marked.")
+    mode.toggle(
+        "Answer from my documents only",
+        value=bool(prefs.get("strict_mode", True)),
+        key="strict_toggle",
+        on_change=_strict_changed,
+        args=(user.id,),
+        help="On: answers use only your documents and say so when they don't cover a question. "
+        "Off: general pharmacological knowledge may be added, clearly marked.",
+    )
     if ctx.rag.engine.provider is None:
         st.caption(":gray-badge[Offline mode] " + answers.OFFLINE_NOTE)
     else:
         choice = answers.model_picker(ctx, prefs.get("model"))
         if choice is not None:
-            st.selectbox("Model", choice.available, index=choice.available.index(choice.model), key="chat_model",
-                         on_change=_model_changed, args=(user.id,),
-                         help="Which model answers; the provider's fallbacks take over if it is unavailable.")
+            st.selectbox(
+                "Model",
+                choice.available,
+                index=choice.available.index(choice.model),
+                key="chat_model",
+                on_change=_model_changed,
+                args=(user.id,),
+                help="Which model answers; the provider's fallbacks take over if it is unavailable.",
+            )
             if choice.notice:
                 st.caption(f":orange-badge[Model] {choice.notice}")
     st.caption(answers.DISCLAIMER)
@@ -220,13 +298,24 @@ def render() -> None:
         wanted = st.session_state.get("history_shown", {}).get(conv_id, HISTORY_PAGE)
         messages, more = load_messages(ctx, user.id, conv_id, wanted)
         if more:
-            st.button("Load older messages", key="load_older", on_click=_show_more, args=(conv_id,),
-                      icon=":material/expand_less:")
+            st.button(
+                "Load older messages",
+                key="load_older",
+                on_click=_show_more,
+                args=(conv_id,),
+                icon=":material/expand_less:",
+            )
         seen = {m.id for m in messages}
-        messages += [m for m in ctx.services.conversations.pending_messages(user.id, conv_id) if m.id not in seen]
+        messages += [
+            m
+            for m in ctx.services.conversations.pending_messages(user.id, conv_id)
+            if m.id not in seen
+        ]
     elif not st.session_state.get("upload_results"):
-        st.info("Ask about a drug, a dose or an interaction. Attach drug references (PDF, Word, text, "
-                "images) with the paperclip; answers cite them by file and page.")
+        st.info(
+            "Ask about a drug, a dose or an interaction. Attach drug references (PDF, Word, text, "
+            "images) with the paperclip; answers cite them by file and page."
+        )
     live_ids = _live_documents(ctx, user.id, conv_id) if messages else None
     for m in messages:
         _message(m, prefs, live_ids)
@@ -234,13 +323,24 @@ def render() -> None:
     question, message_id, only = None, None, None
     last_user = next((m for m in reversed(messages) if m.role == "user"), None)
     if messages and messages[-1].role == "assistant" and last_user is not None:
-        if st.button("Regenerate", key="regenerate", icon=":material/refresh:",
-                     help="Ask the last question again."):
+        if st.button(
+            "Regenerate",
+            key="regenerate",
+            icon=":material/refresh:",
+            help="Ask the last question again.",
+        ):
             question, message_id = last_user.content, last_user.id
 
     if st.session_state.get("upload_results"):
-        here = ui.call(ctx.services.documents.get_conversation_documents(user.id, conv_id), default=[],
-                       quiet=True) if conv_id else []
+        here = (
+            ui.call(
+                ctx.services.documents.get_conversation_documents(user.id, conv_id),
+                default=[],
+                quiet=True,
+            )
+            if conv_id
+            else []
+        )
         st.session_state["upload_results"] = docs.settled(st.session_state["upload_results"], here)
         docs.show_results(st.session_state["upload_results"])
     if conv_id:
@@ -248,16 +348,22 @@ def render() -> None:
         if offer is not None:
             question, message_id, only = offer[0], None, [offer[1]]
 
-    prompt = st.chat_input("Ask about a drug, dose or interaction…", key="chat_input", accept_file="multiple",
-                           file_type=docs.UPLOAD_TYPES, submit_mode="stop")
+    prompt = st.chat_input(
+        "Ask about a drug, dose or interaction…",
+        key="chat_input",
+        accept_file="multiple",
+        file_type=docs.UPLOAD_TYPES,
+        submit_mode="stop",
+    )
     if prompt is not None:
         st.session_state.pop("upload_results", None)
         text = (prompt.text or "").strip()
         files = list(prompt.files or [])
         if files:
             # no question with them: the files name the chat (a question would name it itself)
-            conv_id = _ensure_conversation(ctx, user.id, conv_id,
-                                           None if text else files_title([f.name for f in files]))
+            conv_id = _ensure_conversation(
+                ctx, user.id, conv_id, None if text else files_title([f.name for f in files])
+            )
             if conv_id:
                 results = docs.register_files(ctx, user.id, files, conv_id)
                 st.session_state["upload_results"] = results
@@ -272,8 +378,16 @@ def render() -> None:
     if question:
         conv_id = _ensure_conversation(ctx, user.id, conv_id)
         if conv_id:
-            ask(ctx, user.id, conv_id, question, message_id=message_id, show_question=message_id is None,
-                document_ids=only, replace=message_id is not None)
+            ask(
+                ctx,
+                user.id,
+                conv_id,
+                question,
+                message_id=message_id,
+                show_question=message_id is None,
+                document_ids=only,
+                replace=message_id is not None,
+            )
 
 
 if __name__ == "__main__":

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import streamlit as st
-
-from app.components import auth, ui
-from app.components.answers import DISCLAIMER
+from pharmgpt.app.components import auth, ui
+from pharmgpt.app.components.answers import DISCLAIMER
 
 
 def _sign_in_form(ctx) -> None:
     with st.form("signin_form", border=False):
         username = st.text_input("Username", key="signin_username", autocomplete="username")
         username_err = st.empty()
-        password = st.text_input("Password", type="password", key="signin_password",
-                                 autocomplete="current-password")
+        password = st.text_input(
+            "Password", type="password", key="signin_password", autocomplete="current-password"
+        )
         password_err = st.empty()
         submitted = st.form_submit_button("Sign in", type="primary", key="signin_submit")
         form_err = st.empty()
@@ -37,22 +37,37 @@ def _sign_up_form(ctx) -> None:
     users = ctx.services.users
     min_len = ctx.services.settings.min_password_length
     with st.form("signup_form", border=False):
-        username = st.text_input("Username", key="signup_username", autocomplete="username",
-                                 help="3 to 64 characters.")
+        username = st.text_input(
+            "Username", key="signup_username", autocomplete="username", help="3 to 64 characters."
+        )
         username_err = st.empty()
         email = st.text_input("Email (optional)", key="signup_email", autocomplete="email")
         email_err = st.empty()
-        password = st.text_input("Password", type="password", key="signup_password",
-                                 autocomplete="new-password", help=f"At least {min_len} characters.")
+        password = st.text_input(
+            "Password",
+            type="password",
+            key="signup_password",
+            autocomplete="new-password",
+            help=f"At least {min_len} characters.",
+        )
         password_err = st.empty()
-        confirm = st.text_input("Repeat the password", type="password", key="signup_confirm",
-                                autocomplete="new-password")
+        confirm = st.text_input(
+            "Repeat the password",
+            type="password",
+            key="signup_confirm",
+            autocomplete="new-password",
+        )
         confirm_err = st.empty()
         submitted = st.form_submit_button("Create account", type="primary", key="signup_submit")
         form_err = st.empty()
     if not submitted:
         return
-    slots = {"username": username_err, "email": email_err, "password": password_err, "confirm": confirm_err}
+    slots = {
+        "username": username_err,
+        "email": email_err,
+        "password": password_err,
+        "confirm": confirm_err,
+    }
     errors = auth.validate_sign_up(users, username, password, confirm, email)
     for field, message in errors.items():
         slots[field].error(message)

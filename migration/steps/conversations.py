@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.errors import BackendUnavailable, PharmGPTError
+from pharmgpt.services.errors import BackendUnavailable, PharmGPTError
 
 from .. import ids
 from ..ledger import DEFAULT_BATCH, RunLedger
@@ -21,8 +21,15 @@ from ..state import expand, ranges
 
 def message_row(conversation_id: str, user_id: str, m) -> dict:
     """One legacy message as a `messages` row; its id is derived, so a rerun overwrites."""
-    return {"id": ids.message_id(conversation_id, m.index), "conversation_id": conversation_id,
-            "user_id": user_id, "role": m.role, "content": m.content, "created_at": iso(m.created_at)}
+    return {
+        "id": ids.message_id(conversation_id, m.index),
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "role": m.role,
+        "content": m.content,
+        "created_at": iso(m.created_at),
+    }
+
 
 class ConversationStep:
     def __init__(self, run: RunLedger):

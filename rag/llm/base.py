@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from services.errors import PharmGPTError
+from pharmgpt.services.errors import PharmGPTError
 
 T = TypeVar("T")
 
@@ -63,12 +63,17 @@ class ModelChoice:
 
 def choose_model(available: list[str], preferred: str | None) -> ModelChoice:
     if not available:
-        raise LLMError("The language model server offers no models. Ask your administrator to set OPENAI_MODEL.")
+        raise LLMError(
+            "The language model server offers no models. Ask your administrator to set OPENAI_MODEL."
+        )
     if not preferred or preferred in available:
         return ModelChoice(preferred or available[0], list(available))
-    return ModelChoice(available[0], list(available),
-                       f"Your saved model {preferred} is not offered here, so answers use {available[0]}. "
-                       "Choose another in Settings to change it.")
+    return ModelChoice(
+        available[0],
+        list(available),
+        f"Your saved model {preferred} is not offered here, so answers use {available[0]}. "
+        "Choose another in Settings to change it.",
+    )
 
 
 class PerLoop(Generic[T]):

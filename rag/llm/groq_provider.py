@@ -11,9 +11,8 @@ from typing import Any, cast
 
 import httpx
 from groq import APIConnectionError, APIError, APIStatusError, AsyncGroq
-
-from rag.llm.base import PerLoop
-from rag.llm.retry import (
+from pharmgpt.rag.llm.base import PerLoop
+from pharmgpt.rag.llm.retry import (
     Delta,
     Failure,
     Kind,

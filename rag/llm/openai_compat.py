@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-
-from rag.llm.base import PerLoop
-from rag.llm.retry import (
+from pharmgpt.rag.llm.base import PerLoop
+from pharmgpt.rag.llm.retry import (
     Delta,
     Failure,
     Kind,
@@ -62,19 +61,22 @@ class OpenAICompatProvider:
         return list(self._listed)
 
     async def _list_models(self) -> list[str]:
-        from rag.llm.base import LLMError
+        from pharmgpt.rag.llm.base import LLMError
 
         url = f"{self.base_url}/models"
         hint = "Set OPENAI_MODEL to the model it serves."
         try:
-            resp = await self._clients.get().get(url, headers={k: v for k, v in self._headers.items()
-                                                               if k != "Accept"})
+            resp = await self._clients.get().get(
+                url, headers={k: v for k, v in self._headers.items() if k != "Accept"}
+            )
             resp.raise_for_status()
             rows = resp.json().get("data") or []
             names = [r["id"] for r in rows if isinstance(r, dict) and isinstance(r.get("id"), str)]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise LLMError(f"The language model server at {self.base_url} did not list its models. {hint}",
-                           details=f"{type(exc).__name__}: {exc}") from exc
+            raise LLMError(
+                f"The language model server at {self.base_url} did not list its models. {hint}",
+                details=f"{type(exc).__name__}: {exc}",
+            ) from exc
         if not names:
             raise LLMError(f"The language model server at {self.base_url} lists no models. {hint}")
         return names

@@ -8,13 +8,20 @@ Format modules are imported lazily so importing this package stays cheap.
 
 from __future__ import annotations
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, mislabelled, sniff
 from .limits import Budget, LimitExceeded, Limits, too_big
 from .ocr import Progress
 
-__all__ = ["LimitExceeded", "Limits", "LoadedDocument", "Section", "SUPPORTED_EXTENSIONS", "load_document"]
+__all__ = [
+    "LimitExceeded",
+    "Limits",
+    "LoadedDocument",
+    "Section",
+    "SUPPORTED_EXTENSIONS",
+    "load_document",
+]
 
 _BY_EXTENSION = {
     ".pdf": "pdf",
@@ -70,8 +77,10 @@ def _format(name: str, file_type: str | None) -> str:
     if ext in _BY_EXTENSION:
         return _BY_EXTENSION[ext]
     if ext in (".doc", ".rtf", ".odt"):
-        raise IngestionError(f"{name} is in a format that is not supported; "
-                             "please save it as a Word .docx or a PDF and upload it again")
+        raise IngestionError(
+            f"{name} is in a format that is not supported; "
+            "please save it as a Word .docx or a PDF and upload it again"
+        )
     mime = (file_type or "").split(";", 1)[0].strip().lower()
     if mime in _BY_MIME:
         return _BY_MIME[mime]
@@ -86,21 +95,32 @@ def _check_bytes(name: str, fmt: str, data: bytes) -> str | None:
     """Refuse files whose content is a different format from their name; return the sniffed kind."""
     kind = sniff(data)
     if fmt == "docx" and kind == "ole":
-        raise IngestionError(f"{name} is password-protected or in the old Word .doc format; "
-                             "please save it as a .docx without a password and upload it again")
+        raise IngestionError(
+            f"{name} is password-protected or in the old Word .doc format; "
+            "please save it as a .docx without a password and upload it again"
+        )
     images = {"png", "jpeg", "tiff"}
     if kind is None and fmt in images:
-        raise IngestionError(f"{name} is not a valid image (the file is damaged or is not a "
-                             "PNG, JPEG or TIFF image)")
-    allowed = {"pdf": {"pdf", None}, "docx": {"zip", None}, **{f: images for f in images}}.get(fmt, {None})
+        raise IngestionError(
+            f"{name} is not a valid image (the file is damaged or is not a PNG, JPEG or TIFF image)"
+        )
+    allowed = {"pdf": {"pdf", None}, "docx": {"zip", None}, **{f: images for f in images}}.get(
+        fmt, {None}
+    )
     if kind not in allowed:
         raise mislabelled(name, _DESCRIPTION[fmt], kind)
     return kind
 
 
 def load_document(
-    filename: str, data: bytes, file_type: str | None = None, *, max_pages: int | None = None,
-    limits: Limits | None = None, progress: Progress | None = None, only_page: int | None = None,
+    filename: str,
+    data: bytes,
+    file_type: str | None = None,
+    *,
+    max_pages: int | None = None,
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+    only_page: int | None = None,
 ) -> LoadedDocument:
     """Load one uploaded file. Raises IngestionError with a message fit to show the user,
     LimitExceeded (an IngestionError) when the file expands past `limits`.
@@ -120,8 +140,14 @@ def load_document(
     if fmt == "pdf":
         from .pdf import load_pdf
 
-        doc = load_pdf(name, data, max_pages=limits.max_pages, budget=budget, progress=progress,
-                       only_page=only_page)
+        doc = load_pdf(
+            name,
+            data,
+            max_pages=limits.max_pages,
+            budget=budget,
+            progress=progress,
+            only_page=only_page,
+        )
     elif fmt == "docx":
         from .docx import load_docx
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 
 @dataclass

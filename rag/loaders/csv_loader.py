@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, markdown_table
 from .limits import Budget, Limits, too_big
@@ -59,14 +59,20 @@ def _rows(filename: str, text: str, budget: Budget):
     try:
         for row in csv.reader(io.StringIO(text), _dialect(text[:20_000])):
             if len(row) > limits.max_columns:
-                raise too_big(filename, "columns in one row", limits.max_columns, "columns in a row")
+                raise too_big(
+                    filename, "columns in one row", limits.max_columns, "columns in a row"
+                )
             if any(c.strip() for c in row):
                 budget.add_paragraphs(len(row))
                 yield row
     except csv.Error as e:
         if "field larger than field limit" in str(e):
-            raise too_big(filename, "characters in one cell", limits.max_cell_chars,
-                          "characters in a single cell") from e
+            raise too_big(
+                filename,
+                "characters in one cell",
+                limits.max_cell_chars,
+                "characters in a single cell",
+            ) from e
         raise IngestionError(f"{filename} is not a readable CSV file ({e})", details=str(e)) from e
     finally:
         csv.field_size_limit(previous)
@@ -76,11 +82,15 @@ def _slices(width: int) -> list[range]:
     """Column ranges of at most COLUMNS_PER_SLICE (column 0 is added to each later one)."""
     if width <= COLUMNS_PER_SLICE:
         return [range(width)]
-    return [range(start, min(start + COLUMNS_PER_SLICE, width)) for start in range(0, width, COLUMNS_PER_SLICE)]
+    return [
+        range(start, min(start + COLUMNS_PER_SLICE, width))
+        for start in range(0, width, COLUMNS_PER_SLICE)
+    ]
 
 
-def load_csv(filename: str, data: bytes, rows_per_group: int = ROWS_PER_GROUP,
-             budget: Budget | None = None) -> LoadedDocument:
+def load_csv(
+    filename: str, data: bytes, rows_per_group: int = ROWS_PER_GROUP, budget: Budget | None = None
+) -> LoadedDocument:
     budget = budget or Budget(filename, Limits())
     text = decode_text_file(filename, data, budget)
     rows = list(_rows(filename, text, budget))
@@ -95,11 +105,19 @@ def load_csv(filename: str, data: bytes, rows_per_group: int = ROWS_PER_GROUP,
         names = header + [f"Column {i + 1}" for i in range(len(header), width)]
         for cols in _slices(width):
             keep = list(cols) if cols.start == 0 else [0, *cols]
-            table = [[names[i] for i in keep]] + [[r[i] if i < len(r) else "" for i in keep] for r in group]
+            table = [[names[i] for i in keep]] + [
+                [r[i] if i < len(r) else "" for i in keep] for r in group
+            ]
             if cols.start and not any(any(c.strip() for c in r[1:]) for r in table[1:]):
                 continue  # short rows: nothing in these columns
-            sections.append(Section(markdown_table(table), None,
-                                    None if width <= COLUMNS_PER_SLICE else
-                                    f"Columns {cols.start + 1}-{cols.stop} of {width}", kind="table"))
+            sections.append(
+                Section(
+                    markdown_table(table),
+                    None,
+                    None
+                    if width <= COLUMNS_PER_SLICE
+                    else f"Columns {cols.start + 1}-{cols.stop} of {width}",
+                    kind="table",
+                )
+            )
     return LoadedDocument(sections=sections, page_count=None, warnings=warnings)
-

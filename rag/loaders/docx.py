@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, markdown_table, normalise_whitespace
 from .limits import Budget, Limits, too_big
@@ -48,15 +48,22 @@ def _precheck(filename: str, data: bytes, budget: Budget) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             if sum(i.file_size for i in z.infolist()) > limits.max_unpacked_bytes:
-                raise too_big(filename, "unzipped size", limits.max_unpacked_bytes // 2**20, "MB when unzipped")
+                raise too_big(
+                    filename,
+                    "unzipped size",
+                    limits.max_unpacked_bytes // 2**20,
+                    "MB when unzipped",
+                )
             if "word/document.xml" not in z.namelist():
                 return  # python-docx says what is wrong
             tail = b""
             with z.open("word/document.xml") as f:
                 while block := f.read(1 << 20):
                     window = tail + block
-                    budget.add_paragraphs(sum(window.count(t) for t in _PARAGRAPH_TAGS)
-                                          - sum(tail.count(t) for t in _PARAGRAPH_TAGS))
+                    budget.add_paragraphs(
+                        sum(window.count(t) for t in _PARAGRAPH_TAGS)
+                        - sum(tail.count(t) for t in _PARAGRAPH_TAGS)
+                    )
                     tail = window[-8:]
     except zipfile.BadZipFile:
         return  # reported by the parse below

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 
 class LimitExceeded(IngestionError):
@@ -22,12 +22,12 @@ class LimitExceeded(IngestionError):
 @dataclass(frozen=True)
 class Limits:
     max_pages: int = 2000
-    max_ocr_pages: int = 100            # scanned pages recognised per file (a few seconds each)
-    max_chars: int = 5_000_000          # extracted text, about 2,500 dense pages
+    max_ocr_pages: int = 100  # scanned pages recognised per file (a few seconds each)
+    max_chars: int = 5_000_000  # extracted text, about 2,500 dense pages
     max_chunks: int = 10_000
-    max_paragraphs: int = 200_000       # DOCX paragraphs and table cells
-    max_columns: int = 1_000            # CSV columns in one row
-    max_cell_chars: int = 20_000        # characters in one CSV cell
+    max_paragraphs: int = 200_000  # DOCX paragraphs and table cells
+    max_columns: int = 1_000  # CSV columns in one row
+    max_cell_chars: int = 20_000  # characters in one CSV cell
     max_pdf_operators: int = 3_000_000  # content-stream operators over all pages
     max_xml_depth: int = 200
     max_unpacked_bytes: int = 200 * 2**20  # a DOCX's unzipped size
@@ -60,15 +60,26 @@ class Budget:
     def add_chars(self, n: int) -> None:
         self.chars += n
         if self.chars > self.limits.max_chars:
-            raise too_big(self.filename, "characters of text", self.limits.max_chars, "characters of text")
+            raise too_big(
+                self.filename, "characters of text", self.limits.max_chars, "characters of text"
+            )
 
     def add_paragraphs(self, n: int = 1) -> None:
         self.paragraphs += n
         if self.paragraphs > self.limits.max_paragraphs:
-            raise too_big(self.filename, "paragraphs", self.limits.max_paragraphs, "paragraphs and table cells")
+            raise too_big(
+                self.filename,
+                "paragraphs",
+                self.limits.max_paragraphs,
+                "paragraphs and table cells",
+            )
 
     def add_operators(self, n: int = 1) -> None:
         self.operators += n
         if self.operators > self.limits.max_pdf_operators:
-            raise too_big(self.filename, "PDF drawing operations", self.limits.max_pdf_operators,
-                          "drawing operations")
+            raise too_big(
+                self.filename,
+                "PDF drawing operations",
+                self.limits.max_pdf_operators,
+                "drawing operations",
+            )

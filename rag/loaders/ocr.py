@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 LANGUAGE = "eng"
 DPI = 300
-MAX_PIXELS = 25_000_000        # one rendered page or image (a Letter page at 300 dpi is 8.4 MP)
-PAGE_TIMEOUT_S = 60.0          # one page; the sandbox's wall clock bounds the whole file
+MAX_PIXELS = 25_000_000  # one rendered page or image (a Letter page at 300 dpi is 8.4 MP)
+PAGE_TIMEOUT_S = 60.0  # one page; the sandbox's wall clock bounds the whole file
 
-ENABLE_HINT = ("To enable it, install Tesseract (on Debian/Ubuntu, as root: "
-               "`apt-get install tesseract-ocr tesseract-ocr-eng`, or `bash scripts/setup_ocr.sh`), "
-               "then restart PharmGPT.")
+ENABLE_HINT = (
+    "To enable it, install Tesseract (on Debian/Ubuntu, as root: "
+    "`apt-get install tesseract-ocr tesseract-ocr-eng`, or `bash scripts/setup_ocr.sh`), "
+    "then restart PharmGPT."
+)
 UNAVAILABLE = "text recognition (OCR) is not installed on this server, so scanned pages and images can't be read."
 
 Progress = Callable[[int, int], None]  # (pages OCR'd so far, pages to OCR)
@@ -42,16 +44,22 @@ def status() -> OcrStatus:
     try:
         import pytesseract
     except ImportError:
-        return OcrStatus(False, "the pytesseract package is missing: reinstall PharmGPT (`make install`).")
+        return OcrStatus(
+            False, "the pytesseract package is missing: reinstall PharmGPT (`make install`)."
+        )
     try:
         version = pytesseract.get_tesseract_version()
         languages = pytesseract.get_languages(config="")
     except Exception as e:  # a broken install: say what it said
         return OcrStatus(False, f"tesseract at {exe} does not run ({e}). {ENABLE_HINT}")
     if LANGUAGE not in languages:
-        return OcrStatus(False, f"tesseract {version} has no English data (install tesseract-ocr-eng). "
-                         f"{ENABLE_HINT}")
-    return OcrStatus(True, f"tesseract {version} at {exe} (languages: {', '.join(sorted(languages))})")
+        return OcrStatus(
+            False,
+            f"tesseract {version} has no English data (install tesseract-ocr-eng). {ENABLE_HINT}",
+        )
+    return OcrStatus(
+        True, f"tesseract {version} at {exe} (languages: {', '.join(sorted(languages))})"
+    )
 
 
 def available() -> bool:

@@ -13,7 +13,7 @@ import io
 import logging
 import re
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 from . import ocr
 from ._common import LoadedDocument, Section, normalise_whitespace
@@ -59,16 +59,21 @@ def _open(filename: str, data: bytes):
 def _extract(page, budget: Budget) -> str:
     """A page's text, every content-stream operator charged to the budget as pypdf visits it,
     so a stream of millions of operators (or one stream shared by every page) stops at the cap."""
+
     def count(op, args, cm, tm):
         budget.add_operators()
+
     return page.extract_text(visitor_operand_before=count) or ""
 
 
-def _recognise(filename: str, data: bytes, numbers: list[int], budget: Budget,
-               progress: ocr.Progress | None) -> tuple[dict[int, str], list[str]]:
+def _recognise(
+    filename: str, data: bytes, numbers: list[int], budget: Budget, progress: ocr.Progress | None
+) -> tuple[dict[int, str], list[str]]:
     """OCR text of the given scanned pages, and warnings for those that could not be read."""
     if len(numbers) > budget.limits.max_ocr_pages:
-        raise too_big(filename, "scanned pages", budget.limits.max_ocr_pages, "scanned pages to read")
+        raise too_big(
+            filename, "scanned pages", budget.limits.max_ocr_pages, "scanned pages to read"
+        )
     texts: dict[int, str] = {}
     warnings: list[str] = []
     if progress:
@@ -86,15 +91,23 @@ def _recognise(filename: str, data: bytes, numbers: list[int], budget: Budget,
     return texts, warnings
 
 
-def load_pdf(filename: str, data: bytes, *, max_pages: int = 2000, budget: Budget | None = None,
-             progress: ocr.Progress | None = None, only_page: int | None = None) -> LoadedDocument:
+def load_pdf(
+    filename: str,
+    data: bytes,
+    *,
+    max_pages: int = 2000,
+    budget: Budget | None = None,
+    progress: ocr.Progress | None = None,
+    only_page: int | None = None,
+) -> LoadedDocument:
     budget = budget or Budget(filename, Limits(max_pages=max_pages))
     reader = _open(filename, data)
     try:
         page_count = len(reader.pages)
     except Exception as e:
-        raise IngestionError(f"{filename} is not a readable PDF (the file is damaged)",
-                             details=repr(e)) from e
+        raise IngestionError(
+            f"{filename} is not a readable PDF (the file is damaged)", details=repr(e)
+        ) from e
     if page_count > max_pages:
         raise IngestionError(f"{filename} has {page_count:,} pages; the limit is {max_pages:,}")
     if page_count == 0:
@@ -129,7 +142,11 @@ def load_pdf(filename: str, data: bytes, *, max_pages: int = 2000, budget: Budge
         sections.append(Section(text, number, None, ocr=was_ocr))
     if scanned and not can_ocr:
         if not sections:
-            raise IngestionError(f"{filename} contains no extractable text: it looks like a scanned document, "
-                                 f"and {ocr.UNAVAILABLE} {ocr.ENABLE_HINT}")
-        warnings.append(f"{len(scanned)} page(s) without a text layer were skipped: {ocr.UNAVAILABLE}")
+            raise IngestionError(
+                f"{filename} contains no extractable text: it looks like a scanned document, "
+                f"and {ocr.UNAVAILABLE} {ocr.ENABLE_HINT}"
+            )
+        warnings.append(
+            f"{len(scanned)} page(s) without a text layer were skipped: {ocr.UNAVAILABLE}"
+        )
     return LoadedDocument(sections=sections, page_count=page_count, warnings=warnings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, inline, markdown_table, normalise_whitespace
 
@@ -38,17 +38,24 @@ def _parse(filename: str, data: bytes, max_depth: int = 200) -> ET.Element:
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:
-        raise IngestionError(f"{filename} declares XML entities or a DTD, which FDA labels never do; "
-                             "it was refused for safety", details=repr(e)) from e
+        raise IngestionError(
+            f"{filename} declares XML entities or a DTD, which FDA labels never do; "
+            "it was refused for safety",
+            details=repr(e),
+        ) from e
     except Exception as e:  # ParseError
-        raise IngestionError(f"{filename} is not readable XML (the file is damaged)",
-                             details=repr(e)) from e
+        raise IngestionError(
+            f"{filename} is not readable XML (the file is damaged)", details=repr(e)
+        ) from e
     stack = [(root, 1)]
     while stack:  # iterative: the check itself cannot overflow
         el, depth = stack.pop()
         if depth > max_depth:
-            raise IngestionError(f"{filename} is nested more than {max_depth:,} levels deep, which no FDA "
-                                 "label is; it was not processed", details={"limit": "xml depth"})
+            raise IngestionError(
+                f"{filename} is nested more than {max_depth:,} levels deep, which no FDA "
+                "label is; it was not processed",
+                details={"limit": "xml depth"},
+            )
         stack.extend((child, depth + 1) for child in el)
     return root
 
@@ -159,8 +166,10 @@ def _indexing(section: ET.Element) -> str:
     lines = []
     for sub in section.findall(f"{NS}subject/{NS}identifiedSubstance/{NS}identifiedSubstance"):
         name = inline(sub.findtext(f"{NS}name") or "")
-        classes = [c.get("displayName") for c in
-                   sub.findall(f"{NS}asSpecializedKind/{NS}generalizedMaterialKind/{NS}code")]
+        classes = [
+            c.get("displayName")
+            for c in sub.findall(f"{NS}asSpecializedKind/{NS}generalizedMaterialKind/{NS}code")
+        ]
         classes = [c for c in classes if c]
         if name and classes:
             lines.append(f"{name}: pharmacologic class {'; '.join(classes)}")
@@ -186,7 +195,9 @@ class _Builder:
         else:
             self.sections.append(Section(text, None, heading, code=code))
 
-    def add_text_element(self, text_el: ET.Element, heading: str | None, code: str | None = None) -> None:
+    def add_text_element(
+        self, text_el: ET.Element, heading: str | None, code: str | None = None
+    ) -> None:
         self.buf.append(text_el.text or "")
         for child in text_el:
             tag = _tag(child)
@@ -238,8 +249,11 @@ def _declared_drugs(root: ET.Element) -> list[str]:
             names.append(text)
 
     for product in root.iter(f"{NS}manufacturedProduct"):
-        actives = [i for i in product.findall(f"{NS}ingredient")
-                   if (i.get("classCode") or "").startswith("ACTI")]
+        actives = [
+            i
+            for i in product.findall(f"{NS}ingredient")
+            if (i.get("classCode") or "").startswith("ACTI")
+        ]
         if not actives:  # a kit's outer box, or a part such as an alcohol pad
             continue
         add(product.find(f"{NS}name"))
@@ -263,5 +277,6 @@ def load_spl(filename: str, data: bytes, *, max_depth: int = 200) -> LoadedDocum
         builder.sections.append(Section(text, None, TITLE_HEADING))
     for section in root.findall(f"{NS}component/{NS}structuredBody/{NS}component/{NS}section"):
         builder.walk(section, [])
-    return LoadedDocument(sections=builder.sections, page_count=None, warnings=[],
-                          subjects=_declared_drugs(root))
+    return LoadedDocument(
+        sections=builder.sections, page_count=None, warnings=[], subjects=_declared_drugs(root)
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 
-from services.errors import IngestionError
+from pharmgpt.services.errors import IngestionError
 
 from ._common import LoadedDocument, Section, markdown_table, normalise_whitespace
 from .limits import Budget
@@ -85,8 +85,10 @@ def decode_text_file(filename: str, data: bytes, budget: Budget | None = None) -
     if budget is not None:
         budget.add_chars(len(text))
     if _looks_binary(text):
-        raise IngestionError(f"{filename} looks like a binary file, not text; upload the document "
-                             "itself (PDF, Word, text) rather than this file")
+        raise IngestionError(
+            f"{filename} looks like a binary file, not text; upload the document "
+            "itself (PDF, Word, text) rather than this file"
+        )
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     if not text.strip():
         raise IngestionError(f"{filename} is empty")

@@ -21,7 +21,7 @@ TIMEOUT = 30
 
 @pytest.fixture(scope="package")
 def app_env(stack, tmp_path_factory):
-    from app.context import app_context
+    from pharmgpt.app.context import app_context
 
     data_dir = tmp_path_factory.mktemp("appdata")
     mp = pytest.MonkeyPatch()
@@ -30,9 +30,13 @@ def app_env(stack, tmp_path_factory):
     mp.setenv("PHARMGPT_DATA_DIR", str(data_dir))
     mp.setenv("PHARMGPT_BCRYPT_ROUNDS", "4")
     mp.setenv("PHARMGPT_RETRY_MAX_WAIT_S", "0.5")
-    mp.setenv("PHARMGPT_WARM_START", "0")  # the model loads when a test needs it (test_warm_start covers it)
+    mp.setenv(
+        "PHARMGPT_WARM_START", "0"
+    )  # the model loads when a test needs it (test_warm_start covers it)
     mp.setenv("PHARMGPT_SECRETS_FILE", str(data_dir / "no-secrets.toml"))
-    mp.setenv("PHARMGPT_APP_RUNS_WORKER", "true")  # the worker on the app's loop (pharmgpt run: its own process)
+    mp.setenv(
+        "PHARMGPT_APP_RUNS_WORKER", "true"
+    )  # the worker on the app's loop (pharmgpt run: its own process)
     for key in ("GROQ_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CHROMA_HOST"):
         mp.delenv(key, raising=False)  # offline answers, embedded Chroma
     app_context.clear()
@@ -50,7 +54,8 @@ def app_env(stack, tmp_path_factory):
 def ctx(app_env):
     """The app's own AppContext (the one its pages use), built on first use."""
     if "ctx" not in app_env:
-        from app.context import app_context
+        from pharmgpt.app.context import app_context
+
         app_env["ctx"] = app_context()
     return app_env["ctx"]
 
@@ -60,16 +65,19 @@ def new_app(ctx):
     def _make() -> AppTest:
         at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
         return at.run()
+
     return _make
 
 
 @pytest.fixture
 def make_account(ctx):
     """A fresh account made through the services; returns (User, password)."""
+
     def _make(prefix: str = "pharm", *, admin: bool = False):
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         user = ctx.run(ctx.services.users.create_user(name, PASSWORD, is_admin=admin))
         return user, PASSWORD
+
     return _make
 
 
@@ -83,17 +91,22 @@ def sign_in(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
 @pytest.fixture
 def signed_in(new_app, make_account):
     """An AppTest with a fresh user signed in; returns (at, user)."""
+
     def _make(*, admin: bool = False):
         user, password = make_account(admin=admin)
         at = sign_in(new_app(), user.username, password)
         assert at.session_state["user"].id == user.id, [e.value for e in at.error]
         return at, user
+
     return _make
 
 
 def texts(at: AppTest) -> str:
     """Everything the page says in markdown, captions, alerts and buttons, as one string."""
-    parts = [e.value for kind in ("markdown", "caption", "error", "info", "success", "warning", "title")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "info", "success", "warning", "title")
+        for e in getattr(at, kind)
+    ]
     parts += [b.label for b in at.button]
     return "\n".join(str(p) for p in parts)

@@ -6,11 +6,11 @@ import time
 import uuid
 
 import pytest
+from pharmgpt.app.components import docs
+from pharmgpt.rag.engine import OFFLINE_MODEL
+from pharmgpt.rag.prompts import not_covered
+from pharmgpt.services.errors import Conflict, NotFound
 
-from app.components import docs
-from rag.engine import OFFLINE_MODEL
-from rag.prompts import not_covered
-from services.errors import Conflict, NotFound
 from tests.app.conftest import PASSWORD, sign_in, texts
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,9 @@ def test_sign_up_then_sign_out_and_in_again(new_app, ctx):
     at.run()
     assert "user" not in at.session_state
     assert "You have been signed out." in [i.value for i in at.info]
-    assert ctx.run(ctx.services.sessions.validate_session(token)) is None  # revoked, not just forgotten
+    assert (
+        ctx.run(ctx.services.sessions.validate_session(token)) is None
+    )  # revoked, not just forgotten
     at = sign_in(at, name)
     assert at.session_state["user"].id == user.id and not errors(at)
 
@@ -87,7 +89,10 @@ def test_lockout_is_explained(new_app, make_account, ctx):
     assert "user" not in at.session_state
     # the same words as a wrong password (no reply tells a locked account apart), which
     # explain the lock
-    assert errors(at) == [ctx.services.users.bad_credentials] and "locked for 15 minutes" in errors(at)[0]
+    assert (
+        errors(at) == [ctx.services.users.bad_credentials]
+        and "locked for 15 minutes" in errors(at)[0]
+    )
 
 
 # ---------------------------------------------------------------------- chat
@@ -99,7 +104,9 @@ def test_offline_question_without_documents(signed_in, ctx):
     at.run()
     assert not at.exception, at.exception
     page = texts(at)
-    refusal = not_covered(["atorvastatin"], strict=False)  # nothing uploaded: it names the drug instead of guessing
+    refusal = not_covered(
+        ["atorvastatin"], strict=False
+    )  # nothing uploaded: it names the drug instead of guessing
     assert refusal in page
     assert sidebar_labels(at) == [question]  # titled after the question, listed in the sidebar
     assert [h.value for h in at.header] == [question]
@@ -167,10 +174,27 @@ def test_open_conversation_shows_history_and_duplicate(signed_in, ctx):
     at, user = signed_in()
     cs = ctx.services.conversations
     conv = ctx.run(cs.create_conversation(user.id, title="Amiodarone"))
-    ctx.run(cs.add_message(user.id, conv.id, {"role": "user", "content": "Loading dose of amiodarone?"}))
-    ctx.run(cs.add_message(user.id, conv.id, {"role": "assistant", "content": "See the label [1].",
-                                               "sources": [{"n": 1, "filename": "amio.pdf", "page": 3,
-                                                            "snippet": "Loading dose 800-1600 mg/day"}]}))
+    ctx.run(
+        cs.add_message(user.id, conv.id, {"role": "user", "content": "Loading dose of amiodarone?"})
+    )
+    ctx.run(
+        cs.add_message(
+            user.id,
+            conv.id,
+            {
+                "role": "assistant",
+                "content": "See the label [1].",
+                "sources": [
+                    {
+                        "n": 1,
+                        "filename": "amio.pdf",
+                        "page": 3,
+                        "snippet": "Loading dose 800-1600 mg/day",
+                    }
+                ],
+            },
+        )
+    )
     at.run()
     at.button(key=f"conv_open_{conv.id}").click()
     at.run()
@@ -188,10 +212,26 @@ def test_sources_of_a_deleted_document_say_so_and_document_text_loads_nothing(si
     cs = ctx.services.conversations
     conv = ctx.run(cs.create_conversation(user.id, title="Gone"))
     ctx.run(cs.add_message(user.id, conv.id, {"role": "user", "content": "Dose?"}))
-    ctx.run(cs.add_message(user.id, conv.id, {
-        "role": "assistant", "content": "Dose 5 mg ![p](http://127.0.0.1:9/leak.png) [1].",
-        "sources": [{"n": 1, "filename": "old.pdf", "page": 2, "section": "Dosing", "document_id": str(uuid.uuid4()),
-                     "snippet": "Dose 5 mg ![p](http://127.0.0.1:9/leak.png)"}]}))
+    ctx.run(
+        cs.add_message(
+            user.id,
+            conv.id,
+            {
+                "role": "assistant",
+                "content": "Dose 5 mg ![p](http://127.0.0.1:9/leak.png) [1].",
+                "sources": [
+                    {
+                        "n": 1,
+                        "filename": "old.pdf",
+                        "page": 2,
+                        "section": "Dosing",
+                        "document_id": str(uuid.uuid4()),
+                        "snippet": "Dose 5 mg ![p](http://127.0.0.1:9/leak.png)",
+                    }
+                ],
+            },
+        )
+    )
     at.run()
     at.button(key=f"conv_open_{conv.id}").click()
     at.run()
@@ -214,7 +254,12 @@ def test_settings_save(signed_in, ctx):
     at.button(key="prefs_save").click()
     at.run()
     prefs = ctx.run(ctx.services.preferences.get_all(user.id))
-    assert (prefs["temperature"], prefs["top_k"], prefs["strict_mode"], prefs["theme"]) == (0.7, 4, False, "dark")
+    assert (prefs["temperature"], prefs["top_k"], prefs["strict_mode"], prefs["theme"]) == (
+        0.7,
+        4,
+        False,
+        "dark",
+    )
     assert not errors(at)
     at.switch_page("views/chat.py").run()
     assert at.toggle(key="strict_toggle").value is False  # the chat's answer mode follows
@@ -257,7 +302,14 @@ def test_admin_page_only_for_admins(signed_in, make_account, ctx):
     at.switch_page("views/admin.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Admin"]
-    assert [t.label for t in at.tabs] == ["Users", "Usage", "Ingestion queue", "Performance", "Health", "Audit log"]
+    assert [t.label for t in at.tabs] == [
+        "Users",
+        "Usage",
+        "Ingestion queue",
+        "Performance",
+        "Health",
+        "Audit log",
+    ]
     at.text_input(key="admin_user_search").input(target.username)
     at.run()
     assert at.selectbox(key="admin_pick").value == target.id
@@ -273,8 +325,10 @@ def test_admin_page_only_for_admins(signed_in, make_account, ctx):
 # ---------------------------------------------------------------------- one upload (loads the model)
 def test_upload_in_chat_then_summarise(signed_in, ctx):
     at, user = signed_in()
-    text = (b"# Atorvastatin\n\nAtorvastatin is an HMG-CoA reductase inhibitor. The usual starting dose is "
-            b"10 to 20 mg once daily; the maximum dose is 80 mg once daily. Avoid in active liver disease.\n")
+    text = (
+        b"# Atorvastatin\n\nAtorvastatin is an HMG-CoA reductase inhibitor. The usual starting dose is "
+        b"10 to 20 mg once daily; the maximum dose is 80 mg once daily. Avoid in active liver disease.\n"
+    )
     at.chat_input(key="chat_input").upload("atorvastatin.md", text, "text/markdown")
     at.run()
     assert not at.exception, at.exception
@@ -296,7 +350,9 @@ def test_upload_in_chat_then_summarise(signed_in, ctx):
     assert msgs[-1].role == "assistant" and msgs[-1].content.startswith("Offline mode")
     assert msgs[-1].sources and msgs[-1].sources[0]["filename"] == "atorvastatin.md"
     assert "**[1] atorvastatin.md" in texts(at)
-    assert [b for b in at.button if (b.key or "").startswith(("open_page_", "open_section_"))]  # it opens
+    assert [
+        b for b in at.button if (b.key or "").startswith(("open_page_", "open_section_"))
+    ]  # it opens
     # the same file again: an "already uploaded" notice, no second document
     at.chat_input(key="chat_input").upload("copy.md", text, "text/markdown")
     at.run()
@@ -309,8 +365,16 @@ def test_load_older_messages(signed_in, ctx):
     cs = ctx.services.conversations
     conv = ctx.run(cs.create_conversation(user.id, title="Long history"))
     for i in range(35):
-        ctx.run(cs.add_message(user.id, conv.id, {"role": "user" if i % 2 == 0 else "assistant",
-                                                   "content": f"message number {i:02d}"}))
+        ctx.run(
+            cs.add_message(
+                user.id,
+                conv.id,
+                {
+                    "role": "user" if i % 2 == 0 else "assistant",
+                    "content": f"message number {i:02d}",
+                },
+            )
+        )
     at.run()
     at.button(key=f"conv_open_{conv.id}").click()
     at.run()
@@ -324,18 +388,22 @@ def test_load_older_messages(signed_in, ctx):
 
 
 def test_health_banner_when_the_store_is_away(signed_in, ctx, monkeypatch):
-    from services.errors import BackendUnavailable
+    from pharmgpt.services.errors import BackendUnavailable
 
     at, _ = signed_in()
 
     async def away(*args, **kwargs):
-        raise BackendUnavailable("The data store is not reachable right now. Please try again shortly.")
+        raise BackendUnavailable(
+            "The data store is not reachable right now. Please try again shortly."
+        )
 
     monkeypatch.setattr(ctx.services.conversations, "get_user_conversations", away)
     at.run()
     assert not at.exception, at.exception
     assert any("data store is not reachable" in w.value for w in at.warning)
-    assert [h.value for h in at.header] == ["New chat"] and at.chat_input(key="chat_input")  # still usable
+    assert [h.value for h in at.header] == ["New chat"] and at.chat_input(
+        key="chat_input"
+    )  # still usable
     monkeypatch.undo()
     at.run()
     at.run()  # one good run clears the flag; the next draws no banner
@@ -346,8 +414,12 @@ def test_documents_page_errors_failures_and_retry(signed_in, ctx):
     at, user = signed_in()
     at.switch_page("views/documents.py").run()
     assert not at.exception, at.exception
-    at.file_uploader(key="doc_uploader_0").set_value([("fake.pdf", b"<html>not a pdf</html>", "application/pdf"),
-                                                     ("blank.txt", b"   \n\n   \n", "text/plain")])
+    at.file_uploader(key="doc_uploader_0").set_value(
+        [
+            ("fake.pdf", b"<html>not a pdf</html>", "application/pdf"),
+            ("blank.txt", b"   \n\n   \n", "text/plain"),
+        ]
+    )
     at.run()
     at.button(key="doc_upload").click()
     at.run()
@@ -367,12 +439,17 @@ def test_documents_page_errors_failures_and_retry(signed_in, ctx):
     assert not any(b.key == f"doc_retry_{doc.id}" for b in at.button) and docs.NO_RETRY in page
     assert not any("uploaded; processing" in s.value for s in at.success)  # the banner went with it
     history = {r["file"]: r["outcome"] for r in at.dataframe[0].value.to_dict("records")}
-    assert history["fake.pdf"] == "rejected" and history["blank.txt"].startswith("failed: blank.txt is empty")
+    assert history["fake.pdf"] == "rejected" and history["blank.txt"].startswith(
+        "failed: blank.txt is empty"
+    )
     with pytest.raises(Conflict):
         ctx.run(ctx.services.documents.retry_document(user.id, doc.id))
     # a passing outage (the worker gave up after its attempts) can be retried
-    ctx.run(ctx.services.documents.update_document_status(doc.id, "failed", metadata={},
-                                                          error="Processing failed after 3 attempts: OSError"))
+    ctx.run(
+        ctx.services.documents.update_document_status(
+            doc.id, "failed", metadata={}, error="Processing failed after 3 attempts: OSError"
+        )
+    )
     at.run()
     at.button(key=f"doc_retry_{doc.id}").click()
     at.run()

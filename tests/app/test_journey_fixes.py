@@ -7,17 +7,21 @@ import threading
 import time
 
 import pytest
+from pharmgpt.app.components import ui
+from pharmgpt.rag.warmup import READY, Warmup
 
-from app.components import ui
-from rag.warmup import READY, Warmup
 from tests.app.conftest import texts
 
 pytestmark = pytest.mark.integration
 
-LABEL_A = (b"# Product information\n\nAtorvastatin calcium tablets. The recommended starting dose is 10 or 20 mg "
-           b"once daily. Contraindicated in active liver disease. Adverse reactions: myalgia, arthralgia.\n")
-LABEL_B = (b"# Product information\n\nMetformin hydrochloride tablets. The usual starting dose is 500 mg twice "
-           b"daily with meals. Contraindicated in severe renal impairment. Adverse reactions: diarrhoea, nausea.\n")
+LABEL_A = (
+    b"# Product information\n\nAtorvastatin calcium tablets. The recommended starting dose is 10 or 20 mg "
+    b"once daily. Contraindicated in active liver disease. Adverse reactions: myalgia, arthralgia.\n"
+)
+LABEL_B = (
+    b"# Product information\n\nMetformin hydrochloride tablets. The usual starting dose is 500 mg twice "
+    b"daily with meals. Contraindicated in severe renal impairment. Adverse reactions: diarrhoea, nausea.\n"
+)
 
 
 def wait_ready(ctx, user_id, doc_ids, timeout=120):
@@ -61,12 +65,17 @@ def test_files_start_a_named_chat_and_summarise_reads_only_that_file(signed_in, 
 
 def test_the_same_file_in_the_library_and_a_chat_is_flagged(signed_in, ctx):
     at, user = signed_in()
-    lib = ctx.run(ctx.services.documents.register_upload(user.id, "atorvastatin-library.md", LABEL_A))
+    lib = ctx.run(
+        ctx.services.documents.register_upload(user.id, "atorvastatin-library.md", LABEL_A)
+    )
     at.chat_input(key="chat_input").upload("atorvastatin-copy.md", LABEL_A, "text/markdown")
     at.run()
     assert not at.exception, at.exception
     warnings = [w.value for w in at.warning]
-    assert "The same file is also in your library as atorvastatin-library.md: answers may cite it twice." in warnings
+    assert (
+        "The same file is also in your library as atorvastatin-library.md: answers may cite it twice."
+        in warnings
+    )
     wait_ready(ctx, user.id, [lib.id])
     at.switch_page("views/documents.py").run()
     assert "The same file is also in a chat as atorvastatin-copy.md." in texts(at)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from pharmgpt.app.components import auth
+from pharmgpt.app.components.urlstate import resolve
+from pharmgpt.app.views.chat import NOT_FOUND
 from streamlit.testing.v1 import AppTest
 
-from app.components import auth
-from app.components.urlstate import resolve
-from app.views.chat import NOT_FOUND
 from tests.app.conftest import MAIN, PASSWORD, TIMEOUT, sign_in, texts
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,9 @@ def test_resolve_rules():
     assert resolve("b", "a", "a", False) == "b"  # back/forward to another conversation
     assert resolve(None, "a", "a", True) == "a"  # a page switch drops the query string: keep it
     assert resolve(None, "a", "a", False) is None  # back to a URL without one: "New chat"
-    assert resolve("a", "a", "b", False) == "b"  # our own write, not yet replaced: the session decides
+    assert (
+        resolve("a", "a", "b", False) == "b"
+    )  # our own write, not yet replaced: the session decides
 
 
 def fresh_tab(username: str, conv_id: str | None = None) -> AppTest:
@@ -35,7 +37,11 @@ def test_the_url_opens_the_conversation_and_follows_clicks(signed_in, ctx):
     at, user = signed_in()
     cs = ctx.services.conversations
     first = ctx.run(cs.create_conversation(user.id, title="Digoxin levels"))
-    ctx.run(cs.add_message(user.id, first.id, {"role": "user", "content": "Target digoxin level in AF?"}))
+    ctx.run(
+        cs.add_message(
+            user.id, first.id, {"role": "user", "content": "Target digoxin level in AF?"}
+        )
+    )
     second = ctx.run(cs.create_conversation(user.id, title="Lithium and NSAIDs"))
     at.run()
     assert "c" not in at.query_params
@@ -62,7 +68,9 @@ def test_a_foreign_or_deleted_id_shows_not_found(signed_in, make_account, ctx):
     owner, _ = make_account("owner")
     cs = ctx.services.conversations
     secret = ctx.run(cs.create_conversation(owner.id, title="Owner's private chat"))
-    ctx.run(cs.add_message(owner.id, secret.id, {"role": "user", "content": "owner-only question text"}))
+    ctx.run(
+        cs.add_message(owner.id, secret.id, {"role": "user", "content": "owner-only question text"})
+    )
     _, intruder = signed_in()
     for conv_id in (secret.id, "not-a-uuid"):
         at = fresh_tab(intruder.username, conv_id)
@@ -102,7 +110,10 @@ def test_log_out_everywhere_ends_the_other_session_on_its_next_action(signed_in,
     b.button(key=f"conv_rename_{conv.id}").click()
     b.run()
     assert "user" not in b.session_state
-    assert auth.SESSION_ENDED in [i.value for i in b.info] + [w.value for w in b.warning] + texts(b).splitlines()
+    assert (
+        auth.SESSION_ENDED
+        in [i.value for i in b.info] + [w.value for w in b.warning] + texts(b).splitlines()
+    )
     assert b.text_input(key="signin_username")  # the sign-in page
     assert ctx.run(ctx.services.conversations.get_conversation(user.id, conv.id)).title == "Before"
 
@@ -120,4 +131,6 @@ def test_a_password_change_ends_the_other_session(signed_in, ctx):
     b.chat_input(key="chat_input").set_value("Is this still answered?")
     b.run()
     assert "user" not in b.session_state and b.text_input(key="signin_username")
-    assert ctx.run(ctx.services.conversations.get_user_conversations(user.id)) == []  # nothing was asked
+    assert (
+        ctx.run(ctx.services.conversations.get_user_conversations(user.id)) == []
+    )  # nothing was asked

@@ -20,15 +20,31 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def running_app(name: str, **settings: str) -> Iterator[str]:
     """Yield the app's URL; `settings` are extra environment variables (PHARMGPT_…)."""
-    from localbase.postgres import free_port
+    from pharmgpt.localbase.postgres import free_port
+
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_", "CHROMA_"))}
-    env.update({"PHARMGPT_DATA_DIR": str(data / "pharmgpt"), "PHARMGPT_BCRYPT_ROUNDS": "4",
-                "PHARMGPT_SECRETS_FILE": str(data / "none.toml"), **settings})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_", "CHROMA_"))
+    }
+    env.update(
+        {
+            "PHARMGPT_DATA_DIR": str(data / "pharmgpt"),
+            "PHARMGPT_BCRYPT_ROUNDS": "4",
+            "PHARMGPT_SECRETS_FILE": str(data / "none.toml"),
+            **settings,
+        }
+    )
     log = open(data / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pharmgpt.services.cli", "run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -37,8 +37,10 @@ QUESTION = "What is the recommended starting dose of atorvastatin?"
 PASSWORD = "correct horse battery"
 
 if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
+        allow_module_level=True,
+    )
 if not LABEL.exists():
     pytest.skip(f"{LABEL} is missing (set PHARMGPT_SHARED_DATA)", allow_module_level=True)
 
@@ -56,10 +58,20 @@ def app_url():
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -79,9 +91,12 @@ def settle(page) -> None:
     """Wait until Streamlit has finished running the script (and any answer has finished streaming)."""
     page.wait_for_timeout(400)
     page.wait_for_selector(key("stop_generating"), state="detached", timeout=120_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-                           " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
-                           ".includes('Running')", timeout=60_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
+        ".includes('Running')",
+        timeout=60_000,
+    )
 
 
 def sign_in(page, url: str, username: str, password: str) -> None:
@@ -121,8 +136,10 @@ def in_menu(page, selector: str) -> None:
 
 
 def sidebar_titles(page) -> list[str]:
-    texts = page.evaluate("() => [...document.querySelectorAll('[class*=st-key-conv_open_]')]"
-                          ".map(r => (r.querySelector('button') || r).innerText)")
+    texts = page.evaluate(
+        "() => [...document.querySelectorAll('[class*=st-key-conv_open_]')]"
+        ".map(r => (r.querySelector('button') || r).innerText)"
+    )
     return [norm(t.strip().splitlines()[0]) for t in texts if t.strip()]
 
 
@@ -139,6 +156,7 @@ def wait_titles(page, check, timeout_s: float = 20) -> list[str]:
 
 def test_a_pharmacists_session(app_url, browser, tmp_path):
     from tests.fixtures.documents import spl_to_pdf
+
     pages = spl_to_pdf(LABEL, tmp_path / "Lipitor label.pdf")
     page = browser.new_page(viewport={"width": 1400, "height": 950}, accept_downloads=True)
     page.set_default_timeout(60_000)
@@ -162,7 +180,10 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     # the session cookie is set HttpOnly by the app's route: page script cannot read it,
     # and a reload still finds the pharmacist signed in
     deadline = time.monotonic() + 30
-    while not [c for c in page.context.cookies() if c["name"] == "pharmgpt_session"] and time.monotonic() < deadline:
+    while (
+        not [c for c in page.context.cookies() if c["name"] == "pharmgpt_session"]
+        and time.monotonic() < deadline
+    ):
         page.wait_for_timeout(200)
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "pharmgpt_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -178,9 +199,13 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.wait_for_selector(f"{key('doc_upload')} button:not([disabled])")
     page.click(".st-key-doc_upload button")
     try:
-        page.get_by_text("Ready", exact=True).first.wait_for(timeout=480_000)  # a loaded machine is slow
+        page.get_by_text("Ready", exact=True).first.wait_for(
+            timeout=480_000
+        )  # a loaded machine is slow
     except Exception:
-        page.screenshot(path=str(Path(tempfile.gettempdir()) / "pharmgpt-e2e-failure.png"), full_page=True)
+        page.screenshot(
+            path=str(Path(tempfile.gettempdir()) / "pharmgpt-e2e-failure.png"), full_page=True
+        )
         raise
     shot(page, "documents")
 
@@ -200,7 +225,9 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     shot(page, "chat-sources")
     panel = last.locator("[data-testid='stExpander']")
     labels = [norm(t) for t in panel.locator("strong").all_inner_texts() if re.match(r"\[\d+\]", t)]
-    captions = [norm(t).rstrip("…") for t in panel.locator("[data-testid='stText']").all_inner_texts()]
+    captions = [
+        norm(t).rstrip("…") for t in panel.locator("[data-testid='stText']").all_inner_texts()
+    ]
     page_text = {n: norm(t) for n, t in pages}
     checked = 0
     for label, snippet in zip(labels, captions, strict=False):
@@ -218,8 +245,10 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     opener.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text(f"page {number}").first.wait_for()
-    page.wait_for_function("() => (document.querySelector('[role=dialog]')?.innerText || '').length > 300",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => (document.querySelector('[role=dialog]')?.innerText || '').length > 300",
+        timeout=60_000,
+    )
     shown = norm(dialog.inner_text())
     assert page_text[number][:60] in shown or page_text[number][-60:] in shown
     page.keyboard.press("Escape")
@@ -229,24 +258,32 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     settle(page)
     assert re.search(r"[?&]c=[0-9a-f-]{36}", page.url), page.url
     page.reload()
-    page.locator("[data-testid='stChatMessage']").filter(has_text=QUESTION).first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stChatMessage']").filter(has_text=QUESTION).first.wait_for(
+        timeout=60_000
+    )
     assert re.search(r"[?&]c=[0-9a-f-]{36}", page.url), page.url
 
     # --- conversation management through the sidebar
     title = QUESTION[:50]
     named = lambda titles: any(t.startswith(title[:30]) for t in titles)  # noqa: E731
-    assert named(wait_titles(page, named)), sidebar_titles(page)  # after the reload the sidebar comes last
+    assert named(wait_titles(page, named)), sidebar_titles(
+        page
+    )  # after the reload the sidebar comes last
     open_menu(page)
     page.locator("[class*='st-key-conv_title_'] input:visible").first.fill("My statin notes")
     page.locator("[class*='st-key-conv_rename_'] button:visible").first.click()
-    page.wait_for_function("() => [...document.querySelectorAll('[class*=st-key-conv_open_] button')]"
-                           ".some(b => b.innerText.includes('My statin notes'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[class*=st-key-conv_open_] button')]"
+        ".some(b => b.innerText.includes('My statin notes'))"
+    )
     settle(page)
     # the menu closed after the action
     page.wait_for_selector("[class*='st-key-conv_rename_'] button", state="hidden", timeout=10_000)
     page.click(key("new_chat") + " button")
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=stChatMessage]').length === 0",
-                           timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=stChatMessage]').length === 0",
+        timeout=30_000,
+    )
     settle(page)
     page.fill("textarea", "Is atorvastatin safe in pregnancy?")
     page.keyboard.press("Enter")
@@ -290,7 +327,9 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     assert wait_titles(page, lambda t: t == remaining) == remaining
 
     # --- "log out everywhere" in one browser ends the session in another on its next action
-    other = browser.new_page(viewport={"width": 1200, "height": 900})  # its own context: its own cookie
+    other = browser.new_page(
+        viewport={"width": 1200, "height": 900}
+    )  # its own context: its own cookie
     other.set_default_timeout(60_000)
     sign_in(other, app_url, username, PASSWORD)
     other.wait_for_selector(key("new_chat"))

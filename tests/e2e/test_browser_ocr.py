@@ -24,10 +24,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 
 if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
+        allow_module_level=True,
+    )
 if shutil.which("tesseract") is None:
-    pytest.skip("tesseract is not installed (scripts/setup_ocr.sh installs it as root)", allow_module_level=True)
+    pytest.skip(
+        "tesseract is not installed (scripts/setup_ocr.sh installs it as root)",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +50,21 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
 
     from tests.fixtures.documents import scanned_pdf
     from tests.integration.test_ocr_flow import PAGES
+
     (tmp_path / "warfarin scan.pdf").write_bytes(scanned_pdf(PAGES, font_size=30))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 950})
             page.set_default_timeout(60_000)
@@ -75,7 +90,9 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
             try:
                 page.get_by_text("Ready", exact=True).first.wait_for(timeout=300_000)
             except Exception as e:
-                shown = page.locator("section.main, [data-testid=stMain]").first.inner_text()[-2000:]
+                shown = page.locator("section.main, [data-testid=stMain]").first.inner_text()[
+                    -2000:
+                ]
                 raise AssertionError(f"not Ready; the page shows: {shown}") from e
             page.get_by_text(re.compile(r"3 read by OCR")).first.wait_for()
 
@@ -89,6 +106,8 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
             last.get_by_text("2 to 5 mg once daily").first.wait_for()
             last.get_by_text(re.compile(r"^Sources \(")).click()
             panel = last.locator("[data-testid='stExpander']")
-            panel.get_by_text(re.compile(r"warfarin scan\.pdf, pages? [0-9-]*2[0-9-]*.*· OCR")).first.wait_for()
+            panel.get_by_text(
+                re.compile(r"warfarin scan\.pdf, pages? [0-9-]*2[0-9-]*.*· OCR")
+            ).first.wait_for()
         finally:
             browser.close()

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pharmgpt.localbase import migrations
+from pharmgpt.localbase.postgres import EmbeddedPostgres
+from pharmgpt.services.cli import main
 from psycopg import sql
 
-from localbase import migrations
-from localbase.postgres import EmbeddedPostgres
-from services.cli import main
 from tests.fixtures.supabase_shape import apply_with_psql
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def empty_db(localbase_stack):
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def by_hand(dsn: str, sql_dir=migrations.SQL_DIR) -> list[str]:
+def by_hand(dsn: str, sql_dir=None) -> list[str]:
     psql = EmbeddedPostgres("/nonexistent").bindir / "psql"
     report = apply_with_psql(psql, dsn, sql_dir)
     assert report.problems == []
@@ -64,10 +64,12 @@ def test_migrate_after_psql_explains_baseline_then_records_it(empty_db, capsys):
     assert "nothing to record" in capsys.readouterr().out
 
 
-def test_baseline_refuses_a_half_applied_schema_and_through_records_part(empty_db, tmp_path, capsys):
+def test_baseline_refuses_a_half_applied_schema_and_through_records_part(
+    empty_db, tmp_path, capsys
+):
     for mig in migrations.discover():
         if mig.version <= "0005":
-            shutil.copy(migrations.SQL_DIR / mig.name, tmp_path / mig.name)
+            shutil.copy(migrations.shipped_sql_dir() / mig.name, tmp_path / mig.name)
     by_hand(empty_db, tmp_path)
     assert main(["db", "migrate", "--db-uri", empty_db, "--baseline"]) == 2
     err = capsys.readouterr().err
@@ -107,8 +109,15 @@ def run_route(cwd: Path, dsn: str) -> subprocess.CompletedProcess:
     bindir = EmbeddedPostgres("/nonexistent").bindir
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(DATABASE_URL=dsn, PATH=f"{bindir}:{env.get('PATH', '')}")
-    return subprocess.run(["bash", "-c", readme_route()], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["bash", "-c", readme_route()],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_the_readme_route_applies_and_records_the_schema(empty_db):
@@ -121,11 +130,16 @@ def test_the_readme_route_applies_and_records_the_schema(empty_db):
 def test_the_readme_route_stops_at_the_first_failing_file(empty_db, tmp_path):
     (tmp_path / "sql").mkdir()
     (tmp_path / "sql" / "0001_a.sql").write_text("CREATE TABLE public.route_a (id int);\n")
-    (tmp_path / "sql" / "0002_b.sql").write_text("CREATE TABLE public.route_b (id int);\nSELECT 1/0;\n")
+    (tmp_path / "sql" / "0002_b.sql").write_text(
+        "CREATE TABLE public.route_b (id int);\nSELECT 1/0;\n"
+    )
     (tmp_path / "sql" / "0003_c.sql").write_text("CREATE TABLE public.route_c (id int);\n")
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     proc = run_route(tmp_path, empty_db)
     assert proc.returncode != 0 and "division by zero" in proc.stderr
     with psycopg.connect(empty_db) as conn:
-        made = [conn.execute("SELECT to_regclass(%s)", (f"public.route_{x}",)).fetchone()[0] for x in "abc"]
+        made = [
+            conn.execute("SELECT to_regclass(%s)", (f"public.route_{x}",)).fetchone()[0]
+            for x in "abc"
+        ]
     assert made == ["route_a", None, None]  # b rolled back whole, c never run

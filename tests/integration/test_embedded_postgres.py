@@ -7,8 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from localbase.postgres import EmbeddedPostgres
+from pharmgpt.localbase.postgres import EmbeddedPostgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +31,9 @@ def test_lifecycle_and_stale_pidfile_recovery():
         with psycopg.connect(pg.dsn()) as conn:
             assert conn.execute("SELECT 1").fetchone()[0] == 1
         with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(pg.dsn().replace(pg.credentials.superuser_password, "wrong"), connect_timeout=5)
+            psycopg.connect(
+                pg.dsn().replace(pg.credentials.superuser_password, "wrong"), connect_timeout=5
+            )
     finally:
         pg.reset()
     assert not (root / "d").exists()

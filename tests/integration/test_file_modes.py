@@ -20,16 +20,23 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pharmgpt.localbase.files import loose_modes
 
-from localbase.files import loose_modes
 from tests.conftest import service_settings, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=True, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "pharmgpt.services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -42,26 +49,39 @@ def loose_umask():
 
 @pytest.fixture
 def data_dir():
-    root = Path(tempfile.mkdtemp(prefix="pgt-modes-", dir="/tmp"))  # short: Postgres paths are limited
+    root = Path(
+        tempfile.mkdtemp(prefix="pgt-modes-", dir="/tmp")
+    )  # short: Postgres paths are limited
     yield root / "data"
     shutil.rmtree(root, ignore_errors=True)
 
 
-async def test_the_data_directory_is_private_after_a_stack_start_and_an_ingestion(data_dir, loose_umask):
+async def test_the_data_directory_is_private_after_a_stack_start_and_an_ingestion(
+    data_dir, loose_umask
+):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "CHROMA_"))}
-    env.update({"PHARMGPT_DATA_DIR": str(data_dir), "PHARMGPT_SECRETS_FILE": str(data_dir / "none.toml")})
-    from localbase.stack import LocalStack
+    env.update(
+        {"PHARMGPT_DATA_DIR": str(data_dir), "PHARMGPT_SECRETS_FILE": str(data_dir / "none.toml")}
+    )
+    from pharmgpt.localbase.stack import LocalStack
+
     cli("local", "start", env=env)
     try:
         info = LocalStack(data_dir)._running_gateway()
         assert info is not None
-        from services.container import Services
+        from pharmgpt.services.container import Services
+
         services = await Services.create(service_settings(info, data_dir))
         try:
-            user = await services.users.create_user(f"modes-{uuid.uuid4().hex[:8]}", "long enough pw")
-            doc = await services.documents.register_upload(user.id, "note.md",
-                                                           b"# Digoxin\nDigoxin toxicity causes nausea.")
-            services.outbox.put(user.id, str(uuid.uuid4()), str(uuid.uuid4()), {"q": "kept while offline"})
+            user = await services.users.create_user(
+                f"modes-{uuid.uuid4().hex[:8]}", "long enough pw"
+            )
+            doc = await services.documents.register_upload(
+                user.id, "note.md", b"# Digoxin\nDigoxin toxicity causes nausea."
+            )
+            services.outbox.put(
+                user.id, str(uuid.uuid4()), str(uuid.uuid4()), {"q": "kept while offline"}
+            )
             out = cli("worker", "--once", env=worker_env(info, data_dir))
             assert "processed 1 job(s)" in out.stdout
             assert (await services.documents.get_document(user.id, doc.id)).status == "ready"
@@ -73,5 +93,10 @@ async def test_the_data_directory_is_private_after_a_stack_start_and_an_ingestio
     assert {"chroma", "lexical", "blobs", "logs", "outbox.sqlite3", "localbase.json"} <= made, made
     assert (data_dir / "logs" / "gateway.log").stat().st_size > 0
     assert loose_modes(data_dir) == []
-    assert stat.S_IMODE(data_dir.stat().st_mode) & 0o077 in (0, 0o001)  # o+x only as root (Postgres user)
-    assert json.loads((data_dir / "localbase.json").read_text())["jwt_secret"]  # the keys: 0600 above
+    assert stat.S_IMODE(data_dir.stat().st_mode) & 0o077 in (
+        0,
+        0o001,
+    )  # o+x only as root (Postgres user)
+    assert json.loads((data_dir / "localbase.json").read_text())[
+        "jwt_secret"
+    ]  # the keys: 0600 above

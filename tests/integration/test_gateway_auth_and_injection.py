@@ -35,15 +35,19 @@ def forged_tokens(stack, user_id: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("kind", ["alg_none", "wrong_secret", "wrong_audience", "expired", "garbage",
-                                  "unknown_role", "hs512"])
+@pytest.mark.parametrize(
+    "kind",
+    ["alg_none", "wrong_secret", "wrong_audience", "expired", "garbage", "unknown_role", "hs512"],
+)
 async def test_bad_tokens_get_401_with_postgrest_body(stack, make_user, kind):
     user = await make_user()
     await user.client.table("conversations").insert({"title": "mine"}).execute()
     token = forged_tokens(stack, user.id)[kind]
     async with httpx.AsyncClient() as http:
-        resp = await http.get(f"{stack.url}/rest/v1/conversations",
-                              headers={"apikey": stack.anon_key, "Authorization": f"Bearer {token}"})
+        resp = await http.get(
+            f"{stack.url}/rest/v1/conversations",
+            headers={"apikey": stack.anon_key, "Authorization": f"Bearer {token}"},
+        )
     assert resp.status_code == 401, resp.text
     body = resp.json()
     assert set(body) == {"code", "message", "details", "hint"} and body["code"].startswith("PGRST")
@@ -69,9 +73,13 @@ async def test_valid_user_token_works(stack, make_user):
 
 def snapshot(dsn: str) -> tuple:
     with psycopg.connect(dsn) as conn:
-        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname IN ('public','gwtest')").fetchone()
-        users = conn.execute("SELECT count(*), md5(string_agg(id::text || username, ',' ORDER BY id)) "
-                             "FROM public.users").fetchone()
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public','gwtest')"
+        ).fetchone()
+        users = conn.execute(
+            "SELECT count(*), md5(string_agg(id::text || username, ',' ORDER BY id)) "
+            "FROM public.users"
+        ).fetchone()
         items = conn.execute("SELECT count(*) FROM gwtest.items").fetchone()
     return tables, users, items
 
@@ -102,9 +110,14 @@ HOSTILE_PARAMS = [
 async def test_injection_attempts_are_rejected_and_change_nothing(stack, key, value):
     before = snapshot(stack.db_uri)
     async with httpx.AsyncClient() as http:
-        resp = await http.get(f"{stack.url}/rest/v1/users", params={key: value},
-                              headers={"apikey": stack.service_role_key,
-                                       "Authorization": f"Bearer {stack.service_role_key}"})
+        resp = await http.get(
+            f"{stack.url}/rest/v1/users",
+            params={key: value},
+            headers={
+                "apikey": stack.service_role_key,
+                "Authorization": f"Bearer {stack.service_role_key}",
+            },
+        )
     assert resp.status_code in (200, 400, 404), resp.text
     if resp.status_code == 200:
         assert resp.json() == []  # treated as a value that matches nothing
@@ -116,14 +129,26 @@ async def test_injection_attempts_are_rejected_and_change_nothing(stack, key, va
 
 async def test_hostile_values_through_the_client_are_plain_data(service, stack):
     before = snapshot(stack.db_uri)
-    nasty = ["'; DROP TABLE users; --", 'a"b\\c', "ünïcödé 💊", "%_*", "1 OR 1=1", "(a,b)", "{x}", "\x7f"]
+    nasty = [
+        "'; DROP TABLE users; --",
+        'a"b\\c',
+        "ünïcödé 💊",
+        "%_*",
+        "1 OR 1=1",
+        "(a,b)",
+        "{x}",
+        "\x7f",
+    ]
     for value in nasty:
         r = await service.table("users").select("id").eq("username", value).execute()
         assert r.data == []
         r = await service.table("users").select("id").in_("username", [value, "zz"]).execute()
         assert r.data == []
-        r = await service.table("users").select("id").or_(f'username.eq."{value}"').execute() \
-            if '"' not in value and "\\" not in value else r
+        r = (
+            await service.table("users").select("id").or_(f'username.eq."{value}"').execute()
+            if '"' not in value and "\\" not in value
+            else r
+        )
         assert r.data == []
     assert snapshot(stack.db_uri) == before
 
@@ -131,8 +156,12 @@ async def test_hostile_values_through_the_client_are_plain_data(service, stack):
 async def test_unknown_rpc_and_table_names(stack):
     async with httpx.AsyncClient() as http:
         h = {"apikey": stack.service_role_key}
-        for path in ["/rest/v1/users;drop", "/rest/v1/rpc/pg_sleep", "/rest/v1/rpc/x%27%3Bdrop",
-                     "/rest/v1/pg_catalog.pg_authid"]:
+        for path in [
+            "/rest/v1/users;drop",
+            "/rest/v1/rpc/pg_sleep",
+            "/rest/v1/rpc/x%27%3Bdrop",
+            "/rest/v1/pg_catalog.pg_authid",
+        ]:
             resp = await http.get(f"{stack.url}{path}", headers=h)
             assert resp.status_code == 404, path
             assert resp.json()["code"] in ("PGRST205", "PGRST202")
@@ -140,6 +169,8 @@ async def test_unknown_rpc_and_table_names(stack):
 
 async def test_schema_outside_the_exposed_list_is_refused(stack):
     async with httpx.AsyncClient() as http:
-        resp = await http.get(f"{stack.url}/rest/v1/pg_authid",
-                              headers={"apikey": stack.service_role_key, "Accept-Profile": "pg_catalog"})
+        resp = await http.get(
+            f"{stack.url}/rest/v1/pg_authid",
+            headers={"apikey": stack.service_role_key, "Accept-Profile": "pg_catalog"},
+        )
     assert resp.status_code == 406 and resp.json()["code"] == "PGRST106"

@@ -11,14 +11,50 @@ from postgrest.exceptions import APIError
 pytestmark = pytest.mark.integration
 
 ITEMS = [
-    {"id": 1, "name": "aspirin tablets", "qty": 10, "price": "1.50", "tags": ["otc", "nsaid"],
-     "span": "[1,5)", "data": {"form": "tablet", "strength": {"mg": 100}}, "flag": True, "note": None},
-    {"id": 2, "name": "ibuprofen gel", "qty": 0, "price": "4.00", "tags": ["otc"],
-     "span": "[5,10)", "data": {"form": "gel"}, "flag": False, "note": "topical, 5%"},
-    {"id": 3, "name": "Warfarin sodium", "qty": 25, "price": "12.25", "tags": ["rx", "anticoagulant"],
-     "span": "[20,30)", "data": {"form": "tablet", "strength": {"mg": 5}}, "flag": None, "note": "INR"},
-    {"id": 4, "name": "metformin, extended", "qty": None, "price": None, "tags": [],
-     "span": None, "data": {}, "flag": True, "note": 'quote " and \\ backslash'},
+    {
+        "id": 1,
+        "name": "aspirin tablets",
+        "qty": 10,
+        "price": "1.50",
+        "tags": ["otc", "nsaid"],
+        "span": "[1,5)",
+        "data": {"form": "tablet", "strength": {"mg": 100}},
+        "flag": True,
+        "note": None,
+    },
+    {
+        "id": 2,
+        "name": "ibuprofen gel",
+        "qty": 0,
+        "price": "4.00",
+        "tags": ["otc"],
+        "span": "[5,10)",
+        "data": {"form": "gel"},
+        "flag": False,
+        "note": "topical, 5%",
+    },
+    {
+        "id": 3,
+        "name": "Warfarin sodium",
+        "qty": 25,
+        "price": "12.25",
+        "tags": ["rx", "anticoagulant"],
+        "span": "[20,30)",
+        "data": {"form": "tablet", "strength": {"mg": 5}},
+        "flag": None,
+        "note": "INR",
+    },
+    {
+        "id": 4,
+        "name": "metformin, extended",
+        "qty": None,
+        "price": None,
+        "tags": [],
+        "span": None,
+        "data": {},
+        "flag": True,
+        "note": 'quote " and \\ backslash',
+    },
 ]
 PARTS = [
     {"id": 10, "item_id": 1, "label": "blister", "weight": 3},
@@ -41,36 +77,45 @@ def ids(resp) -> list[int]:
 
 
 async def test_select_columns_alias_cast_and_json(gw):
-    r = await gw.table("items").select("id,label:name,qty::text,form:data->>form,mg:data->strength->mg") \
-        .eq("id", 1).execute()
-    assert r.data == [{"id": 1, "label": "aspirin tablets", "qty": "10", "form": "tablet", "mg": 100}]
+    r = (
+        await gw.table("items")
+        .select("id,label:name,qty::text,form:data->>form,mg:data->strength->mg")
+        .eq("id", 1)
+        .execute()
+    )
+    assert r.data == [
+        {"id": 1, "label": "aspirin tablets", "qty": "10", "form": "tablet", "mg": 100}
+    ]
 
 
-@pytest.mark.parametrize("method,args,expected", [
-    ("eq", ("qty", 10), [1]),
-    ("neq", ("qty", 10), [2, 3]),
-    ("gt", ("qty", 0), [1, 3]),
-    ("gte", ("qty", 10), [1, 3]),
-    ("lt", ("qty", 10), [2]),
-    ("lte", ("qty", 10), [1, 2]),
-    ("like", ("name", "*tablets"), [1]),
-    ("ilike", ("name", "warfarin*"), [3]),
-    ("in_", ("id", [1, 3, 99]), [1, 3]),
-    ("in_", ("name", ["metformin, extended", "nope"]), [4]),
-    ("is_", ("qty", None), [4]),
-    ("is_", ("flag", True), [1, 4]),
-    ("is_", ("flag", False), [2]),
-    ("contains", ("tags", ["otc"]), [1, 2]),
-    ("contained_by", ("tags", ["otc", "nsaid", "x"]), [1, 2, 4]),
-    ("overlaps", ("tags", ["rx", "nsaid"]), [1, 3]),
-    ("contains", ("data", {"form": "tablet"}), [1, 3]),
-    ("range_lt", ("span", (10, 15)), [1, 2]),
-    ("range_gt", ("span", (10, 15)), [3]),
-    ("range_gte", ("span", (4, 7)), [2, 3]),
-    ("range_lte", ("span", (1, 5)), [1]),
-    ("range_adjacent", ("span", (9, 20)), [2, 3]),
-    ("text_search", ("doc", "tablet"), [1]),
-])
+@pytest.mark.parametrize(
+    "method,args,expected",
+    [
+        ("eq", ("qty", 10), [1]),
+        ("neq", ("qty", 10), [2, 3]),
+        ("gt", ("qty", 0), [1, 3]),
+        ("gte", ("qty", 10), [1, 3]),
+        ("lt", ("qty", 10), [2]),
+        ("lte", ("qty", 10), [1, 2]),
+        ("like", ("name", "*tablets"), [1]),
+        ("ilike", ("name", "warfarin*"), [3]),
+        ("in_", ("id", [1, 3, 99]), [1, 3]),
+        ("in_", ("name", ["metformin, extended", "nope"]), [4]),
+        ("is_", ("qty", None), [4]),
+        ("is_", ("flag", True), [1, 4]),
+        ("is_", ("flag", False), [2]),
+        ("contains", ("tags", ["otc"]), [1, 2]),
+        ("contained_by", ("tags", ["otc", "nsaid", "x"]), [1, 2, 4]),
+        ("overlaps", ("tags", ["rx", "nsaid"]), [1, 3]),
+        ("contains", ("data", {"form": "tablet"}), [1, 3]),
+        ("range_lt", ("span", (10, 15)), [1, 2]),
+        ("range_gt", ("span", (10, 15)), [3]),
+        ("range_gte", ("span", (4, 7)), [2, 3]),
+        ("range_lte", ("span", (1, 5)), [1]),
+        ("range_adjacent", ("span", (9, 20)), [2, 3]),
+        ("text_search", ("doc", "tablet"), [1]),
+    ],
+)
 async def test_filter_operators(gw, method, args, expected):
     r = await getattr(gw.table("items").select("id"), method)(*args).execute()
     assert ids(r) == expected
@@ -80,8 +125,14 @@ async def test_match_imatch_isdistinct_and_fts_variants(gw):
     t = gw.table("items").select("id")
     assert ids(await t.filter("name", "match", "^[A-Z]").execute()) == [3]
     assert ids(await gw.table("items").select("id").filter("name", "imatch", "^w").execute()) == [3]
-    assert ids(await gw.table("items").select("id").filter("flag", "isdistinct", "true").execute()) == [2, 3]
-    for op, q in [("plfts", "aspirin tablets"), ("phfts", "aspirin tablets"), ("wfts", "aspirin -gel")]:
+    assert ids(
+        await gw.table("items").select("id").filter("flag", "isdistinct", "true").execute()
+    ) == [2, 3]
+    for op, q in [
+        ("plfts", "aspirin tablets"),
+        ("phfts", "aspirin tablets"),
+        ("wfts", "aspirin -gel"),
+    ]:
         r = await gw.table("items").select("id").filter("doc", f"{op}(english)", q).execute()
         assert ids(r) == [1], op
     r = await gw.table("items").select("id").filter("name", "fts", "gel").execute()
@@ -91,12 +142,29 @@ async def test_match_imatch_isdistinct_and_fts_variants(gw):
 async def test_not_any_all_and_logic_trees(gw):
     assert ids(await gw.table("items").select("id").not_.eq("qty", 10).execute()) == [2, 3]
     assert ids(await gw.table("items").select("id").not_.is_("qty", None).execute()) == [1, 2, 3]
-    assert ids(await gw.table("items").select("id").like_any_of("name", "asp*,ibu*").execute()) == [1, 2]
-    assert ids(await gw.table("items").select("id").ilike_all_of("name", "*a*,*t*").execute()) == [1]
-    assert ids(await gw.table("items").select("id").filter("qty", "gt(any)", "{20,5}").execute()) == [1, 3]
-    r = await gw.table("items").select("id").or_("qty.eq.0,and(flag.is.true,price.is.null)").execute()
+    assert ids(await gw.table("items").select("id").like_any_of("name", "asp*,ibu*").execute()) == [
+        1,
+        2,
+    ]
+    assert ids(await gw.table("items").select("id").ilike_all_of("name", "*a*,*t*").execute()) == [
+        1
+    ]
+    assert ids(
+        await gw.table("items").select("id").filter("qty", "gt(any)", "{20,5}").execute()
+    ) == [1, 3]
+    r = (
+        await gw.table("items")
+        .select("id")
+        .or_("qty.eq.0,and(flag.is.true,price.is.null)")
+        .execute()
+    )
     assert ids(r) == [2, 4]
-    r = await gw.table("items").select("id").or_('name.eq."metformin, extended",id.in.(1,2)').execute()
+    r = (
+        await gw.table("items")
+        .select("id")
+        .or_('name.eq."metformin, extended",id.in.(1,2)')
+        .execute()
+    )
     assert ids(r) == [1, 2, 4]
     r = await gw.table("items").select("id").not_.or_("qty.gt.5,qty.is.null").execute()
     assert ids(r) == [2]
@@ -132,8 +200,13 @@ async def test_counts_and_content_range(gw, stack):
     r = await gw.table("items").select("id", count="planned").execute()
     assert isinstance(r.count, int)
     async with httpx.AsyncClient() as http:
-        h = {"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}",
-             "Accept-Profile": "gwtest", "Prefer": "count=exact", "Range": "1-2"}
+        h = {
+            "apikey": stack.service_role_key,
+            "Authorization": f"Bearer {stack.service_role_key}",
+            "Accept-Profile": "gwtest",
+            "Prefer": "count=exact",
+            "Range": "1-2",
+        }
         resp = await http.get(f"{stack.url}/rest/v1/items?select=id&order=id", headers=h)
         assert resp.status_code == 206
         assert resp.headers["content-range"] == "1-2/4"
@@ -157,13 +230,32 @@ async def test_single_and_maybe_single(gw):
 
 
 async def test_embedded_resources(gw):
-    r = await gw.table("items").select("id,parts(label,weight)").in_("id", [1, 2]) \
-        .order("id").order("weight", desc=True, foreign_table="parts").execute()
-    assert r.data == [{"id": 1, "parts": [{"label": "box", "weight": 9}, {"label": "blister", "weight": 3}]},
-                      {"id": 2, "parts": []}]
-    r = await gw.table("items").select("id,parts!inner(label)").eq("parts.label", "bottle").execute()
+    r = (
+        await gw.table("items")
+        .select("id,parts(label,weight)")
+        .in_("id", [1, 2])
+        .order("id")
+        .order("weight", desc=True, foreign_table="parts")
+        .execute()
+    )
+    assert r.data == [
+        {"id": 1, "parts": [{"label": "box", "weight": 9}, {"label": "blister", "weight": 3}]},
+        {"id": 2, "parts": []},
+    ]
+    r = (
+        await gw.table("items")
+        .select("id,parts!inner(label)")
+        .eq("parts.label", "bottle")
+        .execute()
+    )
     assert r.data == [{"id": 3, "parts": [{"label": "bottle"}]}]
-    r = await gw.table("items").select("id,p:parts(id)").order("id").limit(1, foreign_table="p").execute()
+    r = (
+        await gw.table("items")
+        .select("id,p:parts(id)")
+        .order("id")
+        .limit(1, foreign_table="p")
+        .execute()
+    )
     assert [len(x["p"]) for x in r.data] == [1, 0, 1, 0]
     r = await gw.table("parts").select("label,item:items(name)").eq("id", 12).execute()
     assert r.data == [{"label": "bottle", "item": {"name": "Warfarin sodium"}}]
@@ -183,10 +275,15 @@ async def test_insert_update_delete_and_return_modes(gw):
     assert r.data[0]["tags"] == [] and r.data[0]["id"] == 50
     r = await t.insert({"id": 51, "name": "quiet"}, returning="minimal").execute()
     assert r.data == []
-    r = await t.insert([{"id": 52, "name": "a", "qty": 1}, {"id": 53, "name": "b"}], default_to_null=False).execute()
+    r = await t.insert(
+        [{"id": 52, "name": "a", "qty": 1}, {"id": 53, "name": "b"}], default_to_null=False
+    ).execute()
     assert [x["qty"] for x in r.data] == [1, None] and r.data[1]["data"] == {}
     r = await t.update({"qty": 7, "data": {"k": [1, 2]}}).in_("id", [52, 53]).execute()
-    assert sorted((x["id"], x["qty"], x["data"]["k"][1]) for x in r.data) == [(52, 7, 2), (53, 7, 2)]
+    assert sorted((x["id"], x["qty"], x["data"]["k"][1]) for x in r.data) == [
+        (52, 7, 2),
+        (53, 7, 2),
+    ]
     r = await t.update({"qty": 8}, count="exact").eq("id", 52).execute()
     assert r.count == 1
     r = await t.delete(count="exact").in_("id", [50, 51, 52, 53]).execute()
@@ -203,8 +300,12 @@ async def test_upsert_merge_and_ignore(gw):
     assert r.data == []
     assert (await t.select("qty").eq("id", 60).single().execute()).data == {"qty": 2}
     owner = (await t.select("owner").eq("id", 60).single().execute()).data["owner"]
-    r = await t.upsert({"id": 61, "name": "u1", "owner": owner, "qty": 9}, on_conflict="name,owner").execute()
-    assert r.data[0]["id"] == 61 and r.data[0]["qty"] == 9  # the row the key matched took the payload
+    r = await t.upsert(
+        {"id": 61, "name": "u1", "owner": owner, "qty": 9}, on_conflict="name,owner"
+    ).execute()
+    assert (
+        r.data[0]["id"] == 61 and r.data[0]["qty"] == 9
+    )  # the row the key matched took the payload
     assert len((await t.select("id").eq("name", "u1").execute()).data) == 1
 
 
@@ -215,7 +316,9 @@ async def test_rpc_get_and_post(gw, stack):
     assert [x["id"] for x in r.data] == [1, 3]
     r = await gw.rpc("items_over", {"min_qty": 5}, get=True).eq("id", 3).execute()
     assert [x["id"] for x in r.data] == [3]
-    assert (await gw.rpc("echo_json", {"payload": {"a": [1, "x"]}}).execute()).data == {"a": [1, "x"]}
+    assert (await gw.rpc("echo_json", {"payload": {"a": [1, "x"]}}).execute()).data == {
+        "a": [1, "x"]
+    }
     r = await gw.rpc("touch_nothing", {}).execute()
     assert r.data in ([], None, "")
     with pytest.raises(APIError) as e:
@@ -231,24 +334,36 @@ async def test_csv(gw):
     assert r.data.splitlines() == ["id,name", "1,aspirin tablets", '4,"metformin, extended"']
 
 
-@pytest.mark.parametrize("call,code,status", [
-    (lambda t: t.insert({"id": 1, "name": "dup"}), "23505", 409),
-    (lambda t: t.insert({"id": 70}), "23502", 400),
-    (lambda t: t.select("id").eq("id", "not-a-number"), "22P02", 400),
-    (lambda t: t.select("nope"), "42703", 400),
-    (lambda t: t.insert({"id": 71, "name": "x", "nope": 1}), "PGRST204", 400),
-])
+@pytest.mark.parametrize(
+    "call,code,status",
+    [
+        (lambda t: t.insert({"id": 1, "name": "dup"}), "23505", 409),
+        (lambda t: t.insert({"id": 70}), "23502", 400),
+        (lambda t: t.select("id").eq("id", "not-a-number"), "22P02", 400),
+        (lambda t: t.select("nope"), "42703", 400),
+        (lambda t: t.insert({"id": 71, "name": "x", "nope": 1}), "PGRST204", 400),
+    ],
+)
 async def test_error_shapes(gw, stack, call, code, status):
     with pytest.raises(APIError) as e:
         await call(gw.table("items")).execute()
     assert e.value.code == code
     assert isinstance(e.value.message, str) and e.value.message
     async with httpx.AsyncClient() as http:  # and the status, as PostgREST sends it
-        h = {"apikey": stack.service_role_key, "Accept-Profile": "gwtest", "Content-Profile": "gwtest"}
+        h = {
+            "apikey": stack.service_role_key,
+            "Accept-Profile": "gwtest",
+            "Content-Profile": "gwtest",
+        }
         builder = call(gw.table("items"))
         req = builder.request
-        resp = await http.request(req.http_method, f"{stack.url}/rest/v1/items", params=req.params,
-                                  headers=h, json=req.json if req.http_method != "GET" else None)
+        resp = await http.request(
+            req.http_method,
+            f"{stack.url}/rest/v1/items",
+            params=req.params,
+            headers=h,
+            json=req.json if req.http_method != "GET" else None,
+        )
         assert resp.status_code == status
         assert set(resp.json()) == {"code", "message", "details", "hint"}
 
@@ -261,7 +376,9 @@ async def test_fk_violation_is_409(gw):
 
 async def test_unknown_table_is_404(stack, service):
     async with httpx.AsyncClient() as http:
-        resp = await http.get(f"{stack.url}/rest/v1/nope", headers={"apikey": stack.service_role_key})
+        resp = await http.get(
+            f"{stack.url}/rest/v1/nope", headers={"apikey": stack.service_role_key}
+        )
     assert resp.status_code == 404 and resp.json()["code"] == "PGRST205"
     with pytest.raises(APIError) as e:
         await service.table("nope").select("*").execute()

@@ -9,26 +9,35 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from services.errors import AuthError, Conflict, ValidationError
-from services.sessions import token_hash
+from pharmgpt.services.errors import AuthError, Conflict, ValidationError
+from pharmgpt.services.sessions import token_hash
 
 pytestmark = pytest.mark.integration
 
 
 async def test_forty_parallel_guesses_check_at_most_five_passwords(services, account, monkeypatch):
     user, pw = await account("par")
-    stored = (await services.backend.service.table("users").select("password_hash").eq("id", user.id)
-              .single().execute()).data["password_hash"]
+    stored = (
+        await services.backend.service.table("users")
+        .select("password_hash")
+        .eq("id", user.id)
+        .single()
+        .execute()
+    ).data["password_hash"]
     checked = []  # passwords checked against this account's hash (not the dummy one)
-    import services.users as users_mod
+    import pharmgpt.services.users as users_mod
+
     real = users_mod.verify_password
-    monkeypatch.setattr(users_mod, "verify_password",
-                        lambda p, h, *a, **k: (checked.append(p) if h == stored else None) or real(p, h, *a, **k))
-    results = await asyncio.gather(*(services.users.authenticate_user(user.username, f"wrong guess {i}")
-                                     for i in range(39)),
-                                   services.users.authenticate_user(user.username, pw),
-                                   return_exceptions=True)
+    monkeypatch.setattr(
+        users_mod,
+        "verify_password",
+        lambda p, h, *a, **k: (checked.append(p) if h == stored else None) or real(p, h, *a, **k),
+    )
+    results = await asyncio.gather(
+        *(services.users.authenticate_user(user.username, f"wrong guess {i}") for i in range(39)),
+        services.users.authenticate_user(user.username, pw),
+        return_exceptions=True,
+    )
     assert all(isinstance(r, AuthError) for r in results[:39])
     entries = await services.audit.list(user_id=user.id, limit=200)
     password_checks = [e for e in entries if e.action == "auth.login_failed"]
@@ -75,10 +84,16 @@ async def test_usernames_fold_case_in_every_script_and_refuse_look_alikes(servic
     strasse = await services.users.create_user(f"straße-{tag}", "long enough pw")
     with pytest.raises(Conflict):
         await services.users.create_user(f"STRASSE-{tag}", "long enough pw")
-    assert (await services.users.authenticate_user(f"Strasse-{tag}", "long enough pw")).id == strasse.id
+    assert (
+        await services.users.authenticate_user(f"Strasse-{tag}", "long enough pw")
+    ).id == strasse.id
     with pytest.raises(ValidationError):
-        await services.users.create_user(f"ph\u0430rm-{tag}", "long enough pw")  # Cyrillic а among Latin
-    await services.users.create_user(f"薬剤師さん-{tag}", "long enough pw")  # one writing system (Japanese)
+        await services.users.create_user(
+            f"ph\u0430rm-{tag}", "long enough pw"
+        )  # Cyrillic а among Latin
+    await services.users.create_user(
+        f"薬剤師さん-{tag}", "long enough pw"
+    )  # one writing system (Japanese)
 
 
 async def test_unknown_names_are_audited_as_a_hash(services):
@@ -87,9 +102,14 @@ async def test_unknown_names_are_audited_as_a_hash(services):
         await services.users.authenticate_user(typed, "whatever")
     with pytest.raises(AuthError):
         await services.users.authenticate_user(typed, "again")
-    entries = [e for e in await services.audit.list(action="auth.login_failed", limit=50)
-               if e.details.get("reason") == "unknown"]
-    assert entries and all(typed not in str(e.details) and typed.lower() not in str(e.details) for e in entries)
+    entries = [
+        e
+        for e in await services.audit.list(action="auth.login_failed", limit=50)
+        if e.details.get("reason") == "unknown"
+    ]
+    assert entries and all(
+        typed not in str(e.details) and typed.lower() not in str(e.details) for e in entries
+    )
     hashes = [e.details["username_hash"] for e in entries[:2]]
     assert hashes[0] == hashes[1]  # the same name twice can be recognised, not read
 
@@ -101,17 +121,34 @@ async def test_a_session_ends_after_its_absolute_lifetime(services, account):
     now = datetime.now(UTC)
     max_age = timedelta(seconds=services.settings.session_max_age_s)
     # in use every day for a month: the sliding expiry is fine, the absolute one has passed
-    await table.update({"created_at": (now - max_age - timedelta(minutes=1)).isoformat(),
-                        "last_activity": (now - timedelta(minutes=5)).isoformat(),
-                        "expires_at": (now + timedelta(hours=20)).isoformat()}) \
-        .eq("token_hash", token_hash(token)).execute()
+    await (
+        table.update(
+            {
+                "created_at": (now - max_age - timedelta(minutes=1)).isoformat(),
+                "last_activity": (now - timedelta(minutes=5)).isoformat(),
+                "expires_at": (now + timedelta(hours=20)).isoformat(),
+            }
+        )
+        .eq("token_hash", token_hash(token))
+        .execute()
+    )
     assert await services.sessions.validate_session(token) is None
     assert await services.sessions.refresh_session(token) is False
     # close to the end: activity slides the expiry, but never past created_at + max age
     token2 = await services.sessions.create_session(user.id)
     created = now - max_age + timedelta(hours=1)
-    await table.update({"created_at": created.isoformat(), "last_activity": (now - timedelta(hours=2)).isoformat()}) \
-        .eq("token_hash", token_hash(token2)).execute()
+    await (
+        table.update(
+            {
+                "created_at": created.isoformat(),
+                "last_activity": (now - timedelta(hours=2)).isoformat(),
+            }
+        )
+        .eq("token_hash", token_hash(token2))
+        .execute()
+    )
     assert await services.sessions.validate_session(token2) is not None
-    row = (await table.select("expires_at").eq("token_hash", token_hash(token2)).single().execute()).data
+    row = (
+        await table.select("expires_at").eq("token_hash", token_hash(token2)).single().execute()
+    ).data
     assert datetime.fromisoformat(row["expires_at"]) <= created + max_age + timedelta(seconds=1)

@@ -27,16 +27,16 @@ import numpy as np
 import psycopg
 import pytest
 import pytest_asyncio
+from pharmgpt.migration import ids
+from pharmgpt.migration.backup import backup, check_backup
+from pharmgpt.migration.legacy import LegacySource, salvage, salvage_object
+from pharmgpt.migration.migrator import Migrator, store_for
+from pharmgpt.migration.planner import detect, plan
+from pharmgpt.migration.rollback import RollbackError, rollback
+from pharmgpt.migration.verify import verify
+from pharmgpt.rag.system import RagSystem
+from pharmgpt.services.errors import AuthError
 
-from migration import ids
-from migration.backup import backup, check_backup
-from migration.legacy import LegacySource, salvage, salvage_object
-from migration.migrator import Migrator, store_for
-from migration.planner import detect, plan
-from migration.rollback import RollbackError, rollback
-from migration.verify import verify
-from rag.system import RagSystem
-from services.errors import AuthError
 from tests.fixtures.legacy import build_case_collision_tree, build_legacy_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -44,14 +44,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {
     "users": "id, username, password_hash, password_scheme, password_salt, legacy_user_id, "
-             "created_at, last_login, is_active",
+    "created_at, last_login, is_active",
     "conversations": "id, user_id, title, model, created_at, updated_at, message_count, "
-                     "is_archived",
+    "is_archived",
     "messages": "id, conversation_id, user_id, role, content, created_at",
     "documents": "id, user_id, conversation_id, filename, file_type, chunk_count, status, "
-                 "legacy_hash, added_at, metadata",
+    "legacy_hash, added_at, metadata",
     "uploads": "id, user_id, document_id, conversation_id, filename, file_type, file_size, "
-               "outcome, uploaded_at",
+    "outcome, uploaded_at",
 }
 
 
@@ -108,12 +108,12 @@ def lexical_snapshot(lexical, user_ids: list[str]) -> dict[str, list | None]:
 PAUSE_BEFORE_INDEX = """
 import os, sys, time
 from pathlib import Path
-import rag.lexical
+import pharmgpt.rag.lexical
 def paused(self, user_id):
     Path(os.environ["PAUSE_MARKER"]).write_text(str(user_id))
     time.sleep(600)
-rag.lexical.LexicalIndex.rebuild = paused
-from services.cli import main
+pharmgpt.rag.lexical.LexicalIndex.rebuild = paused
+from pharmgpt.services.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -139,7 +139,7 @@ async def cli(stack, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.cli",
+        "pharmgpt.services.cli",
         "migrate",
         *args,
         cwd=REPO,
@@ -153,7 +153,7 @@ async def cli(stack, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def utc(naive_iso: str) -> datetime:
     """A legacy naive local time as the migration reads it (this machine's zone)."""
-    from migration.legacy import load_timezone
+    from pharmgpt.migration.legacy import load_timezone
 
     tz, _ = load_timezone(None)
     return datetime.fromisoformat(naive_iso).replace(tzinfo=tz).astimezone(UTC)
@@ -207,25 +207,40 @@ async def test_verify_says_legacy_documents_stay_private(services, rag, migrated
     """Every migrated document is its owner's (issue 15); one moved into a pharmacy is a mismatch."""
     tree, report = migrated["tree"], migrated["report"]
     result = await verify(services, tree.root, run_id=report["run_id"], store=rag.store)
-    assert result["counts"]["documents_private"] == result["counts"]["documents"] == tree.expected["documents"]
+    assert (
+        result["counts"]["documents_private"]
+        == result["counts"]["documents"]
+        == tree.expected["documents"]
+    )
     uids = [u.user_id for u in tree.users.values()]
     with psycopg.connect(superuser_dsn, autocommit=True) as conn:
         doc_id, owner, conv, updated = conn.execute(
             "SELECT id, user_id, conversation_id, updated_at FROM documents WHERE user_id = ANY(%s::uuid[]) "
-            "ORDER BY id LIMIT 1", (uids,)).fetchone()
-        pharmacy = conn.execute("INSERT INTO pharmacies (name, created_by) VALUES ('Shared', %s) RETURNING id",
-                                (owner,)).fetchone()[0]
-        conn.execute("UPDATE documents SET conversation_id = NULL, pharmacy_id = %s WHERE id = %s",
-                     (pharmacy, doc_id))
+            "ORDER BY id LIMIT 1",
+            (uids,),
+        ).fetchone()
+        pharmacy = conn.execute(
+            "INSERT INTO pharmacies (name, created_by) VALUES ('Shared', %s) RETURNING id", (owner,)
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE documents SET conversation_id = NULL, pharmacy_id = %s WHERE id = %s",
+            (pharmacy, doc_id),
+        )
         try:
             moved = await verify(services, tree.root, run_id=report["run_id"], store=rag.store)
         finally:
-            conn.execute("UPDATE documents SET conversation_id = %s, pharmacy_id = NULL, updated_at = %s "
-                         "WHERE id = %s", (conv, updated, doc_id))
+            conn.execute(
+                "UPDATE documents SET conversation_id = %s, pharmacy_id = NULL, updated_at = %s "
+                "WHERE id = %s",
+                (conv, updated, doc_id),
+            )
             conn.execute("DELETE FROM pharmacies WHERE id = %s", (pharmacy,))
     assert not moved["ok"]
     bad = [m for m in moved["mismatches"] if m["what"] == "legacy document is not private"]
-    assert len(bad) == 1 and bad[0]["found"] == {"user_id": str(owner), "pharmacy_id": str(pharmacy)}
+    assert len(bad) == 1 and bad[0]["found"] == {
+        "user_id": str(owner),
+        "pharmacy_id": str(pharmacy),
+    }
     assert moved["counts"]["documents_private"] == tree.expected["documents"] - 1
     assert (await verify(services, tree.root, run_id=report["run_id"], store=rag.store))["ok"]
 
@@ -322,14 +337,20 @@ async def test_bad_data_is_reported_with_file_and_reason(migrated):
     (cut,) = [p for p in problems if p["file"] == carol_file and "truncated JSON" in p["reason"]]
     assert (cut["recovered"], cut["lost"], cut["lost_keys"]) == (1, 1, [lost])
     assert "1 complete conversation recovered, 1 lost" in cut["reason"] and lost in cut["reason"]
-    assert {"file": carol_file, "recovered": 1, "lost": 1, "lost_keys": [lost],
-            "lost_unnamed": 0} in report["damaged_files"]
+    assert {
+        "file": carol_file,
+        "recovered": 1,
+        "lost": 1,
+        "lost_keys": [lost],
+        "lost_unnamed": 0,
+    } in report["damaged_files"]
     assert has(f"conversations_{carol.legacy_id}/conversations.json.backup_", "backup copy")
     # the RAG folder of the lost conversation says so; the deleted one's says it may be one
     assert has(f"rag_{carol.legacy_id}/conversation_{lost}", "was lost from the damaged")
     assert has(f"rag_{carol.legacy_id}/conversation_", "conversation that does not exist")
-    assert not any("a conversation that does not exist" in p["reason"] and lost in p["file"]
-                   for p in problems)
+    assert not any(
+        "a conversation that does not exist" in p["reason"] and lost in p["file"] for p in problems
+    )
     assert has(f"rag_{carol.legacy_id}/conversation_", "ghost.pdf")
     assert has(f"conversations_{dave.legacy_id}/conversations.json", "not UTF-8")
     assert has(f"conversations_{dave.legacy_id}/conversations.json", "role 'bot'")
@@ -402,7 +423,7 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     data = tmp_path / "cli"
     data.mkdir()
     marker = tmp_path / "paused-before-index"
-    entry = ["-m", "services.cli"]
+    entry = ["-m", "pharmgpt.services.cli"]
     if kind == "index":
         (tmp_path / "pause_before_index.py").write_text(PAUSE_BEFORE_INDEX)
         entry = [str(tmp_path / "pause_before_index.py")]
@@ -488,7 +509,9 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     else:
         with pytest.raises(RollbackError, match="is running"):  # it looks alive for a while
             await rollback(services, run_id, store=store_for(services.settings)[0])
-        refused = await cli(stack, data, "run", "--source", src, "--resume", run_id, "--no-progress")
+        refused = await cli(
+            stack, data, "run", "--source", src, "--resume", run_id, "--no-progress"
+        )
         assert refused.returncode == 2 and "pass --force" in refused.stderr  # a recent heartbeat
         resume = ["run", "--source", src, "--resume", run_id, "--force", "--no-progress", "--json"]
 
@@ -501,8 +524,9 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     assert db_snapshot(superuser_dsn, uids) == want_db
     assert store_snapshot(cli_store, uids) == want_store
     assert lexical_snapshot(cli_lex, uids) == want_lexical
-    v = await cli(stack, data, "verify", "--source", src, "--run-id", run_id, "--json",
-                  "--no-progress")
+    v = await cli(
+        stack, data, "verify", "--source", src, "--run-id", run_id, "--json", "--no-progress"
+    )
     assert v.returncode == 0, v.stdout[-2000:]
     s = await cli(stack, data, "status", "--run-id", run_id, "--json")
     items = json.loads(s.stdout)["items"]
@@ -513,7 +537,7 @@ async def test_a_run_that_failed_half_way_is_completed_by_a_new_run(
     services, rag, superuser_dsn, tmp_path, monkeypatch
 ):
     """Not resumed: a fresh run finds the half-written conversation, adds the missing messages."""
-    from migration import state
+    from pharmgpt.migration import state
 
     tree = build_legacy_tree(
         tmp_path / "user_data", wrong_dimension_store=False, large_conversation=40
@@ -557,14 +581,19 @@ async def test_a_run_that_failed_half_way_is_completed_by_a_new_run(
 
 
 async def test_only_kinds_in_steps_and_a_10000_message_conversation(services, rag, tmp_path):
-    tree = build_legacy_tree(tmp_path / "user_data", wrong_dimension_store=False, bad_data=False,
-                             large_conversation=10_000)
+    tree = build_legacy_tree(
+        tmp_path / "user_data",
+        wrong_dimension_store=False,
+        bad_data=False,
+        large_conversation=10_000,
+    )
     early = await Migrator(services, tree.root, only=["conversations"], store=rag.store).run()
-    assert not early["counts"].get("conversations_written")      # no users yet: nothing to attach
+    assert not early["counts"].get("conversations_written")  # no users yet: nothing to attach
     assert any("--only users first" in p["reason"] for p in early["problems"])
     for kind in ("users", "conversations", "documents", "uploads"):
-        r = await Migrator(services, tree.root, only=[kind], batch_size=1000, store=rag.store,
-                           lexical=rag.lexical).run()
+        r = await Migrator(
+            services, tree.root, only=[kind], batch_size=1000, store=rag.store, lexical=rag.lexical
+        ).run()
         assert r["state"] == "completed"
         if kind != "users":
             assert r["counts"]["users_existing"] == tree.expected["users"]
@@ -572,8 +601,11 @@ async def test_only_kinds_in_steps_and_a_10000_message_conversation(services, ra
     assert result["ok"], result["mismatches"]
     assert result["counts"]["messages"] == tree.expected["messages"] > 10_000
     dave = tree.user("dave")
-    long = next(c for c in await services.conversations.get_user_conversations(dave.user_id)
-                if c.title == "Long one")
+    long = next(
+        c
+        for c in await services.conversations.get_user_conversations(dave.user_id)
+        if c.title == "Long one"
+    )
     assert long.message_count == 10_000
     latest = await services.conversations.get_messages(dave.user_id, long.id, limit=3)
     assert latest[-1].created_at == long.updated_at
@@ -671,7 +703,7 @@ def test_backup_has_a_manifest_and_never_overwrites(tmp_path):
 def test_cli_detect_and_backup_without_a_database(tmp_path):
     tree = build_legacy_tree(tmp_path / "user_data", wrong_dimension_store=False)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = [sys.executable, "-m", "services.cli", "migrate"]
+    run = [sys.executable, "-m", "pharmgpt.services.cli", "migrate"]
     r = subprocess.run(
         [*run, "detect", "--source", str(tree.root), "--json"],
         cwd=REPO,
@@ -745,14 +777,26 @@ def test_salvage_names_the_entries_it_lost():
 def test_missing_message_times_name_the_time_used(tmp_path):
     root = tmp_path / "user_data"
     (root / f"conversations_{ids.legacy_user_id('ann')}").mkdir(parents=True)
-    (root / "users.json").write_text(json.dumps(
-        {"ann": {"password_hash": "a" * 64, "salt": "s" * 64, "created_at": "2025-01-01T10:00:00"}}
-    ))
-    conv = {"title": "t", "created_at": "2025-01-01T10:00:00", "messages": [
-        {"role": "user", "content": "first, no time"},
-        {"role": "assistant", "content": "timed", "timestamp": "2025-01-01T10:05:00"},
-        {"role": "user", "content": "third, no time"},
-    ]}
+    (root / "users.json").write_text(
+        json.dumps(
+            {
+                "ann": {
+                    "password_hash": "a" * 64,
+                    "salt": "s" * 64,
+                    "created_at": "2025-01-01T10:00:00",
+                }
+            }
+        )
+    )
+    conv = {
+        "title": "t",
+        "created_at": "2025-01-01T10:00:00",
+        "messages": [
+            {"role": "user", "content": "first, no time"},
+            {"role": "assistant", "content": "timed", "timestamp": "2025-01-01T10:05:00"},
+            {"role": "user", "content": "third, no time"},
+        ],
+    }
     key = str(uuid.uuid4())
     (root / f"conversations_{ids.legacy_user_id('ann')}" / "conversations.json").write_text(
         json.dumps({key: conv})
@@ -760,10 +804,14 @@ def test_missing_message_times_name_the_time_used(tmp_path):
     src = LegacySource(root, "UTC")
     (c,) = list(src.conversations(src.users()[0]))
     reasons = {p.reason for p in src.problems}
-    assert f"conversation {key}: message #0 has no valid timestamp; the conversation's " \
-           "created_at is used" in reasons
-    assert any("message #2 has no valid timestamp; 1 µs after the previous message's time" in r
-               for r in reasons)
+    assert (
+        f"conversation {key}: message #0 has no valid timestamp; the conversation's "
+        "created_at is used" in reasons
+    )
+    assert any(
+        "message #2 has no valid timestamp; 1 µs after the previous message's time" in r
+        for r in reasons
+    )
     assert c.messages[0].created_at == c.created_at
     assert c.messages[2].created_at > c.messages[1].created_at
 
@@ -858,8 +906,10 @@ async def test_case_colliding_legacy_users_both_migrate_and_sign_in(
 
 
 # ---------------------------------------------------------------- status of a stopped run
-async def test_status_shows_a_run_without_heartbeat_as_stale(services, stack, superuser_dsn, tmp_path):
-    from migration.state import Target
+async def test_status_shows_a_run_without_heartbeat_as_stale(
+    services, stack, superuser_dsn, tmp_path
+):
+    from pharmgpt.migration.state import Target
 
     t = Target(services)
     src = str(tmp_path / "user_data")

@@ -8,16 +8,18 @@ import uuid
 
 import pytest
 import pytest_asyncio
+from pharmgpt.rag.engine import ChatEngine
+from pharmgpt.rag.system import RagSystem, make_provider
+from pharmgpt.services.config import Settings
 
-from rag.engine import ChatEngine
-from rag.system import RagSystem, make_provider
-from services.config import Settings
 from tests.unit.fake_openai_server import FakeChatServer, Tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LABEL = (b"Atorvastatin calcium tablets.\n\nDosage and administration: the recommended starting dose of "
-         b"atorvastatin is 10 or 20 mg once daily. The dosage range is 10 to 80 mg once daily.\n")
+LABEL = (
+    b"Atorvastatin calcium tablets.\n\nDosage and administration: the recommended starting dose of "
+    b"atorvastatin is 10 or 20 mg once daily. The dosage range is 10 to 80 mg once daily.\n"
+)
 QUESTION = "What is the recommended starting dose of atorvastatin?"
 
 
@@ -36,14 +38,18 @@ async def ask(engine, user_id, conv_id):
 
 
 def engine_for(services, rag, provider):
-    return ChatEngine(services, rag.retriever, provider, lexicon=lambda: rag.index.lexicon, gate=rag.engine.gate)
+    return ChatEngine(
+        services, rag.retriever, provider, lexicon=lambda: rag.index.lexicon, gate=rag.engine.gate
+    )
 
 
 async def test_default_preferences_send_openai_model(services, pharmacist):
     rag, user = pharmacist
     assert (await services.preferences.get_all(user.id))["model"] == ""  # nothing chosen
     with FakeChatServer() as server:
-        settings = Settings.load(env={"OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_MODEL": "local-model"})
+        settings = Settings.load(
+            env={"OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_MODEL": "local-model"}
+        )
         provider = make_provider(settings)
         server.script(Tokens(["Start at 10 or 20 mg once daily [1]."]))
         conv = await services.conversations.create_conversation(user.id)
@@ -56,7 +62,9 @@ async def test_default_preferences_send_openai_model(services, pharmacist):
 
 async def test_a_stored_model_the_server_lacks_falls_back_with_a_notice(services, pharmacist):
     rag, user = pharmacist
-    await services.preferences.set(user.id, "model", "meta-llama/llama-4-maverick-17b-128e-instruct")
+    await services.preferences.set(
+        user.id, "model", "meta-llama/llama-4-maverick-17b-128e-instruct"
+    )
     try:
         with FakeChatServer() as server:
             server.listed_models = ["qwen2.5-7b-instruct"]  # no OPENAI_MODEL: the server's own list

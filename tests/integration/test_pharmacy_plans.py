@@ -31,16 +31,25 @@ def crowd(localbase_stack):
         with conn.cursor().copy("COPY public.pharmacies (id, name, created_by) FROM STDIN") as cp:
             for i, p in enumerate(pharmacies):
                 cp.write_row((p, f"Pharmacy {i}", users[i]))
-        with conn.cursor().copy("COPY public.pharmacy_members (pharmacy_id, user_id, role) FROM STDIN") as cp:
-            for i, u in enumerate(users):  # each account in two pharmacies, each pharmacy with ~6 members
-                cp.write_row((pharmacies[i % N_PHARMACIES], u, "owner" if i < N_PHARMACIES else "reader"))
+        with conn.cursor().copy(
+            "COPY public.pharmacy_members (pharmacy_id, user_id, role) FROM STDIN"
+        ) as cp:
+            for i, u in enumerate(
+                users
+            ):  # each account in two pharmacies, each pharmacy with ~6 members
+                cp.write_row(
+                    (pharmacies[i % N_PHARMACIES], u, "owner" if i < N_PHARMACIES else "reader")
+                )
                 cp.write_row((pharmacies[(i * 7 + 3) % N_PHARMACIES], u, "editor"))
         with conn.cursor().copy(
-                "COPY public.documents (user_id, pharmacy_id, legacy_hash, filename, file_type) FROM STDIN") as cp:
+            "COPY public.documents (user_id, pharmacy_id, legacy_hash, filename, file_type) FROM STDIN"
+        ) as cp:
             for i, p in enumerate(pharmacies):
                 for k in range(4):
                     cp.write_row((users[i], p, f"{tag}{i}-{k}", f"doc {k}.pdf", "application/pdf"))
-        conn.execute("ANALYZE public.users, public.pharmacies, public.pharmacy_members, public.documents")
+        conn.execute(
+            "ANALYZE public.users, public.pharmacies, public.pharmacy_members, public.documents"
+        )
         n = conn.execute("SELECT count(*) FROM public.pharmacy_members").fetchone()[0]
         assert n >= 3000
     return users[N_PHARMACIES + 7], pharmacies[(N_PHARMACIES + 7) % N_PHARMACIES]
@@ -64,13 +73,19 @@ def scans_of(p: dict, relation: str) -> list[str]:
     return [n["Node Type"] for n in nodes(p) if n.get("Relation Name") == relation]
 
 
-@pytest.mark.parametrize("what,sql", [
-    ("a pharmacy's documents", "SELECT * FROM public.documents WHERE pharmacy_id = %s"),
-    ("a shared document by id", "SELECT * FROM public.documents WHERE id = (SELECT id FROM public.documents "
-                                "WHERE pharmacy_id = %s LIMIT 1)"),
-    ("the pharmacy row", "SELECT * FROM public.pharmacies WHERE id = %s"),
-    ("its members", "SELECT * FROM public.pharmacy_members WHERE pharmacy_id = %s"),
-])
+@pytest.mark.parametrize(
+    "what,sql",
+    [
+        ("a pharmacy's documents", "SELECT * FROM public.documents WHERE pharmacy_id = %s"),
+        (
+            "a shared document by id",
+            "SELECT * FROM public.documents WHERE id = (SELECT id FROM public.documents "
+            "WHERE pharmacy_id = %s LIMIT 1)",
+        ),
+        ("the pharmacy row", "SELECT * FROM public.pharmacies WHERE id = %s"),
+        ("its members", "SELECT * FROM public.pharmacy_members WHERE pharmacy_id = %s"),
+    ],
+)
 def test_member_queries_use_the_membership_index(crowd, localbase_stack, what, sql):
     member, pharmacy = crowd
     p = plan(localbase_stack.db_uri, member, sql, (pharmacy,))
@@ -82,7 +97,12 @@ def test_member_queries_use_the_membership_index(crowd, localbase_stack, what, s
 
 def test_my_pharmacies_use_the_index_led_by_the_member(crowd, localbase_stack):
     member, _ = crowd
-    p = plan(localbase_stack.db_uri, member, "SELECT * FROM public.pharmacy_members WHERE user_id = %s", (member,))
+    p = plan(
+        localbase_stack.db_uri,
+        member,
+        "SELECT * FROM public.pharmacy_members WHERE user_id = %s",
+        (member,),
+    )
     used = {n.get("Index Name") for n in nodes(p)}  # a bitmap scan names it on its child node
     assert "Seq Scan" not in scans_of(p, "pharmacy_members")
     assert "pharmacy_members_user_idx" in used, json.dumps(p)[:2000]

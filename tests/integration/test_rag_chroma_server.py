@@ -25,16 +25,27 @@ from tests.integration.test_rag_flow import (  # noqa: F401 - fixtures and tests
     test_reingest_is_idempotent,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chroma_server,
-              pytest.mark.skipif(not LABELS.is_dir(), reason=f"the FDA labels are not at {LABELS}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.chroma_server,
+    pytest.mark.skipif(not LABELS.is_dir(), reason=f"the FDA labels are not at {LABELS}"),
+]
 
 
 @pytest_asyncio.fixture(scope="module")
 async def services(stack, chroma_server, tmp_path_factory):
     """The services (and so the RAG system built on them) with CHROMA_HOST set to the server."""
-    from services.container import Services
-    svc = await Services.create(service_settings(stack, tmp_path_factory.mktemp("rag-server"),
-                                                 chroma_host=chroma_server.host, chroma_port=chroma_server.port))
+    from pharmgpt.services.container import Services
+
+    svc = await Services.create(
+        service_settings(
+            stack,
+            tmp_path_factory.mktemp("rag-server"),
+            chroma_host=chroma_server.host,
+            chroma_port=chroma_server.port,
+        )
+    )
     assert svc.settings.chroma_host == "127.0.0.1"
     yield svc
     await svc.close()
@@ -46,7 +57,16 @@ async def test_the_store_is_the_server(rag, chroma_server, lipitor):  # noqa: F8
     assert not (rag.services.settings.data_dir / "chroma").exists()
     import chromadb
     from chromadb.config import Settings as ChromaSettings
-    direct = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port,
-                                 settings=ChromaSettings(anonymized_telemetry=False))
-    from rag.store import collection_name
-    assert direct.get_collection(collection_name(lipitor["user"].id)).count() == rag.store.count(lipitor["user"].id) > 0
+
+    direct = chromadb.HttpClient(
+        host=chroma_server.host,
+        port=chroma_server.port,
+        settings=ChromaSettings(anonymized_telemetry=False),
+    )
+    from pharmgpt.rag.store import collection_name
+
+    assert (
+        direct.get_collection(collection_name(lipitor["user"].id)).count()
+        == rag.store.count(lipitor["user"].id)
+        > 0
+    )

@@ -17,27 +17,66 @@ pytestmark = [pytest.mark.integration, pytest.mark.stacks("localbase", "supabase
 async def seed(user, service) -> dict:
     """One row of every user-owned table for `user`, written through their own token."""
     c = user.client
-    conv = (await c.table("conversations").insert({"title": f"{user.username} chat"}).execute()).data[0]
-    msg = (await c.table("messages").insert(
-        {"conversation_id": conv["id"], "role": "user", "content": "secret dose question"}).execute()).data[0]
+    conv = (
+        await c.table("conversations").insert({"title": f"{user.username} chat"}).execute()
+    ).data[0]
+    msg = (
+        await c.table("messages")
+        .insert({"conversation_id": conv["id"], "role": "user", "content": "secret dose question"})
+        .execute()
+    ).data[0]
     sha = uuid.uuid4().hex * 2
     await prove_upload(service, user.id, sha)
-    doc = (await c.table("documents").insert(
-        {"conversation_id": conv["id"], "sha256": sha, "filename": "label.pdf",
-         "file_type": "application/pdf", "file_size": 10}).execute()).data[0]
-    upl = (await c.table("uploads").insert(
-        {"document_id": doc["id"], "filename": "label.pdf", "file_size": 10}).execute()).data[0]
-    pref = (await c.table("user_preferences").insert({"key": "theme", "value": "dark"}).execute()).data[0]
+    doc = (
+        await c.table("documents")
+        .insert(
+            {
+                "conversation_id": conv["id"],
+                "sha256": sha,
+                "filename": "label.pdf",
+                "file_type": "application/pdf",
+                "file_size": 10,
+            }
+        )
+        .execute()
+    ).data[0]
+    upl = (
+        await c.table("uploads")
+        .insert({"document_id": doc["id"], "filename": "label.pdf", "file_size": 10})
+        .execute()
+    ).data[0]
+    pref = (
+        await c.table("user_preferences").insert({"key": "theme", "value": "dark"}).execute()
+    ).data[0]
     job = (await c.table("ingest_jobs").insert({"document_id": doc["id"]}).execute()).data[0]
     # rows only the service role may write
-    sess = (await service.table("sessions").insert(
-        {"user_id": user.id, "token_hash": uuid.uuid4().hex * 2,
-         "expires_at": "2999-01-01T00:00:00Z"}).execute()).data[0]
-    audit = (await service.table("audit_log").insert(
-        {"user_id": user.id, "action": "auth.login"}).execute()).data[0]
-    return {"conversations": conv, "messages": msg, "documents": doc, "uploads": upl,
-            "user_preferences": pref, "ingest_jobs": job, "sessions": sess, "audit_log": audit,
-            "users": {"id": user.id}}
+    sess = (
+        await service.table("sessions")
+        .insert(
+            {
+                "user_id": user.id,
+                "token_hash": uuid.uuid4().hex * 2,
+                "expires_at": "2999-01-01T00:00:00Z",
+            }
+        )
+        .execute()
+    ).data[0]
+    audit = (
+        await service.table("audit_log")
+        .insert({"user_id": user.id, "action": "auth.login"})
+        .execute()
+    ).data[0]
+    return {
+        "conversations": conv,
+        "messages": msg,
+        "documents": doc,
+        "uploads": upl,
+        "user_preferences": pref,
+        "ingest_jobs": job,
+        "sessions": sess,
+        "audit_log": audit,
+        "users": {"id": user.id},
+    }
 
 
 KEY = {"user_preferences": "user_id", "users": "id"}
@@ -48,8 +87,17 @@ def key_of(table: str) -> str:
     return KEY.get(table, "id")
 
 
-TABLES = ["users", "sessions", "conversations", "messages", "documents", "uploads",
-          "user_preferences", "audit_log", "ingest_jobs"]
+TABLES = [
+    "users",
+    "sessions",
+    "conversations",
+    "messages",
+    "documents",
+    "uploads",
+    "user_preferences",
+    "audit_log",
+    "ingest_jobs",
+]
 
 
 @pytest.fixture
@@ -76,14 +124,24 @@ async def test_user_cannot_update_or_delete_others_rows(pair, table, service):
     a, b, rows_a, rows_b = pair
     k = key_of(table)
     target = rows_b[table].get(k, b.id)
-    patch = {"users": {"email": "x@y.z"}, "sessions": {"user_agent": "evil"},
-             "conversations": {"title": "pwned"}, "messages": {"content": "pwned"},
-             "documents": {"filename": "pwned"}, "uploads": {"filename": "pwned"},
-             "user_preferences": {"value": "pwned"}, "audit_log": {"action": "pwned"},
-             "ingest_jobs": {"status": "failed"}}[table]
+    patch = {
+        "users": {"email": "x@y.z"},
+        "sessions": {"user_agent": "evil"},
+        "conversations": {"title": "pwned"},
+        "messages": {"content": "pwned"},
+        "documents": {"filename": "pwned"},
+        "uploads": {"filename": "pwned"},
+        "user_preferences": {"value": "pwned"},
+        "audit_log": {"action": "pwned"},
+        "ingest_jobs": {"status": "failed"},
+    }[table]
     for op in ("update", "delete"):
         try:
-            q = a.client.table(table).update(patch) if op == "update" else a.client.table(table).delete()
+            q = (
+                a.client.table(table).update(patch)
+                if op == "update"
+                else a.client.table(table).delete()
+            )
             r = await q.eq(k, target).execute()
             assert r.data == []
         except APIError as e:
@@ -96,18 +154,34 @@ async def test_user_cannot_update_or_delete_others_rows(pair, table, service):
             assert after.data[0][col] != val
 
 
-@pytest.mark.parametrize("table,row", [
-    ("conversations", lambda b, rb: {"user_id": b.id, "title": "planted"}),
-    ("messages", lambda b, rb: {"conversation_id": rb["conversations"]["id"], "user_id": b.id,
-                                "role": "user", "content": "planted"}),
-    ("documents", lambda b, rb: {"user_id": b.id, "sha256": "f" * 64, "filename": "x", "file_type": "x"}),
-    ("uploads", lambda b, rb: {"user_id": b.id, "filename": "x", "file_size": 1}),
-    ("user_preferences", lambda b, rb: {"user_id": b.id, "key": "planted", "value": 1}),
-    ("ingest_jobs", lambda b, rb: {"user_id": b.id, "document_id": rb["documents"]["id"]}),
-    ("users", lambda b, rb: {"username": "planted", "password_hash": "x" * 60}),
-    ("sessions", lambda b, rb: {"user_id": b.id, "token_hash": "e" * 64, "expires_at": "2999-01-01"}),
-    ("audit_log", lambda b, rb: {"user_id": b.id, "action": "planted"}),
-])
+@pytest.mark.parametrize(
+    "table,row",
+    [
+        ("conversations", lambda b, rb: {"user_id": b.id, "title": "planted"}),
+        (
+            "messages",
+            lambda b, rb: {
+                "conversation_id": rb["conversations"]["id"],
+                "user_id": b.id,
+                "role": "user",
+                "content": "planted",
+            },
+        ),
+        (
+            "documents",
+            lambda b, rb: {"user_id": b.id, "sha256": "f" * 64, "filename": "x", "file_type": "x"},
+        ),
+        ("uploads", lambda b, rb: {"user_id": b.id, "filename": "x", "file_size": 1}),
+        ("user_preferences", lambda b, rb: {"user_id": b.id, "key": "planted", "value": 1}),
+        ("ingest_jobs", lambda b, rb: {"user_id": b.id, "document_id": rb["documents"]["id"]}),
+        ("users", lambda b, rb: {"username": "planted", "password_hash": "x" * 60}),
+        (
+            "sessions",
+            lambda b, rb: {"user_id": b.id, "token_hash": "e" * 64, "expires_at": "2999-01-01"},
+        ),
+        ("audit_log", lambda b, rb: {"user_id": b.id, "action": "planted"}),
+    ],
+)
 async def test_user_cannot_insert_as_someone_else(pair, table, row):
     a, b, rows_a, rows_b = pair
     with pytest.raises(APIError) as e:
@@ -120,8 +194,13 @@ async def test_message_into_someone_elses_conversation_is_refused(pair):
     # A claims the row as their own but points it at B's conversation: the
     # composite foreign key (conversation_id, user_id) refuses it
     with pytest.raises(APIError) as e:
-        await a.client.table("messages").insert(
-            {"conversation_id": rows_b["conversations"]["id"], "role": "user", "content": "x"}).execute()
+        await (
+            a.client.table("messages")
+            .insert(
+                {"conversation_id": rows_b["conversations"]["id"], "role": "user", "content": "x"}
+            )
+            .execute()
+        )
     assert e.value.code in ("23503", "42501")
 
 
@@ -166,7 +245,12 @@ async def test_rpc_respects_rls(pair):
 async def test_audit_log_is_append_only_even_for_service(pair, service):
     a, b, rows_a, rows_b = pair
     with pytest.raises(APIError) as e:
-        await service.table("audit_log").update({"action": "x"}).eq("id", rows_a["audit_log"]["id"]).execute()
+        await (
+            service.table("audit_log")
+            .update({"action": "x"})
+            .eq("id", rows_a["audit_log"]["id"])
+            .execute()
+        )
     assert e.value.code == "P0001"
     with pytest.raises(APIError):
         await service.table("audit_log").delete().eq("id", rows_a["audit_log"]["id"]).execute()

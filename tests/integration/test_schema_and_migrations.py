@@ -8,9 +8,9 @@ import uuid
 
 import psycopg
 import pytest
+from pharmgpt.localbase import migrations
 from psycopg import sql
 
-from localbase import migrations
 from tests.conftest import prove_upload
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,8 @@ def schema_fingerprint(dsn: str) -> list:
             """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-                WHERE n.nspname = 'public' ORDER BY 1, 2""").fetchall()
+                WHERE n.nspname = 'public' ORDER BY 1, 2"""
+        ).fetchall()
 
 
 def test_apply_to_empty_database_then_noop(empty_db):
@@ -61,59 +62,110 @@ def test_failed_migration_rolls_back_and_is_not_recorded(empty_db, tmp_path):
         migrations.apply(empty_db, tmp_path)
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT to_regclass('public.b')").fetchone()[0] is None
-        assert conn.execute("SELECT array_agg(version) FROM schema_migrations").fetchone()[0] == ["0001"]
+        assert conn.execute("SELECT array_agg(version) FROM schema_migrations").fetchone()[0] == [
+            "0001"
+        ]
 
 
 def test_every_table_has_rls_and_no_permissive_policy(stack):
     with psycopg.connect(stack.db_uri) as conn:
         no_rls = conn.execute(
             """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT c.relrowsecurity""").fetchall()
+                WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT c.relrowsecurity"""
+        ).fetchall()
         assert no_rls == []
         permissive = conn.execute(
             """SELECT tablename, policyname FROM pg_policies WHERE schemaname = 'public'
                 AND (qual IS NOT DISTINCT FROM 'true' OR with_check IS NOT DISTINCT FROM 'true'
-                     OR 'public' = ANY(roles) OR 'anon' = ANY(roles))""").fetchall()
+                     OR 'public' = ANY(roles) OR 'anon' = ANY(roles))"""
+        ).fetchall()
         assert permissive == []
         anon_grants = conn.execute(
             """SELECT table_name, privilege_type FROM information_schema.role_table_grants
-                WHERE grantee = 'anon' AND table_schema = 'public'""").fetchall()
+                WHERE grantee = 'anon' AND table_schema = 'public'"""
+        ).fetchall()
         assert anon_grants == []
 
 
 async def test_message_count_and_updated_at_follow_messages(make_user):
     u = await make_user()
     conv = (await u.client.table("conversations").insert({"title": "t"}).execute()).data[0]
-    msgs = [{"id": str(uuid.uuid4()), "conversation_id": conv["id"], "role": "user", "content": f"m{i}",
-             "created_at": f"2030-01-01T00:00:0{i}Z"} for i in range(5)]
+    msgs = [
+        {
+            "id": str(uuid.uuid4()),
+            "conversation_id": conv["id"],
+            "role": "user",
+            "content": f"m{i}",
+            "created_at": f"2030-01-01T00:00:0{i}Z",
+        }
+        for i in range(5)
+    ]
     await u.client.table("messages").insert(msgs, default_to_null=False).execute()
-    c = (await u.client.table("conversations").select("message_count,updated_at").eq("id", conv["id"])
-         .single().execute()).data
+    c = (
+        await u.client.table("conversations")
+        .select("message_count,updated_at")
+        .eq("id", conv["id"])
+        .single()
+        .execute()
+    ).data
     assert c["message_count"] == 5 and c["updated_at"].startswith("2030-01-01T00:00:04")
     await u.client.table("messages").delete().eq("id", msgs[0]["id"]).execute()
-    c = (await u.client.table("conversations").select("message_count").eq("id", conv["id"]).single().execute()).data
+    c = (
+        await u.client.table("conversations")
+        .select("message_count")
+        .eq("id", conv["id"])
+        .single()
+        .execute()
+    ).data
     assert c["message_count"] == 4
     # a client-generated id makes a retried append idempotent
-    r = await u.client.table("messages").upsert(msgs[1], ignore_duplicates=True, default_to_null=False).execute()
+    r = (
+        await u.client.table("messages")
+        .upsert(msgs[1], ignore_duplicates=True, default_to_null=False)
+        .execute()
+    )
     assert r.data == []
-    c = (await u.client.table("conversations").select("message_count").eq("id", conv["id"]).single().execute()).data
+    c = (
+        await u.client.table("conversations")
+        .select("message_count")
+        .eq("id", conv["id"])
+        .single()
+        .execute()
+    ).data
     assert c["message_count"] == 4
 
 
 async def test_deleting_a_conversation_cascades(make_user, service):
     u = await make_user()
     conv = (await u.client.table("conversations").insert({"title": "t"}).execute()).data[0]
-    await u.client.table("messages").insert({"conversation_id": conv["id"], "role": "user", "content": "x"}).execute()
+    await (
+        u.client.table("messages")
+        .insert({"conversation_id": conv["id"], "role": "user", "content": "x"})
+        .execute()
+    )
     await prove_upload(service, u.id, "a" * 64)
-    doc = (await u.client.table("documents").insert(
-        {"conversation_id": conv["id"], "sha256": "a" * 64, "filename": "f.pdf", "file_type": "pdf"}).execute()).data[0]
+    doc = (
+        await u.client.table("documents")
+        .insert(
+            {
+                "conversation_id": conv["id"],
+                "sha256": "a" * 64,
+                "filename": "f.pdf",
+                "file_type": "pdf",
+            }
+        )
+        .execute()
+    ).data[0]
     await u.client.table("conversations").delete().eq("id", conv["id"]).execute()
-    assert (await service.table("messages").select("id").eq("conversation_id", conv["id"]).execute()).data == []
+    assert (
+        await service.table("messages").select("id").eq("conversation_id", conv["id"]).execute()
+    ).data == []
     assert (await service.table("documents").select("id").eq("id", doc["id"]).execute()).data == []
 
 
 async def test_same_bytes_once_per_scope(make_user, service):
     from postgrest.exceptions import APIError
+
     u = await make_user()
     await prove_upload(service, u.id, "b" * 64)
     row = {"sha256": "b" * 64, "filename": "f.pdf", "file_type": "pdf"}
@@ -128,8 +180,11 @@ async def test_same_bytes_once_per_scope(make_user, service):
 async def test_claim_ingest_job_skips_locked_and_reclaims_stale(make_user, service):
     u = await make_user()
     await prove_upload(service, u.id, "c" * 64)
-    doc = (await u.client.table("documents").insert(
-        {"sha256": "c" * 64, "filename": "f.pdf", "file_type": "pdf"}).execute()).data[0]
+    doc = (
+        await u.client.table("documents")
+        .insert({"sha256": "c" * 64, "filename": "f.pdf", "file_type": "pdf"})
+        .execute()
+    ).data[0]
     await u.client.table("ingest_jobs").insert({"document_id": doc["id"]}).execute()
     got = (await service.rpc("claim_ingest_job", {"worker": "w1"}).execute()).data
     mine = [j for j in got if j["document_id"] == doc["id"]]
@@ -137,7 +192,13 @@ async def test_claim_ingest_job_skips_locked_and_reclaims_stale(make_user, servi
         got = (await service.rpc("claim_ingest_job", {"worker": "w1"}).execute()).data
         mine = [j for j in got if j["document_id"] == doc["id"]]
     assert mine and mine[0]["status"] == "running" and mine[0]["attempts"] == 1
-    again = (await service.rpc("claim_ingest_job", {"worker": "w2", "stale_after": "1 hour"}).execute()).data
+    again = (
+        await service.rpc("claim_ingest_job", {"worker": "w2", "stale_after": "1 hour"}).execute()
+    ).data
     assert all(j["document_id"] != doc["id"] for j in again)
-    stale = (await service.rpc("claim_ingest_job", {"worker": "w3", "stale_after": "0 seconds"}).execute()).data
+    stale = (
+        await service.rpc(
+            "claim_ingest_job", {"worker": "w3", "stale_after": "0 seconds"}
+        ).execute()
+    ).data
     assert stale and stale[0]["locked_by"] == "w3"

@@ -8,10 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from services import passwords
-from services.errors import AuthError, Conflict, NotFound, ValidationError
-from services.sessions import token_hash
+from pharmgpt.services import passwords
+from pharmgpt.services.errors import AuthError, Conflict, NotFound, ValidationError
+from pharmgpt.services.sessions import token_hash
 
 # the same tests on a Supabase-shaped database too (tests/fixtures/supabase_shape.py)
 pytestmark = [pytest.mark.integration, pytest.mark.stacks("localbase", "supabase_shape")]
@@ -47,7 +46,9 @@ async def test_unknown_user_and_wrong_password_look_the_same(services, account, 
     user, pw = await account()
     calls = []
     real = passwords.verify_password
-    monkeypatch.setattr("services.users.verify_password", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        "pharmgpt.services.users.verify_password", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     with pytest.raises(AuthError) as wrong:
         await services.users.authenticate_user(user.username, "wrong password!")
     with pytest.raises(AuthError) as unknown:
@@ -64,15 +65,29 @@ async def test_lockout_after_five_failures_and_unlock(services, account):
     with pytest.raises(AuthError) as e:
         await services.users.authenticate_user(user.username, pw)  # right password, but locked
     assert e.value.message == services.users.bad_credentials  # the same words as a wrong password
-    row = (await services.backend.service.table("users").select("locked_until").eq("id", user.id).single()
-           .execute()).data
+    row = (
+        await services.backend.service.table("users")
+        .select("locked_until")
+        .eq("id", user.id)
+        .single()
+        .execute()
+    ).data
     assert datetime.fromisoformat(row["locked_until"]) > datetime.now(UTC) + timedelta(minutes=14)
     # time passes (the lock is in the database, so we move it there)
-    await services.backend.service.table("users").update(
-        {"locked_until": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}).eq("id", user.id).execute()
+    await (
+        services.backend.service.table("users")
+        .update({"locked_until": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()})
+        .eq("id", user.id)
+        .execute()
+    )
     assert (await services.users.authenticate_user(user.username, pw)).id == user.id
-    row = (await services.backend.service.table("users").select("failed_logins,locked_until").eq("id", user.id)
-           .single().execute()).data
+    row = (
+        await services.backend.service.table("users")
+        .select("failed_logins,locked_until")
+        .eq("id", user.id)
+        .single()
+        .execute()
+    ).data
     assert row == {"failed_logins": 0, "locked_until": None}
     actions = [a.action for a in await services.audit.list(user_id=user.id)]
     assert "auth.lockout" in actions and "auth.login_locked" in actions and "auth.login" in actions
@@ -83,8 +98,12 @@ async def test_failures_outside_the_window_do_not_add_up(services, account):
     for _ in range(4):
         with pytest.raises(AuthError):
             await services.users.authenticate_user(user.username, "wrong password!")
-    await services.backend.service.table("users").update(
-        {"first_failed_at": (datetime.now(UTC) - timedelta(minutes=16)).isoformat()}).eq("id", user.id).execute()
+    await (
+        services.backend.service.table("users")
+        .update({"first_failed_at": (datetime.now(UTC) - timedelta(minutes=16)).isoformat()})
+        .eq("id", user.id)
+        .execute()
+    )
     with pytest.raises(AuthError):
         await services.users.authenticate_user(user.username, "wrong password!")
     assert (await services.users.authenticate_user(user.username, pw)).id == user.id  # not locked
@@ -94,13 +113,27 @@ async def test_legacy_hash_login_upgrades_to_bcrypt(services):
     salt = secrets.token_hex(32)
     old_pw = "abc123"  # the old app allowed 6 characters
     name = f"legacy-{uuid.uuid4().hex[:8]}"
-    await services.backend.service.table("users").insert({
-        "username": name, "password_scheme": "legacy_sha256", "password_salt": salt,
-        "password_hash": hashlib.sha256((old_pw + salt).encode()).hexdigest(),
-        "legacy_user_id": hashlib.md5(name.encode()).hexdigest()}).execute()
+    await (
+        services.backend.service.table("users")
+        .insert(
+            {
+                "username": name,
+                "password_scheme": "legacy_sha256",
+                "password_salt": salt,
+                "password_hash": hashlib.sha256((old_pw + salt).encode()).hexdigest(),
+                "legacy_user_id": hashlib.md5(name.encode()).hexdigest(),
+            }
+        )
+        .execute()
+    )
     user = await services.users.authenticate_user(name, old_pw)
-    row = (await services.backend.service.table("users").select("password_hash,password_scheme,password_salt")
-           .eq("id", user.id).single().execute()).data
+    row = (
+        await services.backend.service.table("users")
+        .select("password_hash,password_scheme,password_salt")
+        .eq("id", user.id)
+        .single()
+        .execute()
+    ).data
     assert row["password_scheme"] == "bcrypt" and row["password_salt"] is None
     assert row["password_hash"].startswith("$2b$")
     assert (await services.users.authenticate_user(name, old_pw)).id == user.id
@@ -113,7 +146,9 @@ async def test_profile_password_change_and_deletion(services, account):
     assert (await services.users.get_user_by_id(user.id)).email is None
     updated = await services.users.update_user_profile(user.id, {"email": "ph@example.org"})
     assert updated.email == "ph@example.org"
-    assert (await services.users.get_user_by_id(user.id)).email == "ph@example.org"  # cache invalidated
+    assert (
+        await services.users.get_user_by_id(user.id)
+    ).email == "ph@example.org"  # cache invalidated
     with pytest.raises(ValidationError):
         await services.users.update_user_profile(user.id, {"is_admin": True})
     keep = await services.sessions.create_session(user.id, "10.0.0.1", "browser A")
@@ -140,11 +175,18 @@ async def test_sessions_store_only_the_hash_and_record_the_client(services, acco
     user, _ = await account()
     token = await services.sessions.create_session(user.id, "192.168.1.7", "Mozilla/5.0 test")
     assert (await services.sessions.validate_session(token)).id == user.id
-    rows = (await services.backend.service.table("sessions").select("*").eq("user_id", user.id).execute()).data
+    rows = (
+        await services.backend.service.table("sessions")
+        .select("*")
+        .eq("user_id", user.id)
+        .execute()
+    ).data
     assert len(rows) == 1 and rows[0]["token_hash"] == token_hash(token)
     assert token not in str(rows)
     assert rows[0]["ip_address"] == "192.168.1.7" and rows[0]["user_agent"] == "Mozilla/5.0 test"
-    exp = datetime.fromisoformat(rows[0]["expires_at"]) - datetime.fromisoformat(rows[0]["created_at"])
+    exp = datetime.fromisoformat(rows[0]["expires_at"]) - datetime.fromisoformat(
+        rows[0]["created_at"]
+    )
     assert exp == timedelta(hours=24)
     with pytest.raises(ValidationError):
         await services.sessions.create_session(user.id, "not-an-ip", None)
@@ -157,10 +199,17 @@ async def test_expired_and_revoked_sessions_are_refused(services, account):
     t_exp = await services.sessions.create_session(user.id)
     t_rev = await services.sessions.create_session(user.id)
     t_all = await services.sessions.create_session(user.id)
-    await services.backend.service.table("sessions").update(
-        {"expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
-         "created_at": (datetime.now(UTC) - timedelta(days=1)).isoformat()}) \
-        .eq("token_hash", token_hash(t_exp)).execute()
+    await (
+        services.backend.service.table("sessions")
+        .update(
+            {
+                "expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+                "created_at": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
+            }
+        )
+        .eq("token_hash", token_hash(t_exp))
+        .execute()
+    )
     assert await services.sessions.validate_session(t_exp) is None
     assert await services.sessions.refresh_session(t_exp) is False
     await services.sessions.logout_session(t_rev)
@@ -169,7 +218,12 @@ async def test_expired_and_revoked_sessions_are_refused(services, account):
     assert await services.sessions.logout_all(user.id) == 1
     assert await services.sessions.validate_session(t_all) is None
     assert await services.sessions.cleanup_expired_sessions() >= 1
-    left = (await services.backend.service.table("sessions").select("id").eq("user_id", user.id).execute()).data
+    left = (
+        await services.backend.service.table("sessions")
+        .select("id")
+        .eq("user_id", user.id)
+        .execute()
+    ).data
     assert len(left) == 2  # revoked ones stay a week for the record; the expired one is gone
 
 
@@ -178,17 +232,38 @@ async def test_sliding_expiry_writes_at_most_once_a_minute(services, account):
     token = await services.sessions.create_session(user.id)
     table = services.backend.service.table
     past = datetime.now(UTC) - timedelta(minutes=5)
-    await table("sessions").update({"last_activity": past.isoformat(), "expires_at": (past + timedelta(hours=24))
-                                    .isoformat(), "created_at": (past - timedelta(hours=1)).isoformat()}) \
-        .eq("token_hash", token_hash(token)).execute()
+    await (
+        table("sessions")
+        .update(
+            {
+                "last_activity": past.isoformat(),
+                "expires_at": (past + timedelta(hours=24)).isoformat(),
+                "created_at": (past - timedelta(hours=1)).isoformat(),
+            }
+        )
+        .eq("token_hash", token_hash(token))
+        .execute()
+    )
     assert await services.sessions.validate_session(token) is not None
-    row1 = (await table("sessions").select("last_activity,expires_at").eq("token_hash", token_hash(token))
-            .single().execute()).data
+    row1 = (
+        await table("sessions")
+        .select("last_activity,expires_at")
+        .eq("token_hash", token_hash(token))
+        .single()
+        .execute()
+    ).data
     assert datetime.fromisoformat(row1["last_activity"]) > past + timedelta(minutes=4)
-    assert datetime.fromisoformat(row1["expires_at"]) > datetime.now(UTC) + timedelta(hours=23, minutes=59)
+    assert datetime.fromisoformat(row1["expires_at"]) > datetime.now(UTC) + timedelta(
+        hours=23, minutes=59
+    )
     assert await services.sessions.validate_session(token) is not None
-    row2 = (await table("sessions").select("last_activity").eq("token_hash", token_hash(token)).single()
-            .execute()).data
+    row2 = (
+        await table("sessions")
+        .select("last_activity")
+        .eq("token_hash", token_hash(token))
+        .single()
+        .execute()
+    ).data
     assert row2 == {"last_activity": row1["last_activity"]}  # within the minute: no write
     assert await services.sessions.refresh_session(token) is True
     assert len(await services.sessions.list_sessions(user.id)) == 1

@@ -8,10 +8,9 @@ import json
 import uuid
 
 import pytest
-
-from services.backend import Backend
-from services.container import Services
-from services.errors import NotFound, ValidationError
+from pharmgpt.services.backend import Backend
+from pharmgpt.services.container import Services
+from pharmgpt.services.errors import NotFound, ValidationError
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +21,9 @@ async def test_new_chat_is_named_by_the_first_user_message(services, account):
     conv = await cs.create_conversation(user.id)
     assert conv.title == "New chat" and conv.message_count == 0
     await cs.add_message(user.id, conv.id, {"role": "system", "content": "You are PharmGPT"})
-    long_q = "What is the maximum daily dose of   acetaminophen for an adult with hepatic impairment?"
+    long_q = (
+        "What is the maximum daily dose of   acetaminophen for an adult with hepatic impairment?"
+    )
     await cs.add_message(user.id, conv.id, {"role": "user", "content": long_q})
     await cs.add_message(user.id, conv.id, {"role": "user", "content": "and for children?"})
     conv = await cs.get_conversation(user.id, conv.id)
@@ -59,7 +60,9 @@ async def test_search_titles_and_message_text(services, account):
     cs = services.conversations
     c1 = await cs.create_conversation(a.id, title="Statin questions")
     c2 = await cs.create_conversation(a.id, title="Other")
-    await cs.add_message(a.id, c2.id, {"role": "user", "content": "Is 100% of ATORVASTATIN renally cleared?"})
+    await cs.add_message(
+        a.id, c2.id, {"role": "user", "content": "Is 100% of ATORVASTATIN renally cleared?"}
+    )
     bc = await cs.create_conversation(b.id, title="Statin secrets")
     found = await cs.search_conversations(a.id, "statin")
     assert {c.id for c in found} == {c1.id, c2.id} and bc.id not in {c.id for c in found}
@@ -73,15 +76,20 @@ async def test_duplicate_delete_and_hook(services, account):
     cs = services.conversations
     conv = await cs.create_conversation(user.id, title="Original")
     for i in range(3):
-        await cs.add_message(user.id, conv.id, {"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"})
+        await cs.add_message(
+            user.id, conv.id, {"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"}
+        )
     copy = await cs.duplicate_conversation(user.id, conv.id)
     assert copy.title == "Copy of Original" and copy.message_count == 3 and copy.id != conv.id
     assert [m.content for m in await cs.get_messages(user.id, copy.id)] == ["m0", "m1", "m2"]
-    doc = await services.documents.register_upload(user.id, "label.txt", b"dose text", conversation_id=conv.id)
+    doc = await services.documents.register_upload(
+        user.id, "label.txt", b"dose text", conversation_id=conv.id
+    )
     dropped = []
 
     async def hook(uid, ids):
         dropped.append((uid, ids))
+
     cs.on_documents_deleted = hook
     try:
         await cs.delete_conversation(user.id, conv.id)
@@ -100,8 +108,15 @@ async def test_export_json_and_markdown(services, account):
     cs = services.conversations
     conv = await cs.create_conversation(user.id)
     await cs.add_message(user.id, conv.id, {"role": "user", "content": "Dose of metformin?"})
-    await cs.add_message(user.id, conv.id, {"role": "assistant", "content": "500 mg twice daily [1].",
-                                            "sources": [{"filename": "metformin.pdf", "page": 3, "snippet": "500"}]})
+    await cs.add_message(
+        user.id,
+        conv.id,
+        {
+            "role": "assistant",
+            "content": "500 mg twice daily [1].",
+            "sources": [{"filename": "metformin.pdf", "page": 3, "snippet": "500"}],
+        },
+    )
     data = json.loads(await cs.export_conversation(user.id, conv.id, "json"))
     assert data["title"] == "Dose of metformin?" and len(data["messages"]) == 2
     assert data["messages"][1]["sources"][0]["page"] == 3 and data["messages"][0]["created_at"]
@@ -116,9 +131,30 @@ async def test_markdown_export_keeps_sections_and_page_ranges_and_escapes_html(s
     cs = services.conversations
     conv = await cs.create_conversation(user.id, title="<img src=x onerror=alert(1)> Warfarin")
     await cs.add_message(user.id, conv.id, {"role": "user", "content": "INR target <b>now</b>?"})
-    await cs.add_message(user.id, conv.id, {"role": "assistant", "content": "2.0-3.0 [1][2].", "sources": [
-        {"n": 1, "filename": "warfarin.pdf", "page": 4, "pages": "4-5", "section": "2 DOSAGE AND ADMINISTRATION"},
-        {"n": 2, "filename": "<script>x</script>.pdf", "page": 9, "pages": "9", "section": None}]})
+    await cs.add_message(
+        user.id,
+        conv.id,
+        {
+            "role": "assistant",
+            "content": "2.0-3.0 [1][2].",
+            "sources": [
+                {
+                    "n": 1,
+                    "filename": "warfarin.pdf",
+                    "page": 4,
+                    "pages": "4-5",
+                    "section": "2 DOSAGE AND ADMINISTRATION",
+                },
+                {
+                    "n": 2,
+                    "filename": "<script>x</script>.pdf",
+                    "page": 9,
+                    "pages": "9",
+                    "section": None,
+                },
+            ],
+        },
+    )
     md = await cs.export_conversation(user.id, conv.id, "markdown")
     assert md.startswith("# &lt;img src=x onerror=alert(1)&gt; Warfarin\n")
     assert "1. warfarin.pdf, pages 4-5 — 2 DOSAGE AND ADMINISTRATION" in md
@@ -144,8 +180,12 @@ async def test_add_message_is_idempotent_and_pages_backwards(services, account):
     assert [m.content for m in older] == ["a1", "a2", "a3", "a4"]
     oldest = await cs.get_messages(user.id, conv.id, limit=4, before=older[0].id)
     assert [m.content for m in oldest] == ["once", "a0"]
-    for bad in ({"role": "robot", "content": "x"}, {"role": "user"}, {"role": "user", "content": "x" * 200_001},
-                {"role": "user", "content": "x", "sources": "nope"}):
+    for bad in (
+        {"role": "robot", "content": "x"},
+        {"role": "user"},
+        {"role": "user", "content": "x" * 200_001},
+        {"role": "user", "content": "x", "sources": "nope"},
+    ):
         with pytest.raises(ValidationError):
             await cs.add_message(user.id, conv.id, bad)
 
@@ -156,17 +196,19 @@ async def test_other_users_conversation_is_not_found(services, account):
     cs = services.conversations
     theirs = await cs.create_conversation(b.id, title="B private")
     await cs.add_message(b.id, theirs.id, {"role": "user", "content": "B's secret"})
-    for call in (lambda: cs.get_conversation(a.id, theirs.id),
-                 lambda: cs.rename(a.id, theirs.id, "pwned"),
-                 lambda: cs.set_pinned(a.id, theirs.id),
-                 lambda: cs.set_archived(a.id, theirs.id),
-                 lambda: cs.duplicate_conversation(a.id, theirs.id),
-                 lambda: cs.delete_conversation(a.id, theirs.id),
-                 lambda: cs.export_conversation(a.id, theirs.id),
-                 lambda: cs.get_messages(a.id, theirs.id),
-                 lambda: cs.add_message(a.id, theirs.id, {"role": "user", "content": "planted"}),
-                 lambda: cs.get_conversation(a.id, str(uuid.uuid4())),
-                 lambda: cs.get_conversation(a.id, "not-a-uuid")):
+    for call in (
+        lambda: cs.get_conversation(a.id, theirs.id),
+        lambda: cs.rename(a.id, theirs.id, "pwned"),
+        lambda: cs.set_pinned(a.id, theirs.id),
+        lambda: cs.set_archived(a.id, theirs.id),
+        lambda: cs.duplicate_conversation(a.id, theirs.id),
+        lambda: cs.delete_conversation(a.id, theirs.id),
+        lambda: cs.export_conversation(a.id, theirs.id),
+        lambda: cs.get_messages(a.id, theirs.id),
+        lambda: cs.add_message(a.id, theirs.id, {"role": "user", "content": "planted"}),
+        lambda: cs.get_conversation(a.id, str(uuid.uuid4())),
+        lambda: cs.get_conversation(a.id, "not-a-uuid"),
+    ):
         with pytest.raises(NotFound):
             await call()
     assert a.id not in {c.user_id for c in await cs.get_user_conversations(b.id)}
@@ -177,16 +219,29 @@ async def test_other_users_conversation_is_not_found(services, account):
 
 async def test_forty_concurrent_appends_from_two_clients(services, account, stack, tmp_path):
     from tests.conftest import service_settings
+
     user, _ = await account()
-    other = await Services.create(service_settings(stack, tmp_path / "second"))  # a second process' services
+    other = await Services.create(
+        service_settings(stack, tmp_path / "second")
+    )  # a second process' services
     try:
         conv = await services.conversations.create_conversation(user.id)
         clients = [services.conversations, other.conversations]
         from datetime import UTC, datetime, timedelta
+
         t0 = datetime.now(UTC)
-        calls = [clients[i % 2].add_message(user.id, conv.id, {
-            "role": "user", "content": f"msg {i:02d}", "created_at": (t0 + timedelta(milliseconds=i)).isoformat()})
-            for i in range(40)]
+        calls = [
+            clients[i % 2].add_message(
+                user.id,
+                conv.id,
+                {
+                    "role": "user",
+                    "content": f"msg {i:02d}",
+                    "created_at": (t0 + timedelta(milliseconds=i)).isoformat(),
+                },
+            )
+            for i in range(40)
+        ]
         results = await asyncio.gather(*calls)
         assert not any(m.pending for m in results)
         msgs = await services.conversations.get_messages(user.id, conv.id, limit=100)
@@ -205,6 +260,7 @@ async def test_interleaved_users_never_share_a_token(services, account):
         await asyncio.sleep(0)
         convs = await services.conversations.search_conversations(u.id, "owned by")
         return u.id, {c.user_id for c in convs}
+
     results = await asyncio.gather(*(look(u) for _ in range(5) for u in users))
     assert all(seen == {uid} for uid, seen in results)
     tokens = {id(await services.backend.for_user(u.id)) for u in users}
@@ -214,16 +270,20 @@ async def test_interleaved_users_never_share_a_token(services, account):
 async def test_user_token_is_renewed_before_it_expires(services, account):
     user, _ = await account()
     first = await services.backend.for_user(user.id)
-    services.backend._users[user.id].expires_at -= services.settings.user_jwt_ttl_s  # nearly expired
+    services.backend._users[
+        user.id
+    ].expires_at -= services.settings.user_jwt_ttl_s  # nearly expired
     second = await services.backend.for_user(user.id)
     assert second is not first
     assert await services.conversations.get_user_conversations(user.id) == []
 
 
 async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
-    from localbase.postgres import free_port
-    from localbase.stack import LocalStack
+    from pharmgpt.localbase.postgres import free_port
+    from pharmgpt.localbase.stack import LocalStack
+
     from tests.conftest import service_settings
+
     stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
     info = stack.up()
     svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=2))
@@ -232,15 +292,24 @@ async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
         conv = await svc.conversations.create_conversation(user.id)
         await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": "before"})
         stack.stop_gateway()
-        held = [await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": f"during {i}"})
-                for i in range(3)]
+        held = [
+            await svc.conversations.add_message(
+                user.id, conv.id, {"role": "user", "content": f"during {i}"}
+            )
+            for i in range(3)
+        ]
         assert all(m.pending for m in held)
-        assert [m.content for m in svc.conversations.pending_messages(user.id, conv.id)] == \
-            ["during 0", "during 1", "during 2"]
+        assert [m.content for m in svc.conversations.pending_messages(user.id, conv.id)] == [
+            "during 0",
+            "during 1",
+            "during 2",
+        ]
         assert await svc.conversations.flush_outbox() == 0  # still down: nothing lost, nothing sent
         stack.up()
         # a message sent now must not overtake the held ones
-        after = await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": "after"})
+        after = await svc.conversations.add_message(
+            user.id, conv.id, {"role": "user", "content": "after"}
+        )
         assert not after.pending
         assert await svc.conversations.flush_outbox() == 0
         msgs = await svc.conversations.get_messages(user.id, conv.id)
@@ -248,9 +317,20 @@ async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
         assert svc.conversations.pending_messages(user.id) == []
         # delivering again (a crash between send and delete) still stores each once
         for m in held:
-            svc.outbox.put(user.id, conv.id, m.id, {"p_id": m.id, "p_conversation_id": conv.id, "p_role": "user",
-                                                    "p_content": m.content, "p_sources": [], "p_model": None,
-                                                    "p_created_at": m.created_at.isoformat()})
+            svc.outbox.put(
+                user.id,
+                conv.id,
+                m.id,
+                {
+                    "p_id": m.id,
+                    "p_conversation_id": conv.id,
+                    "p_role": "user",
+                    "p_content": m.content,
+                    "p_sources": [],
+                    "p_model": None,
+                    "p_created_at": m.created_at.isoformat(),
+                },
+            )
         assert await svc.conversations.flush_outbox() == 3
         assert (await svc.conversations.get_conversation(user.id, conv.id)).message_count == 5
     finally:
@@ -259,11 +339,13 @@ async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
 
 
 async def test_a_question_asked_during_an_outage_arrives_exactly_once(tmp_path):
-    from localbase.postgres import free_port
-    from localbase.stack import LocalStack
-    from rag.system import RagSystem
-    from services.errors import BackendUnavailable
+    from pharmgpt.localbase.postgres import free_port
+    from pharmgpt.localbase.stack import LocalStack
+    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.services.errors import BackendUnavailable
+
     from tests.conftest import service_settings
+
     stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
     info = stack.up()
     svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=2))
@@ -274,10 +356,16 @@ async def test_a_question_asked_during_an_outage_arrives_exactly_once(tmp_path):
         await svc.preferences.get_all(user.id)  # the page has run before the outage
         stack.stop_gateway()
         with pytest.raises(BackendUnavailable) as e:
-            [ev async for ev in rag.engine.answer(user.id, conv.id, "Dose of amoxicillin for otitis media?")]
+            [
+                ev
+                async for ev in rag.engine.answer(
+                    user.id, conv.id, "Dose of amoxicillin for otitis media?"
+                )
+            ]
         assert "question is kept" in e.value.message
-        assert [m.content for m in svc.conversations.pending_messages(user.id, conv.id)] == \
-            ["Dose of amoxicillin for otitis media?"]
+        assert [m.content for m in svc.conversations.pending_messages(user.id, conv.id)] == [
+            "Dose of amoxicillin for otitis media?"
+        ]
         stack.up()
         await svc.conversations.flush_outbox()
         msgs = await svc.conversations.get_messages(user.id, conv.id)
@@ -288,14 +376,23 @@ async def test_a_question_asked_during_an_outage_arrives_exactly_once(tmp_path):
 
 
 async def test_backend_unavailable_without_outbox(tmp_path):
-    from localbase.auth import api_keys
-    from services.config import Settings
-    from services.errors import BackendUnavailable
+    from pharmgpt.localbase.auth import api_keys
+    from pharmgpt.services.config import Settings
+    from pharmgpt.services.errors import BackendUnavailable
+
     secret = "x" * 48
     keys = api_keys(secret)
-    b = Backend(Settings(supabase_url="http://127.0.0.1:9", supabase_anon_key=keys["anon"],
-                         supabase_service_role_key=keys["service_role"], supabase_jwt_secret=secret,
-                         retry_attempts=2, retry_max_wait_s=0.1, data_dir=tmp_path))
+    b = Backend(
+        Settings(
+            supabase_url="http://127.0.0.1:9",
+            supabase_anon_key=keys["anon"],
+            supabase_service_role_key=keys["service_role"],
+            supabase_jwt_secret=secret,
+            retry_attempts=2,
+            retry_max_wait_s=0.1,
+            data_dir=tmp_path,
+        )
+    )
     await b.start()
     try:
         with pytest.raises(BackendUnavailable) as e:
@@ -306,9 +403,11 @@ async def test_backend_unavailable_without_outbox(tmp_path):
 
 
 async def test_background_flusher_delivers_when_the_store_returns(tmp_path):
-    from localbase.postgres import free_port
-    from localbase.stack import LocalStack
+    from pharmgpt.localbase.postgres import free_port
+    from pharmgpt.localbase.stack import LocalStack
+
     from tests.conftest import service_settings
+
     stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
     info = stack.up()
     svc = await Services.create(service_settings(info, tmp_path / "svc", retry_attempts=1))
@@ -316,7 +415,9 @@ async def test_background_flusher_delivers_when_the_store_returns(tmp_path):
         user = await svc.users.create_user(f"flush-{uuid.uuid4().hex[:6]}", "long enough pw")
         conv = await svc.conversations.create_conversation(user.id)
         stack.stop_gateway()
-        held = await svc.conversations.add_message(user.id, conv.id, {"role": "user", "content": "held"})
+        held = await svc.conversations.add_message(
+            user.id, conv.id, {"role": "user", "content": "held"}
+        )
         assert held.pending
         svc.start_outbox_flusher(interval_s=0.2)
         stack.up()
@@ -324,7 +425,9 @@ async def test_background_flusher_delivers_when_the_store_returns(tmp_path):
             if not svc.conversations.pending_messages(user.id):
                 break
             await asyncio.sleep(0.1)
-        assert [m.content for m in await svc.conversations.get_messages(user.id, conv.id)] == ["held"]
+        assert [m.content for m in await svc.conversations.get_messages(user.id, conv.id)] == [
+            "held"
+        ]
     finally:
         await svc.close()
         stack.down()
@@ -337,21 +440,34 @@ async def test_full_text_search_stems_ranks_highlights_and_stays_per_user(servic
     b, _ = await account()
     cs = services.conversations
     dose = await cs.create_conversation(a.id, title="Kidneys")
-    await cs.add_message(a.id, dose.id, {"role": "user", "content": "What dose of lisinopril in renal failure?"})
+    await cs.add_message(
+        a.id, dose.id, {"role": "user", "content": "What dose of lisinopril in renal failure?"}
+    )
     twice = await cs.create_conversation(a.id, title="Dosing questions")
-    await cs.add_message(a.id, twice.id, {"role": "user",
-                                          "content": "Dosing warfarin: the dose, the doses, and dosing again."})
+    await cs.add_message(
+        a.id,
+        twice.id,
+        {"role": "user", "content": "Dosing warfarin: the dose, the doses, and dosing again."},
+    )
     code = await cs.create_conversation(a.id, title="Codes")
-    await cs.add_message(a.id, code.id, {"role": "assistant",
-                                         "content": "NDC 0071-0155-23 is Lipitor 10 mg <b>tablets</b> *bold*"})
+    await cs.add_message(
+        a.id,
+        code.id,
+        {"role": "assistant", "content": "NDC 0071-0155-23 is Lipitor 10 mg <b>tablets</b> *bold*"},
+    )
     other = await cs.create_conversation(b.id, title="Dosing secrets")
     await cs.add_message(b.id, other.id, {"role": "user", "content": "secret dose of user b"})
 
     hits = await cs.search(a.id, "dosing")
-    assert [h.conversation.id for h in hits] == [twice.id, dose.id]  # "dosing" finds "dose"; more matches rank first
+    assert [h.conversation.id for h in hits] == [
+        twice.id,
+        dose.id,
+    ]  # "dosing" finds "dose"; more matches rank first
     assert hits[0].rank > hits[1].rank > 0
     assert ("dose", True) in [(t.lower(), h) for t, h in hits[1].snippet_parts()]
-    assert all(h.conversation.user_id == a.id for h in hits) and other.id not in {h.conversation.id for h in hits}
+    assert all(h.conversation.user_id == a.id for h in hits) and other.id not in {
+        h.conversation.id for h in hits
+    }
     assert await cs.search(a.id, "secret") == []  # b's message text is not searchable by a
     # a partial drug-code fragment, by substring; the snippet is the message's own text (the app escapes it)
     frag = await cs.search(a.id, "0155")
@@ -368,18 +484,22 @@ async def test_with_postgres_down_the_gateway_says_unreachable_not_pool_timeout(
     """A database that is gone is reported as such (503 PGRST001, which the app shows as the
     outage banner), not after the whole pool wait as a pool timeout (504 PGRST003)."""
     import httpx
+    from pharmgpt.localbase.postgres import free_port
+    from pharmgpt.localbase.stack import LocalStack
 
-    from localbase.postgres import free_port
-    from localbase.stack import LocalStack
     stack = LocalStack(tmp_path / "stack", ephemeral=True, gateway_port=free_port())
     info = stack.up()
     try:
         headers = {"apikey": info.anon_key, "Authorization": f"Bearer {info.anon_key}"}
         async with httpx.AsyncClient(base_url=info.url, timeout=30) as http:
-            assert (await http.get("/rest/v1/users?select=id&limit=1", headers=headers)).status_code in (200, 401,
-                                                                                                     403)
+            assert (
+                await http.get("/rest/v1/users?select=id&limit=1", headers=headers)
+            ).status_code in (200, 401, 403)
             stack.pg.stop()
-            seen = [(await http.get("/rest/v1/users?select=id&limit=1", headers=headers)) for _ in range(3)]
+            seen = [
+                (await http.get("/rest/v1/users?select=id&limit=1", headers=headers))
+                for _ in range(3)
+            ]
         assert [(r.status_code, r.json()["code"]) for r in seen] == [(503, "PGRST001")] * 3
     finally:
         stack.down()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from services.errors import Conflict, Forbidden, NotFound, ValidationError
+from pharmgpt.services.errors import Conflict, Forbidden, NotFound, ValidationError
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +20,26 @@ def text(n: int = 0) -> bytes:
 @pytest.fixture
 def team(services, account):
     """A pharmacy with an owner, an editor and a reader, plus an outsider (all real accounts)."""
+
     async def _make():
-        owner, editor, reader, outsider = [(await account(p))[0] for p in ("own", "edi", "rea", "out")]
+        owner, editor, reader, outsider = [
+            (await account(p))[0] for p in ("own", "edi", "rea", "out")
+        ]
         ph = await services.pharmacies.create(owner.id, "  Main   Street Pharmacy ")
         await services.pharmacies.add_member(owner.id, ph.id, editor.username, "editor")
-        await services.pharmacies.add_member(owner.id, ph.id, reader.username.upper(), "reader")  # any case
+        await services.pharmacies.add_member(
+            owner.id, ph.id, reader.username.upper(), "reader"
+        )  # any case
         return ph, owner, editor, reader, outsider
+
     return _make
 
 
 async def actions(services, user_id):
-    return [(e.action, e.actor_id, e.target_id) for e in await services.audit.list(user_id=user_id, limit=50)]
+    return [
+        (e.action, e.actor_id, e.target_id)
+        for e in await services.audit.list(user_id=user_id, limit=50)
+    ]
 
 
 async def test_create_list_and_members_with_roles(services, team):
@@ -39,13 +47,16 @@ async def test_create_list_and_members_with_roles(services, team):
     assert ph.name == "Main Street Pharmacy" and ph.role == "owner" and ph.is_owner
     mine = await services.pharmacies.list_mine(editor.id)
     assert [(p.id, p.role, p.can_edit) for p in mine] == [(ph.id, "editor", True)]
-    assert [(p.id, p.role, p.can_edit) for p in await services.pharmacies.list_mine(reader.id)] == \
-        [(ph.id, "reader", False)]
+    assert [(p.id, p.role, p.can_edit) for p in await services.pharmacies.list_mine(reader.id)] == [
+        (ph.id, "reader", False)
+    ]
     assert await services.pharmacies.list_mine(outsider.id) == []
     members = await services.pharmacies.members(reader.id, ph.id)  # every member sees the members
     assert [(m.user_id, m.username, m.role) for m in members] == [
-        (owner.id, owner.username, "owner"), (editor.id, editor.username, "editor"),
-        (reader.id, reader.username, "reader")]
+        (owner.id, owner.username, "owner"),
+        (editor.id, editor.username, "editor"),
+        (reader.id, reader.username, "reader"),
+    ]
     with pytest.raises(NotFound):
         await services.pharmacies.members(outsider.id, ph.id)
     with pytest.raises(NotFound):
@@ -70,7 +81,9 @@ async def test_only_owners_manage_members(services, team, account):
     with pytest.raises(NotFound):  # an outsider learns nothing, not even that it exists
         await services.pharmacies.add_member(outsider.id, ph.id, newcomer.username, "reader")
     with pytest.raises(NotFound):
-        await services.pharmacies.add_member(owner.id, ph.id, "no-such-account-" + uuid.uuid4().hex[:6])
+        await services.pharmacies.add_member(
+            owner.id, ph.id, "no-such-account-" + uuid.uuid4().hex[:6]
+        )
     with pytest.raises(Conflict):
         await services.pharmacies.add_member(owner.id, ph.id, editor.username, "reader")
     with pytest.raises(ValidationError):
@@ -107,7 +120,9 @@ async def test_readers_read_editors_upload_and_delete(services, team):
     doc = await ds.register_upload(editor.id, "statins.txt", text(1), pharmacy_id=ph.id)
     assert doc.pharmacy_id == ph.id and doc.conversation_id is None and doc.user_id == editor.id
     assert doc.status == "pending"
-    again = await ds.register_upload(owner.id, "same bytes.txt", doc_bytes(services, doc), pharmacy_id=ph.id)
+    again = await ds.register_upload(
+        owner.id, "same bytes.txt", doc_bytes(services, doc), pharmacy_id=ph.id
+    )
     assert again.duplicate and again.id == doc.id  # once per pharmacy, whoever uploads
     with pytest.raises(Forbidden):
         await ds.register_upload(reader.id, "mine.txt", text(2), pharmacy_id=ph.id)
@@ -116,7 +131,9 @@ async def test_readers_read_editors_upload_and_delete(services, team):
     for member in (owner, editor, reader):
         assert [d.id for d in await services.pharmacies.documents_of(member.id, ph.id)] == [doc.id]
         assert (await ds.get_document(member.id, doc.id)).filename == "statins.txt"
-        assert doc.id in await ds.job_progress(member.id, [doc.id])  # status and progress for every member
+        assert doc.id in await ds.job_progress(
+            member.id, [doc.id]
+        )  # status and progress for every member
     with pytest.raises(NotFound):
         await services.pharmacies.documents_of(outsider.id, ph.id)
     with pytest.raises(NotFound):
@@ -135,7 +152,9 @@ async def test_readers_read_editors_upload_and_delete(services, team):
     assert services.blobs.exists(private.sha256)  # the private copy still uses the bytes
     conv = await services.conversations.create_conversation(editor.id)
     with pytest.raises(ValidationError):
-        await ds.register_upload(editor.id, "x.txt", text(4), pharmacy_id=ph.id, conversation_id=conv.id)
+        await ds.register_upload(
+            editor.id, "x.txt", text(4), pharmacy_id=ph.id, conversation_id=conv.id
+        )
 
 
 def doc_bytes(services, doc) -> bytes:
@@ -169,6 +188,7 @@ async def test_delete_pharmacy_takes_its_documents(services, team):
 
     async def hook(user_id, ids):
         dropped.append((user_id, sorted(ids)))
+
     old, ds.on_documents_deleted = ds.on_documents_deleted, hook
     try:
         data = text(6)
@@ -177,7 +197,9 @@ async def test_delete_pharmacy_takes_its_documents(services, team):
     finally:
         ds.on_documents_deleted = old
     assert dropped == [(editor.id, [doc.id])]  # the uploader's chunks
-    assert (await services.backend.service.table("documents").select("id").eq("id", doc.id).execute()).data == []
+    assert (
+        await services.backend.service.table("documents").select("id").eq("id", doc.id).execute()
+    ).data == []
     assert not services.blobs.exists(doc.sha256)
     for who in (owner, editor, reader):
         assert await services.pharmacies.list_mine(who.id) == []
@@ -195,30 +217,55 @@ async def test_every_membership_and_shared_document_change_is_audited(services, 
     await services.pharmacies.leave(editor.id, ph.id)
     await services.pharmacies.rename(owner.id, ph.id, "Renamed")
     got = await actions(services, reader.id)
-    assert got[:4] == [("pharmacy.member_removed", owner.id, ph.id), ("pharmacy.document_added", reader.id, doc.id),
-                       ("pharmacy.member_role_changed", owner.id, ph.id),
-                       ("pharmacy.member_added", owner.id, ph.id)]
+    assert got[:4] == [
+        ("pharmacy.member_removed", owner.id, ph.id),
+        ("pharmacy.document_added", reader.id, doc.id),
+        ("pharmacy.member_role_changed", owner.id, ph.id),
+        ("pharmacy.member_added", owner.id, ph.id),
+    ]
     entries = await services.audit.list(user_id=reader.id, action="pharmacy.member_role_changed")
-    assert entries[0].details == {"member": reader.id, "username": reader.username, "from": "reader", "to": "editor"}
-    assert (await actions(services, editor.id))[:2] == [("pharmacy.left", editor.id, ph.id),
-                                                      ("pharmacy.document_deleted", editor.id, doc.id)]
+    assert entries[0].details == {
+        "member": reader.id,
+        "username": reader.username,
+        "from": "reader",
+        "to": "editor",
+    }
+    assert (await actions(services, editor.id))[:2] == [
+        ("pharmacy.left", editor.id, ph.id),
+        ("pharmacy.document_deleted", editor.id, doc.id),
+    ]
     assert (await actions(services, owner.id))[0] == ("pharmacy.renamed", owner.id, ph.id)
 
 
 async def test_admin_views_of_pharmacies(services, team, account):
     ph, owner, editor, reader, outsider = await team()
-    admin = await services.users.create_user(f"admin-{uuid.uuid4().hex[:10]}", "correct horse battery",
-                                             is_admin=True)
-    doc = await services.documents.register_upload(editor.id, "shared.txt", text(8), pharmacy_id=ph.id)
+    admin = await services.users.create_user(
+        f"admin-{uuid.uuid4().hex[:10]}", "correct horse battery", is_admin=True
+    )
+    doc = await services.documents.register_upload(
+        editor.id, "shared.txt", text(8), pharmacy_id=ph.id
+    )
     overview = {p.id: p for p in await services.admin.pharmacies(admin.id, limit=1000)}
     p = overview[ph.id]
-    assert (p.name, p.created_by, p.created_by_username, p.members, p.owners, p.documents) == \
-        (ph.name, owner.id, owner.username, 3, 1, 1)
+    assert (p.name, p.created_by, p.created_by_username, p.members, p.owners, p.documents) == (
+        ph.name,
+        owner.id,
+        owner.username,
+        3,
+        1,
+        1,
+    )
     members = await services.admin.pharmacy_members(admin.id, ph.id)
-    assert [(m.username, m.role) for m in members] == [(owner.username, "owner"), (editor.username, "editor"),
-                                                      (reader.username, "reader")]
+    assert [(m.username, m.role) for m in members] == [
+        (owner.username, "owner"),
+        (editor.username, "editor"),
+        (reader.username, "reader"),
+    ]
     assert [d.id for d in await services.admin.pharmacy_documents(admin.id, ph.id)] == [doc.id]
-    for call in (services.admin.pharmacies(owner.id), services.admin.pharmacy_members(owner.id, ph.id),
-                 services.admin.pharmacy_documents(owner.id, ph.id)):
+    for call in (
+        services.admin.pharmacies(owner.id),
+        services.admin.pharmacy_members(owner.id, ph.id),
+        services.admin.pharmacy_documents(owner.id, ph.id),
+    ):
         with pytest.raises(Forbidden):
             await call

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from pharmgpt.rag.system import RagSystem
+from pharmgpt.services.supervisor import stop_all, supervise_workers, worker_command
 
-from rag.system import RagSystem
-from services.supervisor import stop_all, supervise_workers, worker_command
 from tests.conftest import service_settings, worker_env
 from tests.fixtures import shared_data
 
@@ -37,10 +37,17 @@ DEADLINE_S = 240
 async def system(stack, services, chroma_server):
     """Services and a RAG system on the Chroma server, sharing the session's data directory (its
     blobs), so the worker processes read what these services stored."""
-    from services.container import Services
-    svc = await Services.create(service_settings(stack, services.settings.data_dir,
-                                                 chroma_host=chroma_server.host, chroma_port=chroma_server.port,
-                                                 **FAST_RECLAIM))
+    from pharmgpt.services.container import Services
+
+    svc = await Services.create(
+        service_settings(
+            stack,
+            services.settings.data_dir,
+            chroma_host=chroma_server.host,
+            chroma_port=chroma_server.port,
+            **FAST_RECLAIM,
+        )
+    )
     yield RagSystem(svc, use_configured_provider=False)
     await svc.close()
 
@@ -59,20 +66,36 @@ def env_for(stack, system, chroma_server) -> dict[str, str]:
 
 def note(i: int) -> bytes:
     """A small reference note (about 8 passages), different for each i."""
-    drugs = ["amiodarone", "digoxin", "lithium", "warfarin", "metformin", "atorvastatin", "levothyroxine"]
+    drugs = [
+        "amiodarone",
+        "digoxin",
+        "lithium",
+        "warfarin",
+        "metformin",
+        "atorvastatin",
+        "levothyroxine",
+    ]
     lines = [f"# Monitoring note {i}"]
     for j in range(60):
         d = drugs[(i + j) % len(drugs)]
-        lines.append(f"Note {i}.{j}: {d} needs review at dose step {j * 5 + i} mg; check levels after "
-                     f"{(j % 7) + 1} days and record the result in the chart of patient {i * 100 + j}.")
+        lines.append(
+            f"Note {i}.{j}: {d} needs review at dose step {j * 5 + i} mg; check levels after "
+            f"{(j % 7) + 1} days and record the result in the chart of patient {i * 100 + j}."
+        )
     return "\n".join(lines).encode()
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     """One `pharmgpt worker` process (as `pharmgpt run` starts it), logging to `log_path`."""
     with open(log_path, "wb") as log:
-        return subprocess.Popen(worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            worker_command(),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 async def wait_for(predicate, limit_s: float, what: str, step: float = 0.1):
@@ -86,8 +109,13 @@ async def wait_for(predicate, limit_s: float, what: str, step: float = 0.1):
 
 
 async def running_job_of(system, pid: int, doc_ids: set[str]) -> dict | None:
-    r = await system.services.backend.service.table("ingest_jobs").select("id,document_id,locked_by") \
-        .eq("status", "running").like("locked_by", f"%:{pid}:%").execute()
+    r = (
+        await system.services.backend.service.table("ingest_jobs")
+        .select("id,document_id,locked_by")
+        .eq("status", "running")
+        .like("locked_by", f"%:{pid}:%")
+        .execute()
+    )
     return next((j for j in r.data if j["document_id"] in doc_ids), None)
 
 
@@ -95,11 +123,19 @@ async def all_settled(system, user_docs: dict[str, list[str]]) -> bool:
     """Every document ready or failed, and its job finished (the worker writes the document first)."""
     for user_id, ids in user_docs.items():
         for d in ids:
-            if (await system.services.documents.get_document(user_id, d)).status not in ("ready", "failed"):
+            if (await system.services.documents.get_document(user_id, d)).status not in (
+                "ready",
+                "failed",
+            ):
                 return False
     ids = [d for ids in user_docs.values() for d in ids]
-    r = await system.services.backend.service.table("ingest_jobs").select("status") \
-        .in_("document_id", ids).in_("status", ["queued", "running"]).execute()
+    r = (
+        await system.services.backend.service.table("ingest_jobs")
+        .select("status")
+        .in_("document_id", ids)
+        .in_("status", ["queued", "running"])
+        .execute()
+    )
     return not r.data
 
 
@@ -110,10 +146,14 @@ async def assert_ready_once_without_duplicates(system, user_docs: dict[str, list
         for d in ids:
             doc = await system.services.documents.get_document(user_id, d)
             assert doc.status == "ready", (doc.filename, doc.status, doc.processing_error)
-            jobs = (await svc.table("ingest_jobs").select("status").eq("document_id", d).execute()).data
+            jobs = (
+                await svc.table("ingest_jobs").select("status").eq("document_id", d).execute()
+            ).data
             assert [j["status"] for j in jobs] == ["done"], jobs  # one job, done once
             chunk_ids = [h.chunk_id for h in system.store.get_document_chunks(user_id, d)]
-            assert sorted(chunk_ids) == sorted(f"{d}:{n}" for n in range(doc.chunk_count)), doc.filename
+            assert sorted(chunk_ids) == sorted(f"{d}:{n}" for n in range(doc.chunk_count)), (
+                doc.filename
+            )
             total += doc.chunk_count
         assert system.store.count(user_id) == total  # nothing left over from the killed attempt
         assert system.lexical.indexed_ids(user_id) == set(system.store.get(user_id)["ids"])
@@ -121,22 +161,33 @@ async def assert_ready_once_without_duplicates(system, user_docs: dict[str, list
 
 @pytest.mark.skipif(not LABELS.is_dir(), reason=f"the FDA labels are not at {LABELS}")
 async def test_the_supervisor_restarts_a_killed_worker_and_the_document_still_ends_ready(
-        stack, system, chroma_server, logs_dir):
+    stack, system, chroma_server, logs_dir
+):
     services = system.services
     user = await services.users.create_user(f"sup-{uuid.uuid4().hex[:8]}", "long enough pw")
-    [worker] = supervise_workers(1, env_for(stack, system, chroma_server), logs_dir, max_backoff_s=1)
+    [worker] = supervise_workers(
+        1, env_for(stack, system, chroma_server), logs_dir, max_backoff_s=1
+    )
     try:
-        doc = await services.documents.register_upload(user.id, "cough.xml",
-                                                       (LABELS / "cough.xml").read_bytes())
+        doc = await services.documents.register_upload(
+            user.id, "cough.xml", (LABELS / "cough.xml").read_bytes()
+        )
         first = worker.pid
-        job = await wait_for(lambda: running_job_of(system, first, {doc.id}), 120, "the worker to take the job")
+        job = await wait_for(
+            lambda: running_job_of(system, first, {doc.id}), 120, "the worker to take the job"
+        )
         os.kill(first, signal.SIGKILL)  # mid-document: claimed and processing
         await wait_for(lambda: asyncio.sleep(0, worker.pid not in (None, first)), 30, "the restart")
         assert worker.restarts == 1
         await wait_for(lambda: all_settled(system, {user.id: [doc.id]}), DEADLINE_S, "the document")
         await assert_ready_once_without_duplicates(system, {user.id: [doc.id]})
-        row = (await services.backend.service.table("ingest_jobs").select("attempts,locked_by")
-               .eq("id", job["id"]).single().execute()).data
+        row = (
+            await services.backend.service.table("ingest_jobs")
+            .select("attempts,locked_by")
+            .eq("id", job["id"])
+            .single()
+            .execute()
+        ).data
         # taken again by the restarted worker (a loaded machine can let its heartbeat lapse once more)
         assert row["attempts"] >= 2 and f":{worker.pid}:" in row["locked_by"]
     finally:
@@ -147,11 +198,14 @@ async def test_the_supervisor_restarts_a_killed_worker_and_the_document_still_en
         os.kill(last, 0)  # stopped (and reaped), not left running
 
 
-async def test_two_workers_share_20_documents_and_one_is_killed_mid_document(stack, system, chroma_server,
-                                                                             logs_dir):
+async def test_two_workers_share_20_documents_and_one_is_killed_mid_document(
+    stack, system, chroma_server, logs_dir
+):
     services = system.services
     tag = uuid.uuid4().hex[:6]
-    users = [await services.users.create_user(f"scale{n}-{tag}", "long enough pw") for n in range(4)]
+    users = [
+        await services.users.create_user(f"scale{n}-{tag}", "long enough pw") for n in range(4)
+    ]
     env = env_for(stack, system, chroma_server)
     procs = []
     try:
@@ -163,15 +217,24 @@ async def test_two_workers_share_20_documents_and_one_is_killed_mid_document(sta
             user_docs[u.id].append(d.id)
         mine = {d for ids in user_docs.values() for d in ids}
         victim, survivor = procs
-        job = await wait_for(lambda: running_job_of(system, victim.pid, mine), 120, "worker 1 to take a job")
+        job = await wait_for(
+            lambda: running_job_of(system, victim.pid, mine), 120, "worker 1 to take a job"
+        )
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
         await wait_for(lambda: all_settled(system, user_docs), DEADLINE_S, "all 20 documents")
         assert survivor.poll() is None
         await assert_ready_once_without_duplicates(system, user_docs)
-        row = (await services.backend.service.table("ingest_jobs").select("attempts,locked_by")
-               .eq("id", job["id"]).single().execute()).data
-        assert row["attempts"] >= 2 and f":{survivor.pid}:" in row["locked_by"]  # reclaimed by the other one
+        row = (
+            await services.backend.service.table("ingest_jobs")
+            .select("attempts,locked_by")
+            .eq("id", job["id"])
+            .single()
+            .execute()
+        ).data
+        assert (
+            row["attempts"] >= 2 and f":{survivor.pid}:" in row["locked_by"]
+        )  # reclaimed by the other one
     finally:
         for p in procs:
             if p.poll() is None:

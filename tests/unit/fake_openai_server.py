@@ -116,13 +116,31 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """`/v1/models` lists `fake.listed_models` (None: the server has no such endpoint)."""
         fake = self.server.fake
-        fake.requests.append(Recorded(self.path, None, [], {}, {k.lower(): v for k, v in self.headers.items()},
-                                      time.monotonic()))
+        fake.requests.append(
+            Recorded(
+                self.path,
+                None,
+                [],
+                {},
+                {k.lower(): v for k, v in self.headers.items()},
+                time.monotonic(),
+            )
+        )
         if self.path not in MODEL_PATHS or fake.listed_models is None:
-            self._json(404, _error_body(f"Unknown path {self.path}", "invalid_request_error", "unknown_url"))
+            self._json(
+                404,
+                _error_body(f"Unknown path {self.path}", "invalid_request_error", "unknown_url"),
+            )
             return
-        self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
-                                                    for m in fake.listed_models]})
+        self._json(
+            200,
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "owned_by": "fake"} for m in fake.listed_models
+                ],
+            },
+        )
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)

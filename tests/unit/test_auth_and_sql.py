@@ -6,12 +6,11 @@ import time
 
 import jwt
 import pytest
-
-from localbase.auth import JwtConfig, api_keys, mint, verify
-from localbase.errors import ApiError
-from localbase.grammar import parse_query
-from localbase.schema_cache import Column, SchemaCache, Table
-from localbase.sqlbuilder import Builder
+from pharmgpt.localbase.auth import JwtConfig, api_keys, mint, verify
+from pharmgpt.localbase.errors import ApiError
+from pharmgpt.localbase.grammar import parse_query
+from pharmgpt.localbase.schema_cache import Column, SchemaCache, Table
+from pharmgpt.localbase.sqlbuilder import Builder
 
 SECRET = "s" * 40
 
@@ -22,13 +21,20 @@ def test_keys_are_stable_and_verify():
     assert verify(k1["service_role"], JwtConfig(SECRET))["role"] == "service_role"
 
 
-@pytest.mark.parametrize("token", [
-    jwt.encode({"role": "authenticated", "exp": int(time.time()) - 60}, SECRET, algorithm="HS256"),
-    jwt.encode({"role": "authenticated", "aud": "other"}, SECRET, algorithm="HS256"),
-    jwt.encode({"role": "authenticated"}, "other-secret-xxxxxxxxxxxxxxxxxxxxxxxxx", algorithm="HS256"),
-    jwt.encode({"role": "authenticated"}, SECRET, algorithm="HS384"),
-    "eyJhbGciOiJub25lIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode(
+            {"role": "authenticated", "exp": int(time.time()) - 60}, SECRET, algorithm="HS256"
+        ),
+        jwt.encode({"role": "authenticated", "aud": "other"}, SECRET, algorithm="HS256"),
+        jwt.encode(
+            {"role": "authenticated"}, "other-secret-xxxxxxxxxxxxxxxxxxxxxxxxx", algorithm="HS256"
+        ),
+        jwt.encode({"role": "authenticated"}, SECRET, algorithm="HS384"),
+        "eyJhbGciOiJub25lIn0.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.",
+    ],
+)
 def test_bad_tokens(token):
     with pytest.raises(ApiError) as e:
         verify(token, JwtConfig(SECRET))
@@ -43,8 +49,12 @@ def test_minted_user_token():
 
 def _cache() -> SchemaCache:
     c = SchemaCache(schemas=["public"])
-    c.tables[("public", "t")] = Table("public", "t", {
-        "id": Column("id", "integer", False, True), "name": Column("name", "text", True, False)}, ["id"])
+    c.tables[("public", "t")] = Table(
+        "public",
+        "t",
+        {"id": Column("id", "integer", False, True), "name": Column("name", "text", True, False)},
+        ["id"],
+    )
     c.types = {"text": "text", "integer": "integer"}
     return c
 

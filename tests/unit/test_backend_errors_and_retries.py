@@ -12,11 +12,9 @@ import dataclasses
 
 import httpx
 import pytest
-from postgrest.exceptions import APIError
-
-from services.backend import Backend, is_transient, map_error
-from services.config import Settings
-from services.errors import (
+from pharmgpt.services.backend import Backend, is_transient, map_error
+from pharmgpt.services.config import Settings
+from pharmgpt.services.errors import (
     AuthError,
     BackendUnavailable,
     Conflict,
@@ -25,6 +23,7 @@ from services.errors import (
     PharmGPTError,
     ValidationError,
 )
+from postgrest.exceptions import APIError
 
 ATTEMPTS = 3
 
@@ -44,16 +43,51 @@ def name(value) -> str:
         return f"{value[0]}-{value[1]['code']}"
     return type(value).__name__ if isinstance(value, Exception) else ""
 
+
 TRANSIENT = [
     httpx.ConnectError("refused", request=REQUEST),
     httpx.ReadTimeout("slow", request=REQUEST),
     httpx.RemoteProtocolError("cut", request=REQUEST),
-    *(api_error(c) for c in ("PGRST000", "PGRST001", "PGRST002", "PGRST003", "500", "502", "503", "504",
-                             "520", "40001", "40P01", "57P01", "53300")),
+    *(
+        api_error(c)
+        for c in (
+            "PGRST000",
+            "PGRST001",
+            "PGRST002",
+            "PGRST003",
+            "500",
+            "502",
+            "503",
+            "504",
+            "520",
+            "40001",
+            "40P01",
+            "57P01",
+            "53300",
+        )
+    ),
 ]
 NOT_TRANSIENT = [
-    *(api_error(c) for c in ("PGRST116", "PGRST301", "PGRST100", "23505", "23503", "42501", "P0001", "400",
-                             "401", "403", "404", "409", "XX000", "", None)),
+    *(
+        api_error(c)
+        for c in (
+            "PGRST116",
+            "PGRST301",
+            "PGRST100",
+            "23505",
+            "23503",
+            "42501",
+            "P0001",
+            "400",
+            "401",
+            "403",
+            "404",
+            "409",
+            "XX000",
+            "",
+            None,
+        )
+    ),
     ValueError("not a backend error"),
     httpx.HTTPStatusError("404", request=REQUEST, response=httpx.Response(404, request=REQUEST)),
 ]
@@ -85,9 +119,23 @@ MAPPED = [
     (api_error("PGRST301"), AuthError, "sign in again"),
     (api_error("PGRST302"), AuthError, "sign in again"),
     (api_error("PGRST303"), AuthError, "sign in again"),
-    *((api_error(c, "too long"), ValidationError, "The note was not accepted: too long")
-      for c in ("23502", "23514", "22P02", "22001", "22003", "22007", "22008", "22023", "PGRST100",
-                "PGRST102", "PGRST204", "P0001")),
+    *(
+        (api_error(c, "too long"), ValidationError, "The note was not accepted: too long")
+        for c in (
+            "23502",
+            "23514",
+            "22P02",
+            "22001",
+            "22003",
+            "22007",
+            "22008",
+            "22023",
+            "PGRST100",
+            "PGRST102",
+            "PGRST204",
+            "P0001",
+        )
+    ),
     (api_error("XX000"), PharmGPTError, "The data store refused the note."),
     (api_error(None), PharmGPTError, "The data store refused the note."),
     (ValueError("boom"), PharmGPTError, "Unexpected error during note"),
@@ -99,7 +147,12 @@ def test_map_error_gives_one_typed_error_per_kind(exc, typed, words):
     err = map_error(exc, "note")
     assert type(err) is typed and words in err.message
     if isinstance(exc, APIError) and typed is not BackendUnavailable:
-        assert err.details == {"code": exc.code or "", "message": exc.message, "details": "d", "hint": "h"}
+        assert err.details == {
+            "code": exc.code or "",
+            "message": exc.message,
+            "details": "d",
+            "hint": "h",
+        }
     else:
         assert repr(exc) in str(err.details)  # the raw error stays in details, for the logs
 
@@ -110,6 +163,7 @@ def test_map_error_keeps_a_typed_error_as_it_is():
 
 
 # --- the retry rule, through the real client -------------------------------------------------
+
 
 class ScriptedAPI:
     """An httpx transport answering each request with the next scripted reply (the last repeats)."""
@@ -141,9 +195,14 @@ async def backend_for():
     made: list[Backend] = []
 
     async def make(api: ScriptedAPI) -> Backend:
-        settings = Settings(supabase_url="http://backend.test", supabase_anon_key="sb_publishable_test",
-                            supabase_service_role_key="sb_secret_test", supabase_jwt_secret="s" * 40,
-                            retry_attempts=ATTEMPTS, retry_max_wait_s=0.01)
+        settings = Settings(
+            supabase_url="http://backend.test",
+            supabase_anon_key="sb_publishable_test",
+            supabase_service_role_key="sb_secret_test",
+            supabase_jwt_secret="s" * 40,
+            retry_attempts=ATTEMPTS,
+            retry_max_wait_s=0.01,
+        )
         backend = Backend(settings)
         backend._http = httpx.AsyncClient(transport=httpx.MockTransport(api))
         await backend.start()
@@ -168,13 +227,20 @@ WRITES = {
 
 
 @pytest.mark.parametrize("write", list(WRITES))
-@pytest.mark.parametrize("reply", [fail(503, "PGRST000"), fail(500, "40001"), fail(502, "502"),
-                                   httpx.ConnectError("refused")], ids=name)
-async def test_a_non_idempotent_call_is_tried_once_even_when_the_error_is_transient(backend_for, write, reply):
+@pytest.mark.parametrize(
+    "reply",
+    [fail(503, "PGRST000"), fail(500, "40001"), fail(502, "502"), httpx.ConnectError("refused")],
+    ids=name,
+)
+async def test_a_non_idempotent_call_is_tried_once_even_when_the_error_is_transient(
+    backend_for, write, reply
+):
     api = ScriptedAPI(reply, OK_CREATED)
     backend = await backend_for(api)
     with pytest.raises(BackendUnavailable):
-        await backend.execute(WRITES[write](backend.service.table("notes")), what="note", idempotent=False)
+        await backend.execute(
+            WRITES[write](backend.service.table("notes")), what="note", idempotent=False
+        )
     assert len(api.requests) == 1
 
 
@@ -186,11 +252,19 @@ async def test_a_non_idempotent_rpc_is_tried_once(backend_for):
     assert rest_calls(api) == [("POST", "/rest/v1/rpc/claim_job")]
 
 
-@pytest.mark.parametrize(("reply", "typed"), [
-    (fail(400, "PGRST100"), ValidationError), (fail(401, "PGRST301"), AuthError), (fail(403, "42501"), Forbidden),
-    (fail(404, "PGRST205"), NotFound), (fail(406, "PGRST116"), NotFound), (fail(409, "23505"), Conflict),
-    (fail(400, "23514"), ValidationError), (fail(429, "429"), PharmGPTError),
-])
+@pytest.mark.parametrize(
+    ("reply", "typed"),
+    [
+        (fail(400, "PGRST100"), ValidationError),
+        (fail(401, "PGRST301"), AuthError),
+        (fail(403, "42501"), Forbidden),
+        (fail(404, "PGRST205"), NotFound),
+        (fail(406, "PGRST116"), NotFound),
+        (fail(409, "23505"), Conflict),
+        (fail(400, "23514"), ValidationError),
+        (fail(429, "429"), PharmGPTError),
+    ],
+)
 async def test_a_4xx_is_never_retried_even_on_an_idempotent_call(backend_for, reply, typed):
     api = ScriptedAPI(reply, OK_ROWS)
     backend = await backend_for(api)
@@ -199,9 +273,20 @@ async def test_a_4xx_is_never_retried_even_on_an_idempotent_call(backend_for, re
     assert len(api.requests) == 1
 
 
-@pytest.mark.parametrize("reply", [fail(503, "PGRST000"), fail(500, "40P01"), fail(504, "504"),
-                                   httpx.ConnectError("refused"), httpx.ReadTimeout("slow")], ids=name)
-async def test_a_transient_error_on_an_idempotent_call_is_retried_until_it_succeeds(backend_for, reply):
+@pytest.mark.parametrize(
+    "reply",
+    [
+        fail(503, "PGRST000"),
+        fail(500, "40P01"),
+        fail(504, "504"),
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+    ],
+    ids=name,
+)
+async def test_a_transient_error_on_an_idempotent_call_is_retried_until_it_succeeds(
+    backend_for, reply
+):
     api = ScriptedAPI(reply, reply, OK_ROWS)
     backend = await backend_for(api)
     r = await backend.execute(backend.service.table("notes").select("*"), what="note")

@@ -6,20 +6,51 @@ from __future__ import annotations
 import time
 
 import pytest
+from pharmgpt.localbase.errors import CODES, ApiError, pgrst, status_for_sqlstate
+from pharmgpt.localbase.grammar import Budget, parse_query
+from pharmgpt.localbase.prefer import parse_prefer
 
-from localbase.errors import CODES, ApiError, pgrst, status_for_sqlstate
-from localbase.grammar import Budget, parse_query
-from localbase.prefer import parse_prefer
 
-
-@pytest.mark.parametrize("state,status", [
-    ("08006", 503), ("09000", 500), ("0L000", 403), ("0P000", 403), ("23503", 409), ("23505", 409),
-    ("25006", 405), ("25001", 500), ("28000", 403), ("2D000", 500), ("38000", 500), ("39000", 500),
-    ("3B000", 500), ("40001", 500), ("40P01", 500), ("53400", 500), ("53300", 503), ("54001", 500),
-    ("55P03", 500), ("57014", 500), ("57P01", 503), ("58030", 500), ("F0000", 500), ("HV000", 500),
-    ("P0001", 400), ("P0002", 500), ("XX000", 500), ("42883", 404), ("42P01", 404), ("42P17", 500),
-    ("0A000", 400), ("22P02", 400), ("42703", 400), ("PT404", 404), ("PT999", 500),
-])
+@pytest.mark.parametrize(
+    "state,status",
+    [
+        ("08006", 503),
+        ("09000", 500),
+        ("0L000", 403),
+        ("0P000", 403),
+        ("23503", 409),
+        ("23505", 409),
+        ("25006", 405),
+        ("25001", 500),
+        ("28000", 403),
+        ("2D000", 500),
+        ("38000", 500),
+        ("39000", 500),
+        ("3B000", 500),
+        ("40001", 500),
+        ("40P01", 500),
+        ("53400", 500),
+        ("53300", 503),
+        ("54001", 500),
+        ("55P03", 500),
+        ("57014", 500),
+        ("57P01", 503),
+        ("58030", 500),
+        ("F0000", 500),
+        ("HV000", 500),
+        ("P0001", 400),
+        ("P0002", 500),
+        ("XX000", 500),
+        ("42883", 404),
+        ("42P01", 404),
+        ("42P17", 500),
+        ("0A000", 400),
+        ("22P02", 400),
+        ("42703", 400),
+        ("PT404", 404),
+        ("PT999", 500),
+    ],
+)
 def test_sqlstate_statuses_follow_postgrest(state, status):
     assert status_for_sqlstate(state, "authenticated", "anon") == status
 
@@ -44,14 +75,25 @@ def test_every_gateway_code_comes_from_the_one_catalogue():
     import re
     from pathlib import Path
 
-    import localbase
-    sources = {p.name: p.read_text(encoding="utf-8") for p in Path(localbase.__file__).parent.glob("*.py")
-               if p.name != "errors.py"}
-    used = {code for text in sources.values() for code in re.findall(r'"((?:PGRST|LB)[0-9A-Z]{3})"', text)}
+    import pharmgpt.localbase as localbase
+
+    sources = {
+        p.name: p.read_text(encoding="utf-8")
+        for p in Path(localbase.__file__).parent.glob("*.py")
+        if p.name != "errors.py"
+    }
+    used = {
+        code
+        for text in sources.values()
+        for code in re.findall(r'"((?:PGRST|LB)[0-9A-Z]{3})"', text)
+    }
     assert {"PGRST116", "PGRST301", "PGRST205", "LB507"} <= used  # the scan sees the codes in use
     assert used - CODES.keys() == set()
-    own_status = [name for name, text in sources.items()
-                  if re.search(r'ApiError\(\s*[^,]+,\s*"(?:PGRST|LB)', text)]
+    own_status = [
+        name
+        for name, text in sources.items()
+        if re.search(r'ApiError\(\s*[^,]+,\s*"(?:PGRST|LB)', text)
+    ]
     assert own_status == []
 
 
@@ -89,7 +131,7 @@ def test_nul_in_the_query_string_is_refused():
 async def test_user_slots_bound_one_user_and_leave_others_free():
     import asyncio
 
-    from localbase.fairness import UserSlots
+    from pharmgpt.localbase.fairness import UserSlots
 
     slots = UserSlots(2, 0.3)
     running = peak = 0
@@ -101,12 +143,14 @@ async def test_user_slots_bound_one_user_and_leave_others_free():
             peak = max(peak, running)
             await asyncio.sleep(0.05)
             running -= 1
+
     await asyncio.gather(*[job() for _ in range(5)])
     assert peak == 2
 
     async def hold_long():
         async with slots.hold("u"):
             await asyncio.sleep(5)
+
     busy = [asyncio.create_task(hold_long()) for _ in range(2)]
     await asyncio.sleep(0.05)
     with pytest.raises(ApiError) as e:

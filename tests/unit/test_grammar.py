@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from localbase.errors import ApiError
-from localbase.grammar import (
+from pharmgpt.localbase.errors import ApiError
+from pharmgpt.localbase.grammar import (
     Filter,
     Logic,
     SelectColumn,
@@ -22,18 +21,25 @@ from localbase.grammar import (
 
 
 def test_select_items():
-    items = parse_select('id,label:name,qty::text,data->a->>b,msgs:messages!inner(id,role),users!fk_user(*)')
+    items = parse_select(
+        "id,label:name,qty::text,data->a->>b,msgs:messages!inner(id,role),users!fk_user(*)"
+    )
     assert isinstance(items[0], SelectColumn) and items[0].field.name == "id"
     assert items[1].alias == "label" and items[1].field.name == "name"
     assert items[2].cast == "text"
-    assert items[3].field.json_path == [("->", "a"), ("->>", "b")] and items[3].field.output_name == "b"
+    assert (
+        items[3].field.json_path == [("->", "a"), ("->>", "b")]
+        and items[3].field.output_name == "b"
+    )
     emb = items[4]
     assert isinstance(emb, SelectEmbed) and emb.alias == "msgs" and emb.relation == "messages"
     assert emb.join == "inner" and [i.field.name for i in emb.items] == ["id", "role"]
     assert items[5].hint == "fk_user" and isinstance(items[5].items[0], SelectStar)
 
 
-@pytest.mark.parametrize("bad", ["id,(select 1)", "id::text;drop", "a b", "id,,name", "x(", "id;--"])
+@pytest.mark.parametrize(
+    "bad", ["id,(select 1)", "id::text;drop", "a b", "id,,name", "x(", "id;--"]
+)
 def test_select_rejects_garbage(bad):
     with pytest.raises(ApiError) as e:
         parse_select(bad)
@@ -54,8 +60,9 @@ def test_operations():
     assert parse_operation(parse_field("x"), "is.NULL").value == "null"
 
 
-@pytest.mark.parametrize("bad", ["bogus.1", "eq", "is.maybe", "in.1,2", "fts(eng'lish).x", "gt(any).5",
-                                 "cs(any).{1}"])
+@pytest.mark.parametrize(
+    "bad", ["bogus.1", "eq", "is.maybe", "in.1,2", "fts(eng'lish).x", "gt(any).5", "cs(any).{1}"]
+)
 def test_operations_reject_garbage(bad):
     with pytest.raises(ApiError):
         parse_operation(parse_field("x"), bad)
@@ -73,11 +80,23 @@ def test_logic_trees():
 
 def test_order_and_query_keys():
     terms = parse_order("a.desc.nullslast,b,data->>x.asc")
-    assert [(t.field.name, t.desc, t.nulls) for t in terms] == [("a", True, "last"), ("b", False, None),
-                                                              ("data", False, None)]
-    q = parse_query([("select", "id,messages(id)"), ("messages.order", "created_at.desc"),
-                     ("messages.limit", "5"), ("not.or", "(a.eq.1,b.eq.2)"), ("limit", "10"),
-                     ("offset", "20"), ("messages.role", "eq.user"), ("on_conflict", "a,b")])
+    assert [(t.field.name, t.desc, t.nulls) for t in terms] == [
+        ("a", True, "last"),
+        ("b", False, None),
+        ("data", False, None),
+    ]
+    q = parse_query(
+        [
+            ("select", "id,messages(id)"),
+            ("messages.order", "created_at.desc"),
+            ("messages.limit", "5"),
+            ("not.or", "(a.eq.1,b.eq.2)"),
+            ("limit", "10"),
+            ("offset", "20"),
+            ("messages.role", "eq.user"),
+            ("on_conflict", "a,b"),
+        ]
+    )
     assert q.node(("messages",)).limit == 5 and q.node(("messages",)).order[0].desc
     assert isinstance(q.node(()).filters[0], Logic) and q.node(()).filters[0].negate
     assert isinstance(q.node(("messages",)).filters[0], Filter)

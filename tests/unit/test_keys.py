@@ -9,10 +9,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from localbase.auth import JwtConfig, api_keys, verify
-from localbase.errors import ApiError
-from localbase.keys import (
+from pharmgpt.localbase.auth import JwtConfig, api_keys, verify
+from pharmgpt.localbase.errors import ApiError
+from pharmgpt.localbase.keys import (
     KeyMaterialError,
     KeySet,
     SigningKey,
@@ -20,15 +19,16 @@ from localbase.keys import (
     load_signing_key,
     new_api_keys,
 )
-from services.config import Settings
-from services.errors import ConfigError
+from pharmgpt.services.config import Settings
+from pharmgpt.services.errors import ConfigError
 
 URL = "https://abc.supabase.co"
 
 
 def pem(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def test_jwk_pem_and_file_load_to_the_same_signer(tmp_path):
@@ -53,12 +53,15 @@ def test_rs256_pem_needs_a_kid_and_2048_bits():
         load_signing_key(pem(rsa.generate_private_key(65537, 1024)), "small")
 
 
-@pytest.mark.parametrize("material,message", [
-    (json.dumps(generate_es256().public_jwk()), "public key"),
-    ("{not json", "JSON"),
-    ("just some words", "private JWK, a PEM"),
-    (pem(ec.generate_private_key(ec.SECP384R1())), "P-256"),
-])
+@pytest.mark.parametrize(
+    "material,message",
+    [
+        (json.dumps(generate_es256().public_jwk()), "public key"),
+        ("{not json", "JSON"),
+        ("just some words", "private JWK, a PEM"),
+        (pem(ec.generate_private_key(ec.SECP384R1())), "P-256"),
+    ],
+)
 def test_unusable_material_is_refused_with_a_reason(material, message):
     with pytest.raises(KeyMaterialError, match=message):
         load_signing_key(material, "k")
@@ -67,7 +70,9 @@ def test_unusable_material_is_refused_with_a_reason(material, message):
 def test_public_jwk_never_has_private_parts():
     key = generate_es256()
     assert "d" not in key.public_jwk() and "d" in key.private_jwk()
-    ks = KeySet.from_jwks({"keys": [key.private_jwk(), SigningKey.shared_secret("s" * 40, "hs1").private_jwk()]})
+    ks = KeySet.from_jwks(
+        {"keys": [key.private_jwk(), SigningKey.shared_secret("s" * 40, "hs1").private_jwk()]}
+    )
     assert ks.public_jwks() == {"keys": [key.public_jwk()]}  # the shared secret is never published
     with pytest.raises(KeyMaterialError):
         SigningKey.shared_secret("s" * 40).public_jwk()
@@ -76,11 +81,19 @@ def test_public_jwk_never_has_private_parts():
 def test_verify_by_kid_and_refusals():
     es, hs = generate_es256(), SigningKey.shared_secret("h" * 48, "hs-imported")
     cfg = JwtConfig(keys=KeySet.from_jwks({"keys": [es.verification_jwk(), hs.verification_jwk()]}))
-    assert verify(es.sign({"role": "authenticated", "aud": "authenticated"}), cfg)["role"] == "authenticated"
+    assert (
+        verify(es.sign({"role": "authenticated", "aud": "authenticated"}), cfg)["role"]
+        == "authenticated"
+    )
     assert verify(hs.sign({"role": "authenticated"}), cfg)["role"] == "authenticated"
-    legacy_token = jwt.encode({"role": "anon"}, "h" * 48, algorithm="HS256")  # no kid, no legacy secret here
-    for bad in (legacy_token, generate_es256().sign({"role": "anon"}),
-                jwt.encode({"role": "anon"}, "h" * 48, algorithm="HS256", headers={"kid": es.kid})):
+    legacy_token = jwt.encode(
+        {"role": "anon"}, "h" * 48, algorithm="HS256"
+    )  # no kid, no legacy secret here
+    for bad in (
+        legacy_token,
+        generate_es256().sign({"role": "anon"}),
+        jwt.encode({"role": "anon"}, "h" * 48, algorithm="HS256", headers={"kid": es.kid}),
+    ):
         with pytest.raises(ApiError) as e:
             verify(bad, cfg)
         assert e.value.status == 401
@@ -91,13 +104,23 @@ def test_settings_accept_new_key_names_and_refuse_swaps(tmp_path):
     path = tmp_path / "signing.json"
     path.write_text(json.dumps(key.private_jwk()))
     api = new_api_keys()
-    env = {"SUPABASE_URL": URL, "SUPABASE_PUBLISHABLE_KEY": api["anon"], "SUPABASE_SECRET_KEY": api["service_role"],
-           "SUPABASE_JWT_SIGNING_KEY": str(path)}
+    env = {
+        "SUPABASE_URL": URL,
+        "SUPABASE_PUBLISHABLE_KEY": api["anon"],
+        "SUPABASE_SECRET_KEY": api["service_role"],
+        "SUPABASE_JWT_SIGNING_KEY": str(path),
+    }
     s = Settings.load(env)
     assert s.supabase_anon_key == api["anon"] and s.signing_key().kid == key.kid
     assert "ends" in s.describe()["supabase_jwt_signing_key"]
     with pytest.raises(ConfigError, match="swapped"):
-        Settings.load({**env, "SUPABASE_PUBLISHABLE_KEY": api["service_role"], "SUPABASE_SECRET_KEY": api["anon"]})
+        Settings.load(
+            {
+                **env,
+                "SUPABASE_PUBLISHABLE_KEY": api["service_role"],
+                "SUPABASE_SECRET_KEY": api["anon"],
+            }
+        )
     legacy = api_keys("x" * 48)
     with pytest.raises(ConfigError, match="swapped"):
         Settings.load({**env, "SUPABASE_PUBLISHABLE_KEY": legacy["service_role"]})
@@ -113,21 +136,27 @@ def test_settings_accept_new_key_names_and_refuse_swaps(tmp_path):
 
 def test_legacy_secret_with_an_imported_kid_signs_hs256_with_that_kid():
     api = api_keys("x" * 48)
-    s = Settings.load({"SUPABASE_URL": URL, "SUPABASE_ANON_KEY": api["anon"],
-                       "SUPABASE_SERVICE_ROLE_KEY": api["service_role"], "SUPABASE_JWT_SECRET": "x" * 48,
-                       "SUPABASE_JWT_KID": "legacy-imported"})
+    s = Settings.load(
+        {
+            "SUPABASE_URL": URL,
+            "SUPABASE_ANON_KEY": api["anon"],
+            "SUPABASE_SERVICE_ROLE_KEY": api["service_role"],
+            "SUPABASE_JWT_SECRET": "x" * 48,
+            "SUPABASE_JWT_KID": "legacy-imported",
+        }
+    )
     assert (s.signing_key().alg, s.signing_key().kid) == ("HS256", "legacy-imported")
 
 
 def test_keys_generate_writes_a_private_file_and_prints_the_public_jwk(tmp_path, capsys):
-    from services.cli import main
+    from pharmgpt.services.cli import main
 
     out = tmp_path / "sub" / "key.json"
     assert main(["keys", "generate", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert os.stat(out).st_mode & 0o777 == 0o600
     key = load_signing_key(out.read_text())
-    public = json.loads(printed[printed.index("{"):printed.index("}") + 1])
+    public = json.loads(printed[printed.index("{") : printed.index("}") + 1])
     assert public == key.public_jwk() and "d" not in public
     assert key.kid in printed and "Import an existing private key" in printed
     assert main(["keys", "generate", "--out", str(out)]) == 1  # never overwrites a key silently

@@ -7,28 +7,44 @@ import uuid
 import bm25s
 import numpy as np
 import pytest
+from pharmgpt.rag.lexical import LexicalIndex, tokenize
+from pharmgpt.rag.store import ChunkStore
 
-from rag.lexical import LexicalIndex, tokenize
-from rag.store import ChunkStore
-
-WORDS = ("warfarin aspirin bleeding risk dose dosing renal hepatic impairment metformin lactic acidosis "
-         "lisinopril cough angioedema potassium statin myopathy tablet once daily mg elderly children "
-         "contraindicated pregnancy interaction inhibitor clearance").split()
-QUERIES = ["warfarin bleeding", "renal dose adjustment", "metformin lactic acidosis", "statin myopathy elderly",
-           "dosing in children", "potassium potassium lisinopril"]
+WORDS = (
+    "warfarin aspirin bleeding risk dose dosing renal hepatic impairment metformin lactic acidosis "
+    "lisinopril cough angioedema potassium statin myopathy tablet once daily mg elderly children "
+    "contraindicated pregnancy interaction inhibitor clearance"
+).split()
+QUERIES = [
+    "warfarin bleeding",
+    "renal dose adjustment",
+    "metformin lactic acidosis",
+    "statin myopathy elderly",
+    "dosing in children",
+    "potassium potassium lisinopril",
+]
 
 
 def _docs(rng, n_docs):
     out = {}
     for d in range(n_docs):
         doc = f"doc{d:03d}"
-        out[doc] = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 25)))) for _ in range(int(rng.integers(1, 6)))]
+        out[doc] = [
+            " ".join(rng.choice(WORDS, size=int(rng.integers(3, 25))))
+            for _ in range(int(rng.integers(1, 6)))
+        ]
     return out
 
 
 def _put(store, user, doc, texts):
     vec = np.ones((len(texts), 8), dtype=np.float32) / np.sqrt(8)
-    store.upsert(user, [f"{doc}:{i}" for i in range(len(texts))], vec, texts, [{"document_id": doc} for _ in texts])
+    store.upsert(
+        user,
+        [f"{doc}:{i}" for i in range(len(texts))],
+        vec,
+        texts,
+        [{"document_id": doc} for _ in texts],
+    )
 
 
 def _reference(store, user):
@@ -80,11 +96,14 @@ def test_incremental_equals_full_rebuild_after_adds_and_deletes(tmp_path):
     _assert_same(fresh, store, user)
     for q in QUERIES:
         a, b = fresh.search(user, q, 10), lex.search(user, q, 10)
-        assert [h[0] for h in a] == [h[0] for h in b] and [h[2] for h in a] == pytest.approx([h[2] for h in b])
+        assert [h[0] for h in a] == [h[0] for h in b] and [h[2] for h in a] == pytest.approx(
+            [h[2] for h in b]
+        )
     fresh.rebuild(user)
     _assert_same(fresh, store, user)
-    assert lex.search(user, "warfarin", 50, ["doc005"]) and \
-        {d for _, d, _ in lex.search(user, "warfarin", 50, ["doc005"])} == {"doc005"}
+    assert lex.search(user, "warfarin", 50, ["doc005"]) and {
+        d for _, d, _ in lex.search(user, "warfarin", 50, ["doc005"])
+    } == {"doc005"}
 
 
 def test_crash_between_segment_and_manifest_recovers(tmp_path, monkeypatch):
@@ -97,6 +116,7 @@ def test_crash_between_segment_and_manifest_recovers(tmp_path, monkeypatch):
 
     def crash(*args, **kwargs):
         raise SystemExit("killed after the segment was written")
+
     monkeypatch.setattr(LexicalIndex, "_write_manifest", crash)
     with pytest.raises(SystemExit):
         lex.add_document(user, "b")
@@ -107,7 +127,9 @@ def test_crash_between_segment_and_manifest_recovers(tmp_path, monkeypatch):
     restarted = LexicalIndex(tmp_path / "lex", store)
     assert [d for _, d, _ in restarted.search(user, "metformin", 10)] == ["b"]
     assert restarted.is_current(user)
-    assert len(list((lex._dir(user) / "seg").iterdir())) == 2  # the orphan is gone, b's own segment stays
+    assert (
+        len(list((lex._dir(user) / "seg").iterdir())) == 2
+    )  # the orphan is gone, b's own segment stays
     _assert_same(restarted, store, user)
 
 

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 
 import pytest
+from pharmgpt.rag.llm import GroqProvider, LLMError, OpenAICompatProvider, Provider
 
-from rag.llm import GroqProvider, LLMError, OpenAICompatProvider, Provider
 from tests.unit.fake_openai_server import (
     DropAfter,
     Endless,
@@ -255,8 +255,11 @@ async def test_groq_unreachable_server_is_a_clear_error() -> None:
 # -- OpenAI-compatible -------------------------------------------------------------------------
 
 
-async def test_compat_catalogue_is_openai_model_else_the_servers_list(server: FakeChatServer) -> None:
-    from rag.llm import choose_model
+async def test_compat_catalogue_is_openai_model_else_the_servers_list(
+    server: FakeChatServer,
+) -> None:
+    from pharmgpt.rag.llm import choose_model
+
     fixed = OpenAICompatProvider(f"{server.url}/v1", None, "local-model", timeout_s=3)
     assert await fixed.catalogue() == ["local-model"] and server.requests == []  # no need to ask
     server.listed_models = ["qwen2.5-7b-instruct", "llama3.1:8b"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from pharmgpt.rag.loaders import LoadedDocument, Section, load_document
+from pharmgpt.rag.loaders.csv_loader import load_csv
+from pharmgpt.rag.loaders.pdf import clean_page_text
+from pharmgpt.rag.loaders.spl import TITLE_HEADING
+from pharmgpt.rag.loaders.text import decode
+from pharmgpt.services.errors import IngestionError
 
-from rag.loaders import LoadedDocument, Section, load_document
-from rag.loaders.csv_loader import load_csv
-from rag.loaders.pdf import clean_page_text
-from rag.loaders.spl import TITLE_HEADING
-from rag.loaders.text import decode
-from services.errors import IngestionError
 from tests.fixtures import documents as fx
 from tests.fixtures import shared_data
 
@@ -40,8 +40,9 @@ def containing(doc: LoadedDocument, phrase: str) -> list[Section]:
 
 
 @needs_labels
-@pytest.mark.parametrize("name", ["lipitor-orig.xml", "humira.xml", "cough.xml",
-                                  "no-title.xml", "methoxsalen.xml"])
+@pytest.mark.parametrize(
+    "name", ["lipitor-orig.xml", "humira.xml", "cough.xml", "no-title.xml", "methoxsalen.xml"]
+)
 def test_every_sample_label_loads_with_clean_headings(name):
     doc = load_label(name)
     assert doc.sections and doc.page_count is None
@@ -59,7 +60,8 @@ def test_lipitor_sections_headings_and_tables():
     dosing = [s for s in doc.sections if s.heading and "DOSAGE AND ADMINISTRATION" in s.heading]
     assert dosing and any("mg" in s.text for s in dosing)
     assert "The recommended starting dose of LIPITOR is 10 mg/day" in norm(
-        " ".join(s.text for s in dosing))
+        " ".join(s.text for s in dosing)
+    )
     # nested titles carry their parent, and source tabs/double spaces are gone
     assert "7 DRUG INTERACTIONS › 7.3 Cyclosporine" in hs
     assert "1 INDICATIONS AND USAGE › 1.1 Prevention of Cardiovascular Disease" in hs
@@ -86,8 +88,10 @@ def test_lipitor_sections_headings_and_tables():
 def test_lipitor_inline_markup_does_not_break_sentences():
     doc = load_label("lipitor-orig.xml")
     # <content><linkHtml>…</linkHtml></content> inside a paragraph stays on one line
-    assert containing(doc, "[see Warnings and Precautions, Skeletal Muscle (5.1) and "
-                           "Clinical Pharmacology (12.3)].")
+    assert containing(
+        doc,
+        "[see Warnings and Precautions, Skeletal Muscle (5.1) and Clinical Pharmacology (12.3)].",
+    )
     cyclo = [s for s in doc.sections if s.heading == "7 DRUG INTERACTIONS › 7.3 Cyclosporine"]
     assert "cyclosporine 5.2 mg/kg/day compared to that of LIPITOR alone" in cyclo[0].text
 
@@ -128,8 +132,11 @@ def test_label_without_document_title():
     assert hs[0] == "Boxed Warning"  # untitled section: named from its LOINC code
     assert "INDICATIONS AND USAGE" in hs and "CONTRAINDICATIONS" in hs
     assert "WARNINGS › Tardive Dyskinesia" in hs
-    assert containing(doc, "Haloperidol is indicated for use in the management of "
-                           "manifestations of psychotic disorders.")
+    assert containing(
+        doc,
+        "Haloperidol is indicated for use in the management of "
+        "manifestations of psychotic disorders.",
+    )
 
 
 @needs_labels
@@ -163,17 +170,29 @@ def test_spl_missing_titles_rowspan_colspan():
     assert first.heading == "Contraindications" and "Untitled child text." in first.text
     table = [s for s in doc.sections if s.kind == "table"][0]
     assert table.heading == "Contraindications"
-    assert table.text.splitlines() == ["| Drug | Dose Adult | Dose Child |", "| --- | --- | --- |",
-                                       "| A | 5 mg | 2 mg |"]
+    assert table.text.splitlines() == [
+        "| Drug | Dose Adult | Dose Child |",
+        "| --- | --- | --- |",
+        "| A | 5 mg | 2 mg |",
+    ]
     assert by_text["No title, no code."].heading is None
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"<document xmlns='urn:hl7-org:v3'><title>x", "not readable XML"),
-    (b"<?xml version='1.0'?><html><body>hi</body></html>", "not an FDA Structured Product Label"),
-    (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'
-     b'<document xmlns="urn:hl7-org:v3"><title>&b;</title></document>', "entities"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"<document xmlns='urn:hl7-org:v3'><title>x", "not readable XML"),
+        (
+            b"<?xml version='1.0'?><html><body>hi</body></html>",
+            "not an FDA Structured Product Label",
+        ),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'
+            b'<document xmlns="urn:hl7-org:v3"><title>&b;</title></document>',
+            "entities",
+        ),
+    ],
+)
 def test_spl_bad_xml_is_refused(data, message):
     with pytest.raises(IngestionError, match=message):
         load_document("label.xml", data)
@@ -200,17 +219,20 @@ def test_generated_label_pdf_has_many_pages_and_a_table(lipitor_pdf):
     assert all(s.heading is None and s.kind == "text" for s in doc.sections)
 
 
-@pytest.mark.parametrize("phrase", [
-    "Therapy with lipid-altering agents should be only one component",
-    "The recommended starting dose of LIPITOR is 10 mg/day",
-    "Do not exceed 20 mg atorvastatin daily",  # a table cell
-    "Brain hemorrhage was seen in a female dog",
-    "7.2 Grapefruit Juice",  # a heading
-    "Contains one or more components that inhibit CYP 3A4",
-    "LIPITOR is a selective, competitive inhibitor of HMG-CoA reductase",
-    "The mean achieved LDL-C value was 130.7 mg/dL",
-    "Read the Patient Information that comes with LIPITOR",
-])
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "Therapy with lipid-altering agents should be only one component",
+        "The recommended starting dose of LIPITOR is 10 mg/day",
+        "Do not exceed 20 mg atorvastatin daily",  # a table cell
+        "Brain hemorrhage was seen in a female dog",
+        "7.2 Grapefruit Juice",  # a heading
+        "Contains one or more components that inhibit CYP 3A4",
+        "LIPITOR is a selective, competitive inhibitor of HMG-CoA reductase",
+        "The mean achieved LDL-C value was 130.7 mg/dL",
+        "Read the Patient Information that comes with LIPITOR",
+    ],
+)
 def test_pdf_page_numbers_match_the_layout(lipitor_pdf, phrase):
     pages, doc = lipitor_pdf
     expected = [p for p, text in pages if phrase in norm(text)]
@@ -256,7 +278,8 @@ def test_corrupt_pdf_is_refused():
 @pytest.fixture
 def no_tesseract(monkeypatch):
     """This server as one without Tesseract installed."""
-    from rag.loaders import ocr
+    from pharmgpt.rag.loaders import ocr
+
     monkeypatch.setattr(ocr.shutil, "which", lambda name: None)
 
 
@@ -286,24 +309,32 @@ def test_page_limit():
 
 # --------------------------------------------------------------------------- OCR (real Tesseract)
 
-needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,
-                                     reason="tesseract is not installed (bash scripts/setup_ocr.sh)")
+needs_tesseract = pytest.mark.skipif(
+    shutil.which("tesseract") is None,
+    reason="tesseract is not installed (bash scripts/setup_ocr.sh)",
+)
 
 
 @needs_tesseract
 def test_scanned_pdf_is_read_by_ocr_page_by_page():
     pages = [["WARFARIN SODIUM TABLETS", "Take 5 mg once daily."], ["Monitor the INR every week."]]
     seen = []
-    doc = load_document("scan.pdf", fx.scanned_pdf(pages), progress=lambda done, total: seen.append((done, total)))
+    doc = load_document(
+        "scan.pdf", fx.scanned_pdf(pages), progress=lambda done, total: seen.append((done, total))
+    )
     assert doc.page_count == 2
     assert [s.page for s in doc.sections] == [1, 2]
     assert all(s.ocr for s in doc.sections)
-    assert "WARFARIN SODIUM TABLETS" in doc.sections[0].text and "5 mg once daily" in doc.sections[0].text
+    assert (
+        "WARFARIN SODIUM TABLETS" in doc.sections[0].text
+        and "5 mg once daily" in doc.sections[0].text
+    )
     assert "INR every week" in doc.sections[1].text
     assert seen == [(0, 2), (1, 2), (2, 2)]  # pages OCR'd / pages to OCR
     # the chunks carry the mark to the index (and so to the sources)
-    from rag.chunking import chunk_document
-    from rag.index import chunk_metadata
+    from pharmgpt.rag.chunking import chunk_document
+    from pharmgpt.rag.index import chunk_metadata
+
     chunks = chunk_document(doc)
     assert chunks and all(c.ocr for c in chunks)
     assert chunk_metadata(chunks[0], {"id": "d", "filename": "scan.pdf"})["ocr"] is True
@@ -312,7 +343,9 @@ def test_scanned_pdf_is_read_by_ocr_page_by_page():
 @needs_tesseract
 def test_only_the_pages_without_text_are_ocrd():
     seen = []
-    doc = load_document("mixed.pdf", fx.pdf_with_scanned_page(), progress=lambda d, t: seen.append((d, t)))
+    doc = load_document(
+        "mixed.pdf", fx.pdf_with_scanned_page(), progress=lambda d, t: seen.append((d, t))
+    )
     assert [(s.page, s.ocr) for s in doc.sections] == [(1, False), (2, True)]
     assert doc.sections[0].text == "Typed page: metformin 500 mg"
     assert "Amoxicillin 250 mg" in doc.sections[1].text
@@ -327,7 +360,9 @@ def test_png_and_tiff_are_read_by_ocr():
     doc = load_document("label.png", fx.scan_png(["Amoxicillin 250 mg capsules"]))
     assert len(doc.sections) == 1 and doc.sections[0].ocr and doc.sections[0].page is None
     assert "Amoxicillin 250 mg" in doc.sections[0].text
-    doc = load_document("leaflet.tiff", fx.scan_tiff([["Page one: ibuprofen"], ["Page two: naproxen"]]))
+    doc = load_document(
+        "leaflet.tiff", fx.scan_tiff([["Page one: ibuprofen"], ["Page two: naproxen"]])
+    )
     assert doc.page_count == 2
     assert [s.page for s in doc.sections] == [1, 2]
     assert "naproxen" in doc.sections[1].text
@@ -335,9 +370,12 @@ def test_png_and_tiff_are_read_by_ocr():
 
 @needs_tesseract
 def test_ocr_page_cap_is_a_limit():
-    from rag.loaders import LimitExceeded, Limits
+    from pharmgpt.rag.loaders import LimitExceeded, Limits
+
     with pytest.raises(LimitExceeded, match="more than 1 scanned pages"):
-        load_document("scan.pdf", fx.scanned_pdf([["one"], ["two"]]), limits=Limits(max_ocr_pages=1))
+        load_document(
+            "scan.pdf", fx.scanned_pdf([["one"], ["two"]]), limits=Limits(max_ocr_pages=1)
+        )
 
 
 @needs_tesseract
@@ -354,14 +392,16 @@ def test_image_without_tesseract_says_how_to_enable_it(no_tesseract):
 
 
 def test_ocr_status_names_what_is_missing(no_tesseract):
-    from rag.loaders import ocr
+    from pharmgpt.rag.loaders import ocr
+
     st = ocr.status()
     assert not st.available and "tesseract is not installed" in st.detail
 
 
 @needs_tesseract
 def test_ocr_status_when_installed():
-    from rag.loaders import ocr
+    from pharmgpt.rag.loaders import ocr
+
     st = ocr.status()
     assert st.available and "eng" in st.detail
 
@@ -369,18 +409,22 @@ def test_ocr_status_when_installed():
 # --------------------------------------------------------------------------- empty, mislabelled
 
 
-@pytest.mark.parametrize("name", ["a.pdf", "a.docx", "a.txt", "a.md", "a.csv", "a.xml",
-                                  "a.png", "a.jpg"])
+@pytest.mark.parametrize(
+    "name", ["a.pdf", "a.docx", "a.txt", "a.md", "a.csv", "a.xml", "a.png", "a.jpg"]
+)
 def test_empty_files_are_refused(name):
     with pytest.raises(IngestionError, match=f"{name} is empty"):
         load_document(name, b"")
 
 
-@pytest.mark.parametrize("name, data", [
-    ("notes.txt", b"  \r\n\t \n"),
-    ("notes.txt", "  \n ".encode("utf-16")),
-    ("list.csv", b"\n,,\n , \n"),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("notes.txt", b"  \r\n\t \n"),
+        ("notes.txt", "  \n ".encode("utf-16")),
+        ("list.csv", b"\n,,\n , \n"),
+    ],
+)
 def test_whitespace_only_files_are_empty(name, data):
     with pytest.raises(IngestionError, match=f"{name} is empty"):
         load_document(name, data)
@@ -394,15 +438,18 @@ def test_files_that_parse_but_hold_no_text():
         load_document("label.xml", spl)
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("label.docx", fx.simple_pdf(1), "named as a Word document .* actually a PDF"),
-    ("label.pdf", fx.make_docx(), "named as a PDF but is actually a ZIP"),
-    ("notes.txt", fx.simple_pdf(1), "named as a text file but is actually a PDF"),
-    ("label.xml", fx.png_bytes(), "actually a PNG image"),
-    ("scan.png", b"this is not really an image at all", "not a valid image"),
-    ("scan.jpg", fx.simple_pdf(1), "actually a PDF"),
-    ("old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "old Word .doc format"),
-])
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("label.docx", fx.simple_pdf(1), "named as a Word document .* actually a PDF"),
+        ("label.pdf", fx.make_docx(), "named as a PDF but is actually a ZIP"),
+        ("notes.txt", fx.simple_pdf(1), "named as a text file but is actually a PDF"),
+        ("label.xml", fx.png_bytes(), "actually a PNG image"),
+        ("scan.png", b"this is not really an image at all", "not a valid image"),
+        ("scan.jpg", fx.simple_pdf(1), "actually a PDF"),
+        ("old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "old Word .doc format"),
+    ],
+)
 def test_mislabelled_files_are_refused(name, data, message):
     with pytest.raises(IngestionError, match=message):
         load_document(name, data)
@@ -435,8 +482,11 @@ def test_docx_headings_paragraphs_and_tables():
     assert doc.sections[0].text == "Warfarin is an oral anticoagulant."
     assert "5 mg once daily" in doc.sections[1].text and "INR target" in doc.sections[1].text
     assert doc.sections[2].text.splitlines() == [
-        "| Drug | Effect on INR |", "| --- | --- |", "| Amiodarone | Increase |",
-        "| Rifampicin | Decrease |"]
+        "| Drug | Effect on INR |",
+        "| --- | --- |",
+        "| Amiodarone | Increase |",
+        "| Rifampicin | Decrease |",
+    ]
     assert doc.page_count is None and all(s.page is None for s in doc.sections)
 
 
@@ -467,11 +517,15 @@ def test_csv_row_groups_repeat_the_header():
 
 
 def test_csv_dialect_quoting_and_group_size():
-    data = ('Drug;Note\r\nAspirin;"take with food; avoid in children"\r\n'
-            'Codeine;"a ""quoted"" note"\r\n')
+    data = (
+        'Drug;Note\r\nAspirin;"take with food; avoid in children"\r\n'
+        'Codeine;"a ""quoted"" note"\r\n'
+    )
     doc = load_csv("x.csv", data.encode("cp1252"), rows_per_group=1)
     assert [s.text.splitlines()[2] for s in doc.sections] == [
-        "| Aspirin | take with food; avoid in children |", '| Codeine | a "quoted" note |']
+        "| Aspirin | take with food; avoid in children |",
+        '| Codeine | a "quoted" note |',
+    ]
     header_only = load_document("h.csv", b"Drug,Dose\n")
     assert header_only.warnings == ["h.csv has a header row but no data rows"]
 
@@ -479,14 +533,19 @@ def test_csv_dialect_quoting_and_group_size():
 def test_csv_ragged_rows_are_padded():
     doc = load_document("r.csv", b"a,b\n1,2,3\n4\n")
     assert doc.sections[0].text.splitlines() == [
-        "| a | b | Column 3 |", "| --- | --- | --- |", "| 1 | 2 | 3 |", "| 4 |  |  |"]
+        "| a | b | Column 3 |",
+        "| --- | --- | --- |",
+        "| 1 | 2 | 3 |",
+        "| 4 |  |  |",
+    ]
 
 
 # --------------------------------------------------------------------------- text, Markdown
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32",
-                                      "cp1252", "latin-1"])
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32", "cp1252", "latin-1"]
+)
 def test_text_encodings(encoding):
     data = fx.encoded_text(fx.CAFE, encoding)
     if encoding == "utf-16-be":  # no BOM: the byte order must be detected
@@ -526,11 +585,18 @@ Adults: 500 mg every 8 hours.
 def test_markdown_headings_and_tables():
     doc = load_document("amoxicillin.md", MARKDOWN.encode())
     assert [(s.heading, s.kind) for s in doc.sections] == [
-        (None, "text"), ("Amoxicillin", "text"), ("Dosing", "text"), ("Dosing", "table"),
-        ("Dosing", "text")]
+        (None, "text"),
+        ("Amoxicillin", "text"),
+        ("Dosing", "text"),
+        ("Dosing", "table"),
+        ("Dosing", "text"),
+    ]
     assert doc.sections[1].text == "Broad-spectrum penicillin."
-    assert doc.sections[3].text.splitlines() == ["| Age | Dose |", "| --- | --- |",
-                                                 "| Adult | 500 mg |"]
+    assert doc.sections[3].text.splitlines() == [
+        "| Age | Dose |",
+        "| --- | --- |",
+        "| Adult | 500 mg |",
+    ]
     assert "# not a heading" in doc.sections[4].text
 
 

@@ -12,9 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from localbase.files import loose_modes, open_private, private_dir, secure_tree
-from services.supervisor import Supervised
+from pharmgpt.localbase.files import loose_modes, open_private, private_dir, secure_tree
+from pharmgpt.services.supervisor import Supervised
 
 
 @pytest.fixture
@@ -56,35 +55,61 @@ def test_secure_tree_repairs_an_old_data_directory(tmp_path, loose_umask):
 
 
 def test_outbox_blobs_lexical_and_chroma_are_private(tmp_path, loose_umask):
-    from rag.lexical import LexicalIndex
-    from rag.store import ChunkStore
-    from services.blobs import BlobStore
-    from services.outbox import Outbox
+    from pharmgpt.rag.lexical import LexicalIndex
+    from pharmgpt.rag.store import ChunkStore
+    from pharmgpt.services.blobs import BlobStore
+    from pharmgpt.services.outbox import Outbox
+
     data = tmp_path / "data"
     box = Outbox(data / "outbox.sqlite3")
     box.put("u", "c", "m1", {"q": "x"})
     BlobStore(data / "blobs").put("ab" * 32, b"bytes")
     store = ChunkStore(path=data / "chroma")
     user = "00000000-0000-0000-0000-0000000000aa"
-    store.upsert(user, ["d:0"], np.ones((1, 384), dtype=np.float32), ["digoxin levels"], [{"document_id": "d"}])
+    store.upsert(
+        user,
+        ["d:0"],
+        np.ones((1, 384), dtype=np.float32),
+        ["digoxin levels"],
+        [{"document_id": "d"}],
+    )
     LexicalIndex(data / "lexical", store).rebuild(user)
-    assert (data / "outbox.sqlite3").exists() and (data / "lexical").is_dir() and (data / "chroma").is_dir()
+    assert (
+        (data / "outbox.sqlite3").exists()
+        and (data / "lexical").is_dir()
+        and (data / "chroma").is_dir()
+    )
     assert any((data / "chroma").glob("*/data_level0.bin"))  # the collection's segment files exist
     assert loose_modes(data) == []
 
 
 def test_the_lexical_index_sees_another_process_rebuild(tmp_path):
     """The app's cached index is reloaded when a worker (another LexicalIndex) swaps it on disk."""
-    from rag.lexical import LexicalIndex
-    from rag.store import ChunkStore
+    from pharmgpt.rag.lexical import LexicalIndex
+    from pharmgpt.rag.store import ChunkStore
+
     store = ChunkStore(path=tmp_path / "chroma")
     user = "00000000-0000-0000-0000-0000000000bb"
-    app_side, worker_side = LexicalIndex(tmp_path / "lex", store), LexicalIndex(tmp_path / "lex", store)
-    store.upsert(user, ["d1:0"], np.ones((1, 384), dtype=np.float32), ["digoxin toxicity"],
-                 [{"document_id": "d1"}])
+    app_side, worker_side = (
+        LexicalIndex(tmp_path / "lex", store),
+        LexicalIndex(tmp_path / "lex", store),
+    )
+    store.upsert(
+        user,
+        ["d1:0"],
+        np.ones((1, 384), dtype=np.float32),
+        ["digoxin toxicity"],
+        [{"document_id": "d1"}],
+    )
     worker_side.rebuild(user)
     assert [h[1] for h in app_side.search(user, "digoxin", 5)] == ["d1"]
-    store.upsert(user, ["d2:0"], np.ones((1, 384), dtype=np.float32), ["lithium levels"], [{"document_id": "d2"}])
+    store.upsert(
+        user,
+        ["d2:0"],
+        np.ones((1, 384), dtype=np.float32),
+        ["lithium levels"],
+        [{"document_id": "d2"}],
+    )
     worker_side.rebuild(user)
     assert [h[1] for h in app_side.search(user, "lithium", 5)] == ["d2"]
 
@@ -97,8 +122,13 @@ def wait_until(cond, limit_s: float = 20.0) -> None:
 
 
 def test_the_supervisor_restarts_a_dead_child_and_stops_it(tmp_path):
-    child = Supervised("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"],
-                       log_path=tmp_path / "logs" / "sleeper.log", min_backoff_s=0.1, max_backoff_s=0.2).start()
+    child = Supervised(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        log_path=tmp_path / "logs" / "sleeper.log",
+        min_backoff_s=0.1,
+        max_backoff_s=0.2,
+    ).start()
     try:
         wait_until(lambda: child.pid is not None)
         first = child.pid
@@ -115,8 +145,13 @@ def test_the_supervisor_restarts_a_dead_child_and_stops_it(tmp_path):
 
 
 def test_a_child_that_keeps_dying_is_restarted_with_growing_waits(tmp_path):
-    child = Supervised("crasher", [sys.executable, "-c", "raise SystemExit(3)"], min_backoff_s=0.2,
-                       max_backoff_s=0.8, stable_after_s=60).start()
+    child = Supervised(
+        "crasher",
+        [sys.executable, "-c", "raise SystemExit(3)"],
+        min_backoff_s=0.2,
+        max_backoff_s=0.8,
+        stable_after_s=60,
+    ).start()
     try:
         wait_until(lambda: child.restarts >= 3)
     finally:
@@ -143,10 +178,10 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
     """Two processes must never open one store directory embedded: the RAG system of any process
     over a data directory that `pharmgpt run` serves uses that server (and the embedded store
     once it has stopped)."""
-    from localbase.chroma import ChromaServer
-    from rag.embeddings import TORCH_NAME
-    from rag.system import RagSystem
-    from services.config import Settings
+    from pharmgpt.localbase.chroma import ChromaServer
+    from pharmgpt.rag.embeddings import TORCH_NAME
+    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.services.config import Settings
 
     class _Docs:
         on_documents_deleted = None
@@ -157,7 +192,11 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
         conversations = _Docs()
 
     with ChromaServer(tmp_path / "data" / "chroma") as server:
-        rag = RagSystem(_Services(), embedder=SimpleNamespace(name=TORCH_NAME), use_configured_provider=False)
+        rag = RagSystem(
+            _Services(), embedder=SimpleNamespace(name=TORCH_NAME), use_configured_provider=False
+        )
         assert (rag.store.host, rag.store.port) == (server.host, server.port)
-    rag = RagSystem(_Services(), embedder=SimpleNamespace(name=TORCH_NAME), use_configured_provider=False)
+    rag = RagSystem(
+        _Services(), embedder=SimpleNamespace(name=TORCH_NAME), use_configured_provider=False
+    )
     assert rag.store.host is None

@@ -6,23 +6,26 @@ import uuid
 
 import numpy as np
 import pytest
-
-from rag.chunking import chunk_document
-from rag.lexical import LexicalIndex
-from rag.loaders import LoadedDocument, Section
-from rag.offline import LABEL, extractive_answer
-from rag.retriever import Passage, rrf, standalone_query
-from rag.store import ChunkStore
+from pharmgpt.rag.chunking import chunk_document
+from pharmgpt.rag.lexical import LexicalIndex
+from pharmgpt.rag.loaders import LoadedDocument, Section
+from pharmgpt.rag.offline import LABEL, extractive_answer
+from pharmgpt.rag.retriever import Passage, rrf, standalone_query
+from pharmgpt.rag.store import ChunkStore
 
 WORDS = "warfarin dosing requires careful INR monitoring in elderly patients with renal impairment".split()
 
 
 def prose(n_words: int, seed: int = 0) -> str:
-    return " ".join(WORDS[(i + seed) % len(WORDS)] + ("." if i % 13 == 12 else "") for i in range(n_words))
+    return " ".join(
+        WORDS[(i + seed) % len(WORDS)] + ("." if i % 13 == 12 else "") for i in range(n_words)
+    )
 
 
 def test_chunks_respect_size_overlap_and_words():
-    doc = LoadedDocument([Section(prose(900), 1, "Dosage"), Section(prose(300, 3), 2, "Dosage")], 2, [])
+    doc = LoadedDocument(
+        [Section(prose(900), 1, "Dosage"), Section(prose(300, 3), 2, "Dosage")], 2, []
+    )
     chunks = chunk_document(doc, size=1000, overlap=200)
     assert len(chunks) > 3
     vocab = set(WORDS) | {w + "." for w in WORDS}
@@ -38,34 +41,65 @@ def test_chunks_respect_size_overlap_and_words():
 
 
 def test_headings_split_chunks_and_tables_stay_whole():
-    table = "| Drug | Dose |\n| --- | --- |\n" + "\n".join(f"| drug{i} | {i} mg |" for i in range(20))
-    doc = LoadedDocument([Section("Intro text about statins.", None, "Overview"),
-                          Section(table, None, "Dosing table", kind="table"),
-                          Section("Contraindicated in pregnancy.", None, "Contraindications")], None, [])
+    table = "| Drug | Dose |\n| --- | --- |\n" + "\n".join(
+        f"| drug{i} | {i} mg |" for i in range(20)
+    )
+    doc = LoadedDocument(
+        [
+            Section("Intro text about statins.", None, "Overview"),
+            Section(table, None, "Dosing table", kind="table"),
+            Section("Contraindicated in pregnancy.", None, "Contraindications"),
+        ],
+        None,
+        [],
+    )
     chunks = chunk_document(doc)
     assert [c.heading for c in chunks] == ["Overview", "Dosing table", "Contraindications"]
     assert chunks[1].kind == "table" and chunks[1].text == table
-    big = "| Drug | Dose |\n| --- | --- |\n" + "\n".join(f"| drug{i} | {i} mg daily |" for i in range(200))
+    big = "| Drug | Dose |\n| --- | --- |\n" + "\n".join(
+        f"| drug{i} | {i} mg daily |" for i in range(200)
+    )
     parts = chunk_document(LoadedDocument([Section(big, 4, "Big", kind="table")], 4, []))
-    assert len(parts) > 1 and all(p.text.startswith("| Drug | Dose |\n| --- | --- |") for p in parts)
+    assert len(parts) > 1 and all(
+        p.text.startswith("| Drug | Dose |\n| --- | --- |") for p in parts
+    )
     assert all(p.pages == "4" for p in parts)
 
 
 def test_rrf_and_follow_up_queries():
     fused = rrf({"dense": ["a", "b", "c"], "bm25": ["c", "a"]}, {"dense": 1.0, "bm25": 1.0}, 60)
     assert max(fused, key=fused.get) == "a" and fused["c"] > fused["b"]
-    hist = [{"role": "user", "content": "warfarin dosing in elderly"}, {"role": "assistant", "content": "..."}]
-    assert standalone_query("and in pregnancy?", hist) == "and in pregnancy? warfarin dosing in elderly"
+    hist = [
+        {"role": "user", "content": "warfarin dosing in elderly"},
+        {"role": "assistant", "content": "..."},
+    ]
+    assert (
+        standalone_query("and in pregnancy?", hist)
+        == "and in pregnancy? warfarin dosing in elderly"
+    )
     long_q = "What is the maximum daily dose of metformin in chronic kidney disease stage 3?"
     assert standalone_query(long_q, hist) == long_q
     assert standalone_query("dose?", []) == "dose?"
 
 
 def test_offline_answer_quotes_and_cites():
-    ps = [Passage("d1:0", "d1", "Atorvastatin is an HMG-CoA reductase inhibitor. The starting dose is 10 mg "
-                  "or 20 mg once daily.", {"filename": "lipitor.pdf", "pages": "3"}, 0.03),
-          Passage("d2:0", "d2", "Metformin is contraindicated in severe renal impairment (eGFR below 30).",
-                  {"filename": "metformin.pdf"}, 0.02)]
+    ps = [
+        Passage(
+            "d1:0",
+            "d1",
+            "Atorvastatin is an HMG-CoA reductase inhibitor. The starting dose is 10 mg "
+            "or 20 mg once daily.",
+            {"filename": "lipitor.pdf", "pages": "3"},
+            0.03,
+        ),
+        Passage(
+            "d2:0",
+            "d2",
+            "Metformin is contraindicated in severe renal impairment (eGFR below 30).",
+            {"filename": "metformin.pdf"},
+            0.02,
+        ),
+    ]
     answer = extractive_answer("What is the starting dose of atorvastatin?", ps)
     assert answer.text.startswith(LABEL)
     assert "The starting dose is 10 mg or 20 mg once daily. [1]" in answer.text
@@ -80,7 +114,9 @@ def test_lexical_and_vector_stores_isolate_users(tmp_path):
     rng = np.random.default_rng(0)
     vec = rng.normal(size=(2, 384)).astype(np.float32)
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    store.upsert(a, ["da:0"], vec[:1], ["warfarin and aspirin bleeding risk"], [{"document_id": "da"}])
+    store.upsert(
+        a, ["da:0"], vec[:1], ["warfarin and aspirin bleeding risk"], [{"document_id": "da"}]
+    )
     store.upsert(b, ["db:0"], vec[1:], ["warfarin secret note of user b"], [{"document_id": "db"}])
     lex.rebuild(a)
     lex.rebuild(b)

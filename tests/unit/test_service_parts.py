@@ -8,25 +8,27 @@ import threading
 import time
 
 import pytest
-
-from services import passwords
-from services.cache import TTLCache
-from services.config import Settings
-from services.errors import ConfigError
-from services.metrics import Metrics, timed
-from services.runtime import Runtime
+from pharmgpt.services import passwords
+from pharmgpt.services.cache import TTLCache
+from pharmgpt.services.config import Settings
+from pharmgpt.services.errors import ConfigError
+from pharmgpt.services.metrics import Metrics, timed
+from pharmgpt.services.runtime import Runtime
 
 
 def test_runtime_runs_coroutines_on_one_background_loop():
     rt = Runtime()
     try:
+
         async def where():
             return threading.current_thread().name, id(asyncio.get_running_loop())
+
         a, b = rt.run(where()), rt.run(where())
         assert a == b and a[0] == "pharmgpt-runtime"
 
         async def boom():
             raise ValueError("x")
+
         with pytest.raises(ValueError):
             rt.run(boom())
     finally:
@@ -44,6 +46,7 @@ def test_runtime_streams_and_closes_a_stopped_stream():
                 yield i
         finally:
             closed.append(True)
+
     try:
         out = []
         gen = rt.stream(tokens())
@@ -97,7 +100,13 @@ def test_metrics_percentiles_and_decorator():
 
 
 def test_settings_from_env_validated_and_masked(tmp_path):
-    s = Settings.load({"PHARMGPT_BCRYPT_ROUNDS": "10", "PHARMGPT_DATA_DIR": str(tmp_path), "GROQ_API_KEY": "gsk_secret1234"})
+    s = Settings.load(
+        {
+            "PHARMGPT_BCRYPT_ROUNDS": "10",
+            "PHARMGPT_DATA_DIR": str(tmp_path),
+            "GROQ_API_KEY": "gsk_secret1234",
+        }
+    )
     assert s.bcrypt_rounds == 10 and s.data_dir == tmp_path and s.embedded
     assert "secret" not in s.describe()["groq_api_key"] and "…1234" in s.describe()["groq_api_key"]
     with pytest.raises(ConfigError, match="SUPABASE_ANON_KEY"):
@@ -118,13 +127,16 @@ def test_password_hashing_schemes():
     assert passwords.verify_password("secret", legacy, passwords.LEGACY, salt)
     assert not passwords.verify_password("secret", legacy, passwords.LEGACY, None)
     assert passwords.needs_rehash(legacy, passwords.LEGACY, 12)
-    assert passwords.needs_rehash(h, passwords.BCRYPT, 12) and not passwords.needs_rehash(h, passwords.BCRYPT, 4)
+    assert passwords.needs_rehash(h, passwords.BCRYPT, 12) and not passwords.needs_rehash(
+        h, passwords.BCRYPT, 4
+    )
 
 
 @pytest.fixture
 def no_old_checkout_data(tmp_path, monkeypatch):
     """A fresh user: no data in the checkout's old default, a home of its own, no secrets file."""
-    from services import config
+    from pharmgpt.services import config
+
     monkeypatch.setattr(config, "LEGACY_DATA_DIR", tmp_path / "checkout" / ".pharmgpt")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
@@ -137,22 +149,30 @@ def test_one_data_directory_for_every_command(tmp_path, monkeypatch, capsys, no_
     """PHARMGPT_DATA_DIR, else one per-user default: never the directory a command is run from."""
     import json
 
-    from localbase.cli import default_data_dir
-    from services.cli import main
-    from services.config import data_dir, describe_data
+    from pharmgpt.localbase.cli import default_data_dir
+    from pharmgpt.services.cli import main
+    from pharmgpt.services.config import data_dir, describe_data
+
     monkeypatch.chdir(tmp_path)  # `pharmgpt local …` used to mean $CWD/.pharmgpt
     user = tmp_path / "home" / ".local" / "share" / "pharmgpt"
-    assert data_dir() == user == default_data_dir() == Settings.load().data_dir == Settings().data_dir
+    assert (
+        data_dir() == user == default_data_dir() == Settings.load().data_dir == Settings().data_dir
+    )
     assert data_dir({}) == user and data_dir({"PHARMGPT_DATA_DIR": ""}) == user
     assert data_dir({"PHARMGPT_DATA_DIR": "~/pgt"}) == tmp_path / "home" / "pgt"
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(elsewhere))
     assert data_dir() == elsewhere == default_data_dir() == Settings.load().data_dir
-    assert describe_data(Settings.load()) == (f"database: embedded Postgres in {elsewhere / 'pgdata'}; data dir "
-                                              f"{elsewhere} (from PHARMGPT_DATA_DIR)")
-    assert describe_data(Settings.load({})) == (f"database: embedded Postgres in {user / 'pgdata'}; data dir "
-                                                f"{user} (the default)")
-    assert "Supabase at https://x.supabase.co" in describe_data(Settings(supabase_url="https://x.supabase.co"))
+    assert describe_data(Settings.load()) == (
+        f"database: embedded Postgres in {elsewhere / 'pgdata'}; data dir "
+        f"{elsewhere} (from PHARMGPT_DATA_DIR)"
+    )
+    assert describe_data(Settings.load({})) == (
+        f"database: embedded Postgres in {user / 'pgdata'}; data dir {user} (the default)"
+    )
+    assert "Supabase at https://x.supabase.co" in describe_data(
+        Settings(supabase_url="https://x.supabase.co")
+    )
     # `pharmgpt local status` says which directory it looked at (stderr: its stdout is JSON)
     assert main(["local", "status"]) == 0
     out = capsys.readouterr()
@@ -160,7 +180,9 @@ def test_one_data_directory_for_every_command(tmp_path, monkeypatch, capsys, no_
     assert f"data dir: {elsewhere} (from PHARMGPT_DATA_DIR)" in out.err
 
 
-def test_the_default_data_directory_follows_xdg_and_never_the_package(tmp_path, monkeypatch, no_old_checkout_data):
+def test_the_default_data_directory_follows_xdg_and_never_the_package(
+    tmp_path, monkeypatch, no_old_checkout_data
+):
     config = no_old_checkout_data
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert config.data_dir() == tmp_path / "xdg" / "pharmgpt"
@@ -180,18 +202,23 @@ def test_a_checkout_keeps_the_data_it_already_has(tmp_path, monkeypatch, no_old_
     config = no_old_checkout_data
     old = config.LEGACY_DATA_DIR
     old.mkdir(parents=True)
-    assert config.data_dir() == tmp_path / "home" / ".local" / "share" / "pharmgpt"  # empty: not in use
+    assert (
+        config.data_dir() == tmp_path / "home" / ".local" / "share" / "pharmgpt"
+    )  # empty: not in use
     (old / "pgdata").mkdir()
     assert config.data_dir() == old == Settings.load().data_dir == Settings().data_dir
     said = config.describe_data(Settings.load())
-    assert said.endswith(f"data dir {old} (the checkout's old default, kept because it holds data; set "
-                         "PHARMGPT_DATA_DIR to move it)")
+    assert said.endswith(
+        f"data dir {old} (the checkout's old default, kept because it holds data; set "
+        "PHARMGPT_DATA_DIR to move it)"
+    )
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "moved"))
     assert config.data_dir() == tmp_path / "moved"
 
 
-def test_the_secrets_file_is_found_in_the_current_directory_then_the_data_directory(tmp_path, monkeypatch,
-                                                                                    no_old_checkout_data):
+def test_the_secrets_file_is_found_in_the_current_directory_then_the_data_directory(
+    tmp_path, monkeypatch, no_old_checkout_data
+):
     config = no_old_checkout_data
     monkeypatch.delenv("PHARMGPT_SECRETS_FILE")
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "checkout")
@@ -201,17 +228,25 @@ def test_the_secrets_file_is_found_in_the_current_directory_then_the_data_direct
     (data / "secrets.toml").write_text('PHARMGPT_BCRYPT_ROUNDS = "5"\n')
     assert config.secrets_path() == data / "secrets.toml" and Settings.load().bcrypt_rounds == 5
     (tmp_path / "checkout" / ".streamlit").mkdir(parents=True)
-    (tmp_path / "checkout" / ".streamlit" / "secrets.toml").write_text('PHARMGPT_BCRYPT_ROUNDS = "6"\n')
+    (tmp_path / "checkout" / ".streamlit" / "secrets.toml").write_text(
+        'PHARMGPT_BCRYPT_ROUNDS = "6"\n'
+    )
     assert Settings.load().bcrypt_rounds == 6  # a checkout's own file, wherever the command runs
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text('PHARMGPT_BCRYPT_ROUNDS = "7"\n')
-    assert config.secrets_path() == tmp_path / ".streamlit" / "secrets.toml" and Settings.load().bcrypt_rounds == 7
+    assert (
+        config.secrets_path() == tmp_path / ".streamlit" / "secrets.toml"
+        and Settings.load().bcrypt_rounds == 7
+    )
     monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(data / "secrets.toml"))
     assert Settings.load().bcrypt_rounds == 5
 
 
-def test_keys_generate_defaults_to_the_data_directory(tmp_path, monkeypatch, capsys, no_old_checkout_data):
-    from services.cli import main
+def test_keys_generate_defaults_to_the_data_directory(
+    tmp_path, monkeypatch, capsys, no_old_checkout_data
+):
+    from pharmgpt.services.cli import main
+
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "data"))
     assert main(["keys", "generate"]) == 0
     key = tmp_path / "data" / "jwt-signing-key.json"
@@ -220,13 +255,22 @@ def test_keys_generate_defaults_to_the_data_directory(tmp_path, monkeypatch, cap
 
 
 def test_admin_promote_never_creates_an_empty_database(tmp_path, monkeypatch, capsys):
-    from services.cli import main
-    for key in ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET"):
+    from pharmgpt.services.cli import main
+
+    for key in (
+        "SUPABASE_URL",
+        "SUPABASE_ANON_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "SUPABASE_JWT_SECRET",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PHARMGPT_SECRETS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "wrong"))
     assert main(["admin", "promote", "alice"]) == 1
     out = capsys.readouterr().out
     assert f"database: embedded Postgres in {tmp_path / 'wrong' / 'pgdata'}" in out
-    assert f"There is no PharmGPT database in {tmp_path / 'wrong'}" in out and "PHARMGPT_DATA_DIR" in out
+    assert (
+        f"There is no PharmGPT database in {tmp_path / 'wrong'}" in out
+        and "PHARMGPT_DATA_DIR" in out
+    )
     assert not (tmp_path / "wrong" / "pgdata").exists()

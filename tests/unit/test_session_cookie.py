@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pharmgpt.app import session_cookie
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
-
-from app import session_cookie
 
 
 @pytest.fixture()
