@@ -60,8 +60,3 @@ def upload_id(legacy_user: str, index: int) -> str:
 
 def item_id(run_id: str, kind: str, legacy_key: str) -> str:
     return str(uuid.uuid5(NS_ITEM, f"{run_id}|{kind}|{legacy_key}"))
-
-
-def new_chunk_id(document: str, index: int) -> str:
-    """Same convention as rag.index.chunk_id."""
-    return f"{document}:{index}"

@@ -243,7 +243,7 @@ class UserService:
         self, name: str, row: dict | None, password: str, ip: str | None
     ) -> None:
         """Two legacy accounts whose names differed only in case (`Alice`, `alice`) were migrated
-        as `Alice` and `alice-2` (migration/legacy.py). When `alice` signs in with her old name
+        as `Alice` and `alice-2` (migration/legacy/users.py). When `alice` signs in with her old name
         and her own password, say which name to use instead of counting a failure against
         `Alice` (five of those would lock Alice out). Only the exact old name matches: its md5 is
         the renamed account's legacy id."""

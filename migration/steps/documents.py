@@ -3,7 +3,8 @@
 
 Chunks are written before their document rows, so a ready row always has all of its chunks;
 chunks without a row (a run killed in between) are rewritten on resume. Vectors are carried
-over, and re-embedded from the stored text where missing or not 384-d.
+over, and re-embedded from the stored text where missing or not 384-d. Chunk ids, metadata and
+the text re-embedded are the indexer's own (rag.index), so a migrated chunk is one it wrote.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+from pharmgpt.rag.chunking import Chunk
+from pharmgpt.rag.index import chunk_id, chunk_metadata, stored_embedding_text
 
 from .. import ids
 from ..ledger import RunLedger
@@ -18,6 +21,7 @@ from ..legacy import LegacyDocument, LegacyUser, digest, iso
 from ..stores import StoreRecycler
 
 CHUNK_FLUSH = 4000  # chunks held in memory before they are written
+LEGACY_STRIDE = 800  # a legacy chunk's offset is unknown: the old chunker's step (1,000 - 200)
 
 
 class DocumentStep:
@@ -179,7 +183,7 @@ class DocumentStep:
                         {
                             "document_id": doc_id,
                             "user_id": uid,
-                            "chunk_ids": [ids.new_chunk_id(doc_id, c.index) for c in part],
+                            "chunk_ids": [chunk_id(doc_id, c.index) for c in part],
                         },
                         "pending",
                         digest([[c.index, c.text] for c in part]),
@@ -207,7 +211,7 @@ class DocumentStep:
                 }
             )
         await t.put_items(items + batch_items)
-        await asyncio.to_thread(self._write_chunks, uid, conv_id, docs, where)
+        await asyncio.to_thread(self._write_chunks, uid, docs, rows, where)
         failed = await self.run.insert_rows("documents", rows, items)
         if failed:  # their chunks must not stay behind
             gone = [d for (doc, d), i in zip(docs, items, strict=True) if i["legacy_key"] in failed]
@@ -230,25 +234,18 @@ class DocumentStep:
                 self.progress.advance("chunks", len(doc.chunks))
 
     def _write_chunks(
-        self, uid: str, conv_id: str, docs: list[tuple[LegacyDocument, str]], where: str
+        self, uid: str, docs: list[tuple[LegacyDocument, str]], rows: list[dict], where: str
     ) -> None:
+        """The documents' chunks into the store; `rows` (the documents' rows, in the same order)
+        give the indexer what it puts in each chunk's metadata."""
         ids_, texts, metas, vecs, redo = [], [], [], [], []
-        for doc, doc_id in docs:
+        for (doc, doc_id), row in zip(docs, rows, strict=True):
             missing = 0
             for c in doc.chunks:
-                ids_.append(ids.new_chunk_id(doc_id, c.index))
+                chunk = Chunk(c.index, c.text, None, None, None, c.index * LEGACY_STRIDE)
+                ids_.append(chunk_id(doc_id, c.index))
                 texts.append(c.text)
-                metas.append(
-                    {
-                        "document_id": doc_id,
-                        "chunk_index": c.index,
-                        "filename": doc.filename,
-                        "kind": "text",
-                        "position": c.index * 800,
-                        "conversation_id": conv_id,
-                        "legacy_id": c.legacy_id,
-                    }
-                )
+                metas.append({**chunk_metadata(chunk, row), "legacy_id": c.legacy_id})
                 if c.embedding is None:
                     redo.append(len(vecs))
                     missing += 1
@@ -264,7 +261,7 @@ class DocumentStep:
         if not ids_:
             return
         if redo:
-            fresh = self.embedder.embed([texts[i] for i in redo])
+            fresh = self.embedder.embed([stored_embedding_text(texts[i], metas[i]) for i in redo])
             for j, i in enumerate(redo):
                 vecs[i] = fresh[j]
             self.counts["chunks_reembedded"] += len(redo)

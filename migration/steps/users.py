@@ -3,7 +3,7 @@
 An account already there with the same legacy id is left as it is; one with the same username
 (in any case) and other data is reported and not overwritten, and that legacy user's data is not
 migrated either. Two legacy names that differ only in case were renamed by the reader
-(LegacySource._rename_collisions), so both arrive here under distinct names.
+(migration/legacy/users.py), so both arrive here under distinct names.
 """
 
 from __future__ import annotations
