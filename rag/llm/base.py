@@ -54,7 +54,7 @@ class Provider(Protocol):
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The answer's model: the user's preference if the provider offers it, else its default."""
+    """The model an answer uses: the user's preference when the provider offers it, else its default."""
 
     model: str
     available: list[str]
@@ -64,8 +64,7 @@ class ModelChoice:
 def choose_model(available: list[str], preferred: str | None) -> ModelChoice:
     if not available:
         raise LLMError(
-            "The language model server offers no models. "
-            "Ask your administrator to set OPENAI_MODEL."
+            "The language model server offers no models. Ask your administrator to set OPENAI_MODEL."
         )
     if not preferred or preferred in available:
         return ModelChoice(preferred or available[0], list(available))

@@ -86,8 +86,7 @@ def _format(name: str, file_type: str | None) -> str:
         return _BY_MIME[mime]
     raise IngestionError(
         f"{name}: this type of file is not supported "
-        "(supported: PDF, Word .docx, text, Markdown, CSV, FDA label XML, "
-        "PNG, JPEG and TIFF images)",
+        "(supported: PDF, Word .docx, text, Markdown, CSV, FDA label XML, PNG, JPEG and TIFF images)",
         details={"extension": ext, "file_type": file_type},
     )
 
