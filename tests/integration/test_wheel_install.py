@@ -39,12 +39,18 @@ SIGN_UP = textwrap.dedent(
     import asyncio, dataclasses
 
     from pharmgpt.services.config import Settings
-    from pharmgpt.services.container import Services
+
+    try:  # the composition root starts the local stack (pharmgpt/wiring.py, issue 9)
+        from pharmgpt.wiring import build_services
+    except ImportError:  # before the move: the container did
+        from pharmgpt.services.container import Services
+
+        build_services = Services.create
 
 
     async def main():
         settings = dataclasses.replace(Settings.load(), bcrypt_rounds=4)
-        services = await Services.create(settings)
+        services = await build_services(settings)
         try:
             user = await services.users.create_user("wheel-user", "correct horse battery")
             again = await services.users.authenticate_user("wheel-user", "correct horse battery")
