@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install run test test-legacy-keys lint bench clean
+.PHONY: install run test test-legacy-keys lint lint-imports bench clean
 
 $(STAMP): pyproject.toml tests/e2e/setup_browser.sh scripts/setup_ocr.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-legacy-keys: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# the import-linter contracts (pyproject); joins `lint` once the composition-root move is merged
+lint-imports: install
+	$(PY) scripts/lint_imports.py
 
 bench: install
 	$(PY) bench/gateway.py

@@ -68,7 +68,8 @@ def seed_conversations(dsn: str, user_id: str, n: int, per: int) -> list[str]:
                             cid,
                             user_id,
                             "user" if m % 2 == 0 else "assistant",
-                            f"Message {m} of conversation {i}: renal dosing of metformin and warfarin.",
+                            f"Message {m} of conversation {i}: "
+                            "renal dosing of metformin and warfarin.",
                             t0 + timedelta(minutes=i, seconds=m),
                         )
                     )
@@ -201,7 +202,8 @@ if __name__ == "__main__":
         print(json.dumps(out, indent=2))
     else:
         print(
-            f"app benchmark: {out['conversations']} conversations x {out['messages_each']} messages, "
+            f"app benchmark: {out['conversations']} conversations "
+            f"x {out['messages_each']} messages, "
             f"{out['iterations']} runs each (server time of one script run)"
         )
         for k, v in out.items():

@@ -144,12 +144,14 @@ def run(starts: int) -> dict:
 
 def report(out: dict) -> None:
     print(
-        "first answer after a server start (server time, script run start -> first token, offline mode)"
+        "first answer after a server start "
+        "(server time, script run start -> first token, offline mode)"
     )
     for mode, runs in out.items():
         for r in runs:
             extra = f", warm-up took {r['warm_up_s']} s" if r["warm_up_s"] is not None else ""
             print(
-                f"  {mode:<5} first {r['first_answer_ms']:>8.1f} ms   then {r['second_answer_ms']:>7.1f} ms"
+                f"  {mode:<5} first {r['first_answer_ms']:>8.1f} ms"
+                f"   then {r['second_answer_ms']:>7.1f} ms"
                 f"   (signed in {r['signed_in_after_s']} s after start{extra})"
             )

@@ -185,7 +185,8 @@ async def run_peer(args, services, rag, data: bytes, root: Path) -> dict:
         row["ratio"] = round(row["ours"]["pages_per_s"] / row["peer"]["pages_per_s"], 2)
         runs.append(row)
         print(
-            f"  run {n + 1}: ours {row['ours']['pages_per_s']} pages/s ({row['ours']['chunks']} chunks), "
+            f"  run {n + 1}: ours {row['ours']['pages_per_s']} pages/s "
+            f"({row['ours']['chunks']} chunks), "
             f"LangChain {row['peer']['pages_per_s']} pages/s ({row['peer']['chunks']} chunks): "
             f"{row['ratio']}x",
             file=sys.stderr,
@@ -226,13 +227,16 @@ if __name__ == "__main__":
     elif a.peer:
         first = r["runs"][0]
         print(
-            f"ingest vs LangChain: {first['ours']['pages']} pages, {r['bytes'] / 2**20:.1f} MB PDF, "
+            f"ingest vs LangChain: {first['ours']['pages']} pages, "
+            f"{r['bytes'] / 2**20:.1f} MB PDF, "
             f"embedder {r['embedder']}, {len(r['runs'])} alternating runs"
         )
         for i, row in enumerate(r["runs"], 1):
             print(
-                f"  run {i}: ours {row['ours']['pages_per_s']} pages/s in {row['ours']['seconds']} s, "
-                f"LangChain {row['peer']['pages_per_s']} pages/s in {row['peer']['seconds']} s -> {row['ratio']}x"
+                f"  run {i}: ours {row['ours']['pages_per_s']} pages/s "
+                f"in {row['ours']['seconds']} s, "
+                f"LangChain {row['peer']['pages_per_s']} pages/s "
+                f"in {row['peer']['seconds']} s -> {row['ratio']}x"
             )
         print(
             f"  ratio (ours / LangChain pages/s): median {r['ratio_median']}x, "
@@ -240,15 +244,18 @@ if __name__ == "__main__":
         )
     else:
         print(
-            f"ingest benchmark: {r['pages']} pages, {r['chunks']} chunks, {r['bytes'] / 2**20:.1f} MB PDF, "
+            f"ingest benchmark: {r['pages']} pages, {r['chunks']} chunks, "
+            f"{r['bytes'] / 2**20:.1f} MB PDF, "
             f"embedder {r['embedder']}"
         )
         print(
-            f"  pipeline (worker: parse, chunk, embed, Chroma, BM25, DB): {r['pipeline_seconds']} s = "
+            "  pipeline (worker: parse, chunk, embed, Chroma, BM25, DB): "
+            f"{r['pipeline_seconds']} s = "
             f"{r['pipeline_chunks_per_s']} chunks/s, {r['pipeline_pages_per_s']} pages/s"
         )
         print(
-            f"  bare embedding of the same chunks: {r['bare_embedding_seconds']} s = {r['bare_chunks_per_s']} "
+            f"  bare embedding of the same chunks: {r['bare_embedding_seconds']} s = "
+            f"{r['bare_chunks_per_s']} "
             f"chunks/s  (parsing alone: {r['parse_seconds']} s)"
         )
         print(f"  pipeline reaches {100 * r['pipeline_vs_bare']:.1f} % of bare embedding speed")

@@ -167,7 +167,7 @@ _KEYS_EXP = 4102444800
 
 
 def api_keys(secret: str) -> dict[str, str]:
-    """The legacy anon and service-role JWT keys, as a legacy project has them (stable per secret)."""
+    """The legacy anon and service-role JWT keys of a legacy project (stable per secret)."""
 
     def key(role: str) -> str:
         claims = {"iss": "pharmgpt-localbase", "role": role, "iat": _KEYS_IAT, "exp": _KEYS_EXP}

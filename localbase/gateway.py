@@ -335,7 +335,7 @@ class Gateway:
         return claims, role
 
     def _api_key(self, apikey: str) -> str | None:
-        """The role of an opaque key; None for a (verified) legacy JWT key; 401 for anything else."""
+        """An opaque key's role; None for a (verified) legacy JWT key; 401 for anything else."""
         if is_opaque_api_key(apikey):
             role = self.keys.role_for_api_key(apikey)
             if role is None:
@@ -369,7 +369,7 @@ class Gateway:
         return schema
 
     def _root(self, role: str) -> Response:
-        """The schema listing; only for the service role, as Supabase now serves its OpenAPI root."""
+        """The schema listing: service role only, as Supabase now serves its OpenAPI root."""
         assert self.cache is not None
         if role not in self.cfg.root_roles:
             raise ApiError(

@@ -95,7 +95,8 @@ DECLARE
   r text;
 BEGIN
   -- under Supabase's default privileges a new table is granted to the API roles
-  FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role') LOOP
+  FOR r IN SELECT rolname FROM pg_roles
+            WHERE rolname IN ('anon', 'authenticated', 'service_role') LOOP
     EXECUTE format('REVOKE ALL ON public.schema_migrations FROM %I', r);
   END LOOP;
 END
@@ -139,7 +140,8 @@ def apply(
                     if done[mig.version] != mig.checksum:
                         if done[mig.version] not in REVISED.get(mig.version, ()):
                             raise MigrationError(
-                                f"{mig.name} changed after it was applied; add a new migration instead"
+                                f"{mig.name} changed after it was applied; "
+                                "add a new migration instead"
                             )
                         conn.execute(
                             "UPDATE public.schema_migrations SET checksum = %s WHERE version = %s",
@@ -150,7 +152,8 @@ def apply(
                     with conn.transaction():
                         conn.execute(mig.sql)
                         conn.execute(
-                            "INSERT INTO public.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                            "INSERT INTO public.schema_migrations (version, name, checksum)"
+                            " VALUES (%s, %s, %s)",
                             (mig.version, mig.name, mig.checksum),
                         )
                 except psycopg.Error as e:
@@ -241,8 +244,8 @@ def baseline(dsn: str, sql_dir: Path | None = None, through: str | None = None) 
             with conn.transaction():
                 for mig in migrations:
                     cur = conn.execute(
-                        "INSERT INTO public.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (version) DO NOTHING",
+                        "INSERT INTO public.schema_migrations (version, name, checksum)"
+                        " VALUES (%s, %s, %s) ON CONFLICT (version) DO NOTHING",
                         (mig.version, mig.name, mig.checksum),
                     )
                     if cur.rowcount:

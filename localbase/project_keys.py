@@ -85,7 +85,7 @@ def write_gateway_file(path: Path, keys: ProjectKeys) -> None:
 
 
 def read_gateway_file(path: Path, *, jwt_secret: str | None = None) -> KeySet:
-    """The gateway's key set from its file (`jwt_secret` from the command line adds a legacy secret)."""
+    """The gateway's key set from its file (a command-line `jwt_secret` adds a legacy secret)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return KeySet.from_jwks(
         data.get("jwks"),

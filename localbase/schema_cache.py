@@ -140,14 +140,18 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
     for name, nsp, rel, cols, fnsp, frel, fcols in conn.execute(
         """
         SELECT con.conname, n.nspname, c.relname,
-               (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
+               (SELECT array_agg(a.attname ORDER BY k.ord)
+                  FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
                   JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num),
                fn.nspname, fc.relname,
-               (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
+               (SELECT array_agg(a.attname ORDER BY k.ord)
+                  FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
                   JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num)
           FROM pg_constraint con
-          JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-          JOIN pg_class fc ON fc.oid = con.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+          JOIN pg_class c ON c.oid = con.conrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_class fc ON fc.oid = con.confrelid
+          JOIN pg_namespace fn ON fn.oid = fc.relnamespace
          WHERE con.contype = 'f' AND n.nspname = ANY(%s) AND fn.nspname = ANY(%s)
         """,
         (schemas, schemas),
@@ -174,7 +178,8 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
         SELECT n.nspname, p.proname,
                coalesce(p.proargnames, '{}'),
                (SELECT array_agg(format_type(t, NULL) ORDER BY o)
-                  FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY u(t, o)),
+                  FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]))
+                       WITH ORDINALITY u(t, o)),
                coalesce(p.proargmodes::text[], '{}'),
                p.pronargdefaults, format_type(p.prorettype, NULL), p.proretset,
                rn.nspname, rc.relname, p.prorettype = 'void'::regtype, p.provolatile
@@ -210,7 +215,8 @@ def load(conn: psycopg.Connection, schemas: list[str]) -> SchemaCache:
         cache.functions.setdefault((nsp, fname), []).append(fn)
 
     for (typname,) in conn.execute(
-        """SELECT format_type(t.oid, NULL) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        """SELECT format_type(t.oid, NULL)
+             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
             WHERE n.nspname IN ('pg_catalog', 'public') AND t.typtype IN ('b', 'e', 'd', 'r', 'm')
               AND t.typname !~ '^_'"""
     ).fetchall():
@@ -244,8 +250,10 @@ def load_role_settings(
     }
     out: dict[str, dict[str, str]] = {}
     for role, config in conn.execute(
-        """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
-            WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+        """SELECT r.rolname, s.setconfig
+             FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+            WHERE s.setdatabase IN
+                  (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
             ORDER BY s.setdatabase"""
     ).fetchall():
         if role not in roles:

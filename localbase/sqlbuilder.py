@@ -234,7 +234,8 @@ class Builder:
         cols = self.select_list(child, emb.items, q)
         where = [cond] + [self.condition(child, f, q) for f in node.filters]
         inner = (
-            f"SELECT {', '.join(cols) or 'NULL'} FROM {qualified(target.schema, target.name)} AS {child.alias}"
+            f"SELECT {', '.join(cols) or 'NULL'} "
+            f"FROM {qualified(target.schema, target.name)} AS {child.alias}"
             f" WHERE {' AND '.join(where)}"
         )
         embed_limit = None
@@ -276,7 +277,8 @@ class Builder:
                     f"only is.null and not.is.null apply to the embedded resource '{f.field.name}'"
                 )
             _, child, where = scope.embeds[f.field.name]
-            exists = f"EXISTS (SELECT 1 FROM {qualified(child.table.schema, child.table.name)} AS {child.alias} WHERE {where})"
+            source = qualified(child.table.schema, child.table.name)
+            exists = f"EXISTS (SELECT 1 FROM {source} AS {child.alias} WHERE {where})"
             want_null = (f.value == "null") != f.negate
             return f"NOT {exists}" if want_null else exists
         lhs = self.field_sql(scope, f.field)
@@ -421,11 +423,12 @@ class Builder:
         # (`_q`) that the gateway's size cap can select from (MUTATION_TAIL)
         if not representation:
             return (
-                f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT '[]'::text, count(*), NULL::bigint FROM _m)"
-                + MUTATION_TAIL
+                f"WITH _m AS ({mutation}), "
+                "_q(b, n, t) AS (SELECT '[]'::text, count(*), NULL::bigint FROM _m)" + MUTATION_TAIL
             )
         return (
-            f"WITH _m AS ({mutation}), _q(b, n, t) AS (SELECT coalesce(json_agg(_r), '[]')::text, count(*), "
+            f"WITH _m AS ({mutation}), "
+            "_q(b, n, t) AS (SELECT coalesce(json_agg(_r), '[]')::text, count(*), "
             f"NULL::bigint FROM (SELECT {', '.join(cols) or 'NULL'} FROM _m AS {scope.alias}) _r)"
             + MUTATION_TAIL
         )
@@ -529,7 +532,10 @@ class Builder:
                     f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates
                 )
         returning = self._returning_columns(t, q, representation)
-        mutation = f"INSERT INTO {target} AS {scope.alias}{col_part} {values_sql}{conflict} RETURNING {returning}"
+        mutation = (
+            f"INSERT INTO {target} AS {scope.alias}{col_part} {values_sql}{conflict}"
+            f" RETURNING {returning}"
+        )
         _, cols = self._returning(scope, q, representation)
         return Statement(self._wrap_mutation(scope, mutation, cols, representation), self.p.values)
 
@@ -586,7 +592,10 @@ class Builder:
         self._no_paging(node, "DELETE")
         where = [self.condition(scope, f, q) for f in node.filters]
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
-        mutation = f"DELETE FROM {qualified(t.schema, t.name)} AS {scope.alias}{where_sql} RETURNING {returning}"
+        mutation = (
+            f"DELETE FROM {qualified(t.schema, t.name)} AS {scope.alias}{where_sql}"
+            f" RETURNING {returning}"
+        )
         return Statement(self._wrap_mutation(scope, mutation, cols, representation), self.p.values)
 
     # ------------------------------------------------------------------ rpc

@@ -127,7 +127,7 @@ class DrugLexicon:
         return list(self.mentions(text, extra))
 
     def canonical(self, name: str) -> str:
-        """One name for a declared product/ingredient name ("Diphenhydramine HCl" -> diphenhydramine)."""
+        """Normalise a declared product or ingredient ("Diphenhydramine HCl" -> diphenhydramine)."""
         found = self.find(name)
         if found:
             return found[0]

@@ -50,7 +50,7 @@ def model_dir() -> Path:
 
 
 def max_seq_length(directory: Path) -> int:
-    """sentence-transformers' truncation length for this model (256 tokens, not the tokenizer's own)."""
+    """sentence-transformers' truncation length for this model (256 tokens, not the tokenizer's)."""
     try:
         return int(
             json.loads((directory / "sentence_bert_config.json").read_text())["max_seq_length"]

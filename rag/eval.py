@@ -218,7 +218,8 @@ def evaluate(
 
 def report(r: dict) -> str:
     lines = [
-        f"SciFact {r['split']} ({r['documents']} abstracts, {r['results']['hybrid']['queries']} queries, "
+        f"SciFact {r['split']} ({r['documents']} abstracts, "
+        f"{r['results']['hybrid']['queries']} queries, "
         f"embedder {r.get('embedder', '?')})",
         f"{'mode':<8}{'nDCG@10':>9}{'R@10':>8}{'R@100':>8}{'MRR@10':>8}{'ms/q':>8}",
     ]

@@ -216,8 +216,8 @@ def evaluate(
         tempfile.mkdtemp(prefix="pgt-eval-", dir="/tmp")
     )  # short: socket paths are length-limited
     print(
-        f"database: a temporary embedded Postgres in {work} (deleted afterwards); the app's data dir "
-        "is not touched",
+        f"database: a temporary embedded Postgres in {work} (deleted afterwards); "
+        "the app's data dir is not touched",
         file=sys.stderr,
     )
     try:

@@ -45,6 +45,6 @@ class RelevanceGate:
 
     @staticmethod
     def _data_only(p: Passage) -> bool:
-        """Product data, indexing files and carton text name a drug but answer no clinical question."""
+        """Product data, indexing files and cartons name a drug but answer no clinical question."""
         families = section_families(p.metadata.get("section_code"), p.metadata.get("heading"))
         return bool(families & DATA) and not families - DATA

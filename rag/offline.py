@@ -122,7 +122,7 @@ def _score_units(
     expansion: str = "",
     ignore: Sequence[str] = (),
 ) -> None:
-    """Rarer question words count more; words only in the heading or only in the expansion count half.
+    """Rarer question words count more; words only in the heading or the expansion count half.
 
     The drug asked about is left out: every unit of its own label names it.
     """

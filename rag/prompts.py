@@ -20,7 +20,8 @@ STRICT_RULE = (
     "do not answer from general knowledge."
 )
 GENERAL_RULE = (
-    "If the sources do not fully answer the question you may add general pharmacological knowledge, "
+    "If the sources do not fully answer the question "
+    "you may add general pharmacological knowledge, "
     "but mark those sentences with '(general knowledge, not from your documents)'."
 )
 
@@ -32,17 +33,21 @@ _RELAX_OFFLINE = (
     "Turning off strict mode in Settings shows the closest passages anyway, labelled as possibly "
     "not answering the question."
 )
-_RELAX_MODEL = "Turning off strict mode in Settings allows a general answer, clearly marked as not from your documents."
+_RELAX_MODEL = (
+    "Turning off strict mode in Settings allows a general answer, "
+    "clearly marked as not from your documents."
+)
 
 
 def not_covered(
     missing: list[str] | None = None, *, strict: bool = True, with_model: bool = False
 ) -> str:
-    """The refusal: names the drugs no document is about, and only offers a toggle that changes something."""
+    """The refusal: names the drugs no document is about; offers a toggle only if it helps."""
     if missing:
         names = ", ".join(missing)
         text = (
-            f"None of your documents is about {names}, so I won't answer from another drug's label. "
+            f"None of your documents is about {names}, "
+            "so I won't answer from another drug's label. "
             f"Upload a reference for {names} (for example its prescribing information)."
         )
     else:
@@ -90,7 +95,7 @@ def build_messages(
 def sources_payload(
     passages: list[Passage], snippet_chars: int = 300, quotes: dict[int, list[str]] | None = None
 ) -> list[dict]:
-    """What a message stores about each cited source (DESIGN D8); `quotes`: source n -> quoted text."""
+    """What a message stores about each cited source (DESIGN D8); `quotes`: source n -> quotes."""
     out = []
     for i, p in enumerate(passages, 1):
         out.append(

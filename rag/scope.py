@@ -75,8 +75,9 @@ def scope_by_drug(
 # words every product name may carry; they say nothing about which product
 _GENERIC = frozenset(
     """tablets tablet capsules capsule injection solution oral syrup suspension liquid children
-childrens child adult adults night time day extra strength maximum relief cream ointment film coated extended
-release kit pen prefilled syringe vial for and with the of plus formula original drops spray usp""".split()
+childrens child adult adults night time day extra strength maximum relief cream ointment film
+coated extended release kit pen prefilled syringe vial for and with the of plus formula original
+drops spray usp""".split()
 )
 
 

@@ -53,7 +53,7 @@ LOINC_FAMILY: dict[str, str] = {
     "53413-1": "data",  # OTC questions (a phone number)
 }
 
-# heading words -> family; the most specific rules first (a heading path matches its last part first)
+# heading words -> family; most specific rules first (a heading path matches its last part first)
 _HEADING_RULES: list[tuple[str, re.Pattern[str]]] = [
     (family, re.compile(pattern, re.IGNORECASE))
     for family, pattern in (
@@ -84,7 +84,8 @@ _HEADING_RULES: list[tuple[str, re.Pattern[str]]] = [
         ),
         (
             "data",
-            r"\bprincipal display panel\b|\bpackage label\b|\bdata elements\b|\bindexing\b|^label title$",
+            r"\bprincipal display panel\b|\bpackage label\b|\bdata elements\b|\bindexing\b"
+            r"|^label title$",
         ),
     )
 ]
@@ -176,7 +177,8 @@ def section_family(code: str | None, heading: str | None) -> str | None:
 
 
 # Sections a pharmacist's answer should not be quoted from when the full text is there:
-# highlights and patient leaflets restate the label in shorter or lay words; data elements are not prose.
+# highlights and patient leaflets restate the label in shorter or lay words; data elements are
+# not prose.
 SECONDARY = frozenset({"summary", "patient_info"})
 DATA = frozenset({"data"})
 

@@ -1,4 +1,4 @@
-"""Text recognition (OCR) for scans: Tesseract through `pytesseract`, PDF pages rendered by pypdfium2.
+"""Text recognition (OCR) for scans: Tesseract via `pytesseract`, PDF pages rendered by pypdfium2.
 
 A pharmacy's references are often scans, so a page without a text layer and an
 uploaded image are read with Tesseract (Debian's `tesseract-ocr` + `tesseract-ocr-eng`,
@@ -25,7 +25,10 @@ ENABLE_HINT = (
     "`apt-get install tesseract-ocr tesseract-ocr-eng`, or `bash scripts/setup_ocr.sh`), "
     "then restart PharmGPT."
 )
-UNAVAILABLE = "text recognition (OCR) is not installed on this server, so scanned pages and images can't be read."
+UNAVAILABLE = (
+    "text recognition (OCR) is not installed on this server, "
+    "so scanned pages and images can't be read."
+)
 
 Progress = Callable[[int, int], None]  # (pages OCR'd so far, pages to OCR)
 

@@ -322,12 +322,13 @@ def test_admin_page_only_for_admins(signed_in, make_account, ctx):
     assert any(e.value.startswith("**Data store") for e in at.success)  # the health checks ran
 
 
-# ---------------------------------------------------------------------- one upload (loads the model)
+# ------------------------------------------------------------------ one upload (loads the model)
 def test_upload_in_chat_then_summarise(signed_in, ctx):
     at, user = signed_in()
     text = (
-        b"# Atorvastatin\n\nAtorvastatin is an HMG-CoA reductase inhibitor. The usual starting dose is "
-        b"10 to 20 mg once daily; the maximum dose is 80 mg once daily. Avoid in active liver disease.\n"
+        b"# Atorvastatin\n\nAtorvastatin is an HMG-CoA reductase inhibitor. The usual starting "
+        b"dose is 10 to 20 mg once daily; the maximum dose is 80 mg once daily. Avoid in active "
+        b"liver disease.\n"
     )
     at.chat_input(key="chat_input").upload("atorvastatin.md", text, "text/markdown")
     at.run()

@@ -44,8 +44,8 @@ def test_relative_date_and_sizes_edge_cases():
 def test_citations_become_badges_only_for_real_sources():
     text = "Max 80 mg daily [1][2]. See [3] and [link](http://x) and [2](note)."
     assert (
-        answers.format_citations(text, 2)
-        == "Max 80 mg daily :blue-badge[1]:blue-badge[2]. See [3] and [link](http://x) and [2](note)."
+        answers.format_citations(text, 2) == "Max 80 mg daily :blue-badge[1]:blue-badge[2]. "
+        "See [3] and [link](http://x) and [2](note)."
     )
     assert answers.format_citations(text, 0) == text
 

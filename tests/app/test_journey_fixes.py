@@ -15,12 +15,14 @@ from tests.app.conftest import texts
 pytestmark = pytest.mark.integration
 
 LABEL_A = (
-    b"# Product information\n\nAtorvastatin calcium tablets. The recommended starting dose is 10 or 20 mg "
-    b"once daily. Contraindicated in active liver disease. Adverse reactions: myalgia, arthralgia.\n"
+    b"# Product information\n\nAtorvastatin calcium tablets. The recommended starting dose is 10 "
+    b"or 20 mg once daily. Contraindicated in active liver disease. Adverse reactions: myalgia, "
+    b"arthralgia.\n"
 )
 LABEL_B = (
-    b"# Product information\n\nMetformin hydrochloride tablets. The usual starting dose is 500 mg twice "
-    b"daily with meals. Contraindicated in severe renal impairment. Adverse reactions: diarrhoea, nausea.\n"
+    b"# Product information\n\nMetformin hydrochloride tablets. The usual starting dose is 500 mg "
+    b"twice daily with meals. Contraindicated in severe renal impairment. Adverse reactions: "
+    b"diarrhoea, nausea.\n"
 )
 
 
@@ -73,8 +75,8 @@ def test_the_same_file_in_the_library_and_a_chat_is_flagged(signed_in, ctx):
     assert not at.exception, at.exception
     warnings = [w.value for w in at.warning]
     assert (
-        "The same file is also in your library as atorvastatin-library.md: answers may cite it twice."
-        in warnings
+        "The same file is also in your library as atorvastatin-library.md: "
+        "answers may cite it twice." in warnings
     )
     wait_ready(ctx, user.id, [lib.id])
     at.switch_page("views/documents.py").run()

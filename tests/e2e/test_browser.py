@@ -88,7 +88,7 @@ def shot(page, name: str) -> None:
 
 
 def settle(page) -> None:
-    """Wait until Streamlit has finished running the script (and any answer has finished streaming)."""
+    """Wait until Streamlit has finished the script run (and any answer has finished streaming)."""
     page.wait_for_timeout(400)
     page.wait_for_selector(key("stop_generating"), state="detached", timeout=120_000)
     page.wait_for_function(

@@ -1,4 +1,4 @@
-"""Trustworthy answers on the real stack: the right drug, its section, and "not covered" when it isn't."""
+"""Trustworthy answers on the real stack: right drug, right section, else "not covered"."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ pytestmark = [
 
 @pytest_asyncio.fixture(scope="module")
 async def library(services):
-    """One pharmacist with three labels (atorvastatin, haloperidol, an OTC cough syrup) in the library."""
+    """A pharmacist with three labels (atorvastatin, haloperidol, an OTC cough syrup) on file."""
     rag = RagSystem(services, use_configured_provider=False)
     user = await services.users.create_user(f"ans-{uuid.uuid4().hex[:8]}", "long enough pw 1")
     docs = {}

@@ -41,7 +41,7 @@ def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.Com
 
 @pytest.fixture
 def loose_umask():
-    """This process (the uploading app side) runs with the usual 022: the explicit modes must hold."""
+    """This process (the uploading app side) runs with the usual 022: explicit modes must hold."""
     old = os.umask(0o022)
     yield
     os.umask(old)

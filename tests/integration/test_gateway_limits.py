@@ -40,7 +40,8 @@ NOTIFY pgrst, 'reload schema';
 """
 
 ACTIVE_SQL = """SELECT count(*) FROM pg_stat_activity
-                 WHERE usename = 'authenticator' AND state = 'active' AND backend_type = 'client backend'"""
+                 WHERE usename = 'authenticator' AND state = 'active'
+                   AND backend_type = 'client backend'"""
 
 
 def headers(stack, token: str | None = None, **extra) -> dict[str, str]:
@@ -118,9 +119,11 @@ def slow_params() -> dict[str, str]:
 def test_role_timeouts_are_role_settings(superuser_dsn):
     with psycopg.connect(superuser_dsn) as c:
         rows = dict(
-            c.execute("""SELECT r.rolname, s.setconfig FROM pg_db_role_setting s
-                                   JOIN pg_roles r ON r.oid = s.setrole
-                                  WHERE r.rolname IN ('anon', 'authenticated', 'service_role')""").fetchall()
+            c.execute(
+                """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s
+                     JOIN pg_roles r ON r.oid = s.setrole
+                    WHERE r.rolname IN ('anon', 'authenticated', 'service_role')"""
+            ).fetchall()
         )
     assert "statement_timeout=3s" in rows["anon"]
     assert "statement_timeout=8s" in rows["authenticated"]

@@ -204,7 +204,7 @@ async def test_run_migrates_everything_that_is_valid_and_verify_passes(services,
 
 
 async def test_verify_says_legacy_documents_stay_private(services, rag, migrated, superuser_dsn):
-    """Every migrated document is its owner's (issue 15); one moved into a pharmacy is a mismatch."""
+    """Every migrated document is its owner's (issue 15); one moved to a pharmacy is a mismatch."""
     tree, report = migrated["tree"], migrated["report"]
     result = await verify(services, tree.root, run_id=report["run_id"], store=rag.store)
     assert (
@@ -215,8 +215,8 @@ async def test_verify_says_legacy_documents_stay_private(services, rag, migrated
     uids = [u.user_id for u in tree.users.values()]
     with psycopg.connect(superuser_dsn, autocommit=True) as conn:
         doc_id, owner, conv, updated = conn.execute(
-            "SELECT id, user_id, conversation_id, updated_at FROM documents WHERE user_id = ANY(%s::uuid[]) "
-            "ORDER BY id LIMIT 1",
+            "SELECT id, user_id, conversation_id, updated_at FROM documents "
+            "WHERE user_id = ANY(%s::uuid[]) ORDER BY id LIMIT 1",
             (uids,),
         ).fetchone()
         pharmacy = conn.execute(

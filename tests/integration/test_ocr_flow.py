@@ -27,27 +27,30 @@ pytestmark = [
 # three printed pages; the dose is on page 2
 PAGES = [
     wrap(
-        "WARFARIN SODIUM TABLETS. Description: warfarin sodium is an anticoagulant that acts by inhibiting "
-        "the synthesis of vitamin K dependent clotting factors. Each tablet contains warfarin sodium with "
-        "lactose, starch and magnesium stearate as inactive ingredients. Indications: prophylaxis and "
-        "treatment of venous thrombosis and pulmonary embolism, and of thromboembolic complications "
-        "associated with atrial fibrillation or cardiac valve replacement. Contraindications: pregnancy "
-        "except in women with mechanical heart valves, haemorrhagic tendencies, recent surgery of the "
-        "central nervous system or eye, and threatened abortion or eclampsia."
+        "WARFARIN SODIUM TABLETS. Description: warfarin sodium is an anticoagulant that acts by "
+        "inhibiting the synthesis of vitamin K dependent clotting factors. Each tablet contains "
+        "warfarin sodium with lactose, starch and magnesium stearate as inactive ingredients. "
+        "Indications: prophylaxis and treatment of venous thrombosis and pulmonary embolism, and "
+        "of thromboembolic complications associated with atrial fibrillation or cardiac valve "
+        "replacement. Contraindications: pregnancy except in women with mechanical heart valves, "
+        "haemorrhagic tendencies, recent surgery of the central nervous system or eye, and "
+        "threatened abortion or eclampsia."
     ),
     wrap(
-        "DOSAGE AND ADMINISTRATION. Individualise the dose for each patient according to the response "
-        "measured by the INR. Obtain a baseline INR before starting treatment. The recommended starting "
-        "dose of warfarin is 2 to 5 mg once daily, with dose adjustments based on the INR. Lower starting "
-        "doses are advised for elderly or debilitated patients and those of Asian descent. Check the INR "
-        "daily until it is stable in the therapeutic range, then at intervals of up to four weeks. Take the "
-        "tablets at the same time each day, with or without food."
+        "DOSAGE AND ADMINISTRATION. Individualise the dose for each patient according to the "
+        "response measured by the INR. Obtain a baseline INR before starting treatment. The "
+        "recommended starting dose of warfarin is 2 to 5 mg once daily, with dose adjustments "
+        "based on the INR. Lower starting doses are advised for elderly or debilitated patients "
+        "and those of Asian descent. Check the INR daily until it is stable in the therapeutic "
+        "range, then at intervals of up to four weeks. Take the tablets at the same time each "
+        "day, with or without food."
     ),
     wrap(
-        "HOW SUPPLIED AND STORAGE. Tablets are single scored and imprinted with the strength. Store at "
-        "controlled room temperature, 20 to 25 C. Protect from light and moisture. Dispense in a tight, "
-        "light resistant container. Keep out of the reach of children. Patients should be told to carry "
-        "a card saying that they take an anticoagulant and to tell every prescriber and dentist."
+        "HOW SUPPLIED AND STORAGE. Tablets are single scored and imprinted with the strength. "
+        "Store at controlled room temperature, 20 to 25 C. Protect from light and moisture. "
+        "Dispense in a tight, light resistant container. Keep out of the reach of children. "
+        "Patients should be told to carry a card saying that they take an anticoagulant and to "
+        "tell every prescriber and dentist."
     ),
 ]
 

@@ -42,7 +42,8 @@ def crowd(localbase_stack):
                 )
                 cp.write_row((pharmacies[(i * 7 + 3) % N_PHARMACIES], u, "editor"))
         with conn.cursor().copy(
-            "COPY public.documents (user_id, pharmacy_id, legacy_hash, filename, file_type) FROM STDIN"
+            "COPY public.documents (user_id, pharmacy_id, legacy_hash, filename, file_type)"
+            " FROM STDIN"
         ) as cp:
             for i, p in enumerate(pharmacies):
                 for k in range(4):

@@ -1,4 +1,4 @@
-"""The RAG flow against a real Chroma server (`CHROMA_HOST`), as a larger install runs it (issue 15).
+"""The RAG flow against a real Chroma server (`CHROMA_HOST`), as larger installs run it (issue 15).
 
 A representative subset of test_rag_flow.py (which runs on the embedded store),
 collected here again with the services pointed at the session's Chroma server:

@@ -51,7 +51,7 @@ async def ask(rag, user_id, conv_id, question):
 
 @pytest_asyncio.fixture(scope="module")
 async def lipitor(rag, services, tmp_path_factory):
-    """One user with the Lipitor label as SPL XML (library) and as a generated PDF (in a conversation)."""
+    """A user with the Lipitor label as SPL XML (library) and as a generated PDF (conversation)."""
     from tests.fixtures.documents import spl_to_pdf
 
     user = await services.users.create_user(f"rag-{uuid.uuid4().hex[:8]}", "long enough pw")

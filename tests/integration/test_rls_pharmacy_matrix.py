@@ -477,7 +477,10 @@ async def test_two_owners_demoting_each_other_at_once_leave_one_owner(
     )
     first, second = _as_user(superuser_dsn, owner.id), _as_user(superuser_dsn, editor.id)
     try:
-        demote = "UPDATE public.pharmacy_members SET role = 'reader' WHERE pharmacy_id = %s AND user_id = %s"
+        demote = (
+            "UPDATE public.pharmacy_members SET role = 'reader'"
+            " WHERE pharmacy_id = %s AND user_id = %s"
+        )
         first.execute(demote, (p, editor.id))  # open transaction, holding the pharmacy row
         waiting = asyncio.get_running_loop().run_in_executor(
             None, lambda: second.execute(demote, (p, owner.id))

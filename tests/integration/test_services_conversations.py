@@ -469,7 +469,8 @@ async def test_full_text_search_stems_ranks_highlights_and_stays_per_user(servic
         h.conversation.id for h in hits
     }
     assert await cs.search(a.id, "secret") == []  # b's message text is not searchable by a
-    # a partial drug-code fragment, by substring; the snippet is the message's own text (the app escapes it)
+    # a partial drug-code fragment, by substring; the snippet is the message's own text
+    # (the app escapes it)
     frag = await cs.search(a.id, "0155")
     assert [h.conversation.id for h in frag] == [code.id] and "<b>tablets</b>" in frag[0].snippet
     assert [h.conversation.id for h in await cs.search(a.id, "lipitor 0071-01")] == [code.id]

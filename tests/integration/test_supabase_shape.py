@@ -130,7 +130,8 @@ def test_objects_created_later_are_not_exposed(supabase_shape):
         )
         try:
             rows = conn.execute(
-                """SELECT g, has_table_privilege(g, %(t)s, 'SELECT'), has_function_privilege(g, %(f)s, 'EXECUTE'),
+                """SELECT g, has_table_privilege(g, %(t)s, 'SELECT'),
+                          has_function_privilege(g, %(f)s, 'EXECUTE'),
                           has_sequence_privilege(g, pg_get_serial_sequence(%(t)s, 'id'), 'USAGE')
                      FROM unnest(%(g)s::text[]) g""",
                 {"t": f"public.{name}", "f": f"public.{name}()", "g": list(GRANTEES)},
@@ -189,7 +190,8 @@ def test_0001_names_the_grant_it_cannot_give(supabase_shape, tmp_path):
             conn.execute("CREATE SCHEMA auth AUTHORIZATION supabase_auth_admin")
             for fn, typ in (("uid", "uuid"), ("role", "text"), ("jwt", "jsonb")):
                 conn.execute(
-                    f"CREATE FUNCTION auth.{fn}() RETURNS {typ} LANGUAGE sql AS 'SELECT NULL::{typ}'"
+                    f"CREATE FUNCTION auth.{fn}() RETURNS {typ}"
+                    f" LANGUAGE sql AS 'SELECT NULL::{typ}'"
                 )
                 conn.execute(f"ALTER FUNCTION auth.{fn}() OWNER TO supabase_auth_admin")
             conn.execute("GRANT USAGE ON SCHEMA auth TO postgres")  # but not to the API roles

@@ -54,7 +54,7 @@ async def system(stack, services, chroma_server):
 
 @pytest.fixture(scope="module")
 def logs_dir():
-    """The worker processes' logs, kept in /tmp until the module ends (read them when a test fails)."""
+    """The worker processes' logs, kept in /tmp until the module ends (read on failure)."""
     path = Path(tempfile.mkdtemp(prefix="pgt-workers-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -120,7 +120,7 @@ async def running_job_of(system, pid: int, doc_ids: set[str]) -> dict | None:
 
 
 async def all_settled(system, user_docs: dict[str, list[str]]) -> bool:
-    """Every document ready or failed, and its job finished (the worker writes the document first)."""
+    """Every document ready or failed, its job finished (the worker writes the document first)."""
     for user_id, ids in user_docs.items():
         for d in ids:
             if (await system.services.documents.get_document(user_id, d)).status not in (
@@ -188,7 +188,7 @@ async def test_the_supervisor_restarts_a_killed_worker_and_the_document_still_en
             .single()
             .execute()
         ).data
-        # taken again by the restarted worker (a loaded machine can let its heartbeat lapse once more)
+        # taken again by the restarted worker (on a loaded machine its heartbeat may lapse again)
         assert row["attempts"] >= 2 and f":{worker.pid}:" in row["locked_by"]
     finally:
         last = worker.pid

@@ -80,7 +80,10 @@ def test_document_text_is_escaped_and_only_quotes_are_marked():
 
 
 def test_answer_markdown_loads_no_images_and_follows_only_http_links():
-    text = "A ![p](http://host/x.png?c=1) B [x](data:text/html,hi) C [ok](https://dailymed.nlm.nih.gov) [1]"
+    text = (
+        "A ![p](http://host/x.png?c=1) B [x](data:text/html,hi) "
+        "C [ok](https://dailymed.nlm.nih.gov) [1]"
+    )
     safe = safe_markdown(text)
     assert "![" not in safe and "data:" not in safe and "[ok](https://dailymed.nlm.nih.gov)" in safe
     assert "[1]" in safe  # citation markers stay for the badges

@@ -1,4 +1,4 @@
-"""The int8 ONNX embedder against the torch reference, its build, and embedder-separated collections."""
+"""The int8 ONNX embedder against the torch reference, its build, embedder-separated collections."""
 
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ def test_shared_embedder_is_one_per_kind(tmp_path):
 
 
 def test_dense_query_never_returns_a_foreign_chunk_without_a_where_filter(tmp_path):
-    """The store drops the user_id where-filter (it cost ~20x); the owner check after it still holds."""
+    """The store drops the user_id where-filter (it cost ~20x); the owner check after it holds."""
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(6, DIMENSION)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

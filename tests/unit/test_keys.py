@@ -1,4 +1,4 @@
-"""Signing-key material and the settings that carry it: what is accepted, what is refused and why."""
+"""Signing-key material and the settings that carry it: what is accepted, what is refused, why."""
 
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ from pharmgpt.rag.offline import LABEL, extractive_answer
 from pharmgpt.rag.retriever import Passage, rrf, standalone_query
 from pharmgpt.rag.store import ChunkStore
 
-WORDS = "warfarin dosing requires careful INR monitoring in elderly patients with renal impairment".split()
+WORDS = (
+    "warfarin dosing requires careful INR monitoring in elderly patients with renal impairment"
+).split()
 
 
 def prose(n_words: int, seed: int = 0) -> str:

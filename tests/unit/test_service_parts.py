@@ -198,7 +198,7 @@ def test_the_default_data_directory_follows_xdg_and_never_the_package(
 
 
 def test_a_checkout_keeps_the_data_it_already_has(tmp_path, monkeypatch, no_old_checkout_data):
-    """An existing user of a checkout loses nothing: <checkout>/.pharmgpt stays in use while it holds data."""
+    """A checkout's user loses nothing: <checkout>/.pharmgpt stays in use while it holds data."""
     config = no_old_checkout_data
     old = config.LEGACY_DATA_DIR
     old.mkdir(parents=True)
