@@ -12,6 +12,7 @@ import uuid
 from pathlib import PurePath
 from typing import Any
 
+from . import file_types
 from .audit import AuditService
 from .backend import Backend
 from .blobs import BlobStore
@@ -22,23 +23,6 @@ from .errors import Conflict, Forbidden, NotFound, PharmGPTError, ValidationErro
 from .metrics import Metrics, timed
 from .models import Document, Upload
 
-# extension -> (MIME type, magic-byte check)
-ALLOWED_TYPES: dict[str, tuple[str, Any]] = {
-    ".pdf": ("application/pdf", lambda b: b.lstrip()[:5] == b"%PDF-"),
-    ".docx": (
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        lambda b: b[:4] == b"PK\x03\x04",
-    ),
-    ".txt": ("text/plain", None),
-    ".md": ("text/markdown", None),
-    ".csv": ("text/csv", None),
-    ".xml": ("application/xml", lambda b: b"<" in b[:1024]),
-    ".png": ("image/png", lambda b: b[:8] == b"\x89PNG\r\n\x1a\n"),
-    ".jpg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
-    ".jpeg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
-    ".tif": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
-    ".tiff": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
-}
 STATUSES = ("pending", "processing", "ready", "failed")
 FILE_FAULT = "file"  # metadata["failure"] of a document that failed because of its contents
 
@@ -65,20 +49,21 @@ def clean_filename(name: str) -> str:
 
 
 def detect_type(filename: str, data: bytes) -> str:
-    ext = PurePath(filename).suffix.lower()
-    if ext not in ALLOWED_TYPES:
-        allowed = ", ".join(sorted(e.lstrip(".").upper() for e in ALLOWED_TYPES))
+    """The MIME type to record for an upload, after checking its first bytes (file_types)."""
+    ft = file_types.by_extension(filename)
+    if ft is None:
+        allowed = ", ".join(sorted(e.lstrip(".").upper() for e in file_types.EXTENSIONS))
         raise ValidationError(
             f"{filename}: this file type is not supported. Upload one of: {allowed}."
         )
-    mime, check = ALLOWED_TYPES[ext]
-    if check is not None and not check(data):
+    if not file_types.content_matches(ft, data):
+        if ft.text and (file_types.looks_binary(data) or file_types.sniff(data) is not None):
+            raise ValidationError(f"{filename}: this looks like a binary file, not text.")
+        ext = file_types.extension(filename)
         raise ValidationError(
             f"{filename}: the contents are not a valid {ext.lstrip('.').upper()} file."
         )
-    if check is None and b"\x00" in data[:8192]:
-        raise ValidationError(f"{filename}: this looks like a binary file, not text.")
-    return mime
+    return ft.mime
 
 
 class DocumentService:
@@ -183,7 +168,8 @@ class DocumentService:
         self, user_id: str, filename: str, data: bytes, conversation_id: str | None
     ) -> None:
         """A refused file still appears in the upload history (as the user: RLS; never fatal)."""
-        mime = ALLOWED_TYPES.get(PurePath(filename).suffix.lower(), (None,))[0]
+        ft = file_types.by_extension(filename)
+        mime = ft.mime if ft else None
         row = {
             "user_id": user_id,
             "conversation_id": conversation_id,
