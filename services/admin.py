@@ -22,7 +22,7 @@ from .cache import TTLCache
 from .conversations import _uuid
 from .errors import Forbidden, NotFound, ValidationError
 from .metrics import Metrics, timed
-from .models import AuditEntry, Document, PharmacyMember, User, ts
+from .models import AuditEntry, Document, JobStatus, PharmacyMember, User, ts
 from .users import normalize_username, username_key
 
 
@@ -123,7 +123,6 @@ _QUEUE_SELECT = (
     "id,document_id,user_id,status,attempts,max_attempts,progress,last_error,locked_by,"
     "run_after,created_at,updated_at,documents(filename,status,processing_error),users(username)"
 )
-JOB_STATUSES = ("queued", "running", "done", "failed")
 
 
 class AdminService:
@@ -305,7 +304,7 @@ class AdminService:
         await self.require_admin(actor_id)
         q = self.backend.service.table("ingest_jobs").select(_QUEUE_SELECT)
         if statuses:
-            bad = [s for s in statuses if s not in JOB_STATUSES]
+            bad = [s for s in statuses if s not in list(JobStatus)]
             if bad:
                 raise ValidationError(f"Unknown job status {bad[0]!r}.")
             q = q.in_("status", list(statuses))

@@ -21,15 +21,14 @@ from .config import Settings
 from .conversations import ChunkDropHook, _uuid
 from .errors import Conflict, Forbidden, NotFound, PharmGPTError, ValidationError
 from .metrics import Metrics, timed
-from .models import Document, Upload
+from .models import ACTIVE_STATUSES, Document, DocumentStatus, Upload
 
-STATUSES = ("pending", "processing", "ready", "failed")
 FILE_FAULT = "file"  # metadata["failure"] of a document that failed because of its contents
 
 
 def is_file_fault(doc: Document) -> bool:
     """Failed because the file itself can't be read (not a passing outage): a retry can't help."""
-    return doc.status == "failed" and (doc.metadata or {}).get("failure") == FILE_FAULT
+    return doc.status == DocumentStatus.FAILED and (doc.metadata or {}).get("failure") == FILE_FAULT
 
 
 def size_text(n_bytes: int) -> str:
@@ -231,7 +230,7 @@ class DocumentService:
             what="document list",
         )
         out = [Document.from_row(x) for x in rows]
-        in_flight = any(d.status in ("pending", "processing") for d in out)
+        in_flight = any(d.status in ACTIVE_STATUSES for d in out)
         self.cache.set(key, out, ttl=self.settings.cache_ttl_in_flight_s if in_flight else None)
         return out
 
@@ -320,7 +319,7 @@ class DocumentService:
         metadata: dict | None = None,
     ) -> Document:
         """The worker's report (service role): status, a readable error, counts."""
-        if status not in STATUSES:
+        if status not in list(DocumentStatus):
             raise ValidationError(f"Unknown document status {status!r}.")
         doc_id = _uuid(doc_id, "document")
         patch: dict[str, Any] = {
@@ -353,7 +352,7 @@ class DocumentService:
         doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
         if doc.pharmacy_id is not None:
             await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
-        if doc.status != "failed":
+        if doc.status != DocumentStatus.FAILED:
             raise Conflict(
                 f"{doc.filename} is {doc.status}; only a document that failed can be retried."
             )
@@ -366,9 +365,9 @@ class DocumentService:
         # the status first: a worker claiming the new job moves it on to processing
         r = await self.backend.execute(
             svc.table("documents")
-            .update({"status": "pending", "processing_error": None})
+            .update({"status": DocumentStatus.PENDING, "processing_error": None})
             .eq("id", doc.id)
-            .eq("status", "failed")
+            .eq("status", DocumentStatus.FAILED)
             .select(Document.COLUMNS),
             what="document",
         )
@@ -400,9 +399,9 @@ class DocumentService:
         svc = self.backend.service
         r = await self.backend.execute(
             svc.table("documents")
-            .update({"status": "pending", "processing_error": None})
+            .update({"status": DocumentStatus.PENDING, "processing_error": None})
             .eq("id", doc_id)
-            .eq("status", "ready")
+            .eq("status", DocumentStatus.READY)
             .select("id"),
             what="document",
         )

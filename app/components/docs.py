@@ -8,12 +8,12 @@ import streamlit as st
 from pharmgpt.rag.loaders import ocr
 from pharmgpt.services import file_types
 from pharmgpt.services.documents import is_file_fault, size_text
-from pharmgpt.services.models import Document, Upload
+from pharmgpt.services.models import ACTIVE_STATUSES, Document, Upload
 
 from . import ui
 from .dates import file_size, relative_date
 
-ACTIVE = ("pending", "processing")
+ACTIVE = ACTIVE_STATUSES
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in file_types.EXTENSIONS)  # the uploader accepts
 NO_RETRY = "Retrying won't help: the file can't be read as it is. Upload a corrected copy."
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+from pharmgpt.services.models import DocumentStatus
 
 from .. import ids
 from ..ledger import RunLedger
@@ -195,7 +196,7 @@ class DocumentStep:
                     "file_type": doc.file_type,
                     "file_size": None,
                     "chunk_count": len(doc.chunks),
-                    "status": "ready",
+                    "status": DocumentStatus.READY,
                     "legacy_hash": doc.doc_hash,
                     "added_at": iso(doc.added_at or fallback),
                     "metadata": {
