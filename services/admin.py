@@ -19,8 +19,8 @@ from typing import Any
 from .audit import AuditService
 from .backend import Backend
 from .cache import TTLCache
-from .conversations import _uuid
 from .errors import Forbidden, NotFound, ValidationError
+from .ids import parse_id
 from .metrics import Metrics, timed
 from .models import AuditEntry, Document, JobStatus, PharmacyMember, User, ts
 from .users import normalize_username, username_key
@@ -147,7 +147,7 @@ class AdminService:
     async def require_admin(self, actor_id: str) -> User:
         """The acting user, read fresh from the database; Forbidden unless an active admin."""
         try:
-            actor_id = _uuid(actor_id, "account")
+            actor_id = parse_id(actor_id, "account")
         except NotFound:
             raise Forbidden("Only administrators can do that.") from None
         r = await self.backend.execute(
@@ -159,7 +159,7 @@ class AdminService:
         return user
 
     async def _target(self, user_id: str) -> dict:
-        user_id = _uuid(user_id, "account")
+        user_id = parse_id(user_id, "account")
         r = await self.backend.execute(
             self._users.select("id,username,is_admin,is_active,locked_until")
             .eq("id", user_id)
@@ -357,7 +357,7 @@ class AdminService:
         await self.require_admin(actor_id)
         r = await self.backend.execute(
             self.backend.service.rpc(
-                "admin_pharmacy_members", {"p_pharmacy_id": _uuid(pharmacy_id, "pharmacy")}
+                "admin_pharmacy_members", {"p_pharmacy_id": parse_id(pharmacy_id, "pharmacy")}
             ),
             what="member list",
         )
@@ -369,7 +369,7 @@ class AdminService:
     ) -> list[Document]:
         """A pharmacy's shared documents, newest first (each with its uploader's id)."""
         await self.require_admin(actor_id)
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         rows = await self.backend.fetch_rows(
             lambda: (
                 self.backend.service.table("documents")

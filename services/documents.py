@@ -18,8 +18,9 @@ from .backend import Backend
 from .blobs import BlobStore
 from .cache import TTLCache
 from .config import Settings
-from .conversations import ChunkDropHook, _uuid
+from .conversations import ChunkDropHook
 from .errors import Conflict, Forbidden, NotFound, PharmGPTError, ValidationError
+from .ids import parse_id
 from .metrics import Metrics, timed
 from .models import ACTIVE_STATUSES, Document, DocumentStatus, Upload
 
@@ -99,7 +100,7 @@ class DocumentService:
         pharmacy's shared library (an editor's or owner's upload)."""
         filename = clean_filename(filename)
         if conversation_id is not None:
-            conversation_id = _uuid(conversation_id, "conversation")
+            conversation_id = parse_id(conversation_id, "conversation")
         if pharmacy_id is not None:
             if conversation_id is not None:
                 raise ValidationError(
@@ -236,7 +237,7 @@ class DocumentService:
 
     @timed("documents.conversation")
     async def get_conversation_documents(self, user_id: str, conv_id: str) -> list[Document]:
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         return await self._list(
             user_id, ("docs", user_id, "conv", conv_id), lambda q: q.eq("conversation_id", conv_id)
         )
@@ -253,7 +254,7 @@ class DocumentService:
     async def get_pharmacy_documents(self, user_id: str, pharmacy_id: str) -> list[Document]:
         """A pharmacy's shared library as this member sees it (empty for anyone else). Not
         cached: it changes with other members' uploads, and a member who leaves loses it at once."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
             lambda: (
@@ -270,7 +271,7 @@ class DocumentService:
 
     async def pharmacy_role(self, user_id: str, pharmacy_id: str) -> str | None:
         """The user's role in a pharmacy (owner, editor, reader), or None: not a member."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(
             db.table("pharmacy_members")
@@ -285,7 +286,7 @@ class DocumentService:
     async def require_pharmacy_editor(self, user_id: str, pharmacy_id: str) -> str:
         """The pharmacy's id when the user may change its documents: NotFound for a non-member,
         Forbidden for a reader (RLS refuses them anyway; this gives the reason)."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         role = await self.pharmacy_role(user_id, pharmacy_id)
         if role is None:
             raise NotFound("The pharmacy was not found.")
@@ -297,7 +298,7 @@ class DocumentService:
 
     @timed("documents.get")
     async def get_document(self, user_id: str, doc_id: str) -> Document:
-        doc_id = _uuid(doc_id, "document")
+        doc_id = parse_id(doc_id, "document")
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(
             db.table("documents").select(Document.COLUMNS).eq("id", doc_id).limit(1),
@@ -321,7 +322,7 @@ class DocumentService:
         """The worker's report (service role): status, a readable error, counts."""
         if status not in list(DocumentStatus):
             raise ValidationError(f"Unknown document status {status!r}.")
-        doc_id = _uuid(doc_id, "document")
+        doc_id = parse_id(doc_id, "document")
         patch: dict[str, Any] = {
             "status": status,
             "processing_error": (error or None) and error[:2000],
@@ -433,7 +434,7 @@ class DocumentService:
         ids = []
         for d in doc_ids:
             try:
-                ids.append(_uuid(d, "document"))
+                ids.append(parse_id(d, "document"))
             except NotFound:
                 continue
         if not ids:

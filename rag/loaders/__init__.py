@@ -25,6 +25,8 @@ __all__ = [
     "LoadedDocument",
     "Section",
     "SUPPORTED_EXTENSIONS",
+    "check_first_bytes",
+    "file_type_of",
     "load_document",
 ]
 
@@ -35,8 +37,9 @@ def _base_name(filename: str) -> str:
     return filename.replace("\\", "/").rsplit("/", 1)[-1] or "the file"
 
 
-def _format(name: str, file_type: str | None) -> file_types.FileType:
-    """The type by extension, else by MIME type (a file stored without a known extension)."""
+def file_type_of(name: str, file_type: str | None) -> file_types.FileType:
+    """The table's type of a file by extension, else by MIME type (a file stored without a
+    known extension); IngestionError naming what is supported otherwise."""
     ext = file_types.extension(name)
     ft = file_types.by_extension(ext) if ext else None
     if ft is not None:
@@ -55,7 +58,7 @@ def _format(name: str, file_type: str | None) -> file_types.FileType:
     )
 
 
-def _check_bytes(name: str, ft: file_types.FileType, data: bytes) -> None:
+def check_first_bytes(name: str, ft: file_types.FileType, data: bytes) -> None:
     """Refuse files whose first bytes are not what their type starts with (the same rule as
     upload validation, services/file_types.py), with a message that says what they are."""
     if file_types.content_matches(ft, data):
@@ -110,10 +113,10 @@ def load_document(
     if max_pages is not None:
         limits = Limits(**{**limits.__dict__, "max_pages": max_pages})
     name = _base_name(filename)
-    ft = _format(name, file_type)
+    ft = file_type_of(name, file_type)
     if not data or not data.strip():
         raise IngestionError(f"{name} is empty")
-    _check_bytes(name, ft, data)
+    check_first_bytes(name, ft, data)
     doc = _load(
         ft,
         name,

@@ -57,7 +57,7 @@ def _upload_accepts(name: str, data: bytes) -> bool:
 
 def _loader_accepts(name: str, data: bytes) -> bool:
     try:
-        loaders._check_bytes(name, loaders._format(name, None), data)
+        loaders.check_first_bytes(name, loaders.file_type_of(name, None), data)
     except IngestionError:
         return False
     return True
