@@ -100,3 +100,12 @@ def test_upload_records_the_tables_first_mime_type():
     assert detect_type("a.markdown", b"# x") == "text/markdown"
     assert detect_type("a.JPG", JPEG) == "image/jpeg"
     assert file_types.by_mime("text/xml; charset=utf-8").name == "spl"
+
+
+def test_a_migrated_upload_records_what_an_upload_records():
+    from pharmgpt.migration.steps.uploads import _mime  # platform mimetypes vary (.xml)
+
+    for ft in file_types.TYPES:
+        for ext in ft.extensions:
+            assert _mime(f"label{ext.upper()}") == ft.mime
+    assert _mime("notes.rtf") in ("application/rtf", "text/rtf", None)  # outside the table
