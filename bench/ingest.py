@@ -37,6 +37,7 @@ from pharmgpt.rag.loaders import load_document  # noqa: E402
 from pharmgpt.rag.system import RagSystem  # noqa: E402
 from pharmgpt.services.config import Settings  # noqa: E402
 from pharmgpt.services.container import Services  # noqa: E402
+from pharmgpt.services.model_names import EMBEDDER_KINDS, ONNX_INT8  # noqa: E402
 
 from tests.fixtures import shared_data  # noqa: E402
 from tests.fixtures.documents import spl_to_pdf  # noqa: E402
@@ -208,7 +209,7 @@ async def run_peer(args, services, rag, data: bytes, root: Path) -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=1)
-    ap.add_argument("--embedder", choices=["onnx-int8", "torch"], default="onnx-int8")
+    ap.add_argument("--embedder", choices=EMBEDDER_KINDS, default=ONNX_INT8)
     ap.add_argument(
         "--models-dir",
         type=Path,

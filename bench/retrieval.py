@@ -35,6 +35,7 @@ from pharmgpt.rag.embeddings import Embedder, make_embedder  # noqa: E402
 from pharmgpt.rag.lexical import LexicalIndex  # noqa: E402
 from pharmgpt.rag.retriever import Retriever  # noqa: E402
 from pharmgpt.rag.store import ChunkStore  # noqa: E402
+from pharmgpt.services.model_names import EMBEDDER_KINDS, ONNX_INT8  # noqa: E402
 
 from bench.figures import stats  # noqa: E402
 
@@ -239,7 +240,7 @@ if __name__ == "__main__":
     ap.add_argument("--per-user", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--single-user-chunks", type=int, default=14000)
-    ap.add_argument("--embedder", choices=["onnx-int8", "torch"], default="onnx-int8")
+    ap.add_argument("--embedder", choices=EMBEDDER_KINDS, default=ONNX_INT8)
     ap.add_argument(
         "--models-dir", type=Path, default=None, help="an existing ONNX build to reuse (a data dir)"
     )

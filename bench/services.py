@@ -283,7 +283,7 @@ async def run_search_scale(args) -> dict:
         )
         svc = await Services.create(settings)
         cs = svc.conversations
-        db = await cs._db(main_id)
+        db = await svc.backend.for_user(main_id)
 
         async def before(q):
             await svc.backend.execute(

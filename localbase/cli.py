@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         print("stopped")
     elif args.local_cmd == "status":
         st = stack.pg.status()
-        gw = stack._running_gateway()
+        gw = stack.running_gateway()
         print(
             json.dumps(
                 {
@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
         stack.pg.reset()
         print("reset")
     elif args.local_cmd == "keys":
-        gw = stack._running_gateway()
-        info = stack._info(
+        gw = stack.running_gateway()
+        info = stack.stack_info(
             gw.url if gw else "http://127.0.0.1:54321 (not running)", None
         )  # creates keys once
         for name, value in info.as_env().items():

@@ -129,7 +129,8 @@ class LocalStack:
             self.pg.data_dir, self.pg.credentials.jwt_secret, legacy=self.legacy_keys
         )
 
-    def _info(self, url: str, pid: int | None) -> StackInfo:
+    def stack_info(self, url: str, pid: int | None) -> StackInfo:
+        """How to reach a gateway at `url` on this stack: its keys (created once) and DSN."""
         k = self.keys()
         return StackInfo(
             url, k.anon_key, k.service_role_key, k.jwt_secret, self.pg.dsn(), pid, k.signing_key
@@ -150,7 +151,7 @@ class LocalStack:
 
     def up(self, *, wait_s: float = 60) -> StackInfo:
         self.prepare_database()
-        existing = self._running_gateway()
+        existing = self.running_gateway()
         if existing:
             self.info = existing
             return existing
@@ -161,7 +162,7 @@ class LocalStack:
         self._proc, url = self.spawn_gateway(
             port=self._gateway_port or DEFAULT_GATEWAY_PORT, wait_s=wait_s
         )
-        self.info = self._info(url, self._proc.pid)
+        self.info = self.stack_info(url, self._proc.pid)
         with open_private(self.gateway_pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
             f.write(
                 json.dumps(
@@ -231,7 +232,9 @@ class LocalStack:
             time.sleep(0.1)
         raise RuntimeError(f"gateway did not become healthy within {wait_s:.0f}s (log: {log_path})")
 
-    def _running_gateway(self) -> StackInfo | None:
+    def running_gateway(self) -> StackInfo | None:
+        """The gateway another process runs on this data directory (its pidfile, alive and
+        healthy, with this stack's kind of keys), or None."""
         try:
             state = json.loads(self.gateway_pidfile.read_text())
             if bool(state.get("legacy_keys", True)) != self.legacy_keys:
@@ -242,7 +245,7 @@ class LocalStack:
                     return None
         except (OSError, ValueError, KeyError, urllib.error.URLError):
             return None
-        return self._info(state["url"], state["pid"])
+        return self.stack_info(state["url"], state["pid"])
 
     def stop_gateway(self) -> None:
         pid = None

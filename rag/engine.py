@@ -18,6 +18,7 @@ from typing import Any
 
 from pharmgpt.services.container import Services
 from pharmgpt.services.errors import BackendUnavailable
+from pharmgpt.services.model_names import OFFLINE_MODEL
 from pharmgpt.services.models import Document
 
 from .drugs import DrugLexicon, shared_lexicon
@@ -29,7 +30,6 @@ from .scope import DrugScope, ScopedDocument, scope_by_drug
 from .sections import question_intents
 from .vocabulary import expand_query
 
-OFFLINE_MODEL = "offline-extractive"
 STOPPED = "\n\n*(stopped)*"
 
 

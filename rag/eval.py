@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pharmgpt.services.model_names import EMBEDDING_MODEL
 
 from .embeddings import Embedder
 from .lexical import LexicalIndex
@@ -98,8 +99,8 @@ def cached_embeddings(
         return embedder.embed(texts), False
     import hashlib
 
-    name = getattr(embedder, "name", "all-MiniLM-L6-v2")  # the torch cache keeps its old key
-    name = "all-MiniLM-L6-v2" if name.endswith("/torch") else name
+    name = getattr(embedder, "name", EMBEDDING_MODEL)  # the torch cache keeps its old key
+    name = EMBEDDING_MODEL if name.endswith("/torch") else name
     key = hashlib.sha256("\x00".join([name, *texts]).encode()).hexdigest()[:24]
     path = cache_dir / f"corpus-{key}.npy"
     if path.exists():

@@ -27,11 +27,18 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from pharmgpt.services.model_names import (
+    ONNX_BUILD_DIR,
+    ONNX_MODEL_GLOB,
+    ONNX_RECIPE,
+    onnx_model_file,
+)
+
 log = logging.getLogger(__name__)
 
 # Bump when the export or quantisation changes: existing builds are then rebuilt.
-RECIPE = "torchscript-opset17/dynamic-int8-per-channel/v1"
-BUILD_DIR = "minilm-onnx-int8"
+RECIPE = ONNX_RECIPE
+BUILD_DIR = ONNX_BUILD_DIR
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -133,7 +140,7 @@ def _copy(done: Path, target: Path, source: str) -> Path:
 def _build(model_dir: Path, target: Path, source: str) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model_file = f"model-{source[:12]}.onnx"
+    model_file = onnx_model_file(source)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         int8 = Path(tmp) / "int8.onnx"
@@ -152,7 +159,7 @@ def _build(model_dir: Path, target: Path, source: str) -> Path:
         tmp_manifest.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         os.replace(tmp_manifest, target / "manifest.json")
     for old in target.glob(
-        "model-*.onnx"
+        ONNX_MODEL_GLOB
     ):  # earlier builds (other weights): nothing refers to them now
         if old.name != model_file:
             old.unlink(missing_ok=True)

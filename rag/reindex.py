@@ -89,7 +89,7 @@ class Reindexer:
         store, p = self.store, self.progress
         client = store.client
         stale = client.get_collection(collection_name(user_id), embedding_function=None)
-        target = store._collection(user_id, create=True)  # the staging collection, this embedder's
+        target = store.target_collection(user_id)  # the staging collection, this embedder's
         ids = stale.get(include=[])["ids"]
         p.chunks_total, p.chunks_done = len(ids), 0
         for start in range(0, len(ids), self.batch):

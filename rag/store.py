@@ -130,6 +130,11 @@ class ChunkStore:
             return active
         return self._open(staging_name(user_id), str(user_id), create)
 
+    def target_collection(self, user_id: str):
+        """Where this store's embedder writes the user's vectors (created if missing): the live
+        collection, or the staging one while a re-index to this embedder runs (rag/reindex.py)."""
+        return self._collection(user_id, create=True)
+
     def _text_collections(self, user_id: str) -> list:
         """Every collection holding the user's chunk texts, the current embedder's last (it wins)."""
         cols = [

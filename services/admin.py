@@ -19,10 +19,10 @@ from typing import Any
 from .audit import AuditService
 from .backend import Backend
 from .cache import TTLCache
-from .conversations import _uuid
 from .errors import Forbidden, NotFound, ValidationError
+from .ids import parse_id
 from .metrics import Metrics, timed
-from .models import AuditEntry, Document, PharmacyMember, User, ts
+from .models import AuditEntry, Document, JobStatus, PharmacyMember, User, ts
 from .users import normalize_username, username_key
 
 
@@ -123,7 +123,6 @@ _QUEUE_SELECT = (
     "id,document_id,user_id,status,attempts,max_attempts,progress,last_error,locked_by,"
     "run_after,created_at,updated_at,documents(filename,status,processing_error),users(username)"
 )
-JOB_STATUSES = ("queued", "running", "done", "failed")
 
 
 class AdminService:
@@ -148,7 +147,7 @@ class AdminService:
     async def require_admin(self, actor_id: str) -> User:
         """The acting user, read fresh from the database; Forbidden unless an active admin."""
         try:
-            actor_id = _uuid(actor_id, "account")
+            actor_id = parse_id(actor_id, "account")
         except NotFound:
             raise Forbidden("Only administrators can do that.") from None
         r = await self.backend.execute(
@@ -160,7 +159,7 @@ class AdminService:
         return user
 
     async def _target(self, user_id: str) -> dict:
-        user_id = _uuid(user_id, "account")
+        user_id = parse_id(user_id, "account")
         r = await self.backend.execute(
             self._users.select("id,username,is_admin,is_active,locked_until")
             .eq("id", user_id)
@@ -305,7 +304,7 @@ class AdminService:
         await self.require_admin(actor_id)
         q = self.backend.service.table("ingest_jobs").select(_QUEUE_SELECT)
         if statuses:
-            bad = [s for s in statuses if s not in JOB_STATUSES]
+            bad = [s for s in statuses if s not in list(JobStatus)]
             if bad:
                 raise ValidationError(f"Unknown job status {bad[0]!r}.")
             q = q.in_("status", list(statuses))
@@ -358,7 +357,7 @@ class AdminService:
         await self.require_admin(actor_id)
         r = await self.backend.execute(
             self.backend.service.rpc(
-                "admin_pharmacy_members", {"p_pharmacy_id": _uuid(pharmacy_id, "pharmacy")}
+                "admin_pharmacy_members", {"p_pharmacy_id": parse_id(pharmacy_id, "pharmacy")}
             ),
             what="member list",
         )
@@ -370,7 +369,7 @@ class AdminService:
     ) -> list[Document]:
         """A pharmacy's shared documents, newest first (each with its uploader's id)."""
         await self.require_admin(actor_id)
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         rows = await self.backend.fetch_rows(
             lambda: (
                 self.backend.service.table("documents")

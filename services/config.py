@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .model_names import EMBEDDER_KINDS, ONNX_INT8
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a checkout, or site-packages when installed
 LEGACY_DATA_DIR = (
@@ -191,7 +192,7 @@ class Settings:
     max_unpacked_bytes: int = 200 * 2**20  # a DOCX's unzipped size
     # the embedder (rag/embeddings.py): onnx-int8 (built here from the packaged weights) or torch.
     # onnx-int8 is the default because it passed its quality gate (BENCHMARKS.md, issue #14)
-    embedder: str = "onnx-int8"
+    embedder: str = ONNX_INT8
     embedder_threads: int = 0  # onnxruntime intra-op threads; 0: one per core, at most 4
     rrf_dense_weight: float = 1.0
     rrf_lexical_weight: float = 1.0
@@ -287,9 +288,9 @@ class Settings:
             raise ConfigError(
                 "PHARMGPT_INGEST_STALE_AFTER_S must be at least 3 x PHARMGPT_INGEST_HEARTBEAT_S"
             )
-        if self.embedder not in ("onnx-int8", "torch"):
+        if self.embedder not in EMBEDDER_KINDS:
             raise ConfigError(
-                f"PHARMGPT_EMBEDDER must be onnx-int8 or torch, got {self.embedder!r}"
+                f"PHARMGPT_EMBEDDER must be {' or '.join(EMBEDDER_KINDS)}, got {self.embedder!r}"
             )
         if self.session_max_age_s < 60:
             raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")

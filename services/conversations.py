@@ -19,6 +19,7 @@ from .audit import AuditService
 from .backend import Backend
 from .cache import TTLCache
 from .errors import BackendUnavailable, NotFound, ValidationError
+from .ids import parse_id
 from .metrics import Metrics, timed
 from .models import Conversation, Message, SearchHit, ts
 from .outbox import Outbox
@@ -27,13 +28,6 @@ ROLES = ("user", "assistant", "system")
 MAX_PAGE = 200
 # called with (user_id, document_ids) before their rows go; the RAG store drops the chunks
 ChunkDropHook = Callable[[str, list[str]], Awaitable[None]]
-
-
-def _uuid(value: Any, what: str) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except (ValueError, TypeError, AttributeError):
-        raise NotFound(f"The {what} was not found.") from None
 
 
 class ConversationService:
@@ -136,7 +130,7 @@ class ConversationService:
 
     @timed("conversations.get")
     async def get_conversation(self, user_id: str, conv_id: str) -> Conversation:
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         key = ("conv", user_id, conv_id)
         cached = self.cache.get(key)
         if not self.cache.missing(cached):
@@ -153,7 +147,7 @@ class ConversationService:
         return conv
 
     async def _update(self, user_id: str, conv_id: str, patch: dict) -> Conversation:
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         db = await self._db(user_id)
         r = await self.backend.execute(
             db.table("conversations").update(patch).eq("id", conv_id).select(Conversation.COLUMNS),
@@ -178,7 +172,7 @@ class ConversationService:
 
     @timed("conversations.duplicate")
     async def duplicate_conversation(self, user_id: str, conv_id: str) -> Conversation:
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         new_id = str(uuid.uuid4())
         db = await self._db(user_id)
         r = await self.backend.execute(
@@ -191,7 +185,7 @@ class ConversationService:
 
     @timed("conversations.delete")
     async def delete_conversation(self, user_id: str, conv_id: str) -> None:
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         db = await self._db(user_id)
         docs = await self.backend.execute(
             db.table("documents").select("id").eq("conversation_id", conv_id), what="conversation"
@@ -256,7 +250,7 @@ class ConversationService:
     @timed("messages.add")
     async def add_message(self, user_id: str, conv_id: str, message: dict) -> Message:
         """Append a message; idempotent on message["id"]. Returns it `pending` if it went to the outbox."""
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         msg = self._normalise(message)
         args = {
             "p_id": msg["id"],
@@ -344,7 +338,7 @@ class ConversationService:
         self, user_id: str, conv_id: str, limit: int = 50, before: str | None = None
     ) -> list[Message]:
         """The `limit` messages before message `before` (default: the latest), oldest first."""
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         limit = max(1, min(limit, MAX_PAGE))
         db = await self._db(user_id)
         cond: str | None = None
@@ -352,7 +346,7 @@ class ConversationService:
             anchor = await self.backend.execute(
                 db.table("messages")
                 .select("created_at,id")
-                .eq("id", _uuid(before, "message"))
+                .eq("id", parse_id(before, "message"))
                 .eq("conversation_id", conv_id)
                 .limit(1),
                 what="message",
@@ -382,12 +376,12 @@ class ConversationService:
     ) -> int:
         """Delete the assistant messages after question `question_id` except `keep` (Regenerate:
         the new answer replaces the old). As the user: RLS lets them delete only their own."""
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         db = await self._db(user_id)
         anchor = await self.backend.execute(
             db.table("messages")
             .select("created_at")
-            .eq("id", _uuid(question_id, "message"))
+            .eq("id", parse_id(question_id, "message"))
             .eq("conversation_id", conv_id)
             .limit(1),
             what="message",
@@ -402,7 +396,7 @@ class ConversationService:
             .gte("created_at", anchor.data[0]["created_at"])
         )
         if keep is not None:
-            q = q.neq("id", _uuid(keep, "message"))
+            q = q.neq("id", parse_id(keep, "message"))
         r = await self.backend.execute(q, what="messages")
         self.cache.invalidate("convs", user_id)
         self.cache.invalidate("conv", user_id, conv_id)
@@ -439,7 +433,7 @@ class ConversationService:
         if isinstance(created, datetime):
             created = created.isoformat()
         return {
-            "id": _uuid(message.get("id") or uuid.uuid4(), "message"),
+            "id": parse_id(message.get("id") or uuid.uuid4(), "message"),
             "role": role,
             "content": content,
             "sources": sources,

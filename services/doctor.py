@@ -16,7 +16,7 @@ def _check_supabase(settings: Settings) -> tuple[bool, str]:
 
         stack = LocalStack(settings.data_dir)
         st = stack.pg.status()
-        gw = stack._running_gateway()
+        gw = stack.running_gateway()
         if not st.running or gw is None:
             return False, (
                 f"embedded local stack in {settings.data_dir}: postgres "
@@ -48,7 +48,7 @@ def _check_signing(settings: Settings) -> tuple[bool, str]:
 
         from pharmgpt.localbase.stack import LocalStack
 
-        gw = LocalStack(settings.data_dir)._running_gateway()
+        gw = LocalStack(settings.data_dir).running_gateway()
         if gw is None:
             return False, "embedded local stack not running"
         settings = dataclasses.replace(settings, **gw.settings_overrides())

@@ -12,40 +12,24 @@ import uuid
 from pathlib import PurePath
 from typing import Any
 
+from . import file_types
 from .audit import AuditService
 from .backend import Backend
 from .blobs import BlobStore
 from .cache import TTLCache
 from .config import Settings
-from .conversations import ChunkDropHook, _uuid
+from .conversations import ChunkDropHook
 from .errors import Conflict, Forbidden, NotFound, PharmGPTError, ValidationError
+from .ids import parse_id
 from .metrics import Metrics, timed
-from .models import Document, Upload
+from .models import ACTIVE_STATUSES, Document, DocumentStatus, Upload
 
-# extension -> (MIME type, magic-byte check)
-ALLOWED_TYPES: dict[str, tuple[str, Any]] = {
-    ".pdf": ("application/pdf", lambda b: b.lstrip()[:5] == b"%PDF-"),
-    ".docx": (
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        lambda b: b[:4] == b"PK\x03\x04",
-    ),
-    ".txt": ("text/plain", None),
-    ".md": ("text/markdown", None),
-    ".csv": ("text/csv", None),
-    ".xml": ("application/xml", lambda b: b"<" in b[:1024]),
-    ".png": ("image/png", lambda b: b[:8] == b"\x89PNG\r\n\x1a\n"),
-    ".jpg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
-    ".jpeg": ("image/jpeg", lambda b: b[:3] == b"\xff\xd8\xff"),
-    ".tif": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
-    ".tiff": ("image/tiff", lambda b: b[:4] in (b"II*\x00", b"MM\x00*")),
-}
-STATUSES = ("pending", "processing", "ready", "failed")
 FILE_FAULT = "file"  # metadata["failure"] of a document that failed because of its contents
 
 
 def is_file_fault(doc: Document) -> bool:
     """Failed because the file itself can't be read (not a passing outage): a retry can't help."""
-    return doc.status == "failed" and (doc.metadata or {}).get("failure") == FILE_FAULT
+    return doc.status == DocumentStatus.FAILED and (doc.metadata or {}).get("failure") == FILE_FAULT
 
 
 def size_text(n_bytes: int) -> str:
@@ -65,20 +49,21 @@ def clean_filename(name: str) -> str:
 
 
 def detect_type(filename: str, data: bytes) -> str:
-    ext = PurePath(filename).suffix.lower()
-    if ext not in ALLOWED_TYPES:
-        allowed = ", ".join(sorted(e.lstrip(".").upper() for e in ALLOWED_TYPES))
+    """The MIME type to record for an upload, after checking its first bytes (file_types)."""
+    ft = file_types.by_extension(filename)
+    if ft is None:
+        allowed = ", ".join(sorted(e.lstrip(".").upper() for e in file_types.EXTENSIONS))
         raise ValidationError(
             f"{filename}: this file type is not supported. Upload one of: {allowed}."
         )
-    mime, check = ALLOWED_TYPES[ext]
-    if check is not None and not check(data):
+    if not file_types.content_matches(ft, data):
+        if ft.text and (file_types.looks_binary(data) or file_types.sniff(data) is not None):
+            raise ValidationError(f"{filename}: this looks like a binary file, not text.")
+        ext = file_types.extension(filename)
         raise ValidationError(
             f"{filename}: the contents are not a valid {ext.lstrip('.').upper()} file."
         )
-    if check is None and b"\x00" in data[:8192]:
-        raise ValidationError(f"{filename}: this looks like a binary file, not text.")
-    return mime
+    return ft.mime
 
 
 class DocumentService:
@@ -115,7 +100,7 @@ class DocumentService:
         pharmacy's shared library (an editor's or owner's upload)."""
         filename = clean_filename(filename)
         if conversation_id is not None:
-            conversation_id = _uuid(conversation_id, "conversation")
+            conversation_id = parse_id(conversation_id, "conversation")
         if pharmacy_id is not None:
             if conversation_id is not None:
                 raise ValidationError(
@@ -183,7 +168,8 @@ class DocumentService:
         self, user_id: str, filename: str, data: bytes, conversation_id: str | None
     ) -> None:
         """A refused file still appears in the upload history (as the user: RLS; never fatal)."""
-        mime = ALLOWED_TYPES.get(PurePath(filename).suffix.lower(), (None,))[0]
+        ft = file_types.by_extension(filename)
+        mime = ft.mime if ft else None
         row = {
             "user_id": user_id,
             "conversation_id": conversation_id,
@@ -245,13 +231,13 @@ class DocumentService:
             what="document list",
         )
         out = [Document.from_row(x) for x in rows]
-        in_flight = any(d.status in ("pending", "processing") for d in out)
+        in_flight = any(d.status in ACTIVE_STATUSES for d in out)
         self.cache.set(key, out, ttl=self.settings.cache_ttl_in_flight_s if in_flight else None)
         return out
 
     @timed("documents.conversation")
     async def get_conversation_documents(self, user_id: str, conv_id: str) -> list[Document]:
-        conv_id = _uuid(conv_id, "conversation")
+        conv_id = parse_id(conv_id, "conversation")
         return await self._list(
             user_id, ("docs", user_id, "conv", conv_id), lambda q: q.eq("conversation_id", conv_id)
         )
@@ -268,7 +254,7 @@ class DocumentService:
     async def get_pharmacy_documents(self, user_id: str, pharmacy_id: str) -> list[Document]:
         """A pharmacy's shared library as this member sees it (empty for anyone else). Not
         cached: it changes with other members' uploads, and a member who leaves loses it at once."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         db = await self.backend.for_user(user_id)
         rows = await self.backend.fetch_rows(
             lambda: (
@@ -285,7 +271,7 @@ class DocumentService:
 
     async def pharmacy_role(self, user_id: str, pharmacy_id: str) -> str | None:
         """The user's role in a pharmacy (owner, editor, reader), or None: not a member."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(
             db.table("pharmacy_members")
@@ -300,7 +286,7 @@ class DocumentService:
     async def require_pharmacy_editor(self, user_id: str, pharmacy_id: str) -> str:
         """The pharmacy's id when the user may change its documents: NotFound for a non-member,
         Forbidden for a reader (RLS refuses them anyway; this gives the reason)."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         role = await self.pharmacy_role(user_id, pharmacy_id)
         if role is None:
             raise NotFound("The pharmacy was not found.")
@@ -312,7 +298,7 @@ class DocumentService:
 
     @timed("documents.get")
     async def get_document(self, user_id: str, doc_id: str) -> Document:
-        doc_id = _uuid(doc_id, "document")
+        doc_id = parse_id(doc_id, "document")
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(
             db.table("documents").select(Document.COLUMNS).eq("id", doc_id).limit(1),
@@ -334,9 +320,9 @@ class DocumentService:
         metadata: dict | None = None,
     ) -> Document:
         """The worker's report (service role): status, a readable error, counts."""
-        if status not in STATUSES:
+        if status not in list(DocumentStatus):
             raise ValidationError(f"Unknown document status {status!r}.")
-        doc_id = _uuid(doc_id, "document")
+        doc_id = parse_id(doc_id, "document")
         patch: dict[str, Any] = {
             "status": status,
             "processing_error": (error or None) and error[:2000],
@@ -367,7 +353,7 @@ class DocumentService:
         doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
         if doc.pharmacy_id is not None:
             await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
-        if doc.status != "failed":
+        if doc.status != DocumentStatus.FAILED:
             raise Conflict(
                 f"{doc.filename} is {doc.status}; only a document that failed can be retried."
             )
@@ -380,9 +366,9 @@ class DocumentService:
         # the status first: a worker claiming the new job moves it on to processing
         r = await self.backend.execute(
             svc.table("documents")
-            .update({"status": "pending", "processing_error": None})
+            .update({"status": DocumentStatus.PENDING, "processing_error": None})
             .eq("id", doc.id)
-            .eq("status", "failed")
+            .eq("status", DocumentStatus.FAILED)
             .select(Document.COLUMNS),
             what="document",
         )
@@ -414,9 +400,9 @@ class DocumentService:
         svc = self.backend.service
         r = await self.backend.execute(
             svc.table("documents")
-            .update({"status": "pending", "processing_error": None})
+            .update({"status": DocumentStatus.PENDING, "processing_error": None})
             .eq("id", doc_id)
-            .eq("status", "ready")
+            .eq("status", DocumentStatus.READY)
             .select("id"),
             what="document",
         )
@@ -448,7 +434,7 @@ class DocumentService:
         ids = []
         for d in doc_ids:
             try:
-                ids.append(_uuid(d, "document"))
+                ids.append(parse_id(d, "document"))
             except NotFound:
                 continue
         if not ids:

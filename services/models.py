@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
+
+
+class DocumentStatus(StrEnum):
+    """A document's processing state (documents.status CHECK, sql/0002): the worker moves it
+    pending → processing → ready | failed; a retry puts a failed one back to pending."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+ACTIVE_STATUSES = frozenset({DocumentStatus.PENDING, DocumentStatus.PROCESSING})  # not settled
+
+
+class JobStatus(StrEnum):
+    """An ingest job's state (ingest_jobs.status CHECK, sql/0002), in the order admins read it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FAILED = "failed"
+    DONE = "done"
 
 
 def ts(value: str | datetime | None) -> datetime | None:
@@ -138,7 +161,7 @@ class Document:
     file_size: int | None
     page_count: int | None
     chunk_count: int
-    status: str
+    status: DocumentStatus
     processing_error: str | None
     metadata: dict[str, Any]
     added_at: datetime
@@ -165,7 +188,7 @@ class Document:
             r.get("file_size"),
             r.get("page_count"),
             r.get("chunk_count") or 0,
-            r["status"],
+            DocumentStatus(r["status"]),
             r.get("processing_error"),
             r.get("metadata") or {},
             ts(r["added_at"]),
@@ -238,7 +261,7 @@ class Upload:
     document_id: str | None
     conversation_id: str | None
     uploaded_at: datetime
-    document_status: str | None = (
+    document_status: DocumentStatus | None = (
         None  # what became of an accepted file (None: deleted, or rejected)
     )
     document_error: str | None = None
@@ -255,7 +278,7 @@ class Upload:
             r.get("document_id"),
             r.get("conversation_id"),
             ts(r["uploaded_at"]),
-            document.get("status"),
+            DocumentStatus(document["status"]) if document.get("status") else None,
             document.get("processing_error"),
         )
 

@@ -15,9 +15,9 @@ from collections import defaultdict
 
 from .audit import AuditService
 from .backend import Backend
-from .conversations import _uuid
 from .documents import DocumentService
 from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .ids import parse_id
 from .metrics import Metrics, timed
 from .models import PHARMACY_ROLES, Document, Pharmacy, PharmacyMember
 from .users import normalize_username, username_key
@@ -115,7 +115,7 @@ class PharmacyService:
         r = await self.backend.execute(
             db.table("pharmacies")
             .select(Pharmacy.COLUMNS)
-            .eq("id", _uuid(pharmacy_id, "pharmacy"))
+            .eq("id", parse_id(pharmacy_id, "pharmacy"))
             .limit(1),
             what="pharmacy",
         )
@@ -183,7 +183,7 @@ class PharmacyService:
         await self.require_role(user_id, pharmacy_id, *PHARMACY_ROLES)
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(
-            db.rpc("pharmacy_member_list", {"p_pharmacy_id": _uuid(pharmacy_id, "pharmacy")}),
+            db.rpc("pharmacy_member_list", {"p_pharmacy_id": parse_id(pharmacy_id, "pharmacy")}),
             what="member list",
         )
         return [PharmacyMember.from_row(x) for x in r.data]
@@ -194,7 +194,7 @@ class PharmacyService:
     ) -> PharmacyMember:
         """An owner adds an existing, active account by its username."""
         check_role(role)
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         name = normalize_username(username)
         if not name:
             raise ValidationError("Give the username of the account to add.")
@@ -237,8 +237,8 @@ class PharmacyService:
     ) -> PharmacyMember:
         """An owner changes a member's role (their own included, while another owner remains)."""
         check_role(role)
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
-        member_id = _uuid(member_id, "member")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
+        member_id = parse_id(member_id, "member")
         await self.require_role(user_id, pharmacy_id, "owner")
         before = {m.user_id: m for m in await self.members(user_id, pharmacy_id)}.get(member_id)
         if before is None:
@@ -281,8 +281,8 @@ class PharmacyService:
     @timed("pharmacies.remove_member")
     async def remove_member(self, user_id: str, pharmacy_id: str, member_id: str) -> None:
         """An owner removes a member; their access ends with this statement."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
-        member_id = _uuid(member_id, "member")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
+        member_id = parse_id(member_id, "member")
         if member_id == user_id:
             return await self.leave(user_id, pharmacy_id)
         await self.require_role(user_id, pharmacy_id, "owner")
@@ -294,7 +294,7 @@ class PharmacyService:
     @timed("pharmacies.leave")
     async def leave(self, user_id: str, pharmacy_id: str) -> None:
         """The user leaves the pharmacy (refused for its last owner)."""
-        pharmacy_id = _uuid(pharmacy_id, "pharmacy")
+        pharmacy_id = parse_id(pharmacy_id, "pharmacy")
         role = await self.require_role(user_id, pharmacy_id, *PHARMACY_ROLES)
         me = PharmacyMember(pharmacy_id, user_id, "", role, None, None)
         await self._delete_membership(user_id, pharmacy_id, me, "pharmacy.left")

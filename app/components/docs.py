@@ -6,14 +6,15 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 from pharmgpt.rag.loaders import ocr
-from pharmgpt.services.documents import ALLOWED_TYPES, is_file_fault, size_text
-from pharmgpt.services.models import Document, Upload
+from pharmgpt.services import file_types
+from pharmgpt.services.documents import is_file_fault, size_text
+from pharmgpt.services.models import ACTIVE_STATUSES, Document, Upload
 
 from . import ui
 from .dates import file_size, relative_date
 
-ACTIVE = ("pending", "processing")
-UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in ALLOWED_TYPES)
+ACTIVE = ACTIVE_STATUSES
+UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in file_types.EXTENSIONS)  # the uploader accepts
 NO_RETRY = "Retrying won't help: the file can't be read as it is. Upload a corrected copy."
 
 

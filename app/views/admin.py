@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 from pharmgpt.app.components import auth, ui
 from pharmgpt.app.components.dates import relative_date
+from pharmgpt.services.models import JobStatus
 
-JOB_STATUSES = ["queued", "running", "failed", "done"]
+JOB_STATUSES = [s.value for s in JobStatus]
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -204,7 +205,7 @@ def _queue(ctx, admin_id: str) -> None:
     statuses = st.multiselect(
         "Job status",
         JOB_STATUSES,
-        default=["queued", "running", "failed"],
+        default=[s for s in JOB_STATUSES if s != JobStatus.DONE],
         key="admin_queue_status",
     )
     items = ui.call(

@@ -7,9 +7,9 @@ import time
 import streamlit as st
 from pharmgpt.app.components import answers, auth, citations, docs, sidebar, ui
 from pharmgpt.app.components.dates import relative_date
-from pharmgpt.rag.engine import OFFLINE_MODEL
 from pharmgpt.services.conversations import MAX_PAGE
 from pharmgpt.services.errors import BackendUnavailable, PharmGPTError
+from pharmgpt.services.model_names import OFFLINE_MODEL
 from pharmgpt.services.models import Message
 
 HISTORY_PAGE = 30

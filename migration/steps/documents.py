@@ -14,6 +14,7 @@ import asyncio
 import numpy as np
 from pharmgpt.rag.chunking import Chunk
 from pharmgpt.rag.index import chunk_id, chunk_metadata, stored_embedding_text
+from pharmgpt.services.models import DocumentStatus
 
 from .. import ids
 from ..ledger import RunLedger
@@ -199,7 +200,7 @@ class DocumentStep:
                     "file_type": doc.file_type,
                     "file_size": None,
                     "chunk_count": len(doc.chunks),
-                    "status": "ready",
+                    "status": DocumentStatus.READY,
                     "legacy_hash": doc.doc_hash,
                     "added_at": iso(doc.added_at or fallback),
                     "metadata": {

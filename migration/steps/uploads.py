@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import mimetypes
 
+from pharmgpt.services import file_types
+
 from .. import ids
 from ..ledger import RunLedger
 from ..legacy import LegacyUser, digest, iso
+
+
+def _mime(filename: str) -> str | None:
+    """What an upload of this name records today (the file-type table), else the platform's guess."""
+    ft = file_types.by_extension(filename)
+    return ft.mime if ft else mimetypes.guess_type(filename)[0]
 
 
 class UploadStep:
@@ -71,7 +79,7 @@ class UploadStep:
                     "document_id": doc and doc["id"],
                     "conversation_id": doc and doc["conversation_id"],
                     "filename": x.filename,
-                    "file_type": mimetypes.guess_type(x.filename)[0],
+                    "file_type": _mime(x.filename),
                     "file_size": x.file_size,
                     "sha256": None,
                     "outcome": "migrated",

@@ -20,10 +20,11 @@ from pharmgpt.rag.llm.retry import (
     failure_from_status,
     stream_with_fallback,
 )
+from pharmgpt.services.model_names import GROQ_DEFAULT_MODELS
 
-# The one list of Groq model names in the project: the first is the default answer model,
-# the rest are tried in order when it is unavailable (PHARMGPT_LLM_FALLBACK_MODELS replaces those).
-DEFAULT_MODELS = ["meta-llama/llama-4-maverick-17b-128e-instruct", "llama-3.3-70b-versatile"]
+# The first is the default answer model, the rest are tried in order when it is unavailable
+# (PHARMGPT_LLM_FALLBACK_MODELS replaces those); the names live in services/model_names.py.
+DEFAULT_MODELS = list(GROQ_DEFAULT_MODELS)
 
 
 class GroqProvider:

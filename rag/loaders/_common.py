@@ -30,17 +30,6 @@ class LoadedDocument:
     subjects: list[str] = field(default_factory=list)  # drug names the file declares it is about
 
 
-# Magic numbers of the binary formats we accept; used to catch renamed files early.
-_MAGIC = (
-    (b"%PDF-", "pdf"),
-    (b"PK\x03\x04", "zip"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),  # legacy .doc/.xls, or an encrypted .docx
-)
-
 KIND_NAMES = {
     "pdf": "a PDF",
     "zip": "a ZIP archive (such as a Word .docx file)",
@@ -49,16 +38,6 @@ KIND_NAMES = {
     "tiff": "a TIFF image",
     "ole": "an old-format Office file (.doc/.xls) or a password-protected Office file",
 }
-
-
-def sniff(data: bytes) -> str | None:
-    """The real binary format of ``data`` from its first bytes, or None if it is none of ours."""
-    for magic, kind in _MAGIC:
-        if data.startswith(magic):
-            return kind
-    if b"%PDF-" in data[:1024]:  # PDFs may carry junk before the header
-        return "pdf"
-    return None
 
 
 def mislabelled(filename: str, expected: str, actual: str) -> IngestionError:

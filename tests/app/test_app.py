@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from pharmgpt.app.components import docs
-from pharmgpt.rag.engine import OFFLINE_MODEL
 from pharmgpt.rag.prompts import not_covered
 from pharmgpt.services.errors import Conflict, NotFound
+from pharmgpt.services.model_names import OFFLINE_MODEL
 
 from tests.app.conftest import PASSWORD, sign_in, texts
 

@@ -67,7 +67,7 @@ async def test_the_data_directory_is_private_after_a_stack_start_and_an_ingestio
 
     cli("local", "start", env=env)
     try:
-        info = LocalStack(data_dir)._running_gateway()
+        info = LocalStack(data_dir).running_gateway()
         assert info is not None
         from pharmgpt.services.container import Services
 

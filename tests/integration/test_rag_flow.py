@@ -9,10 +9,10 @@ import uuid
 import numpy as np
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.engine import OFFLINE_MODEL
 from pharmgpt.rag.loaders import load_document
 from pharmgpt.rag.prompts import NOT_COVERED
 from pharmgpt.rag.system import RagSystem
+from pharmgpt.services.model_names import OFFLINE_MODEL
 
 from tests.fixtures import shared_data
 
