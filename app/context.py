@@ -2,8 +2,9 @@
 
 Built on the runtime loop (DESIGN D6) the first time anything needs them, with
 the outbox flusher and the warm-up (the embedder, Chroma and BM25 load in the
-background) started there. The ingestion worker runs in its own process under
-`pharmgpt run` (services/launcher.py), which sets PHARMGPT_APP_RUNS_WORKER=false;
+background) started there, all by the composition root (pharmgpt/wiring.py). The ingestion
+worker runs in its own process under `pharmgpt run` (pharmgpt/launcher.py), which sets
+PHARMGPT_APP_RUNS_WORKER=false;
 a bare `streamlit run` and the AppTests run it on this loop instead. A plain
 process-wide singleton rather than `st.cache_resource`, so `pharmgpt run` can
 build it at server start, before any browser connects (`app/warm.py`).
@@ -18,6 +19,7 @@ from pharmgpt.localbase.files import private_umask
 from pharmgpt.rag.system import RagSystem
 from pharmgpt.services.container import Services
 from pharmgpt.services.runtime import Runtime, get_runtime
+from pharmgpt.wiring import build_app_process
 
 
 @dataclass
@@ -42,13 +44,7 @@ def _build() -> AppContext:
     rt = get_runtime()
 
     async def build() -> AppContext:
-        services = await Services.create()
-        rag = RagSystem(services)
-        if services.settings.app_runs_worker:
-            rag.start_worker()
-        services.start_outbox_flusher()
-        if services.settings.warm_start:
-            rag.warmup.start()
+        services, rag = await build_app_process()
         return AppContext(services, rag, rt)
 
     return rt.run(build(), timeout=180)

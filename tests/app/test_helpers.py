@@ -156,8 +156,8 @@ def test_ocr_progress_and_marks():
 
 
 def test_upload_help_states_the_one_limit_and_ocr(monkeypatch):
+    from pharmgpt.launcher import streamlit_command, upload_limit_mb
     from pharmgpt.rag.loaders import ocr
-    from pharmgpt.services.launcher import streamlit_command, upload_limit_mb
 
     s = Settings.load(env={}, max_upload_bytes=25 * 2**20)
     monkeypatch.setattr(ocr.shutil, "which", lambda name: "/usr/bin/tesseract")

@@ -3,7 +3,7 @@
 On the embedded default that is the local stack (Postgres + gateway), a Chroma
 server on 127.0.0.1 over the data directory (the embedded store is safe for one
 process only, and the app and the worker are two: localbase/chroma.py), and the
-ingestion worker as its own supervised process (services/supervisor.py), so a
+ingestion worker as its own supervised process (pharmgpt/supervisor.py), so a
 file that crashes or exhausts the worker never takes the app down, and a dead
 worker comes back by itself. Streamlit is served through app/server.py, which
 warms up at start (the embedder, Chroma and the lexicon load while the first user
@@ -19,9 +19,10 @@ import subprocess
 import sys
 
 from pharmgpt.localbase.files import private_dir, secure_tree
+from pharmgpt.services.config import PROJECT_ROOT, Settings, describe_data
 
-from .config import PROJECT_ROOT, Settings, describe_data
 from .supervisor import stop_all, supervise_workers
+from .wiring import load_settings, local_stack
 
 
 def upload_limit_mb(settings: Settings) -> int:
@@ -49,7 +50,7 @@ def streamlit_command(settings: Settings, port: int) -> list[str]:
 def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> int:
     """`in_app_worker`: the old single-process mode (worker inside Streamlit, embedded Chroma, no
     Chroma port), for a host shared with other OS accounts (docs/security.md)."""
-    settings = Settings.load()
+    settings = load_settings()
     private_dir(settings.data_dir)
     secure_tree(settings.data_dir)  # a data directory made by an older version, with 0644 files
     logs = settings.data_dir / "logs"
@@ -71,9 +72,7 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
     proc = None
     try:
         if settings.embedded:
-            from pharmgpt.localbase.stack import LocalStack
-
-            stack = LocalStack(settings.data_dir)
+            stack = local_stack(settings)
             info = stack.up()
             env.update(info.as_env())
             print(f"local stack: {info.url}", flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import data_dir
+from pharmgpt.services.config import data_dir
 
 KEY_FILE_NAME = "jwt-signing-key.json"
 
