@@ -191,7 +191,7 @@ class LocalStack:
                 [
                     sys.executable,
                     "-m",
-                    "localbase",
+                    "pharmgpt.localbase",
                     "gateway",
                     "--port",
                     str(port),
