@@ -23,6 +23,7 @@ from .outbox import Outbox
 from .pharmacies import PharmacyService
 from .preferences import PreferenceService
 from .sessions import SessionService
+from .signin import SignInService
 from .users import UserService
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Services:
         self.users = UserService(
             backend, settings, self.cache, self.metrics, self.audit, self.sessions
         )
+        self.signin = SignInService(self.users, self.sessions)
         self.conversations = ConversationService(
             backend, self.cache, self.metrics, self.audit, self.outbox
         )

@@ -206,7 +206,7 @@ def _queue(ctx, admin_id: str) -> None:
 
 def _performance(ctx) -> None:
     slow_ms = ctx.services.settings.slow_call_ms
-    rows = metric_rows(ctx.services.metrics.snapshot(), slow_ms)
+    rows = metric_rows(ctx.metrics_snapshot(), slow_ms)
     slow = [r for r in rows if r["slow"]]
     if slow:
         st.warning(
