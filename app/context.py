@@ -2,8 +2,9 @@
 
 Built on the runtime loop (DESIGN D6) the first time anything needs them, with
 the outbox flusher and the warm-up (the embedder, Chroma and BM25 load in the
-background) started there. The ingestion worker runs in its own process under
-`pharmgpt run` (services/launcher.py), which sets PHARMGPT_APP_RUNS_WORKER=false;
+background) started there, all by the composition root (pharmgpt/wiring.py). The ingestion
+worker runs in its own process under `pharmgpt run` (pharmgpt/launcher.py), which sets
+PHARMGPT_APP_RUNS_WORKER=false;
 a bare `streamlit run` and the AppTests run it on this loop instead. A plain
 process-wide singleton rather than `st.cache_resource`, so `pharmgpt run` can
 build it at server start, before any browser connects (`app/warm.py`).
@@ -11,6 +12,7 @@ build it at server start, before any browser connects (`app/warm.py`).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from pharmgpt.localbase.files import private_umask
 from pharmgpt.rag.system import RagSystem
 from pharmgpt.services.container import Services
 from pharmgpt.services.runtime import Runtime, get_runtime
+from pharmgpt.wiring import build_app_process
 
 
 @dataclass
@@ -32,6 +35,33 @@ class AppContext:
     def stream(self, agen, timeout: float | None = 120):
         return self.runtime.stream(agen, timeout)
 
+    # what pages need beyond service calls, named here so they never reach into the parts
+    def in_background(self, coro) -> None:
+        """Start `coro` on the runtime loop and return at once (nothing waits for it)."""
+        asyncio.run_coroutine_threadsafe(coro, self.runtime.loop)
+
+    def wake_worker(self) -> None:
+        """Tell an in-process ingestion worker a job is waiting. Under `pharmgpt run` the worker
+        is another process that polls the queue, so there is nothing to signal then."""
+        if self.services.settings.app_runs_worker:
+            self.runtime.loop.call_soon_threadsafe(self.rag.worker.wake)
+
+    def warm_user(self, user_id: str) -> None:
+        """Open the user's collection and BM25 index in the background."""
+        self.in_background(self.rag.warmup.user(user_id))
+
+    def refresh_documents(self, user_id: str) -> None:
+        """Read the user's documents afresh next time: a worker in another process moves them on
+        without this process's cache knowing."""
+        self.services.cache.invalidate("docs", user_id)
+
+    def record_metric(self, op: str, ms: float, ok: bool = True) -> None:
+        """A latency measured by the page (e.g. send to first answer token), beside the services'."""
+        self.services.metrics.record(op, ms, ok)
+
+    def metrics_snapshot(self):
+        return self.services.metrics.snapshot()
+
 
 _ctx: AppContext | None = None
 _lock = threading.Lock()
@@ -42,13 +72,7 @@ def _build() -> AppContext:
     rt = get_runtime()
 
     async def build() -> AppContext:
-        services = await Services.create()
-        rag = RagSystem(services)
-        if services.settings.app_runs_worker:
-            rag.start_worker()
-        services.start_outbox_flusher()
-        if services.settings.warm_start:
-            rag.warmup.start()
+        services, rag = await build_app_process()
         return AppContext(services, rag, rt)
 
     return rt.run(build(), timeout=180)

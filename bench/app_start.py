@@ -61,7 +61,7 @@ def _setup(root: Path):
         doc = ctx.run(ctx.services.documents.get_document(user.id, doc.id))
         if doc.status in ("ready", "failed"):
             break
-        ctx.services.cache.invalidate("docs", user.id)
+        ctx.refresh_documents(user.id)
         time.sleep(0.5)
     if doc.status != "ready":
         raise RuntimeError(

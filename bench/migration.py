@@ -187,7 +187,7 @@ def phase(argv: list[str], env: dict, cwd: Path) -> dict:
     t = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.Popen(
-            [sys.executable, "-m", "pharmgpt.services.cli", "migrate", *argv],
+            [sys.executable, "-m", "pharmgpt", "migrate", *argv],
             cwd=cwd,
             env=env,
             stdout=out,

@@ -7,7 +7,7 @@ from .files import private_umask
 
 def main() -> int:
     private_umask()  # the gateway's entry point (LocalStack starts it this way)
-    parser = argparse.ArgumentParser(prog="python -m localbase")
+    parser = argparse.ArgumentParser(prog="python -m pharmgpt.localbase")
     sub = parser.add_subparsers(dest="command", required=True)
     add_commands(sub)
     return run(

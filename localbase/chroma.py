@@ -141,10 +141,10 @@ class ChromaServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m localbase.chroma --path P --port N`: the server, private files, loopback only."""
+    """`python -m pharmgpt.localbase.chroma --path P --port N`: the server, private files, loopback only."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m localbase.chroma")
+    parser = argparse.ArgumentParser(prog="python -m pharmgpt.localbase.chroma")
     parser.add_argument("--path", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)

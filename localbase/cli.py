@@ -6,22 +6,21 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-
-def default_data_dir() -> Path:
-    """services.config.data_dir: the same directory as `pharmgpt run`, doctor and admin use."""
-    from pharmgpt.services.config import data_dir
-
-    return data_dir()
+DataDirDefault = Callable[[], tuple[Path, str]]
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    """--data-dir, else the one default; said on stderr (stdout may be JSON) so it is never a guess."""
-    from pharmgpt.services.config import data_dir_source
-
-    chosen = Path(args.data_dir).expanduser().resolve() if args.data_dir else default_data_dir()
-    how = "--data-dir" if args.data_dir else data_dir_source(chosen)
+def _data_dir(args: argparse.Namespace, default: DataDirDefault | None) -> Path:
+    """--data-dir, else the product's one default (`default`: the directory and why, given by the
+    composition root); said on stderr (stdout may be JSON) so it is never a guess."""
+    if args.data_dir:
+        chosen, how = Path(args.data_dir).expanduser().resolve(), "--data-dir"
+    elif default is not None:
+        chosen, how = default()
+    else:
+        raise SystemExit("give --data-dir (the directory of the local stack)")
     print(
         f"data dir: {chosen} ({how}); database: embedded Postgres in {chosen / 'pgdata'}",
         file=sys.stderr,
@@ -120,7 +119,9 @@ def _limit_args(g: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, default_data_dir: DataDirDefault | None = None) -> int:
+    """`default_data_dir`: where the stack lives without --data-dir (the `pharmgpt` command passes
+    the product's; `python -m pharmgpt.localbase` has none and needs --data-dir)."""
     from .stack import LocalStack
 
     if args.command == "db":
@@ -130,13 +131,13 @@ def run(args: argparse.Namespace) -> int:
         if dsn:
             print("database: the one at --db-uri / DATABASE_URL", file=sys.stderr)
         else:
-            stack = LocalStack(_data_dir(args))
+            stack = LocalStack(_data_dir(args, default_data_dir))
             stack.pg.start()
             dsn = stack.pg.dsn()
         return _migrate(migrations, dsn, baseline=args.baseline, through=args.through)
     if args.local_cmd == "gateway":
         return _gateway(args)
-    stack = LocalStack(_data_dir(args))
+    stack = LocalStack(_data_dir(args, default_data_dir))
     if args.local_cmd == "start":
         info = stack.up()
         print(

@@ -192,7 +192,7 @@ class LocalStack:
                 [
                     sys.executable,
                     "-m",
-                    "localbase",
+                    "pharmgpt.localbase",
                     "gateway",
                     "--port",
                     str(port),

@@ -1,6 +1,6 @@
 """`pharmgpt migrate detect|plan|backup|run|verify|rollback|status`.
 
-Importing this module is cheap (argparse only): services/cli.py builds its
+Importing this module is cheap (argparse only): pharmgpt/cli.py builds its
 parser for every command. Each subcommand imports what it needs when it runs.
 Progress bars (rich, with ETA) go to stderr; the final report goes to stdout
 as a human summary, or as JSON with --json, and to --report FILE as JSON.
@@ -176,11 +176,13 @@ def _table(d: dict, indent: str = "  ") -> list[str]:
     return [f"{indent}{str(k):<{width}}  {v}" for k, v in d.items()]
 
 
-def run(args) -> int:
+def run(args, open_services) -> int:
+    """`open_services`: the composition root's (pharmgpt/wiring.py), an async context manager
+    that yields the services for this command; detect and backup never use it."""
     cmd = args.migrate_command
     progress = RichProgress(enabled=not args.no_progress and sys.stderr.isatty())
     try:
-        return _run(args, cmd, progress)
+        return _run(args, cmd, progress, open_services)
     except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as e:
         progress.stop()
         print(f"error: {e}", file=sys.stderr)
@@ -189,7 +191,7 @@ def run(args) -> int:
         progress.stop()
 
 
-def _run(args, cmd: str, progress) -> int:
+def _run(args, cmd: str, progress, open_services) -> int:
     if cmd == "detect":
         from .legacy import LegacySource
         from .planner import detect
@@ -223,20 +225,12 @@ def _run(args, cmd: str, progress) -> int:
         return 0
     import asyncio
 
-    return asyncio.run(_with_services(args, progress))
+    return asyncio.run(_with_services(args, progress, open_services))
 
 
-async def _with_services(args, progress) -> int:
-    from pharmgpt.services.config import Settings, describe_data
-    from pharmgpt.services.container import Services
-
-    settings = Settings.load()
-    print(describe_data(settings), file=sys.stderr)  # stdout may be the JSON report
-    services = await Services.create(settings)
-    try:
+async def _with_services(args, progress, open_services) -> int:
+    async with open_services(announce=sys.stderr) as services:  # stdout may be the JSON report
         return await _database_command(args, services, progress)
-    finally:
-        await services.close()
 
 
 async def _database_command(args, services, progress) -> int:

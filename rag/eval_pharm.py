@@ -149,7 +149,7 @@ async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = F
         settings = Settings.load(
             **info.settings_overrides(), data_dir=work / "app", bcrypt_rounds=4
         )
-        services = await Services.create(settings, start_local=False)
+        services = await Services.create(settings)
         try:
             rag = RagSystem(services, use_configured_provider=False)
             user = await services.users.create_user("eval-pharmacist", "an eval password 1")

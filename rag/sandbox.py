@@ -3,7 +3,7 @@
 Parsing is where hostile bytes do harm: a 212 KB CSV that pads to 6 GB, a PDF
 whose one content stream is drawn on 300 pages, a DOCX of 2 million empty
 paragraphs. So the worker never parses in its own process: each job's
-load + chunk step runs in a fresh child (`python -m rag.sandbox`) with an
+load + chunk step runs in a fresh child (`python -m pharmgpt.rag.sandbox`) with an
 address-space limit (RLIMIT_AS) and a CPU limit set before anything is
 imported, killed at a wall-clock limit, and with the loaders' page, character
 and chunk caps. Whatever happens there, the worker (and the app beside it)
@@ -30,8 +30,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from pharmgpt.services.errors import IngestionError
-
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,6 @@ def parse_in_sandbox(
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "GROQ_", "OPENAI_"))
     }
-    env["PYTHONPATH"] = _PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_THREAD_LIMIT"] = (
         "1"  # tesseract: one core per file; the worker runs files side by side
     )
@@ -127,7 +124,6 @@ def parse_in_sandbox(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errfile,
-            cwd=_PROJECT_ROOT,
             env=env,
             start_new_session=True,
         )

@@ -4,14 +4,11 @@ Runs with the service-role client (DESIGN D2), so every method that acts for
 a signed-in admin first checks, in the database, that the acting user is an
 active admin; nobody else gets `Forbidden`. Every change is written to the
 audit log with the admin as the actor. `promote` also serves the command line
-(`pharmgpt admin promote USERNAME`), which has no acting user.
+(`pharmgpt admin promote USERNAME`, pharmgpt/admin_command.py), which has no acting user.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -394,64 +391,3 @@ class AdminService:
     ) -> list[AuditEntry]:
         await self.require_admin(actor_id)
         return await self.audit.list(user_id=user_id, action=action or None, limit=limit)
-
-
-# ---------------------------------------------------------------------- command line
-def run_command(args: argparse.Namespace) -> int:
-    """`pharmgpt admin promote USERNAME`: on the embedded stack, starts it if needed and
-    stops it again afterwards if it was not running before."""
-    from .config import Settings
-    from .container import Services
-    from .errors import PharmGPTError
-
-    try:
-        settings = Settings.load()
-    except PharmGPTError as e:
-        print(f"configuration: {e.message}")
-        return 1
-    from .config import describe_data
-
-    where = describe_data(settings)
-    print(where)
-    stack = None
-    started_here = False
-    if settings.embedded:
-        from pharmgpt.localbase.stack import LocalStack
-
-        stack = LocalStack(settings.data_dir)
-        if (
-            not stack.pg.initialized()
-        ):  # never create an empty database just to find no account in it
-            print(
-                f"There is no PharmGPT database in {settings.data_dir}. Start the app once there "
-                "(`pharmgpt run`), or set PHARMGPT_DATA_DIR to the directory the app uses."
-            )
-            return 1
-        started_here = not stack.pg.status().running
-        info = stack.up()
-        settings = dataclasses.replace(settings, **info.settings_overrides())
-
-    async def go() -> int:
-        services = await Services.create(settings, start_local=False)
-        try:
-            if args.admin_command == "promote":
-                user = await services.admin.promote(args.username)
-                print(
-                    f"{user.username} is now an administrator (sign out and in again, or reload the app)"
-                )
-                return 0
-            return 2
-        except NotFound as e:
-            print(f"{e.message} Looked in {where}.")
-            return 1
-        except PharmGPTError as e:
-            print(e.message)
-            return 1
-        finally:
-            await services.close()
-
-    try:
-        return asyncio.run(go())
-    finally:
-        if stack is not None and started_here:
-            stack.down()

@@ -14,7 +14,8 @@ from pathlib import Path
 from .errors import ConfigError
 from .model_names import EMBEDDER_KINDS, ONNX_INT8
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a checkout, or site-packages when installed
+# the checkout, or site-packages/pharmgpt when installed (never a place for data: _is_checkout)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LEGACY_DATA_DIR = (
     PROJECT_ROOT / ".pharmgpt"
 )  # where a checkout kept its data before the per-user default

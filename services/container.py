@@ -1,13 +1,12 @@
-"""Wires the services together once per process, on the runtime loop.
+"""The services of one process, wired together over one backend.
 
-With no Supabase project configured, it brings up the embedded local stack
-first (DESIGN D1), so every caller gets the same services either way.
+Built by the composition root (pharmgpt/wiring.py), which starts the embedded local
+stack first when no Supabase project is configured (DESIGN D1).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
 from .admin import AdminService
@@ -18,11 +17,13 @@ from .cache import TTLCache
 from .config import Settings
 from .conversations import ConversationService
 from .documents import DocumentService
+from .errors import ConfigError
 from .metrics import Metrics
 from .outbox import Outbox
 from .pharmacies import PharmacyService
 from .preferences import PreferenceService
 from .sessions import SessionService
+from .signin import SignInService
 from .users import UserService
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Services:
         self.users = UserService(
             backend, settings, self.cache, self.metrics, self.audit, self.sessions
         )
+        self.signin = SignInService(self.users, self.sessions)
         self.conversations = ConversationService(
             backend, self.cache, self.metrics, self.audit, self.outbox
         )
@@ -62,15 +64,13 @@ class Services:
         self._flusher: asyncio.Task | None = None
 
     @classmethod
-    async def create(
-        cls, settings: Settings | None = None, *, start_local: bool = True
-    ) -> Services:
-        settings = settings or Settings.load()
-        if settings.embedded and start_local:
-            from pharmgpt.localbase.stack import LocalStack
-
-            info = await asyncio.to_thread(LocalStack(settings.data_dir).up)
-            settings = dataclasses.replace(settings, **info.settings_overrides())
+    async def create(cls, settings: Settings) -> Services:
+        """The services over a configured store. The embedded local stack is started by the
+        composition root (pharmgpt/wiring.py), which passes its URL and keys in `settings`."""
+        if settings.embedded:
+            raise ConfigError(
+                "No Supabase URL: start the local stack first (pharmgpt.wiring.build_services)."
+            )
         backend = Backend(settings)
         await backend.start()
         return cls(settings, backend)

@@ -159,37 +159,21 @@ def current_user(ctx) -> User | None:
 
 
 # ---------------------------------------------------------------------- actions
-async def _sign_in(
-    ctx, username: str, password: str, ip: str | None, ua: str | None
-) -> tuple[User, str]:
-    u = await ctx.services.users.authenticate_user(username, password, ip=ip)
-    try:
-        tok = await ctx.services.sessions.create_session(u.id, ip, ua)
-    except ValidationError:  # an address the table refuses: sign in without it
-        tok = await ctx.services.sessions.create_session(u.id, None, ua)
-    return u, tok
-
-
 def sign_in(ctx, username: str, password: str) -> ui.Outcome:
     ip, ua = client_info()
-    out = ui.attempt(_sign_in(ctx, username, password, ip, ua))
+    out = ui.attempt(ctx.services.signin.sign_in(username, password, ip=ip, user_agent=ua))
     if out.ok:
-        _set_signed_in(*out.value)
+        _set_signed_in(out.value.user, out.value.token)
     return out
-
-
-async def _sign_up(
-    ctx, username: str, password: str, email: str | None, ip, ua
-) -> tuple[User, str]:
-    await ctx.services.users.create_user(username, password, email)
-    return await _sign_in(ctx, username, password, ip, ua)
 
 
 def sign_up(ctx, username: str, password: str, email: str | None) -> ui.Outcome:
     ip, ua = client_info()
-    out = ui.attempt(_sign_up(ctx, username, password, email or None, ip, ua))
+    out = ui.attempt(
+        ctx.services.signin.sign_up(username, password, email or None, ip=ip, user_agent=ua)
+    )
     if out.ok:
-        _set_signed_in(*out.value)
+        _set_signed_in(out.value.user, out.value.token)
     return out
 
 

@@ -148,10 +148,8 @@ def wake_worker(ctx) -> None:
     """Tell an in-process ingestion worker a job is waiting. Under `pharmgpt run` the worker is
     another process that polls the queue every second (`claim_ingest_job`, one cheap RPC), so
     there is nothing to signal; this only shortens the wait when the app runs the worker itself."""
-    if not ctx.services.settings.app_runs_worker:
-        return
     try:
-        ctx.runtime.loop.call_soon_threadsafe(ctx.rag.worker.wake)
+        ctx.wake_worker()
     except Exception:  # the worker may run in another process; it polls
         log.debug("could not wake the worker", exc_info=True)
 
@@ -161,9 +159,7 @@ def warm_user(ctx, user_id: str) -> None:
     if st.session_state.get("_warm_user") == user_id or not ctx.services.settings.warm_start:
         return
     st.session_state["_warm_user"] = user_id
-    import asyncio
-
-    asyncio.run_coroutine_threadsafe(ctx.rag.warmup.user(user_id), ctx.runtime.loop)
+    ctx.warm_user(user_id)
 
 
 WARMING_UP = (

@@ -86,21 +86,9 @@ def queue_rows(items) -> list[dict]:
 
 def health_checks(settings) -> list[tuple[str, bool, str]]:
     """The checks `pharmgpt doctor` runs, against what this server is configured to use."""
-    from pharmgpt.services.doctor import _check_chroma, _check_llm, _check_ocr, _check_supabase
+    from pharmgpt.doctor import health_checks as doctor_checks
 
-    out = []
-    for name, check in (
-        ("Data store (Supabase API)", _check_supabase),
-        ("Vector store (Chroma)", _check_chroma),
-        ("Language model", _check_llm),
-        ("Scans (OCR)", _check_ocr),
-    ):
-        try:
-            ok, detail = check(settings)
-        except Exception as e:  # a check must never take the page down
-            ok, detail = False, f"{type(e).__name__}: {e}"
-        out.append((name, ok, detail))
-    return out
+    return doctor_checks(settings)
 
 
 # ---------------------------------------------------------------------- actions
@@ -219,7 +207,7 @@ def _queue(ctx, admin_id: str) -> None:
 
 def _performance(ctx) -> None:
     slow_ms = ctx.services.settings.slow_call_ms
-    rows = metric_rows(ctx.services.metrics.snapshot(), slow_ms)
+    rows = metric_rows(ctx.metrics_snapshot(), slow_ms)
     slow = [r for r in rows if r["slow"]]
     if slow:
         st.warning(

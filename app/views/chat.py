@@ -122,9 +122,7 @@ def _record_first_token(ctx) -> None:
     """Server time from the start of this script run to the first answer token (metrics)."""
     started = st.session_state.get("_run_started")
     if started is not None:
-        ctx.services.metrics.record(
-            "app.send_to_first_token", (time.perf_counter() - started) * 1000
-        )
+        ctx.record_metric("app.send_to_first_token", (time.perf_counter() - started) * 1000)
 
 
 def _prepend(first, rest):
@@ -232,9 +230,7 @@ def _summarise_offers(ctx, user_id: str, conv_id: str) -> tuple[str, str] | None
 def _watch_processing(user_id: str, conv_id: str, doc_ids: list[str]) -> None:
     """Polls while a new document is processed, then redraws the page once it is done."""
     ctx = ui.context()
-    ctx.services.cache.invalidate(
-        "docs", user_id
-    )  # a worker in another process may have moved them on
+    ctx.refresh_documents(user_id)  # a worker in another process may have moved them on
     current = ui.call(
         ctx.services.documents.get_conversation_documents(user_id, conv_id),
         default=None,

@@ -25,7 +25,7 @@ def _lists(user_id: str, conv_id: str | None, conv_title: str | None, polling: b
     ui.show_flashes()
     if polling:
         # another process's worker may have moved them on: read afresh while anything is in flight
-        ctx.services.cache.invalidate("docs", user_id)
+        ctx.refresh_documents(user_id)
     conv_docs, lib = _load(ctx, user_id, conv_id)
     active = [d.id for d in conv_docs + lib if d.status in docs.ACTIVE]
     if polling and not active:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -156,8 +157,8 @@ def test_ocr_progress_and_marks():
 
 
 def test_upload_help_states_the_one_limit_and_ocr(monkeypatch):
+    from pharmgpt.launcher import streamlit_command, upload_limit_mb
     from pharmgpt.rag.loaders import ocr
-    from pharmgpt.services.launcher import streamlit_command, upload_limit_mb
 
     s = Settings.load(env={}, max_upload_bytes=25 * 2**20)
     monkeypatch.setattr(ocr.shutil, "which", lambda name: "/usr/bin/tesseract")
@@ -168,10 +169,12 @@ def test_upload_help_states_the_one_limit_and_ocr(monkeypatch):
     monkeypatch.setattr(ocr.shutil, "which", lambda name: None)
     assert "can't be read on this server (OCR is not installed)" in docs.upload_help(s)
     cmd = streamlit_command(s, 8600)
-    assert (
-        cmd[cmd.index("--server.maxUploadSize") + 1] == "25"
-        and cmd[cmd.index("--server.port") + 1] == "8600"
-    )
+    flags = dict(a[2:].split("=", 1) for a in cmd if a.startswith("--"))
+    assert flags["server.maxUploadSize"] == "25" and flags["server.port"] == "8600"
+    # the shipped .streamlit/config.toml, as flags: Streamlit reads only ./.streamlit from its cwd
+    assert flags["server.headless"] == "true" and flags["browser.gatherUsageStats"] == "false"
+    assert flags["server.fileWatcherType"] == "none" and flags["client.toolbarMode"] == "minimal"
+    assert Path(cmd[4]).name == "server.py" and Path(cmd[4]).is_file()
     assert (
         upload_limit_mb(Settings.load(env={}, max_upload_bytes=1024)) == 1
     )  # Streamlit counts whole MB

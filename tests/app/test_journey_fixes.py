@@ -29,7 +29,7 @@ LABEL_B = (
 def wait_ready(ctx, user_id, doc_ids, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ctx.services.cache.invalidate("docs", user_id)
+        ctx.refresh_documents(user_id)
         got = [ctx.run(ctx.services.documents.get_document(user_id, d)) for d in doc_ids]
         if all(d.status in ("ready", "failed") for d in got):
             return got

@@ -39,7 +39,7 @@ def running_app(name: str, **settings: str) -> Iterator[str]:
     )
     log = open(data / "app.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pharmgpt.services.cli", "run", "--port", str(port)],
+        [sys.executable, "-m", "pharmgpt", "run", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pharmgpt.cli import main
 from pharmgpt.localbase import migrations
 from pharmgpt.localbase.postgres import EmbeddedPostgres
-from pharmgpt.services.cli import main
 from psycopg import sql
 
 from tests.fixtures.supabase_shape import apply_with_psql

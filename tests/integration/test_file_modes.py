@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pharmgpt.services.cli", *args],
+        [sys.executable, "-m", "pharmgpt", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -147,7 +147,7 @@ def test_standalone_gateway_configured_like_postgrest(stack, tmp_path):
         [
             sys.executable,
             "-m",
-            "pharmgpt.services.cli",
+            "pharmgpt",
             "local",
             "gateway",
             "--db-uri",
@@ -191,7 +191,7 @@ def test_local_keys_command_prints_working_keys(tmp_path):
         [
             sys.executable,
             "-m",
-            "pharmgpt.services.cli",
+            "pharmgpt",
             "local",
             "keys",
             "--data-dir",
@@ -220,7 +220,7 @@ def test_local_keys_command_prints_working_keys(tmp_path):
         [
             sys.executable,
             "-m",
-            "pharmgpt.services.cli",
+            "pharmgpt",
             "local",
             "keys",
             "--data-dir",
@@ -265,7 +265,7 @@ def test_doctor_reports_a_reachable_store_and_masks_secrets(stack, tmp_path):
         "PHARMGPT_SECRETS_FILE": str(tmp_path / "none.toml"),
     }
     out = subprocess.run(
-        [sys.executable, "-m", "pharmgpt.services.cli", "doctor"],
+        [sys.executable, "-m", "pharmgpt", "doctor"],
         capture_output=True,
         text=True,
         env=env,
@@ -277,7 +277,7 @@ def test_doctor_reports_a_reachable_store_and_masks_secrets(stack, tmp_path):
         assert secret is None or secret not in out.stdout
     env["SUPABASE_URL"] = "http://127.0.0.1:9"
     out = subprocess.run(
-        [sys.executable, "-m", "pharmgpt.services.cli", "doctor"],
+        [sys.executable, "-m", "pharmgpt", "doctor"],
         capture_output=True,
         text=True,
         env=env,

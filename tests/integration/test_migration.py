@@ -113,7 +113,7 @@ def paused(self, user_id):
     Path(os.environ["PAUSE_MARKER"]).write_text(str(user_id))
     time.sleep(600)
 pharmgpt.rag.lexical.LexicalIndex.rebuild = paused
-from pharmgpt.services.cli import main
+from pharmgpt.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -139,7 +139,7 @@ async def cli(stack, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pharmgpt.services.cli",
+        "pharmgpt",
         "migrate",
         *args,
         cwd=REPO,
@@ -423,7 +423,7 @@ async def test_killed_run_resumes_to_the_same_end_state_as_a_clean_run(
     data = tmp_path / "cli"
     data.mkdir()
     marker = tmp_path / "paused-before-index"
-    entry = ["-m", "pharmgpt.services.cli"]
+    entry = ["-m", "pharmgpt"]
     if kind == "index":
         (tmp_path / "pause_before_index.py").write_text(PAUSE_BEFORE_INDEX)
         entry = [str(tmp_path / "pause_before_index.py")]
@@ -703,7 +703,7 @@ def test_backup_has_a_manifest_and_never_overwrites(tmp_path):
 def test_cli_detect_and_backup_without_a_database(tmp_path):
     tree = build_legacy_tree(tmp_path / "user_data", wrong_dimension_store=False)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = [sys.executable, "-m", "pharmgpt.services.cli", "migrate"]
+    run = [sys.executable, "-m", "pharmgpt", "migrate"]
     r = subprocess.run(
         [*run, "detect", "--source", str(tree.root), "--json"],
         cwd=REPO,

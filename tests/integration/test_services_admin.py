@@ -223,7 +223,7 @@ async def test_retry_failed_document_requeues_it(services, account):
 async def test_cli_promote(services, account, stack, tmp_path, monkeypatch, capsys):
     import asyncio
 
-    from pharmgpt.services.cli import main
+    from pharmgpt.cli import main
 
     for key, value in stack.as_env().items():
         monkeypatch.setenv(key, value)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from pharmgpt.rag.system import RagSystem
-from pharmgpt.services.supervisor import stop_all, supervise_workers, worker_command
+from pharmgpt.supervisor import stop_all, supervise_workers, worker_command
 
 from tests.conftest import service_settings, worker_env
 from tests.fixtures import shared_data

@@ -149,7 +149,7 @@ def test_legacy_secret_with_an_imported_kid_signs_hs256_with_that_kid():
 
 
 def test_keys_generate_writes_a_private_file_and_prints_the_public_jwk(tmp_path, capsys):
-    from pharmgpt.services.cli import main
+    from pharmgpt.cli import main
 
     out = tmp_path / "sub" / "key.json"
     assert main(["keys", "generate", "--out", str(out)]) == 0

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from pharmgpt.localbase.files import loose_modes, open_private, private_dir, secure_tree
-from pharmgpt.services.supervisor import Supervised
+from pharmgpt.supervisor import Supervised
 
 
 @pytest.fixture

@@ -149,20 +149,24 @@ def test_one_data_directory_for_every_command(tmp_path, monkeypatch, capsys, no_
     """PHARMGPT_DATA_DIR, else one per-user default: never the directory a command is run from."""
     import json
 
-    from pharmgpt.localbase.cli import default_data_dir
-    from pharmgpt.services.cli import main
+    from pharmgpt.cli import main
     from pharmgpt.services.config import data_dir, describe_data
+    from pharmgpt.wiring import default_data_dir
 
     monkeypatch.chdir(tmp_path)  # `pharmgpt local …` used to mean $CWD/.pharmgpt
     user = tmp_path / "home" / ".local" / "share" / "pharmgpt"
     assert (
-        data_dir() == user == default_data_dir() == Settings.load().data_dir == Settings().data_dir
+        data_dir()
+        == user
+        == default_data_dir()[0]
+        == Settings.load().data_dir
+        == Settings().data_dir
     )
     assert data_dir({}) == user and data_dir({"PHARMGPT_DATA_DIR": ""}) == user
     assert data_dir({"PHARMGPT_DATA_DIR": "~/pgt"}) == tmp_path / "home" / "pgt"
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(elsewhere))
-    assert data_dir() == elsewhere == default_data_dir() == Settings.load().data_dir
+    assert data_dir() == elsewhere == default_data_dir()[0] == Settings.load().data_dir
     assert describe_data(Settings.load()) == (
         f"database: embedded Postgres in {elsewhere / 'pgdata'}; data dir "
         f"{elsewhere} (from PHARMGPT_DATA_DIR)"
@@ -245,7 +249,7 @@ def test_the_secrets_file_is_found_in_the_current_directory_then_the_data_direct
 def test_keys_generate_defaults_to_the_data_directory(
     tmp_path, monkeypatch, capsys, no_old_checkout_data
 ):
-    from pharmgpt.services.cli import main
+    from pharmgpt.cli import main
 
     monkeypatch.setenv("PHARMGPT_DATA_DIR", str(tmp_path / "data"))
     assert main(["keys", "generate"]) == 0
@@ -255,7 +259,7 @@ def test_keys_generate_defaults_to_the_data_directory(
 
 
 def test_admin_promote_never_creates_an_empty_database(tmp_path, monkeypatch, capsys):
-    from pharmgpt.services.cli import main
+    from pharmgpt.cli import main
 
     for key in (
         "SUPABASE_URL",

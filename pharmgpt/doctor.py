@@ -1,4 +1,7 @@
-"""`pharmgpt doctor`: what is configured (secrets masked) and whether each part answers."""
+"""`pharmgpt doctor`: what is configured (secrets masked) and whether each part answers.
+
+The `check_*` functions and `health_checks` also serve the admin page's health tab.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,16 @@ import json
 import urllib.error
 import urllib.request
 
-from .config import Settings, describe_data
-from .errors import PharmGPTError
+from pharmgpt.services.config import Settings, describe_data
+from pharmgpt.services.errors import PharmGPTError
+
+from .wiring import load_settings, local_stack, on_stack, running_gateway
 
 
-def _check_supabase(settings: Settings) -> tuple[bool, str]:
+def check_supabase(settings: Settings) -> tuple[bool, str]:
     if settings.embedded:
-        from pharmgpt.localbase.stack import LocalStack
-
-        stack = LocalStack(settings.data_dir)
-        st = stack.pg.status()
-        gw = stack.running_gateway()
+        st = local_stack(settings).pg.status()
+        gw = running_gateway(settings)
         if not st.running or gw is None:
             return False, (
                 f"embedded local stack in {settings.data_dir}: postgres "
@@ -41,18 +43,14 @@ def _check_supabase(settings: Settings) -> tuple[bool, str]:
         return False, f"{url}: not reachable ({e})"
 
 
-def _check_signing(settings: Settings) -> tuple[bool, str]:
+def check_signing(settings: Settings) -> tuple[bool, str]:
     """Does the project accept the user tokens PharmGPT signs? One read as a user that owns nothing."""
     if settings.embedded:
-        import dataclasses
-
-        from pharmgpt.localbase.stack import LocalStack
-
-        gw = LocalStack(settings.data_dir).running_gateway()
+        gw = running_gateway(settings)
         if gw is None:
             return False, "embedded local stack not running"
-        settings = dataclasses.replace(settings, **gw.settings_overrides())
-    from .backend import Backend
+        settings = on_stack(settings, gw)
+    from pharmgpt.services.backend import Backend
 
     try:
         signer = settings.signing_key()
@@ -90,7 +88,7 @@ def _check_signing(settings: Settings) -> tuple[bool, str]:
         return False, f"{url}: not reachable ({e})"
 
 
-def _check_chroma(settings: Settings) -> tuple[bool, str]:
+def check_chroma(settings: Settings) -> tuple[bool, str]:
     from pharmgpt.rag.store import ChunkStore
 
     where = (
@@ -119,7 +117,7 @@ def _check_chroma(settings: Settings) -> tuple[bool, str]:
         return False, f"{where}: {type(e).__name__}: {e}"
 
 
-def _check_llm(settings: Settings) -> tuple[bool, str]:
+def check_llm(settings: Settings) -> tuple[bool, str]:
     if settings.groq_api_key:
         url, what = "https://api.groq.com/openai/v1/models", "Groq"
         headers = {"Authorization": f"Bearer {settings.groq_api_key}"}
@@ -149,7 +147,7 @@ def _check_llm(settings: Settings) -> tuple[bool, str]:
         return False, f"{what}: not reachable ({e})"
 
 
-def _check_ocr(settings: Settings) -> tuple[bool, str]:
+def check_ocr(settings: Settings) -> tuple[bool, str]:
     """Optional: without Tesseract scanned PDFs and images are refused (with how to enable it)."""
     from pharmgpt.rag.loaders import ocr
 
@@ -159,18 +157,40 @@ def _check_ocr(settings: Settings) -> tuple[bool, str]:
     )
 
 
+# what the admin page's health tab shows (the signing check is the command's: it needs a token)
+HEALTH_CHECKS = (
+    ("Data store (Supabase API)", check_supabase),
+    ("Vector store (Chroma)", check_chroma),
+    ("Language model", check_llm),
+    ("Scans (OCR)", check_ocr),
+)
+
+
+def health_checks(settings: Settings) -> list[tuple[str, bool, str]]:
+    """The doctor's checks against what a running server uses, as (label, ok, detail); a check
+    that raises is a failed check, never an error of the page that shows them."""
+    out = []
+    for name, check in HEALTH_CHECKS:
+        try:
+            ok, detail = check(settings)
+        except Exception as e:
+            ok, detail = False, f"{type(e).__name__}: {e}"
+        out.append((name, ok, detail))
+    return out
+
+
 def run_doctor(as_json: bool = False) -> int:
     try:
-        settings = Settings.load()
+        settings = load_settings()
     except PharmGPTError as e:
         print(f"configuration: {e.message}")
         return 1
     checks = {
-        "supabase": _check_supabase(settings),
-        "signing": _check_signing(settings),
-        "chroma": _check_chroma(settings),
-        "llm": _check_llm(settings),
-        "ocr": _check_ocr(settings),
+        "supabase": check_supabase(settings),
+        "signing": check_signing(settings),
+        "chroma": check_chroma(settings),
+        "llm": check_llm(settings),
+        "ocr": check_ocr(settings),
     }
     if as_json:
         print(

@@ -8,17 +8,10 @@ import signal
 
 
 async def _with_system(fn):
-    from pharmgpt.rag.system import RagSystem
-    from pharmgpt.services.config import Settings, describe_data
-    from pharmgpt.services.container import Services
+    from pharmgpt.wiring import open_system
 
-    settings = Settings.load()
-    print(describe_data(settings), flush=True)
-    services = await Services.create(settings)
-    try:
-        return await fn(RagSystem(services))
-    finally:
-        await services.close()
+    async with open_system() as rag:
+        return await fn(rag)
 
 
 def run_worker(once: bool = False) -> int:
@@ -66,9 +59,9 @@ def run_reindex() -> int:
     from pharmgpt.rag.embeddings import shared_embedder
     from pharmgpt.rag.reindex import Reindexer
     from pharmgpt.rag.store import ChunkStore
-    from pharmgpt.services.config import Settings
+    from pharmgpt.wiring import load_settings
 
-    s = Settings.load()
+    s = load_settings()
     embedder = shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
     store = ChunkStore(
         path=s.data_dir / "chroma", host=s.chroma_host, port=s.chroma_port, embedder=embedder.name

@@ -1,4 +1,5 @@
-"""The `pharmgpt` command. Subcommands import what they need when they run."""
+"""The `pharmgpt` command. Subcommands import what they need when they run, and build what they
+use through pharmgpt/wiring.py."""
 
 from __future__ import annotations
 
@@ -84,16 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep corpus embeddings here between runs (e.g. .pharmgpt/cache)",
     )
-    adm = sub.add_parser("admin", help="administration from the command line")
-    adm_sub = adm.add_subparsers(dest="admin_command", required=True)
-    adm_sub.add_parser("promote", help="make an existing account an administrator").add_argument(
-        "username"
-    )
+    from pharmgpt.admin_command import add_commands as add_admin
+
+    add_admin(sub)
     from pharmgpt.migration.cli import add_commands as add_migrate  # argparse only: cheap to import
 
     add_migrate(sub)
     add_local(sub)
-    from pharmgpt.services.keys_command import add_commands as add_keys
+    from pharmgpt.keys_command import add_commands as add_keys
 
     add_keys(sub)
     return parser
@@ -105,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     private_umask()  # every command: what it creates under the data directory is 0700/0600
     args = build_parser().parse_args(argv)
     if args.command == "run":
-        from pharmgpt.services.launcher import run_app
+        from pharmgpt.launcher import run_app
 
         return run_app(port=args.port, workers=args.workers, in_app_worker=args.in_app_worker)
     if args.command in ("worker", "reconcile", "reindex"):
-        from pharmgpt.services.rag_commands import run_reconcile, run_reindex, run_worker
+        from pharmgpt.rag_commands import run_reconcile, run_reindex, run_worker
 
         if args.command == "reindex":
             return run_reindex()
@@ -138,25 +137,27 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2) if args.json else report(result))
         return 0
     if args.command == "admin":
-        from pharmgpt.services.admin import run_command as run_admin
+        from pharmgpt.admin_command import run as run_admin
 
         return run_admin(args)
     if args.command == "migrate":
         from pharmgpt.migration.cli import run as run_migrate
+        from pharmgpt.wiring import open_services
 
-        return run_migrate(args)
+        return run_migrate(args, open_services)
     if args.command == "doctor":
-        from pharmgpt.services.doctor import run_doctor
+        from pharmgpt.doctor import run_doctor
 
         return run_doctor(as_json=args.json)
     if args.command == "keys":
-        from pharmgpt.services.keys_command import run as run_keys
+        from pharmgpt.keys_command import run as run_keys
 
         return run_keys(args)
     if args.command in ("local", "db"):
         from pharmgpt.localbase.cli import run
+        from pharmgpt.wiring import default_data_dir
 
-        return run(args)
+        return run(args, default_data_dir=default_data_dir)
     return 2
 
 

@@ -139,7 +139,7 @@ def worker_command() -> list[str]:
     """`pharmgpt worker` with this interpreter, so it runs in the same environment as the app."""
     import sys
 
-    return [sys.executable, "-m", "pharmgpt.services.cli", "worker"]
+    return [sys.executable, "-m", "pharmgpt", "worker"]
 
 
 def supervise_workers(

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import data_dir
-
 KEY_FILE_NAME = "jwt-signing-key.json"
 
 
 def default_key_file() -> Path:
     """In the data directory, beside the rest of this install's private files."""
-    return data_dir() / KEY_FILE_NAME
+    from .wiring import default_data_dir
+
+    return default_data_dir()[0] / KEY_FILE_NAME
 
 
 STEPS = """\
@@ -53,8 +53,10 @@ def run(args) -> int:
     from pharmgpt.localbase.files import private_dir
     from pharmgpt.localbase.keys import generate_es256, write_private
 
+    from .wiring import default_data_dir
+
     if args.out is None:
-        private_dir(data_dir())  # as the app makes it, if this is its first use
+        private_dir(default_data_dir()[0])  # as the app makes it, if this is its first use
     out: Path = (args.out or default_key_file()).expanduser().resolve()
     if out.exists() and not args.force:
         print(

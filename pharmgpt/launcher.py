@@ -3,7 +3,7 @@
 On the embedded default that is the local stack (Postgres + gateway), a Chroma
 server on 127.0.0.1 over the data directory (the embedded store is safe for one
 process only, and the app and the worker are two: localbase/chroma.py), and the
-ingestion worker as its own supervised process (services/supervisor.py), so a
+ingestion worker as its own supervised process (pharmgpt/supervisor.py), so a
 file that crashes or exhausts the worker never takes the app down, and a dead
 worker comes back by itself. Streamlit is served through app/server.py, which
 warms up at start (the embedder, Chroma and the lexicon load while the first user
@@ -17,11 +17,15 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
 
 from pharmgpt.localbase.files import private_dir, secure_tree
+from pharmgpt.services.config import Settings, describe_data, secrets_path
 
-from .config import PROJECT_ROOT, Settings, describe_data
 from .supervisor import stop_all, supervise_workers
+from .wiring import load_settings, local_stack
 
 
 def upload_limit_mb(settings: Settings) -> int:
@@ -30,33 +34,57 @@ def upload_limit_mb(settings: Settings) -> int:
     return max(1, -(-settings.max_upload_bytes // 2**20))
 
 
+def packaged_streamlit_config() -> dict[str, object]:
+    """The shipped .streamlit/config.toml (package pharmgpt.streamlit_config) as
+    {"section.key": value}: Streamlit reads only ./.streamlit from the directory it runs in,
+    so an installed `pharmgpt run`, started anywhere, passes these as flags."""
+    raw = resources.files("pharmgpt.streamlit_config").joinpath("config.toml").read_text("utf-8")
+    return {
+        f"{section}.{key}": value
+        for section, options in tomllib.loads(raw).items()
+        for key, value in options.items()
+    }
+
+
+def _flag_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def app_script() -> Path:
+    """app/server.py where the package is installed (a checkout or site-packages)."""
+    return Path(str(resources.files("pharmgpt.app").joinpath("server.py")))
+
+
 def streamlit_command(settings: Settings, port: int) -> list[str]:
+    options = {
+        **packaged_streamlit_config(),
+        "server.port": port,
+        "server.address": "127.0.0.1",
+        "server.maxUploadSize": upload_limit_mb(settings),
+    }
     return [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(PROJECT_ROOT / "app" / "server.py"),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.maxUploadSize",
-        str(upload_limit_mb(settings)),
+        str(app_script()),
+        *(f"--{name}={_flag_value(value)}" for name, value in options.items()),
     ]
 
 
 def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> int:
     """`in_app_worker`: the old single-process mode (worker inside Streamlit, embedded Chroma, no
     Chroma port), for a host shared with other OS accounts (docs/security.md)."""
-    settings = Settings.load()
+    settings = load_settings()
     private_dir(settings.data_dir)
     secure_tree(settings.data_dir)  # a data directory made by an older version, with 0644 files
     logs = settings.data_dir / "logs"
     env = dict(os.environ)
-    env["PHARMGPT_DATA_DIR"] = str(
-        settings.data_dir
-    )  # the app (and its workers) use this very directory
+    # the app and its workers use this very directory and secrets file, wherever they run
+    env["PHARMGPT_DATA_DIR"] = str(settings.data_dir)
+    secrets = secrets_path()
+    if secrets is not None and secrets.is_file():
+        env["PHARMGPT_SECRETS_FILE"] = str(secrets)
     print(describe_data(settings), flush=True)
     stack = chroma = None
     children = []
@@ -71,9 +99,7 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
     proc = None
     try:
         if settings.embedded:
-            from pharmgpt.localbase.stack import LocalStack
-
-            stack = LocalStack(settings.data_dir)
+            stack = local_stack(settings)
             info = stack.up()
             env.update(info.as_env())
             print(f"local stack: {info.url}", flush=True)
@@ -98,7 +124,6 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
                     env,
                     logs,
                     max_backoff_s=settings.worker_restart_max_s,
-                    cwd=PROJECT_ROOT,
                 )
                 print(
                     f"ingestion: {workers} supervised worker process(es), logs in {logs}",
@@ -110,7 +135,7 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
                 )
         cmd = streamlit_command(settings, port)
         print(f"PharmGPT: http://127.0.0.1:{port} (warming up the search model…)", flush=True)
-        proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
+        proc = subprocess.Popen(cmd, env=env)
         return proc.wait()
     except KeyboardInterrupt:
         if proc is None:
