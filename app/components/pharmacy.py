@@ -10,6 +10,7 @@ Actions run in button callbacks and report through `ui.flash`, with the services
 from __future__ import annotations
 
 import streamlit as st
+from pharmgpt.services.documents import is_file_fault
 from pharmgpt.services.models import PHARMACY_ROLES, Pharmacy
 
 from . import docs, ui
@@ -143,7 +144,17 @@ def uploader(user_id: str, pharmacy: Pharmacy, documents) -> None:
         docs.show_results(results)
 
 
-def document_row(user_id: str, doc, progress: dict | None, can_edit: bool) -> None:
+def _retry(user_id: str, doc_id: str, filename: str) -> None:
+    ctx = ui.context()
+    if ui.act(
+        ctx.services.documents.retry_document(user_id, doc_id), f"{filename} is queued again."
+    ):
+        ui.wake_worker(ctx)
+
+
+def document_row(
+    user_id: str, doc, progress: dict | None, can_edit: bool, names: dict[str, str]
+) -> None:
     left, mid, right = st.columns([5, 3, 2], vertical_alignment="center")
     with left:
         st.markdown(f"**{doc.filename}**")
@@ -154,6 +165,7 @@ def document_row(user_id: str, doc, progress: dict | None, can_edit: bool) -> No
                     doc.file_type.split("/")[-1],
                     file_size(doc.file_size),
                     f"added {relative_date(doc.added_at)}",
+                    f"by {names[doc.user_id]}" if doc.user_id in names else "",
                 )
                 if x
             )
@@ -164,6 +176,14 @@ def document_row(user_id: str, doc, progress: dict | None, can_edit: bool) -> No
             st.caption(doc.processing_error)
     if not can_edit:
         return
+    if doc.status == "failed" and not is_file_fault(doc):
+        right.button(
+            "Retry",
+            key=f"pharm_retry_{doc.id}",
+            icon=":material/refresh:",
+            on_click=_retry,
+            args=(user_id, doc.id, doc.filename),
+        )
     with right, st.popover("Delete", icon=":material/delete:", key=f"pharm_delmenu_{doc.id}"):
         st.caption("Deleting removes it from the pharmacy's library for every member.")
         sure = st.checkbox("Yes, delete it", key=f"pharm_delok_{doc.id}")
@@ -177,7 +197,7 @@ def document_row(user_id: str, doc, progress: dict | None, can_edit: bool) -> No
         )
 
 
-def shared_list(user_id: str, pharmacy: Pharmacy, polling: bool) -> None:
+def shared_list(user_id: str, pharmacy: Pharmacy, polling: bool, names: dict[str, str]) -> None:
     """The shared library with each document's status (refreshing while any is in flight)."""
     ctx = ui.context()
     ui.show_flashes()
@@ -196,15 +216,13 @@ def shared_list(user_id: str, pharmacy: Pharmacy, polling: bool) -> None:
             "Nothing shared yet." + (" Add the first document above." if pharmacy.can_edit else "")
         )
     for d in items:
-        document_row(user_id, d, progress.get(d.id), pharmacy.can_edit)
+        document_row(user_id, d, progress.get(d.id), pharmacy.can_edit, names)
     if active:
         st.caption(f"{len(active)} document(s) in progress; this list refreshes every 2 seconds.")
 
 
-def members_panel(user_id: str, pharmacy: Pharmacy) -> None:
+def members_panel(user_id: str, pharmacy: Pharmacy, members) -> None:
     """Everyone sees who is in the team; owners invite, change roles and remove."""
-    ctx = ui.context()
-    members = ui.call(ctx.services.pharmacies.members(user_id, pharmacy.id), default=[])
     with st.expander(f"Members ({len(members)})", icon=":material/group:", expanded=True):
         for m in members:
             left, mid, right = st.columns([4, 3, 2], vertical_alignment="center")
@@ -292,7 +310,9 @@ def pharmacy_tab(user) -> None:
         uploader(user.id, pharmacy, items)
     else:
         st.info(READ_ONLY, icon=":material/visibility:")
+    members = ui.call(ctx.services.pharmacies.members(user.id, pharmacy.id), default=[])
+    names = {m.user_id: m.username for m in members}
     polling = any(d.status in docs.ACTIVE for d in items)
-    st.fragment(shared_list, run_every=2 if polling else None)(user.id, pharmacy, polling)
-    members_panel(user.id, pharmacy)
+    st.fragment(shared_list, run_every=2 if polling else None)(user.id, pharmacy, polling, names)
+    members_panel(user.id, pharmacy, members)
     create_form(user.id, expanded=False)

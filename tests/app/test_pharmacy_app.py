@@ -9,6 +9,7 @@ import pytest
 from pharmgpt.app.components import pharmacy
 
 from tests.app.conftest import sign_in, texts
+from tests.app.test_journey_fixes import wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,7 @@ def test_a_reader_sees_the_library_but_no_uploader_or_delete(team, ctx):
     reader = as_other()
     page = texts(reader)
     assert pharmacy.READ_ONLY in page and "shared.md" in page
+    assert f"by {owner.username}" in page  # who shared it
     assert not [k for k in keys(reader, "file_uploader") if k.startswith("pharm_uploader")]
     assert not [
         k for k in keys(reader, "button") if k.startswith(("pharm_deldoc_", "pharm_remove"))
@@ -137,6 +139,20 @@ def test_an_editor_uploads_and_deletes_and_owners_remove_members(team, ctx):
     assert (doc.filename, doc.user_id, doc.pharmacy_id) == ("formulary.md", other.id, ph.id)
     assert ctx.run(ctx.services.documents.get_library_documents(other.id)) == []  # not private
     assert f"pharm_deldoc_{doc.id}" in keys(editor, "button")
+    # a passing failure can be retried by an editor
+    wait_ready(ctx, other.id, [doc.id])
+    ctx.run(
+        ctx.services.documents.update_document_status(
+            doc.id, "failed", error="Processing failed after 3 attempts: OSError"
+        )
+    )
+    editor.run()
+    editor.button(key=f"pharm_retry_{doc.id}").click()
+    editor.run()
+    (retried,) = ctx.run(ctx.services.audit.list(user_id=other.id, action="document.retried"))
+    assert retried.details["pharmacy_id"] == ph.id
+    wait_ready(ctx, other.id, [doc.id])
+    editor.run()
     editor.checkbox(key=f"pharm_delok_{doc.id}").check()
     editor.run()
     editor.button(key=f"pharm_deldoc_{doc.id}").click()
