@@ -12,6 +12,7 @@ uploads the Lipitor label (FDA SPL XML from the shared data) to the pharmacy's l
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 LABEL = shared_data("fda-labels", "lipitor-orig.xml")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "correct horse battery"
 QUESTION = "What is the recommended starting dose of atorvastatin?"
 READ_ONLY = "You are a reader here"
@@ -63,6 +65,14 @@ def settle(page) -> None:
         ".includes('Running')",
         timeout=60_000,
     )
+
+
+def shot(page, name: str) -> None:
+    """Set PHARMGPT_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/."""
+    if os.environ.get("PHARMGPT_UPDATE_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def failure_shot(page, name: str) -> None:
@@ -186,6 +196,7 @@ def team():
                 failure_shot(a, "pharmacy-upload")
                 raise
             assert panel(a).get_by_text(LABEL.name).count()
+            shot(a, "pharmacy-owner")
             yield a, readers
         finally:
             browser.close()
@@ -202,6 +213,8 @@ def test_a_reader_reads_the_shared_library_without_controls_until_removed(team):
     for control in ("pharm_uploader_", "pharm_upload", "pharm_delmenu_", "pharm_deldoc_"):
         assert not b.locator(f"[class*='st-key-{control}']").count(), control
     assert not b.locator("[class*='st-key-pharm_invite']").count()  # nor members' management
+    settle(b)
+    shot(b, "pharmacy-reader")
     remove(a, b_name)
     pharmacy_tab(b)
     panel(b).get_by_text(NO_PHARMACY).wait_for()
