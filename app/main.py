@@ -51,11 +51,11 @@ else:
         st.Page(
             VIEWS / "chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True
         ),
-        st.Page(
-            VIEWS / "documents.py",
-            title="Documents",
-            icon=":material/description:",
-            url_path="documents",
+        st.Page(  # Mine (views/documents.py's content) and Pharmacy tabs
+            VIEWS / "library.py",
+            title="Library",
+            icon=":material/library_books:",
+            url_path="library",
         ),
         st.Page(
             VIEWS / "settings.py", title="Settings", icon=":material/settings:", url_path="settings"

@@ -390,7 +390,11 @@ class DocumentService:
             user_id=user_id,
             target_type="document",
             target_id=doc.id,
-            details={"filename": doc.filename, "error": (doc.processing_error or "")[:200]},
+            details={
+                "filename": doc.filename,
+                "error": (doc.processing_error or "")[:200],
+                **({"pharmacy_id": doc.pharmacy_id} if doc.pharmacy_id else {}),
+            },
         )
         return Document.from_row(r.data[0])
 

@@ -388,8 +388,22 @@ class UserService:
 
     @timed("users.delete")
     async def delete_user(self, user_id: str, *, actor_id: str | None = None) -> None:
+        """Delete the account; its memberships and its uploads to pharmacy libraries go with it
+        (foreign keys), and each of those team changes is audited like any other."""
+        svc = self.backend.service
+        memberships = await self.backend.execute(
+            svc.table("pharmacy_members").select("pharmacy_id,role").eq("user_id", user_id),
+            what="memberships",
+        )
+        shared = await self.backend.execute(
+            svc.table("documents")
+            .select("id,pharmacy_id,filename")
+            .eq("user_id", user_id)
+            .not_.is_("pharmacy_id", "null"),
+            what="documents",
+        )
         r = await self.backend.execute(
-            self.backend.service.table("users").delete().eq("id", user_id).select("id"),
+            svc.table("users").delete().eq("id", user_id).select("id"),
             what="account",
         )
         if not r.data:
@@ -405,3 +419,27 @@ class UserService:
             target_type="user",
             target_id=user_id,
         )
+        why = {"member": user_id, "reason": "account deleted"}
+        for m in memberships.data:
+            await self.audit.record(
+                "pharmacy.member_removed",
+                user_id=user_id,
+                actor_id=actor_id,
+                target_type="pharmacy",
+                target_id=m["pharmacy_id"],
+                details={**why, "role": m["role"]},
+            )
+        for d in shared.data:
+            await self.audit.record(
+                "pharmacy.document_deleted",
+                user_id=user_id,
+                actor_id=actor_id,
+                target_type="document",
+                target_id=d["id"],
+                details={
+                    "pharmacy_id": d["pharmacy_id"],
+                    "filename": d["filename"],
+                    "uploader": user_id,
+                    "reason": "account deleted",
+                },
+            )

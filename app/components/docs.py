@@ -140,13 +140,20 @@ class UploadResult:
     notes: tuple[str, ...] = ()  # the same file elsewhere
 
 
-def register_files(ctx, user_id: str, files, conversation_id: str | None) -> list[UploadResult]:
-    """Register each uploaded file; one result per file (errors are per file, not fatal)."""
+def register_files(
+    ctx, user_id: str, files, conversation_id: str | None, *, pharmacy_id: str | None = None
+) -> list[UploadResult]:
+    """Register each uploaded file (into a pharmacy's library with `pharmacy_id`); one result
+    per file (errors are per file, not fatal)."""
     results = []
     for f in files or []:
         out = ui.attempt(
             ctx.services.documents.register_upload(
-                user_id, f.name, f.getvalue(), conversation_id=conversation_id
+                user_id,
+                f.name,
+                f.getvalue(),
+                conversation_id=conversation_id,
+                pharmacy_id=pharmacy_id,
             )
         )
         if not out.ok:

@@ -1,7 +1,7 @@
 """The open conversation in the address bar (`?c=<id>`), so refresh, back/forward,
 bookmarks and a new tab open it.
 
-The page itself is already in the path (`/chat`, `/documents`, … from
+The page itself is already in the path (`/chat`, `/library`, … from
 `st.navigation`). The session state stays the source of truth while the user
 clicks around; the URL wins only when it changed under us, i.e. the browser
 navigated (a fresh load, back/forward, an edited or bookmarked address).

@@ -1,4 +1,4 @@
-"""Admin: accounts, usage, the ingestion queue, performance, health, the audit log."""
+"""Admin: accounts, usage, the ingestion queue, performance, health, pharmacies, the audit log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import streamlit as st
-from pharmgpt.app.components import auth, ui
+from pharmgpt.app.components import admin_pharmacies, auth, ui
 from pharmgpt.app.components.dates import relative_date
 from pharmgpt.services.models import JobStatus
 
@@ -275,8 +275,8 @@ def render() -> None:
     if not user.is_admin:
         st.error("Only administrators can open this page.")
         return
-    users_tab, usage_tab, queue_tab, perf_tab, health_tab, audit_tab = st.tabs(
-        ["Users", "Usage", "Ingestion queue", "Performance", "Health", "Audit log"]
+    users_tab, usage_tab, queue_tab, perf_tab, health_tab, pharm_tab, audit_tab = st.tabs(
+        ["Users", "Usage", "Ingestion queue", "Performance", "Health", "Pharmacies", "Audit log"]
     )
     with users_tab:
         names = _users(ctx, user.id)
@@ -288,6 +288,8 @@ def render() -> None:
         _performance(ctx)
     with health_tab:
         _health(ctx)
+    with pharm_tab:
+        admin_pharmacies.section(ctx, user.id, names)
     with audit_tab:
         _audit(ctx, user.id, names)
 

@@ -56,9 +56,14 @@ def _lists(user_id: str, conv_id: str | None, conv_title: str | None, polling: b
 
 
 def render() -> None:
+    st.title("Documents")
+    body()
+
+
+def body() -> None:
+    """The page below its title (also the Library page's "Mine" tab)."""
     ctx = ui.context()
     user = auth.user()
-    st.title("Documents")
     st.caption(
         "Drug references you upload are read, split into passages and indexed; answers cite them by "
         "file and page. Library documents are used in every chat, the others in their own chat."

@@ -308,6 +308,7 @@ def test_admin_page_only_for_admins(signed_in, make_account, ctx):
         "Ingestion queue",
         "Performance",
         "Health",
+        "Pharmacies",
         "Audit log",
     ]
     at.text_input(key="admin_user_search").input(target.username)
@@ -413,7 +414,7 @@ def test_health_banner_when_the_store_is_away(signed_in, ctx, monkeypatch):
 
 def test_documents_page_errors_failures_and_retry(signed_in, ctx):
     at, user = signed_in()
-    at.switch_page("views/documents.py").run()
+    at.switch_page("views/library.py").run()
     assert not at.exception, at.exception
     at.file_uploader(key="doc_uploader_0").set_value(
         [

@@ -79,7 +79,7 @@ def test_the_same_file_in_the_library_and_a_chat_is_flagged(signed_in, ctx):
         "answers may cite it twice." in warnings
     )
     wait_ready(ctx, user.id, [lib.id])
-    at.switch_page("views/documents.py").run()
+    at.switch_page("views/library.py").run()
     assert "The same file is also in a chat as atorvastatin-copy.md." in texts(at)
 
 

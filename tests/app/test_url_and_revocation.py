@@ -48,7 +48,7 @@ def test_the_url_opens_the_conversation_and_follows_clicks(signed_in, ctx):
     at.button(key=f"conv_open_{first.id}").click()
     at.run()
     assert at.query_params["c"] == first.id  # a click puts it in the address bar
-    at.switch_page("views/documents.py").run()  # Streamlit drops the query string on a page switch
+    at.switch_page("views/library.py").run()  # Streamlit drops the query string on a page switch
     at.switch_page("views/chat.py").run()
     assert at.session_state["conv_id"] == first.id and at.query_params["c"] == first.id
 

@@ -192,7 +192,7 @@ def test_a_pharmacists_session(app_url, browser, tmp_path):
     page.wait_for_selector(key("new_chat"))
 
     # --- upload the label PDF to the library and wait until it is ready
-    page.get_by_role("link", name="Documents").click()
+    page.get_by_role("link", name="Library").click()
     uploader = "[class*='st-key-doc_uploader_'] input[type=file]"
     page.wait_for_selector(uploader, state="attached")
     page.set_input_files(uploader, str(tmp_path / "Lipitor label.pdf"))

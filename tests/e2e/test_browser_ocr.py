@@ -77,7 +77,7 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
             page.click(f"{key('signup_submit')} button")
             page.wait_for_selector(key("new_chat"))
 
-            page.get_by_role("link", name="Documents").click()
+            page.get_by_role("link", name="Library").click()
             uploader = "[class*='st-key-doc_uploader_'] input[type=file]"
             page.wait_for_selector(uploader, state="attached")
             # Streamlit's own "Limit … per file" is the configured limit, not its 200 MB default

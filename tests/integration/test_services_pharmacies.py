@@ -269,3 +269,24 @@ async def test_admin_views_of_pharmacies(services, team, account):
     ):
         with pytest.raises(Forbidden):
             await call
+
+
+async def test_account_deletion_and_retries_are_audited_as_team_changes(services, team):
+    """Deleting an account takes its memberships and its shared uploads with it (foreign
+    keys): each is audited as a removal; retrying a shared document names its pharmacy."""
+    ph, owner, editor, reader, outsider = await team()
+    doc = await services.documents.register_upload(editor.id, "e.txt", text(9), pharmacy_id=ph.id)
+    await services.documents.update_document_status(doc.id, "failed", error="Timed out")
+    await services.documents.retry_document(editor.id, doc.id)
+    (retried,) = await services.audit.list(user_id=editor.id, action="document.retried")
+    assert retried.details["pharmacy_id"] == ph.id
+    await services.users.delete_user(editor.id, actor_id=owner.id)
+    removed = await services.audit.list(user_id=editor.id, action="pharmacy.member_removed")
+    assert [(e.actor_id, e.target_id, e.details) for e in removed] == [
+        (owner.id, ph.id, {"member": editor.id, "role": "editor", "reason": "account deleted"})
+    ]
+    gone = await services.audit.list(user_id=editor.id, action="pharmacy.document_deleted")
+    assert [(e.target_id, e.details["pharmacy_id"], e.details["reason"]) for e in gone] == [
+        (doc.id, ph.id, "account deleted")
+    ]
+    assert await services.documents.get_pharmacy_documents(owner.id, ph.id) == []
