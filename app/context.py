@@ -56,7 +56,8 @@ class AppContext:
         self.services.cache.invalidate("docs", user_id)
 
     def record_metric(self, op: str, ms: float, ok: bool = True) -> None:
-        """A latency measured by the page (e.g. send to first answer token), beside the services'."""
+        """A latency measured by the page (e.g. send to first answer token), beside the
+        services'."""
         self.services.metrics.record(op, ms, ok)
 
     def metrics_snapshot(self):
@@ -68,7 +69,8 @@ _lock = threading.Lock()
 
 
 def _build() -> AppContext:
-    private_umask()  # this process's entry point: what it writes under the data directory is private
+    # this process's entry point: what it writes under the data directory is private
+    private_umask()
     rt = get_runtime()
 
     async def build() -> AppContext:
@@ -93,7 +95,8 @@ def built() -> bool:
 
 
 def _clear() -> None:
-    """Forget the context (tests: the next use builds a new one; stopping the old one is the caller's)."""
+    """Forget the context (tests: the next use builds a new one; stopping the old one is the
+    caller's)."""
     global _ctx
     with _lock:
         _ctx = None

@@ -85,6 +85,7 @@ else:
 page.run()
 
 if user is not None and auth.token():
-    # keeps the browser's cookie in step with the (sliding) server session; last, so it takes no room
+    # keeps the browser's cookie in step with the (sliding) server session; last, so it takes
+    # no room
     with st.sidebar:
         auth.keep_cookie(auth.token(), ctx.services.settings.session_ttl_s)

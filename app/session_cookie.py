@@ -61,7 +61,8 @@ def script(code: str) -> str:
 
 
 async def endpoint(request):
-    """POST {"code": …} → 204 with the cookie set or cleared; 400 for anything else, cookie untouched."""
+    """POST {"code": …} → 204 with the cookie set or cleared; 400 for anything else, cookie
+    untouched."""
     from starlette.responses import Response
 
     try:

@@ -141,7 +141,8 @@ class ChromaServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pharmgpt.localbase.chroma --path P --port N`: the server, private files, loopback only."""
+    """`python -m pharmgpt.localbase.chroma --path P --port N`: the server, private files,
+    loopback only."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m pharmgpt.localbase.chroma")

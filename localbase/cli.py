@@ -89,7 +89,8 @@ def _env_int(name: str, default: int | None) -> int | None:
 
 
 def _limit_args(g: argparse.ArgumentParser) -> None:
-    """The gateway's limits (docs/security.md "Gateway limits"); each also reads PHARMGPT_GATEWAY_<NAME>."""
+    """The gateway's limits (docs/security.md "Gateway limits"); each also reads
+    PHARMGPT_GATEWAY_<NAME>."""
     from .gateway import GatewayConfig
 
     d = GatewayConfig(db_uri="", jwt_secret="")

@@ -5,8 +5,9 @@ title, model, times, message count and the digest of its messages (role,
 text, time, in order), each document's row and the digest of its chunks in
 the new store (text in order, and the very vectors where they were carried
 over), each upload. Legacy documents stay private (issue 15): a migrated
-document in a pharmacy's shared library is a mismatch. What a run deliberately did not migrate (conflicts,
-deletions since, bad data) is listed as skipped, not as a mismatch. Messages
+document in a pharmacy's shared library is a mismatch. What a run
+deliberately did not migrate (conflicts, deletions since, bad data) is
+listed as skipped, not as a mismatch. Messages
 or documents added in the app after the migration are not mismatches either.
 """
 
@@ -294,7 +295,9 @@ class Verifier:
                         self._bad(w, field, want, have)
                 if row.get("pharmacy_id") is None and row["user_id"] == uid:
                     self._add("documents_private")
-                else:  # shared with a pharmacy (or handed to someone else): legacy documents stay private
+                else:
+                    # shared with a pharmacy (or handed to someone else): legacy documents
+                    # stay private
                     self._bad(
                         w,
                         "legacy document is not private",

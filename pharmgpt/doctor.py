@@ -22,7 +22,8 @@ def check_supabase(settings: Settings) -> tuple[bool, str]:
         if not st.running or gw is None:
             return False, (
                 f"embedded local stack in {settings.data_dir}: postgres "
-                f"{'running' if st.running else 'stopped'}, gateway {'running' if gw else 'stopped'} "
+                f"{'running' if st.running else 'stopped'}, "
+                f"gateway {'running' if gw else 'stopped'} "
                 "(`make run` or `pharmgpt local start` starts them)"
             )
         url, key = gw.url, gw.service_role_key
@@ -44,7 +45,8 @@ def check_supabase(settings: Settings) -> tuple[bool, str]:
 
 
 def check_signing(settings: Settings) -> tuple[bool, str]:
-    """Does the project accept the user tokens PharmGPT signs? One read as a user that owns nothing."""
+    """Does the project accept the user tokens PharmGPT signs? One read as a user that owns
+    nothing."""
     if settings.embedded:
         gw = running_gateway(settings)
         if gw is None:
@@ -134,7 +136,8 @@ def check_llm(settings: Settings) -> tuple[bool, str]:
     else:
         return (
             True,
-            "offline mode: no GROQ_API_KEY or OPENAI_BASE_URL, answers quote the documents (extractive)",
+            "offline mode: no GROQ_API_KEY or OPENAI_BASE_URL, "
+            "answers quote the documents (extractive)",
         )
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:

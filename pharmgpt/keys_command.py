@@ -60,8 +60,8 @@ def run(args) -> int:
     out: Path = (args.out or default_key_file()).expanduser().resolve()
     if out.exists() and not args.force:
         print(
-            f"{out} exists: a key the project may already trust. Choose another --out, or --force to "
-            "replace it."
+            f"{out} exists: a key the project may already trust. "
+            "Choose another --out, or --force to replace it."
         )
         return 1
     key = generate_es256(args.kid)

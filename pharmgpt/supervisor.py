@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class Supervised:
-    """One child process, restarted after `min_backoff_s` doubling up to `max_backoff_s` while it keeps
-    dying quickly; a run longer than `stable_after_s` resets the backoff."""
+    """One child process, restarted after `min_backoff_s` doubling up to `max_backoff_s` while
+    it keeps dying quickly; a run longer than `stable_after_s` resets the backoff."""
 
     def __init__(
         self,
@@ -64,7 +64,8 @@ class Supervised:
             private_dir(self.log_path.parent)
             out = open_private(self.log_path)
         try:
-            # its own session: a Ctrl-C in the terminal reaches the supervisor, which stops it in order
+            # its own session: a Ctrl-C in the terminal reaches the supervisor, which stops it
+            # in order
             self._proc = subprocess.Popen(
                 self.cmd,
                 env=self.env,

@@ -30,7 +30,8 @@ def load_settings() -> Settings:
 
 
 def default_data_dir() -> tuple[Path, str]:
-    """The data directory a command uses without --data-dir, and why (printed by `pharmgpt local`)."""
+    """The data directory a command uses without --data-dir, and why (printed by
+    `pharmgpt local`)."""
     chosen = data_dir()
     return chosen, data_dir_source(chosen)
 

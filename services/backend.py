@@ -163,8 +163,9 @@ class Backend:
         return self._service
 
     def user_token(self, user_id: str) -> tuple[str, float]:
-        """A token as Supabase Auth would issue it (iss/aud/role/sub/iat/exp/session_id), with `kid`
-        in the header. session_id is fresh per token: PharmGPT's own session ids stay server-side."""
+        """A token as Supabase Auth would issue it (iss/aud/role/sub/iat/exp/session_id), with
+        `kid` in the header. session_id is fresh per token: PharmGPT's own session ids stay
+        server-side."""
         ttl = self.settings.user_jwt_ttl_s
         now = int(time.time())
         claims = {
@@ -226,7 +227,8 @@ class Backend:
         return out
 
     async def execute(self, query: Any, *, what: str = "request", idempotent: bool = True):
-        """Run a postgrest query (anything with `.execute()`), retrying only what is safe to repeat."""
+        """Run a postgrest query (anything with `.execute()`), retrying only what is safe to
+        repeat."""
         attempts = self.settings.retry_attempts if idempotent else 1
         try:
             async for attempt in AsyncRetrying(

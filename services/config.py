@@ -42,7 +42,8 @@ def _is_checkout() -> bool:
 
 
 def _legacy_data_in_use() -> bool:
-    """An existing user's data in <checkout>/.pharmgpt: keep using it, so an upgrade loses nothing."""
+    """An existing user's data in <checkout>/.pharmgpt: keep using it, so an upgrade loses
+    nothing."""
     return _is_checkout() and LEGACY_DATA_DIR.is_dir() and any(LEGACY_DATA_DIR.iterdir())
 
 
@@ -64,7 +65,8 @@ def default_data_dir() -> Path:
 def secrets_path() -> Path | None:
     """The secrets file: PHARMGPT_SECRETS_FILE, else the first that exists of
     ./.streamlit/secrets.toml (where Streamlit looks), the checkout's .streamlit/secrets.toml,
-    and secrets.toml in the data directory (PHARMGPT_DATA_DIR from the environment, or the default)."""
+    and secrets.toml in the data directory (PHARMGPT_DATA_DIR from the environment, or the
+    default)."""
     if os.environ.get("PHARMGPT_SECRETS_FILE"):
         return Path(os.environ["PHARMGPT_SECRETS_FILE"])
     data = os.environ.get("PHARMGPT_DATA_DIR")
@@ -147,8 +149,8 @@ class Settings:
     request_timeout_s: float = 15.0
     retry_attempts: int = 4
     retry_max_wait_s: float = 4.0
-    # rows per page: at most the API's max-rows cap (Supabase's "Max rows", default 1000; localbase's
-    # --max-rows), so a capped page is never mistaken for the last one
+    # rows per page: at most the API's max-rows cap (Supabase's "Max rows", default 1000;
+    # localbase's --max-rows), so a capped page is never mistaken for the last one
     db_max_rows: int = 1000
     # cache (seconds) and process memory ceiling for it
     cache_ttl_conversations_s: int = 300
@@ -266,7 +268,8 @@ class Settings:
                 raise ConfigError(
                     "SUPABASE_URL is set, so these are needed too: "
                     + ", ".join(missing)
-                    + " (set them in the environment or .streamlit/secrets.toml; see docs/supabase.md)"
+                    + " (set them in the environment or .streamlit/secrets.toml; "
+                    "see docs/supabase.md)"
                 )
             if not self.supabase_url.startswith(("http://", "https://")):
                 raise ConfigError(
@@ -297,8 +300,8 @@ class Settings:
             raise ConfigError("PHARMGPT_SESSION_MAX_AGE_S must be at least 60 seconds")
 
     def signing_key(self):
-        """The key user tokens are signed with (a localbase.keys.SigningKey): the signing key if set,
-        else the shared secret (HS256; with SUPABASE_JWT_KID when it was imported with one)."""
+        """The key user tokens are signed with (a localbase.keys.SigningKey): the signing key if
+        set, else the shared secret (HS256; with SUPABASE_JWT_KID when it was imported with one)."""
         from pharmgpt.localbase.keys import KeyMaterialError, SigningKey, load_signing_key
 
         try:
@@ -314,7 +317,8 @@ class Settings:
 
     @property
     def server_secret(self) -> bytes:
-        """A secret only this server knows, for keyed hashes (e.g. unknown names in the audit log)."""
+        """A secret only this server knows, for keyed hashes (e.g. unknown names in the audit
+        log)."""
         import hashlib
 
         material = (

@@ -38,8 +38,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("""CREATE TABLE IF NOT EXISTS outbox (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, conversation_id TEXT NOT NULL,
-            message_id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL,
+            conversation_id TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
             error TEXT, created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))""")
 
     def put(self, user_id: str, conversation_id: str, message_id: str, payload: dict) -> None:
@@ -51,7 +52,10 @@ class Outbox:
             )
 
     def pending(self, user_id: str | None = None) -> list[OutboxItem]:
-        sql = "SELECT seq, user_id, conversation_id, message_id, payload FROM outbox WHERE state = 'pending'"
+        sql = (
+            "SELECT seq, user_id, conversation_id, message_id, payload FROM outbox "
+            "WHERE state = 'pending'"
+        )
         args: tuple = ()
         if user_id is not None:
             sql += " AND user_id = ?"

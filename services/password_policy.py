@@ -11,7 +11,8 @@ import unicodedata
 
 # Written for this project: the usual first guesses, plus the pharmacy ones.
 _COMMON = """
-password password1 password12 password123 password1234 passw0rd p@ssword p@ssw0rd passwort motdepasse
+password password1 password12 password123 password1234 passw0rd p@ssword p@ssw0rd passwort
+motdepasse
 12345678 123456789 1234567890 0123456789 87654321 11111111 00000000 12341234 12121212 11223344
 123123123 147258369 159753456 qwertyui qwertyuiop qwerty123 qwerty12 asdfghjk asdfghjkl zxcvbnm1
 1q2w3e4r 1q2w3e4r5t 1qaz2wsx qazwsxedc abcd1234 abc12345 abcdefgh aaaaaaaa iloveyou iloveyou1

@@ -160,7 +160,8 @@ class SessionService:
 
     @timed("sessions.cleanup")
     async def cleanup_expired_sessions(self, *, keep_revoked_days: int = 7) -> int:
-        """Delete sessions past expiry, and revoked ones after a week (kept that long for the audit view)."""
+        """Delete sessions past expiry, and revoked ones after a week (kept that long for the
+        audit view)."""
         now = datetime.now(UTC)
         r1 = await self.backend.execute(
             self._table.delete(count="exact", returning="minimal").lt("expires_at", _iso(now)),

@@ -28,7 +28,10 @@ COOKIE = session_cookie.COOKIE
 COOKIE_RENEW_S = 3600
 REVALIDATE_S = 1.0
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,256}$")
-SESSION_ENDED = "Your session has ended (it expired, or you were signed out on another device). Please sign in again."
+SESSION_ENDED = (
+    "Your session has ended (it expired, or you were signed out on another device). "
+    "Please sign in again."
+)
 _KEEP_ON_SIGN_OUT = ("cookie_checked",)
 
 

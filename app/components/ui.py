@@ -188,13 +188,16 @@ def preferences(ctx, user_id: str, *, refresh: bool = False) -> dict:
 
 
 DARK_CSS = """<style>
-.stApp, [data-testid="stHeader"], [data-testid="stBottom"], [data-testid="stBottomBlockContainer"] {
+.stApp, [data-testid="stHeader"], [data-testid="stBottom"],
+[data-testid="stBottomBlockContainer"] {
   background-color: #0e1117; color: #fafafa; }
 [data-testid="stSidebar"] { background-color: #1b1d26; }
-.stApp [data-testid="stMarkdownContainer"], .stApp [data-testid="stHeading"], .stApp [data-testid="stWidgetLabel"],
-.stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stSidebarNavLink"] span { color: #fafafa; }
+.stApp [data-testid="stMarkdownContainer"], .stApp [data-testid="stHeading"],
+.stApp [data-testid="stWidgetLabel"], .stApp [data-testid="stCaptionContainer"],
+.stApp [data-testid="stSidebarNavLink"] span { color: #fafafa; }
 .stApp [data-testid="stCaptionContainer"] { opacity: 0.75; }
-.stApp [data-testid="stBaseButton-secondary"], .stApp [data-testid="stBaseButton-secondaryFormSubmit"],
+.stApp [data-testid="stBaseButton-secondary"],
+.stApp [data-testid="stBaseButton-secondaryFormSubmit"],
 .stApp [data-testid="stPopoverButton"], .stApp [data-testid="stDownloadButton"] button,
 .stApp [data-testid="stExpander"] details, .stApp [data-testid="stExpander"] summary {
   background-color: #262730; border-color: #4a4b57; color: #fafafa; }

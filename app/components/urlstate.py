@@ -21,7 +21,8 @@ _PAGE = "_url_page"  # the page of the previous run
 def resolve(
     url: str | None, written: str | None, current: str | None, page_changed: bool
 ) -> str | None:
-    """Which conversation to open, from the URL's `c`, what we last wrote there and the session's own."""
+    """Which conversation to open, from the URL's `c`, what we last wrote there and the
+    session's own."""
     if url and url != written:
         return url  # the browser navigated to it
     if not url and written and not page_changed:

@@ -38,7 +38,8 @@ class ConversationStep:
         self.progress, self.batch, self.prior_runs = run.progress, run.batch, run.prior_runs
 
     def _message_batch_item(self, key: str, conv, user_id: str, msgs: list) -> dict:
-        """The pending item for one block of a conversation's messages (first run and resume alike)."""
+        """The pending item for one block of a conversation's messages (first run and resume
+        alike)."""
         return self.run.item(
             "message_batch",
             key,

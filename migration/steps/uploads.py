@@ -13,7 +13,8 @@ from ..legacy import LegacyUser, digest, iso
 
 
 def _mime(filename: str) -> str | None:
-    """What an upload of this name records today (the file-type table), else the platform's guess."""
+    """What an upload of this name records today (the file-type table), else the platform's
+    guess."""
     ft = file_types.by_extension(filename)
     return ft.mime if ft else mimetypes.guess_type(filename)[0]
 
