@@ -7,7 +7,8 @@
 --     their ingest jobs, so the shared library keeps them and a pending document is
 --     still processed. The account's own upload-history rows go with the account, as
 --     before; they are unlinked first, because they reference (document, uploader).
--- Chunks need no change: a shared document's chunks are found by the document id.
+-- Chunks need no change: a shared document is indexed in its pharmacy's library
+-- (rag/owner_scope.py), whoever uploaded it.
 -- The service that deletes accounts (services/users.py) audits what this did.
 -- SECURITY DEFINER, owned by postgres like the tables: it sees every member whoever
 -- deletes the account; nobody may call it but the trigger.
