@@ -388,8 +388,10 @@ class UserService:
 
     @timed("users.delete")
     async def delete_user(self, user_id: str, *, actor_id: str | None = None) -> None:
-        """Delete the account; its memberships and its uploads to pharmacy libraries go with it
-        (foreign keys), and each of those team changes is audited like any other."""
+        """Delete the account. Its pharmacies stay whole (sql/0072, before the row goes): its
+        shared uploads pass to the pharmacy's earliest owner, a last owner's place to the
+        longest-standing member (editors first), and a pharmacy left with no member is deleted.
+        The teams are read before and after, and each change is audited like any other."""
         svc = self.backend.service
         memberships = await self.backend.execute(
             svc.table("pharmacy_members").select("pharmacy_id,role").eq("user_id", user_id),
@@ -402,6 +404,10 @@ class UserService:
             .not_.is_("pharmacy_id", "null"),
             what="documents",
         )
+        teams = sorted(
+            {m["pharmacy_id"] for m in memberships.data} | {d["pharmacy_id"] for d in shared.data}
+        )
+        before = await self._team_state(teams)
         r = await self.backend.execute(
             svc.table("users").delete().eq("id", user_id).select("id"),
             what="account",
@@ -419,6 +425,7 @@ class UserService:
             target_type="user",
             target_id=user_id,
         )
+        after = await self._team_state(teams)
         why = {"member": user_id, "reason": "account deleted"}
         for m in memberships.data:
             await self.audit.record(
@@ -429,17 +436,98 @@ class UserService:
                 target_id=m["pharmacy_id"],
                 details={**why, "role": m["role"]},
             )
-        for d in shared.data:
+        await self._audit_team_changes(user_id, actor_id, before, after, shared.data)
+
+    async def _team_state(self, pharmacy_ids: list[str]) -> dict:
+        """Names, member roles and document owners of these pharmacies, as the database has them."""
+        if not pharmacy_ids:
+            return {"names": {}, "roles": {}, "owners": {}}
+        svc = self.backend.service
+        names = await self.backend.execute(
+            svc.table("pharmacies").select("id,name").in_("id", pharmacy_ids), what="pharmacy"
+        )
+        members = await self.backend.execute(
+            svc.table("pharmacy_members")
+            .select("pharmacy_id,user_id,role")
+            .in_("pharmacy_id", pharmacy_ids),
+            what="memberships",
+        )
+        docs = await self.backend.execute(
+            svc.table("documents").select("id,user_id").in_("pharmacy_id", pharmacy_ids),
+            what="documents",
+        )
+        return {
+            "names": {p["id"]: p["name"] for p in names.data},
+            "roles": {(m["pharmacy_id"], m["user_id"]): m["role"] for m in members.data},
+            "owners": {d["id"]: d["user_id"] for d in docs.data},
+        }
+
+    async def _audit_team_changes(
+        self, user_id: str, actor_id: str | None, before: dict, after: dict, shared: list[dict]
+    ) -> None:
+        """Audit what deleting `user_id` did to its pharmacies (sql/0072)."""
+        reason = "account deleted"
+        by = actor_id or user_id  # who deleted the account made these changes
+        for ph, name in before["names"].items():
+            if ph in after["names"]:
+                continue
+            docs = sum(1 for d in shared if d["pharmacy_id"] == ph)
             await self.audit.record(
-                "pharmacy.document_deleted",
+                "pharmacy.deleted",
                 user_id=user_id,
                 actor_id=actor_id,
-                target_type="document",
-                target_id=d["id"],
+                target_type="pharmacy",
+                target_id=ph,
+                details={"name": name, "documents": docs, "reason": "no member left"},
+            )
+        promoted = [
+            (ph, member, role)
+            for (ph, member), role in before["roles"].items()
+            if member != user_id and role != "owner" and after["roles"].get((ph, member)) == "owner"
+        ]
+        names = await self._usernames([m for _, m, _ in promoted])
+        for ph, member, role in promoted:
+            await self.audit.record(
+                "pharmacy.member_role_changed",
+                user_id=member,
+                actor_id=by,
+                target_type="pharmacy",
+                target_id=ph,
                 details={
-                    "pharmacy_id": d["pharmacy_id"],
-                    "filename": d["filename"],
-                    "uploader": user_id,
-                    "reason": "account deleted",
+                    "member": member,
+                    "username": names.get(member),
+                    "from": role,
+                    "to": "owner",
+                    "reason": "the last owner's account was deleted",
                 },
             )
+        for d in shared:
+            heir = after["owners"].get(d["id"])
+            base = {"pharmacy_id": d["pharmacy_id"], "filename": d["filename"]}
+            if heir is None:
+                await self.audit.record(
+                    "pharmacy.document_deleted",
+                    user_id=user_id,
+                    actor_id=actor_id,
+                    target_type="document",
+                    target_id=d["id"],
+                    details={**base, "uploader": user_id, "reason": reason},
+                )
+            else:
+                await self.audit.record(
+                    "pharmacy.document_handed_over",
+                    user_id=heir,
+                    actor_id=by,
+                    target_type="document",
+                    target_id=d["id"],
+                    details={**base, "from": user_id, "to": heir, "reason": reason},
+                )
+
+    async def _usernames(self, user_ids: list[str]) -> dict[str, str]:
+        if not user_ids:
+            return {}
+        r = await self.backend.execute(
+            self.backend.service.table("users").select("id,username").in_("id", user_ids),
+            what="account",
+        )
+        return {u["id"]: u["username"] for u in r.data}

@@ -272,8 +272,8 @@ async def test_admin_views_of_pharmacies(services, team, account):
 
 
 async def test_account_deletion_and_retries_are_audited_as_team_changes(services, team):
-    """Deleting an account takes its memberships and its shared uploads with it (foreign
-    keys): each is audited as a removal; retrying a shared document names its pharmacy."""
+    """Deleting an account takes its memberships with it (audited as a removal) and hands its
+    shared uploads to the pharmacy (sql/0072); retrying a shared document names its pharmacy."""
     ph, owner, editor, reader, outsider = await team()
     doc = await services.documents.register_upload(editor.id, "e.txt", text(9), pharmacy_id=ph.id)
     await services.documents.update_document_status(doc.id, "failed", error="Timed out")
@@ -285,8 +285,10 @@ async def test_account_deletion_and_retries_are_audited_as_team_changes(services
     assert [(e.actor_id, e.target_id, e.details) for e in removed] == [
         (owner.id, ph.id, {"member": editor.id, "role": "editor", "reason": "account deleted"})
     ]
-    gone = await services.audit.list(user_id=editor.id, action="pharmacy.document_deleted")
-    assert [(e.target_id, e.details["pharmacy_id"], e.details["reason"]) for e in gone] == [
-        (doc.id, ph.id, "account deleted")
+    kept = await services.audit.list(user_id=owner.id, action="pharmacy.document_handed_over")
+    assert [(e.target_id, e.details["pharmacy_id"], e.details["from"]) for e in kept] == [
+        (doc.id, ph.id, editor.id)
     ]
-    assert await services.documents.get_pharmacy_documents(owner.id, ph.id) == []
+    assert [d.id for d in await services.documents.get_pharmacy_documents(owner.id, ph.id)] == [
+        doc.id
+    ]
