@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 from pharmgpt.services.container import Services
 from pharmgpt.services.errors import PharmGPTError
 
 from . import source_view
 from .embeddings import Embedder, shared_embedder
-from .engine import ChatEngine
 from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
 from .lexical import LexicalIndex
+from .planner import AnswerPlanner
 from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
@@ -82,12 +83,17 @@ class RagSystem:
         )
         if provider is None and use_configured_provider:
             provider = make_provider(s)
-        self.engine = ChatEngine(
-            services,
+        self.planner = AnswerPlanner(
             self.retriever,
-            provider,
             lexicon=lambda: self.index.lexicon,
             gate=RelevanceGate(s.min_similarity, s.min_bm25),
+        )
+        self.engine = AnswerService(
+            services.conversations,
+            services.documents,
+            services.preferences,
+            self.planner,
+            provider,
         )
         self.worker = IngestWorker(services, self.index)
         services.documents.on_documents_deleted = self.index.drop_documents

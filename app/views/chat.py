@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from pharmgpt.app.components import answers, auth, citations, docs, sidebar, ui
 from pharmgpt.app.components.dates import relative_date
-from pharmgpt.rag.engine import OFFLINE_MODEL
+from pharmgpt.services.answering import OFFLINE_MODEL
 from pharmgpt.services.conversations import MAX_PAGE
 from pharmgpt.services.errors import BackendUnavailable, PharmGPTError
 from pharmgpt.services.models import Message

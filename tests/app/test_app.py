@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 from pharmgpt.app.components import docs
-from pharmgpt.rag.engine import OFFLINE_MODEL
 from pharmgpt.rag.prompts import not_covered
+from pharmgpt.services.answering import OFFLINE_MODEL
 from pharmgpt.services.errors import Conflict, NotFound
 
 from tests.app.conftest import PASSWORD, sign_in, texts

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.engine import OFFLINE_MODEL
 from pharmgpt.rag.system import RagSystem
+from pharmgpt.services.answering import OFFLINE_MODEL
 
 from tests.fixtures import documents as fx
 from tests.fixtures.documents import wrap

@@ -190,6 +190,7 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
         settings = Settings(data_dir=tmp_path / "data")
         documents = _Docs()
         conversations = _Docs()
+        preferences = None
 
     with ChromaServer(tmp_path / "data" / "chroma") as server:
         rag = RagSystem(
