@@ -9,18 +9,19 @@ from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 from pharmgpt.services.container import Services
 from pharmgpt.services.errors import PharmGPTError
+from pharmgpt.services.ingestion import IngestWorker
 
 from . import source_view
 from .embeddings import Embedder, shared_embedder
 from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
+from .indexer import IndexerLimits, RagIndexer
 from .lexical import LexicalIndex
 from .planner import AnswerPlanner
 from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
 from .warmup import Warmup
-from .worker import IngestWorker
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ class RagSystem:
             self.planner,
             provider,
         )
-        self.worker = IngestWorker(services, self.index)
-        services.documents.on_documents_deleted = self.index.drop_documents
-        services.conversations.on_documents_deleted = self.index.drop_documents
+        self.indexer = RagIndexer(self.index, IndexerLimits.from_settings(s))
+        self.worker = IngestWorker(services.ingestion, services.documents, self.indexer)
+        services.connect_indexer(self.indexer)
         self.warmup = Warmup(self)
         self._worker_task: asyncio.Task | None = None
         self._reindex_task: asyncio.Task | None = None

@@ -148,6 +148,7 @@ class IndexResult:
     warnings: list[str]
     ocr_pages: int
     identity: dict[str, list[str]]  # what the document is about ({"drugs", "products"})
+    format: int  # the index format it was built with (re-indexed when older: pharmgpt reconcile)
 
 
 @runtime_checkable
