@@ -256,10 +256,9 @@ class IngestWorker:
         lost = asyncio.Event()
         beat = asyncio.get_running_loop().create_task(self._heartbeat(job["id"], lost))
         work = asyncio.get_running_loop().create_task(self._process(job, lost))
+        taken = asyncio.ensure_future(lost.wait())
         try:
-            done, _ = await asyncio.wait(
-                [work, asyncio.ensure_future(lost.wait())], return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait([work, taken], return_when=asyncio.FIRST_COMPLETED)
             if work not in done:  # reclaimed by another worker: let it finish the job
                 work.cancel()
                 log.warning("worker %s lost job %s to another worker", self.worker_id, job["id"])
@@ -267,6 +266,7 @@ class IngestWorker:
                 work.result()
         finally:
             beat.cancel()
+            taken.cancel()
 
     async def _process(self, job: dict, lost: asyncio.Event) -> None:
         docs = self.documents
