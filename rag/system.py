@@ -174,28 +174,10 @@ class RagSystem:
         loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
         return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
-    async def _all_documents(self, columns: str):
-        """Every document row, a page at a time (an admin command: the service role)."""
-        svc = self.services.backend.service
-        page = max(
-            1, self.services.backend.settings.db_max_rows
-        )  # pages no larger than the API's max-rows
-        offset = 0
-        while True:
-            r = await self.services.backend.execute(
-                svc.table("documents").select(columns).order("id").range(offset, offset + page - 1),
-                what="documents",
-            )
-            for row in r.data:
-                yield row
-            if len(r.data) < page:
-                break
-            offset += page
-
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""
         live: dict[str, set[str]] = {}
-        async for row in self._all_documents("id,user_id"):
+        async for row in self.services.documents.all_rows("id,user_id"):
             live.setdefault(row["user_id"], set()).add(row["id"])
         return await self.index.reconcile(live)
 
@@ -203,7 +185,7 @@ class RagSystem:
         """Ready documents (of one user, or everyone's) indexed before the current INDEX_FORMAT."""
         return [
             row
-            async for row in self._all_documents("id,user_id,status,metadata")
+            async for row in self.services.documents.all_rows("id,user_id,status,metadata")
             if row["status"] == "ready"
             and (user_id is None or row["user_id"] == user_id)
             and int((row.get("metadata") or {}).get("index_format") or 0) < INDEX_FORMAT

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import PurePath
 from typing import Any
@@ -448,6 +449,23 @@ class DocumentService:
             except NotFound:
                 continue
         return await self.ingestion.progress(user_id, ids)
+
+    async def all_rows(self, columns: str) -> AsyncIterator[dict[str, Any]]:
+        """Every document row, a page at a time, for admin commands (reconcile, re-index):
+        the service role."""
+        svc = self.backend.service
+        page = max(1, self.backend.settings.db_max_rows)  # pages no larger than the max-rows
+        offset = 0
+        while True:
+            r = await self.backend.execute(
+                svc.table("documents").select(columns).order("id").range(offset, offset + page - 1),
+                what="documents",
+            )
+            for row in r.data:
+                yield row
+            if len(r.data) < page:
+                break
+            offset += page
 
     async def row_for_processing(self, doc_id: str) -> dict[str, Any] | None:
         """The document row the worker indexes (service role), None when it was deleted."""
