@@ -26,12 +26,15 @@ import logging
 import os
 import socket
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Backend
 from .config import Settings
 from .errors import Conflict, IngestionError, PharmGPTError
 from .ports import DocumentIndexer, IndexingCancelled
+
+if TYPE_CHECKING:  # documents.py imports this module
+    from .documents import DocumentService
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +174,7 @@ class IngestWorker:
     def __init__(
         self,
         ingestion: IngestionService,
-        documents,  # services.documents.DocumentService (not imported: it imports this module)
+        documents: DocumentService,
         indexer: DocumentIndexer,
         *,
         worker_id: str | None = None,

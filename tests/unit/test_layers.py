@@ -72,3 +72,15 @@ def test_the_scan_catches_a_use_case_import(tmp_path):
         "worse.py": {"pharmgpt.services.documents"},
         "package.py": {"pharmgpt.services.answering"},
     }
+
+
+def test_rag_implements_the_ports():
+    from pharmgpt.rag.indexer import RagIndexer
+    from pharmgpt.rag.llm import GroqProvider, OpenAICompatProvider
+    from pharmgpt.rag.planner import AnswerPlanner
+    from pharmgpt.services.ports import DocumentIndexer, Provider, Retriever
+
+    assert isinstance(AnswerPlanner(None), Retriever)
+    assert isinstance(RagIndexer(None, None), DocumentIndexer)
+    assert isinstance(GroqProvider("key", models=["m"]), Provider)
+    assert isinstance(OpenAICompatProvider("http://127.0.0.1:9", None, "m"), Provider)
