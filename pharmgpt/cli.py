@@ -126,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
 
         from pharmgpt.rag.embeddings import shared_embedder
         from pharmgpt.rag.eval import DEFAULT_DATA, evaluate, report
+        from pharmgpt.services.config import Settings
+
+        s = Settings.load()
 
         result = evaluate(
             args.data_dir or DEFAULT_DATA,
             args.split,
             tune=not args.no_tune,
             cache_dir=args.cache_dir,
-            embedder=shared_embedder(args.embedder),
+            embedder=shared_embedder(args.embedder or s.embedder, s.data_dir, s.embedder_threads),
         )
         print(json.dumps(result, indent=2) if args.json else report(result))
         return 0

@@ -3,7 +3,7 @@
 `pharmgpt run` supervises the ingestion worker this way (issue 12): a file that
 crashes or exhausts the worker takes down that process only, never Streamlit,
 and the worker comes back by itself. Its job is reclaimed through the queue's
-heartbeat (rag/worker.py), so nothing queued is lost.
+heartbeat (services/ingestion.py), so nothing queued is lost.
 """
 
 from __future__ import annotations

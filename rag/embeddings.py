@@ -137,19 +137,9 @@ _shared: dict[tuple, Embedder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_embedder(
-    kind: str | None = None, data_dir: Path | None = None, threads: int | None = None
-) -> Embedder:
-    """The process-wide embedder of a kind (a model is 25-90 MB in memory; load it once).
-
-    Without arguments: the configured one (Settings: PHARMGPT_EMBEDDER, the data directory).
-    """
-    if kind is None or data_dir is None or threads is None:
-        from pharmgpt.services.config import Settings
-
-        s = Settings.load()
-        kind, data_dir = kind or s.embedder, data_dir or s.data_dir
-        threads = s.embedder_threads if threads is None else threads
+def shared_embedder(kind: str, data_dir: Path, threads: int) -> Embedder:
+    """The process-wide embedder of a kind (a model is 25-90 MB in memory; load it once). The
+    caller passes the configured kind, data directory and threads (Settings)."""
     key = (kind, str(data_dir), threads)
     with _shared_lock:
         if key not in _shared:

@@ -2,7 +2,7 @@
 
 `pharmgpt eval pharm` starts a throwaway local stack (embedded Postgres + gateway),
 signs a user up, uploads the FDA labels through the documents service, lets the
-worker ingest them, and asks every question through `ChatEngine.answer` in a new
+worker ingest them, and asks every question through `AnswerService.answer` in a new
 conversation, offline. Three scores, as `shared/data/pharm-qa/README.md` defines:
 - retrieval: the answer phrase inside one of the top-5 passages retrieved in scope;
 - answer: the phrase inside the answer text the pharmacist reads;
@@ -160,14 +160,14 @@ async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = F
                 pass
             result = await _ask_all(rag, services, user.id, questions)
             if ablate:
-                from .engine import AnswerRules
+                from .planner import AnswerRules
 
                 for rule in AnswerRules.names():
-                    rag.engine.rules = AnswerRules(**{rule: False})
+                    rag.planner.rules = AnswerRules(**{rule: False})
                     result.ablations[rule] = (
                         await _ask_all(rag, services, user.id, questions)
                     ).scores
-                rag.engine.rules = AnswerRules()
+                rag.planner.rules = AnswerRules()
             return result
         finally:
             await services.close()

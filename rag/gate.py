@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .retriever import Passage
+from pharmgpt.services.ports import Passage
+
 from .scope import DrugScope
 from .sections import DATA, section_families
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pharmgpt.services.ports import Passage
+
 from .lexical import tokenize
-from .retriever import Passage
 from .sections import DATA, SECONDARY, section_families
 
 LABEL = (
@@ -236,9 +237,3 @@ def extractive_answer(
         quotes.setdefault(u.n, []).append(u.text)
     lines.append(DISCLAIMER)
     return OfflineAnswer("\n".join(lines), quotes)
-
-
-async def stream_text(text: str) -> AsyncIterator[str]:
-    """Yield a prepared answer in word-sized pieces, like a model would."""
-    for piece in re.findall(r"\S+\s*|\s+", text):
-        yield piece

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .retriever import Passage
+from pharmgpt.services.ports import Passage
 
 SYSTEM_PROMPT = """You are PharmGPT, an assistant for licensed pharmacists.
 Answer from the numbered sources provided, which come from the pharmacist's own drug references.

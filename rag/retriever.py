@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from pharmgpt.services.ports import Passage
 
 from .embeddings import Embedder
 from .lexical import LexicalIndex
@@ -30,26 +32,6 @@ class RetrievalConfig:
     section_boost: float = (
         1.0  # fused score x (1 + boost) for a chunk in a section the question asks for
     )
-
-
-@dataclass
-class Passage:
-    chunk_id: str
-    document_id: str
-    text: str
-    metadata: dict[str, Any]
-    score: float  # fused RRF score
-    similarity: float | None = None  # cosine, when the dense side found it
-    bm25: float | None = None  # when the lexical side found it
-    ranks: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def filename(self) -> str:
-        return self.metadata.get("filename", "document")
-
-    @property
-    def pages(self) -> str:
-        return self.metadata.get("pages", "") or ""
 
 
 def section_weight(metadata: dict[str, Any], intents: list[str], boost: float) -> float:

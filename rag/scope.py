@@ -10,33 +10,11 @@ question that named one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+
+from pharmgpt.services.ports import DrugScope, ScopedDocument
 
 from .drugs import DrugLexicon, words
 from .retriever import is_follow_up
-
-
-@dataclass(frozen=True)
-class ScopedDocument:
-    id: str
-    drugs: tuple[str, ...]
-    products: tuple[
-        str, ...
-    ] = ()  # product names as the file gives them ("Children's Cough & Cold")
-
-
-@dataclass
-class DrugScope:
-    asked: list[str] = field(default_factory=list)  # the drugs the question is about
-    inherited: bool = False  # taken from an earlier question
-    document_ids: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # asked about, but no document is about them
-    by_product: bool = False  # scoped by a product named in words
-
-    @property
-    def uncovered(self) -> bool:
-        """The question names drugs and no document in scope is about any of them."""
-        return bool(self.asked) and not self.document_ids
 
 
 def scope_by_drug(

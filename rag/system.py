@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 from pharmgpt.services.container import Services
 from pharmgpt.services.errors import PharmGPTError
+from pharmgpt.services.ingestion import IngestWorker
 
 from . import source_view
 from .embeddings import Embedder, shared_embedder
-from .engine import ChatEngine
 from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
+from .indexer import IndexerLimits, RagIndexer
 from .lexical import LexicalIndex
+from .planner import AnswerPlanner
 from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
 from .warmup import Warmup
-from .worker import IngestWorker
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +84,21 @@ class RagSystem:
         )
         if provider is None and use_configured_provider:
             provider = make_provider(s)
-        self.engine = ChatEngine(
-            services,
+        self.planner = AnswerPlanner(
             self.retriever,
-            provider,
             lexicon=lambda: self.index.lexicon,
             gate=RelevanceGate(s.min_similarity, s.min_bm25),
         )
-        self.worker = IngestWorker(services, self.index)
-        services.documents.on_documents_deleted = self.index.drop_documents
-        services.conversations.on_documents_deleted = self.index.drop_documents
+        self.engine = AnswerService(
+            services.conversations,
+            services.documents,
+            services.preferences,
+            self.planner,
+            provider,
+        )
+        self.indexer = RagIndexer(self.index, IndexerLimits.from_settings(s))
+        self.worker = IngestWorker(services.ingestion, services.documents, self.indexer)
+        services.connect_indexer(self.indexer)
         self.warmup = Warmup(self)
         self._worker_task: asyncio.Task | None = None
         self._reindex_task: asyncio.Task | None = None
@@ -167,28 +174,10 @@ class RagSystem:
         loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
         return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
-    async def _all_documents(self, columns: str):
-        """Every document row, a page at a time (an admin command: the service role)."""
-        svc = self.services.backend.service
-        page = max(
-            1, self.services.backend.settings.db_max_rows
-        )  # pages no larger than the API's max-rows
-        offset = 0
-        while True:
-            r = await self.services.backend.execute(
-                svc.table("documents").select(columns).order("id").range(offset, offset + page - 1),
-                what="documents",
-            )
-            for row in r.data:
-                yield row
-            if len(r.data) < page:
-                break
-            offset += page
-
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""
         live: dict[str, set[str]] = {}
-        async for row in self._all_documents("id,user_id"):
+        async for row in self.services.documents.all_rows("id,user_id"):
             live.setdefault(row["user_id"], set()).add(row["id"])
         return await self.index.reconcile(live)
 
@@ -196,7 +185,7 @@ class RagSystem:
         """Ready documents (of one user, or everyone's) indexed before the current INDEX_FORMAT."""
         return [
             row
-            async for row in self._all_documents("id,user_id,status,metadata")
+            async for row in self.services.documents.all_rows("id,user_id,status,metadata")
             if row["status"] == "ready"
             and (user_id is None or row["user_id"] == user_id)
             and int((row.get("metadata") or {}).get("index_format") or 0) < INDEX_FORMAT

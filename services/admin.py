@@ -18,6 +18,7 @@ from .backend import Backend
 from .cache import TTLCache
 from .errors import Forbidden, NotFound, ValidationError
 from .ids import parse_id
+from .ingestion import IngestionService
 from .metrics import Metrics, timed
 from .models import AuditEntry, Document, JobStatus, PharmacyMember, User, ts
 from .users import normalize_username, username_key
@@ -130,8 +131,10 @@ class AdminService:
         metrics: Metrics,
         audit: AuditService,
         sessions=None,
+        ingestion: IngestionService | None = None,
     ):
         self.backend = backend
+        self.ingestion = ingestion or IngestionService(backend)
         self.cache = cache
         self.metrics = metrics
         self.audit = audit
@@ -299,17 +302,12 @@ class AdminService:
     ) -> list[QueueItem]:
         """Ingest jobs, newest first, with the document's name and status and the owner's name."""
         await self.require_admin(actor_id)
-        q = self.backend.service.table("ingest_jobs").select(_QUEUE_SELECT)
-        if statuses:
-            bad = [s for s in statuses if s not in list(JobStatus)]
-            if bad:
-                raise ValidationError(f"Unknown job status {bad[0]!r}.")
-            q = q.in_("status", list(statuses))
-        r = await self.backend.execute(
-            q.order("created_at", desc=True).limit(max(1, min(limit, 1000))), what="ingestion queue"
-        )
+        bad = [s for s in statuses or () if s not in list(JobStatus)]
+        if bad:
+            raise ValidationError(f"Unknown job status {bad[0]!r}.")
+        rows = await self.ingestion.queue_rows(_QUEUE_SELECT, list(statuses or ()), limit)
         out = []
-        for x in r.data:
+        for x in rows:
             doc = x.get("documents") or {}
             out.append(
                 QueueItem(

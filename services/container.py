@@ -18,9 +18,11 @@ from .config import Settings
 from .conversations import ConversationService
 from .documents import DocumentService
 from .errors import ConfigError
+from .ingestion import IngestionService
 from .metrics import Metrics
 from .outbox import Outbox
 from .pharmacies import PharmacyService
+from .ports import DocumentIndexer
 from .preferences import PreferenceService
 from .sessions import SessionService
 from .signin import SignInService
@@ -55,13 +57,21 @@ class Services:
         self.conversations = ConversationService(
             backend, self.cache, self.metrics, self.audit, self.outbox
         )
+        self.ingestion = IngestionService(backend, settings)
         self.documents = DocumentService(
-            backend, settings, self.cache, self.metrics, self.audit, self.blobs
+            backend, settings, self.cache, self.metrics, self.audit, self.blobs, self.ingestion
         )
         self.preferences = PreferenceService(backend, self.metrics)
-        self.admin = AdminService(backend, self.cache, self.metrics, self.audit, self.sessions)
+        self.admin = AdminService(
+            backend, self.cache, self.metrics, self.audit, self.sessions, self.ingestion
+        )
         self.pharmacies = PharmacyService(backend, self.metrics, self.audit, self.documents)
         self._flusher: asyncio.Task | None = None
+
+    def connect_indexer(self, indexer: DocumentIndexer) -> None:
+        """Deleting documents (one, a conversation's, a pharmacy's) drops their chunks too."""
+        self.documents.use_indexer(indexer)
+        self.conversations.use_indexer(indexer)
 
     @classmethod
     async def create(cls, settings: Settings) -> Services:

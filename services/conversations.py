@@ -23,6 +23,7 @@ from .ids import parse_id
 from .metrics import Metrics, timed
 from .models import Conversation, Message, SearchHit, ts
 from .outbox import Outbox
+from .ports import DocumentIndexer
 
 ROLES = ("user", "assistant", "system")
 MAX_PAGE = 200
@@ -45,6 +46,10 @@ class ConversationService:
         self.audit = audit
         self.outbox = outbox
         self.on_documents_deleted: ChunkDropHook | None = None
+
+    def use_indexer(self, indexer: DocumentIndexer) -> None:
+        """Deleting a conversation drops its documents' chunks through the indexer."""
+        self.on_documents_deleted = indexer.discard
 
     async def _db(self, user_id: str):
         return await self.backend.for_user(user_id)

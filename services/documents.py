@@ -7,8 +7,11 @@ upload and delete; RLS decides, sql/0070)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
@@ -19,10 +22,12 @@ from .blobs import BlobStore
 from .cache import TTLCache
 from .config import Settings
 from .conversations import ChunkDropHook
-from .errors import Conflict, Forbidden, NotFound, PharmGPTError, ValidationError
+from .errors import Conflict, Forbidden, IngestionError, NotFound, PharmGPTError, ValidationError
 from .ids import parse_id
+from .ingestion import IngestionService
 from .metrics import Metrics, timed
 from .models import ACTIVE_STATUSES, Document, DocumentStatus, Upload
+from .ports import DocumentIndexer
 
 FILE_FAULT = "file"  # metadata["failure"] of a document that failed because of its contents
 
@@ -75,14 +80,20 @@ class DocumentService:
         metrics: Metrics,
         audit: AuditService,
         blobs: BlobStore,
+        ingestion: IngestionService | None = None,
     ):
         self.backend = backend
+        self.ingestion = ingestion or IngestionService(backend, settings)
         self.settings = settings
         self.cache = cache
         self.metrics = metrics
         self.audit = audit
         self.blobs = blobs
         self.on_documents_deleted: ChunkDropHook | None = None
+
+    def use_indexer(self, indexer: DocumentIndexer) -> None:
+        """Deleting a document drops its chunks through the indexer."""
+        self.on_documents_deleted = indexer.discard
 
     @timed("documents.register_upload")
     async def register_upload(
@@ -318,14 +329,17 @@ class DocumentService:
         chunk_count: int | None = None,
         page_count: int | None = None,
         metadata: dict | None = None,
+        retry_at: datetime | None = None,
     ) -> Document:
-        """The worker's report (service role): status, a readable error, counts."""
+        """The worker's report (service role): status, a readable error, counts; `retry_at`:
+        a passing failure, queued again for then (any other report clears it)."""
         if status not in list(DocumentStatus):
             raise ValidationError(f"Unknown document status {status!r}.")
         doc_id = parse_id(doc_id, "document")
         patch: dict[str, Any] = {
             "status": status,
             "processing_error": (error or None) and error[:2000],
+            "retry_at": retry_at.isoformat() if retry_at else None,
         }
         if chunk_count is not None:
             patch["chunk_count"] = chunk_count
@@ -366,7 +380,7 @@ class DocumentService:
         # the status first: a worker claiming the new job moves it on to processing
         r = await self.backend.execute(
             svc.table("documents")
-            .update({"status": DocumentStatus.PENDING, "processing_error": None})
+            .update({"status": DocumentStatus.PENDING, "processing_error": None, "retry_at": None})
             .eq("id", doc.id)
             .eq("status", DocumentStatus.FAILED)
             .select(Document.COLUMNS),
@@ -374,16 +388,7 @@ class DocumentService:
         )
         if not r.data:
             raise Conflict(f"{doc.filename} is already being processed again.")
-        try:
-            await self.backend.execute(
-                svc.table("ingest_jobs").insert(
-                    {"document_id": doc.id, "user_id": doc.user_id}, returning="minimal"
-                ),
-                what="ingest job",
-                idempotent=False,
-            )
-        except Conflict:
-            pass  # a live job for it exists already (at most one per document)
+        await self.ingestion.enqueue(doc.id, doc.user_id)  # False: a live job exists already
         self.cache.invalidate("docs", user_id)
         await self.audit.record(
             "document.retried",
@@ -404,7 +409,7 @@ class DocumentService:
         svc = self.backend.service
         r = await self.backend.execute(
             svc.table("documents")
-            .update({"status": DocumentStatus.PENDING, "processing_error": None})
+            .update({"status": DocumentStatus.PENDING, "processing_error": None, "retry_at": None})
             .eq("id", doc_id)
             .eq("status", DocumentStatus.READY)
             .select("id"),
@@ -412,15 +417,7 @@ class DocumentService:
         )
         if not r.data:
             return 0
-        try:
-            await self.backend.execute(
-                svc.table("ingest_jobs").insert(
-                    {"document_id": doc_id, "user_id": user_id}, returning="minimal"
-                ),
-                what="ingest job",
-                idempotent=False,
-            )
-        except Conflict:
+        if not await self.ingestion.enqueue(doc_id, user_id):
             return 0
         self.cache.invalidate("docs", user_id)
         await self.audit.record(
@@ -441,38 +438,58 @@ class DocumentService:
                 ids.append(parse_id(d, "document"))
             except NotFound:
                 continue
-        if not ids:
-            return {}
-        db = await self.backend.for_user(user_id)
-        wanted = sorted(set(ids))
-        rows = await self.backend.fetch_rows(
-            lambda: (
-                db.table("ingest_jobs")
-                .select("document_id,status,attempts,progress,last_error,created_at")
-                .in_("document_id", wanted)
-                .order("created_at", desc=True)
-                .order("id")
-            ),
-            limit=1000,
-            what="ingestion progress",
+        return await self.ingestion.progress(user_id, ids)
+
+    async def all_rows(self, columns: str) -> AsyncIterator[dict[str, Any]]:
+        """Every document row, a page at a time, for admin commands (reconcile, re-index):
+        the service role."""
+        svc = self.backend.service
+        page = max(1, self.backend.settings.db_max_rows)  # pages no larger than the max-rows
+        offset = 0
+        while True:
+            r = await self.backend.execute(
+                svc.table("documents").select(columns).order("id").range(offset, offset + page - 1),
+                what="documents",
+            )
+            for row in r.data:
+                yield row
+            if len(r.data) < page:
+                break
+            offset += page
+
+    async def row_for_processing(self, doc_id: str) -> dict[str, Any] | None:
+        """The document row the worker indexes (service role), None when it was deleted."""
+        r = await self.backend.execute(
+            self.backend.service.table("documents").select("*").eq("id", doc_id).limit(1),
+            what="document",
         )
-        out: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            if row["document_id"] in out:
-                continue  # an older job of the same document
-            progress = dict(row.get("progress") or {})
-            chunks, done = progress.get("chunks"), progress.get("chunks_done")
-            percent = None
-            if isinstance(chunks, int) and chunks > 0 and isinstance(done, int):
-                percent = max(0, min(100, round(100 * done / chunks)))
-            out[row["document_id"]] = {
-                **progress,
-                "status": row["status"],
-                "attempts": row["attempts"],
-                "last_error": row.get("last_error"),
-                "percent": percent,
-            }
-        return out
+        return r.data[0] if r.data else None
+
+    async def stored_bytes(self, doc: dict[str, Any]) -> bytes:
+        """The uploaded bytes of a document row; IngestionError (the file's fault: final) when
+        they are gone."""
+        try:
+            data = (
+                await asyncio.to_thread(self.blobs.get, doc["sha256"])
+                if doc.get("sha256")
+                else None
+            )
+        except FileNotFoundError:
+            data = None
+        if data is None:
+            raise IngestionError(
+                f"{doc['filename']}: the uploaded file is missing on the server; upload it again."
+            )
+        return data
+
+    async def mark_file_fault(self, doc: dict[str, Any], error: str) -> Document:
+        """Failed because of the file itself: retrying is refused (`is_file_fault`)."""
+        return await self.update_document_status(
+            doc["id"],
+            "failed",
+            error=error,
+            metadata={**(doc.get("metadata") or {}), "failure": FILE_FAULT},
+        )
 
     @timed("documents.delete")
     async def delete_document(self, user_id: str, doc_id: str) -> None:

@@ -44,3 +44,18 @@ class BackendUnavailable(PharmGPTError):
 
 class IngestionError(PharmGPTError):
     code = "ingestion"
+
+
+class LLMError(PharmGPTError):
+    """A chat model failure a pharmacist can act on.
+
+    `message` is plain language for the page; `details` keeps the raw provider error for logs.
+    `partial` is True when some answer text was already streamed before the failure, so the UI
+    can mark what it showed as incomplete instead of presenting it as a finished answer.
+    """
+
+    code = "llm"
+
+    def __init__(self, message: str, *, details: Any = None, partial: bool = False):
+        super().__init__(message, details=details)
+        self.partial = partial

@@ -170,10 +170,11 @@ class Document:
     pharmacy_id: str | None = (
         None  # set: in that pharmacy's shared library (then conversation_id is None)
     )
+    retry_at: datetime | None = None  # pending again after a passing failure, tried then
 
     COLUMNS = (
         "id,user_id,conversation_id,sha256,filename,file_type,file_size,page_count,chunk_count,"
-        "status,processing_error,metadata,added_at,updated_at,pharmacy_id"
+        "status,processing_error,metadata,added_at,updated_at,pharmacy_id,retry_at"
     )
 
     @classmethod
@@ -195,6 +196,7 @@ class Document:
             ts(r["updated_at"]),
             duplicate,
             r.get("pharmacy_id"),
+            ts(r.get("retry_at")),
         )
 
 

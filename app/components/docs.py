@@ -108,7 +108,7 @@ def status_label(doc: Document, progress: dict | None = None) -> str:
     """pending / processing n % / ready / failed, as a short badge."""
     progress = progress or {}
     if doc.status == "pending":
-        retrying = doc.processing_error and doc.processing_error.startswith("Retrying")
+        retrying = doc.retry_at is not None
         return (
             ":orange-badge[Retrying soon]" if retrying else ":orange-badge[Waiting to be processed]"
         )

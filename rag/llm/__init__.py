@@ -1,8 +1,11 @@
-"""Streaming chat-model providers: Groq (default) and any OpenAI-compatible local server."""
+"""Streaming chat-model providers: Groq (default) and any OpenAI-compatible local server.
 
-from pharmgpt.rag.llm.base import LLMError, ModelChoice, Provider, choose_model
+They implement `services.ports.Provider`; the use-case picks the model (services.answering)."""
+
 from pharmgpt.rag.llm.groq_provider import GroqProvider
 from pharmgpt.rag.llm.openai_compat import OpenAICompatProvider
+from pharmgpt.services.errors import LLMError
+from pharmgpt.services.ports import ModelChoice, Provider
 
 __all__ = [
     "GroqProvider",
@@ -10,5 +13,4 @@ __all__ = [
     "ModelChoice",
     "OpenAICompatProvider",
     "Provider",
-    "choose_model",
 ]

@@ -61,7 +61,7 @@ class OpenAICompatProvider:
         return list(self._listed)
 
     async def _list_models(self) -> list[str]:
-        from pharmgpt.rag.llm.base import LLMError
+        from pharmgpt.services.errors import LLMError
 
         url = f"{self.base_url}/models"
         hint = "Set OPENAI_MODEL to the model it serves."

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from pharmgpt.rag.llm.base import LLMError
+from pharmgpt.services.errors import LLMError
 
 # (text delta or None, finish_reason or None) as read from one streamed chunk.
 Delta = tuple[str | None, str | None]

@@ -127,8 +127,12 @@ def _doc(status, **kw):
 def test_status_labels():
     assert docs.status_label(_doc("pending")) == ":orange-badge[Waiting to be processed]"
     assert (
-        docs.status_label(_doc("pending", processing_error="Retrying shortly: x"))
+        docs.status_label(_doc("pending", retry_at=datetime.now(UTC)))
         == ":orange-badge[Retrying soon]"
+    )
+    assert (  # the field decides, not the wording of the error
+        docs.status_label(_doc("pending", processing_error="Retrying shortly: x"))
+        == ":orange-badge[Waiting to be processed]"
     )
     assert docs.status_label(_doc("processing"), {"percent": 40}) == ":blue-badge[Processing 40 %]"
     assert docs.status_label(_doc("processing")) == ":blue-badge[Processing…]"

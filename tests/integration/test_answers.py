@@ -91,8 +91,8 @@ async def test_an_spl_table_row_survives_into_the_offline_answer(services, libra
 
 
 async def test_the_strict_toggle_changes_the_outcome_offline_and_with_a_model(services, library):
-    from pharmgpt.rag.engine import ChatEngine
     from pharmgpt.rag.llm import GroqProvider
+    from pharmgpt.services.answering import AnswerService
 
     from tests.unit.fake_openai_server import FakeChatServer, Tokens
 
@@ -105,12 +105,8 @@ async def test_the_strict_toggle_changes_the_outcome_offline_and_with_a_model(se
         provider = GroqProvider(
             "test-key", base_url=server.url, models=["m"], timeout_s=5, max_retries=0
         )
-        engine = ChatEngine(
-            services,
-            rag.retriever,
-            provider,
-            lexicon=lambda: rag.index.lexicon,
-            gate=rag.engine.gate,
+        engine = AnswerService(
+            services.conversations, services.documents, services.preferences, rag.planner, provider
         )
         text, _ = await ask(engine, user.id, question, conv.id)
         assert (
@@ -129,8 +125,8 @@ async def test_the_strict_toggle_changes_the_outcome_offline_and_with_a_model(se
 
 
 async def test_the_prompt_holds_only_the_asked_drugs_passages(services, library):
-    from pharmgpt.rag.engine import ChatEngine
     from pharmgpt.rag.llm import GroqProvider
+    from pharmgpt.services.answering import AnswerService
 
     from tests.unit.fake_openai_server import FakeChatServer, Tokens
 
@@ -140,12 +136,8 @@ async def test_the_prompt_holds_only_the_asked_drugs_passages(services, library)
         provider = GroqProvider(
             "test-key", base_url=server.url, models=["m"], timeout_s=5, max_retries=0
         )
-        engine = ChatEngine(
-            services,
-            rag.retriever,
-            provider,
-            lexicon=lambda: rag.index.lexicon,
-            gate=rag.engine.gate,
+        engine = AnswerService(
+            services.conversations, services.documents, services.preferences, rag.planner, provider
         )
         server.script(Tokens(["The dose is [1]."]))
         await ask(engine, user.id, "What is the starting dose of atorvastatin?", conv.id)

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.engine import ChatEngine
 from pharmgpt.rag.system import RagSystem, make_provider
+from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 
 from tests.unit.fake_openai_server import FakeChatServer, Tokens
@@ -38,8 +38,8 @@ async def ask(engine, user_id, conv_id):
 
 
 def engine_for(services, rag, provider):
-    return ChatEngine(
-        services, rag.retriever, provider, lexicon=lambda: rag.index.lexicon, gate=rag.engine.gate
+    return AnswerService(
+        services.conversations, services.documents, services.preferences, rag.planner, provider
     )
 
 

@@ -265,8 +265,9 @@ async def test_reconcile_removes_orphans(rag, services):
 
 
 async def test_groq_answer_streams_with_sources_and_stops_cleanly(rag, services, lipitor):
-    from pharmgpt.rag.engine import ChatEngine
     from pharmgpt.rag.llm import GroqProvider
+    from pharmgpt.rag.planner import AnswerPlanner
+    from pharmgpt.services.answering import AnswerService
 
     from tests.unit.fake_openai_server import DropAfter, FakeChatServer, Tokens, rate_limited
 
@@ -280,7 +281,13 @@ async def test_groq_answer_streams_with_sources_and_stops_cleanly(rag, services,
             max_retries=2,
             max_wait_s=0.01,
         )
-        engine = ChatEngine(services, rag.retriever, provider)
+        engine = AnswerService(
+            services.conversations,
+            services.documents,
+            services.preferences,
+            AnswerPlanner(rag.retriever),
+            provider,
+        )
         server.script(
             rate_limited("0"), Tokens(["The starting dose ", "is 10 or 20 mg ", "once daily [1]."])
         )

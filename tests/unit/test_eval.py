@@ -26,6 +26,10 @@ def test_metrics_by_hand():
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data/scifact is not beside the checkout")
 def test_small_slice_end_to_end(tmp_path):
     from pharmgpt.rag.embeddings import shared_embedder
+    from pharmgpt.services.config import Settings
+
+    s = Settings.load()
+    embedder = shared_embedder(s.embedder, s.data_dir, s.embedder_threads)
 
     r = evaluate(
         DATA,
@@ -33,7 +37,7 @@ def test_small_slice_end_to_end(tmp_path):
         tune=False,
         limit_docs=150,
         limit_queries=15,
-        embedder=shared_embedder(),
+        embedder=embedder,
         cache_dir=tmp_path,
     )
     res = r["results"]
@@ -47,7 +51,7 @@ def test_small_slice_end_to_end(tmp_path):
         tune=False,
         limit_docs=150,
         limit_queries=15,
-        embedder=shared_embedder(),
+        embedder=embedder,
         cache_dir=tmp_path,
     )
     assert again["indexing"]["embeddings_from_cache"] and again["results"] == {

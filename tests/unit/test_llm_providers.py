@@ -258,7 +258,7 @@ async def test_groq_unreachable_server_is_a_clear_error() -> None:
 async def test_compat_catalogue_is_openai_model_else_the_servers_list(
     server: FakeChatServer,
 ) -> None:
-    from pharmgpt.rag.llm import choose_model
+    from pharmgpt.services.answering import choose_model
 
     fixed = OpenAICompatProvider(f"{server.url}/v1", None, "local-model", timeout_s=3)
     assert await fixed.catalogue() == ["local-model"] and server.requests == []  # no need to ask

@@ -183,13 +183,13 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
     from pharmgpt.rag.system import RagSystem
     from pharmgpt.services.config import Settings
 
-    class _Docs:
-        on_documents_deleted = None
-
-    class _Services:  # RagSystem only reads settings and sets the two deletion hooks here
+    class _Services:  # RagSystem only reads settings and hands its indexer over here
         settings = Settings(data_dir=tmp_path / "data")
-        documents = _Docs()
-        conversations = _Docs()
+        documents = conversations = preferences = None
+        ingestion = SimpleNamespace(settings=settings)
+
+        def connect_indexer(self, indexer) -> None:
+            pass
 
     with ChromaServer(tmp_path / "data" / "chroma") as server:
         rag = RagSystem(
