@@ -35,13 +35,14 @@ def test_no_product_module_spells_a_model_name():
 
 
 def test_the_users_read_the_one_home():
-    from pharmgpt.rag import embeddings, engine, onnx_build
+    from pharmgpt.rag import embeddings, onnx_build
     from pharmgpt.rag.llm import groq_provider
+    from pharmgpt.services import answering
     from pharmgpt.services.config import Settings
 
     assert embeddings.TORCH_NAME == f"{names.EMBEDDING_MODEL}/{names.TORCH}"
     assert embeddings.DIMENSION == names.EMBEDDING_DIMENSION
     assert onnx_build.RECIPE == names.ONNX_RECIPE and onnx_build.BUILD_DIR == names.ONNX_BUILD_DIR
     assert groq_provider.DEFAULT_MODELS == list(names.GROQ_DEFAULT_MODELS)
-    assert engine.OFFLINE_MODEL == names.OFFLINE_MODEL
+    assert answering.OFFLINE_MODEL == names.OFFLINE_MODEL
     assert Settings().embedder == names.ONNX_INT8 and names.ONNX_INT8 in names.EMBEDDER_KINDS
