@@ -15,6 +15,7 @@ from .engine import ChatEngine
 from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
 from .lexical import LexicalIndex
+from .owner_scope import OwnerScope
 from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
 from .store import ChunkStore
@@ -187,9 +188,9 @@ class RagSystem:
 
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""
-        live: dict[str, set[str]] = {}
-        async for row in self._all_documents("id,user_id"):
-            live.setdefault(row["user_id"], set()).add(row["id"])
+        live: dict[OwnerScope, set[str]] = {}
+        async for row in self._all_documents("id,user_id,pharmacy_id"):
+            live.setdefault(OwnerScope.of_document(row), set()).add(row["id"])
         return await self.index.reconcile(live)
 
     async def outdated_documents(self, user_id: str | None = None) -> list[dict]:

@@ -31,6 +31,7 @@ from pharmgpt.services.errors import IngestionError, PharmGPTError
 
 from .index import INDEX_FORMAT, RagIndex, chunk_id, embedding_text
 from .loaders import Limits
+from .owner_scope import OwnerScope
 from .sandbox import SandboxLimits, parse_in_sandbox
 
 log = logging.getLogger(__name__)
@@ -180,14 +181,15 @@ class IngestWorker:
             return
         doc = r.data[0]
         user_id = doc["user_id"]
+        owner = OwnerScope.of_document(doc)  # its pharmacy's library, else the uploader's
         await docs.update_document_status(doc["id"], "processing")
         try:
             result = await self._ingest(job, doc, lost)
         except (
             IngestionError
         ) as e:  # the file's fault (a passed limit included): final, no chunks left
-            await asyncio.to_thread(self.index.store.delete_documents, user_id, [doc["id"]])
-            await asyncio.to_thread(self.index.lexical.remove_documents, user_id, [doc["id"]])
+            await asyncio.to_thread(self.index.store.delete_documents, owner, [doc["id"]])
+            await asyncio.to_thread(self.index.lexical.remove_documents, owner, [doc["id"]])
             await docs.update_document_status(
                 doc["id"],
                 "failed",
@@ -302,9 +304,9 @@ class IngestWorker:
         }  # on every chunk, and on the row
         if lost.is_set():
             raise JobLost
-        user_id = doc["user_id"]
+        owner = OwnerScope.of_document(doc)
         await asyncio.to_thread(
-            self.index.store.delete_documents, user_id, [doc["id"]]
+            self.index.store.delete_documents, owner, [doc["id"]]
         )  # a rerun starts clean
         total = len(chunks)
         base = {"pages": parsed.page_count, "chunks": total}
@@ -319,11 +321,11 @@ class IngestWorker:
                 vectors = await asyncio.to_thread(
                     self.index.embedder.embed, [embedding_text(c) for c in batch]
                 )
-                await asyncio.to_thread(self.index.write_chunks, user_id, doc, batch, vectors)
+                await asyncio.to_thread(self.index.write_chunks, owner, doc, batch, vectors)
             await self._job(job["id"], progress={**base, "chunks_done": start + len(batch)})
         await asyncio.to_thread(
             self.index.lexical.add_document,
-            user_id,
+            owner,
             doc["id"],  # this document only
             [(chunk_id(doc["id"], c.index), c.text) for c in chunks],
         )

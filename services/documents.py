@@ -490,7 +490,8 @@ class DocumentService:
         if doc.pharmacy_id is not None:  # a reader sees it but may not delete it
             await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
         if self.on_documents_deleted is not None:
-            await self.on_documents_deleted(doc.user_id, [doc.id])  # the uploader's chunks
+            shared = {"pharmacy_id": doc.pharmacy_id} if doc.pharmacy_id else {}
+            await self.on_documents_deleted(doc.user_id, [doc.id], **shared)  # where its chunks are
         db = await self.backend.for_user(user_id)
         await self.backend.execute(db.table("documents").delete().eq("id", doc.id), what="document")
         self.cache.invalidate("docs", user_id)
