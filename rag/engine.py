@@ -23,6 +23,7 @@ from pharmgpt.services.models import Document
 from .drugs import DrugLexicon, shared_lexicon
 from .gate import RelevanceGate
 from .offline import extractive_answer, stream_text
+from .owner_scope import document_scopes
 from .prompts import build_messages, not_covered, sources_payload
 from .retriever import Retriever, standalone_query
 from .scope import DrugScope, ScopedDocument, scope_by_drug
@@ -92,11 +93,13 @@ class ChatEngine:
         return choose_model(await self.provider.catalogue(), preferred)
 
     async def scope_documents(self, user_id: str, conv_id: str) -> list[Document]:
-        """Ready documents of the conversation plus the user's library."""
+        """Ready documents of the conversation, the user's library and their pharmacies' libraries
+        (read through RLS for each question, so a removed member loses them at once)."""
         docs = self.services.documents
         conv_docs = await docs.get_conversation_documents(user_id, conv_id)
         library = await docs.get_library_documents(user_id)
-        return [d for d in conv_docs + library if d.status == "ready"]
+        shared = await docs.get_shared_documents(user_id)
+        return [d for d in conv_docs + library + shared if d.status == "ready"]
 
     async def plan(
         self,
@@ -146,6 +149,7 @@ class ChatEngine:
                 scope.document_ids,
                 k=max(prefs["top_k"], 5),
                 intents=intents,
+                owners=document_scopes(documents),  # a pharmacy's documents: its library
             )
         # the user chose the document (Summarise FILE): its passages are the answer's matter; the
         # gate judges open questions, where the documents were not chosen

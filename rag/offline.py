@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from .lexical import tokenize
+from .owner_scope import citation_place
 from .retriever import Passage
 from .sections import DATA, SECONDARY, section_families
 
@@ -221,7 +222,9 @@ def extractive_answer(
     chosen = [u for u in chosen if not (u.text in seen or seen.add(u.text))]
     first = passages[chosen[0].n - 1]
     title = chosen[0].heading.split(" › ")[-1] if chosen[0].heading else first.filename
-    where = first.filename + (f", page {first.pages}" if first.pages else "")
+    where = citation_place(first.filename, first.library) + (
+        f", page {first.pages}" if first.pages else ""
+    )
     drugs = first.metadata.get("drugs")
     lines = [
         LABEL if confident else LABEL_UNSURE,

@@ -119,6 +119,21 @@ def library_label(metadata: Mapping[str, Any]) -> str | None:
     return scope.library_label if scope else None
 
 
+def citation_place(filename: str, library: str | None) -> str:
+    """Where a source lives: "Pharmacy library: Formulary 2026.pdf"; the user's own file bare."""
+    return f"{library}: {filename}" if library else filename
+
+
+def source_place(source: Mapping[str, Any]) -> str:
+    """The same for a stored source (a message's `sources` entry), with its page:
+    "Pharmacy library: Formulary 2026.pdf, p. 12"."""
+    place = citation_place(source.get("filename") or "document", source.get("library"))
+    pages, page = source.get("pages"), source.get("page")
+    if pages and "-" in str(pages):
+        return f"{place}, pp. {pages}"
+    return f"{place}, p. {pages or page}" if (pages or page) else place
+
+
 def document_scopes(documents: Iterable[Any]) -> dict[str, OwnerScope]:
     """Document id -> the scope its chunks live in, for the documents a question may search."""
     return {

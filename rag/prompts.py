@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .owner_scope import citation_place
 from .retriever import Passage
 
 SYSTEM_PROMPT = """You are PharmGPT, an assistant for licensed pharmacists.
@@ -61,7 +62,8 @@ def source_label(p: Passage) -> str:
     drugs = p.metadata.get("drugs")
     ocr = " [text read by OCR from a scan]" if p.metadata.get("ocr") else ""
     return (
-        f"{p.filename}{where}"
+        citation_place(p.filename, p.library)
+        + where
         + (f" ({drugs})" if drugs else "")
         + (f" — {section}" if section else "")
         + ocr
@@ -99,6 +101,7 @@ def sources_payload(
                 "document_id": p.document_id,
                 "chunk_id": p.chunk_id,
                 "filename": p.filename,
+                "library": p.library,  # "Pharmacy library", or None for the user's own
                 "page": p.metadata.get("page_start"),
                 "pages": p.pages or None,
                 "section": p.metadata.get("heading"),

@@ -7,7 +7,7 @@ import logging
 
 from pharmgpt.services.config import Settings
 from pharmgpt.services.container import Services
-from pharmgpt.services.errors import PharmGPTError
+from pharmgpt.services.errors import NotFound, PharmGPTError
 
 from . import source_view
 from .embeddings import Embedder, shared_embedder
@@ -165,7 +165,10 @@ class RagSystem:
         """What a cited source opens to (its page, or its section for a label without pages), with
         the quoted passages marked; None when it cannot be found. NotFound when the document is gone."""
         page = source.get("page") if not whole_section else None
-        loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
+        try:  # access is checked again on every opening (RLS): a removed member is refused
+            loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
+        except NotFound as e:
+            raise source_view.unavailable(source) from e
         return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
     async def _all_documents(self, columns: str):

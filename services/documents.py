@@ -283,6 +283,25 @@ class DocumentService:
         )
         return [Document.from_row(x) for x in rows]
 
+    @timed("documents.shared")
+    async def get_shared_documents(self, user_id: str) -> list[Document]:
+        """Every pharmacy library document the user may read now, in one request: RLS admits
+        only those of pharmacies they are a member of. Not cached, so a member who leaves or is
+        removed stops seeing them with the next call (each question makes one)."""
+        db = await self.backend.for_user(user_id)
+        rows = await self.backend.fetch_rows(
+            lambda: (
+                db.table("documents")
+                .select(Document.COLUMNS)
+                .not_.is_("pharmacy_id", None)
+                .order("added_at", desc=True)
+                .order("id")
+            ),
+            limit=2000,
+            what="document list",
+        )
+        return [Document.from_row(x) for x in rows]
+
     async def pharmacy_role(self, user_id: str, pharmacy_id: str) -> str | None:
         """The user's role in a pharmacy (owner, editor, reader), or None: not a member."""
         pharmacy_id = _uuid(pharmacy_id, "pharmacy")
