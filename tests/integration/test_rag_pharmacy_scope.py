@@ -162,3 +162,11 @@ async def test_deleting_the_shared_document_removes_its_chunks_there(services, t
     await services.documents.delete_document(users["editor"].id, doc.id)
     assert doc.id not in rag.store.document_ids(scope)
     assert all(d != doc.id for _, d, _ in rag.lexical.search(scope, "adalimumab humira", 50))
+
+
+async def test_sign_in_warm_up_opens_the_pharmacy_library_too(services, team):
+    rag, ph, users, _, _ = team
+    await rag.warmup.user(users["editor"].id)
+    assert OwnerScope.pharmacy(ph.id) in rag.warmup._users
+    await rag.warmup.user(users["outsider"].id)  # a non-member's warm-up lists no pharmacy
+    assert rag.warmup._users >= {users["editor"].id, users["outsider"].id}
