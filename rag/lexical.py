@@ -586,6 +586,17 @@ class LexicalIndex:
         with self._ulock(user_id):
             return {doc: len(seg.ids) for doc, seg in idx.segments.items()}
 
+    def segments(self, user_id: Owner, document_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+        """Document id -> (its segment file, its chunk ids) for those of `document_ids` indexed.
+        A segment file gets a fresh name whenever its document is indexed again."""
+        idx = self._load(user_id)
+        with self._ulock(user_id):
+            return {
+                str(d): (idx.files[str(d)], list(idx.segments[str(d)].ids))
+                for d in document_ids
+                if str(d) in idx.segments
+            }
+
     def indexed_ids(self, user_id: Owner) -> set[str] | None:
         """The chunk ids the user's index on disk holds; None when it is missing or unreadable."""
         d = self._dir(user_id)

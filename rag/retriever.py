@@ -19,6 +19,7 @@ from typing import Any
 from .embeddings import Embedder
 from .lexical import LexicalIndex
 from .owner_scope import OwnerScope, library_label
+from .scoped_dense import DocumentVectors
 from .sections import DATA, SECONDARY, section_families
 from .store import ChunkStore
 
@@ -125,8 +126,10 @@ def searches(
 
 
 class Retriever:
-    # a scope's dense search skips Chroma's document where-filter (costly: BENCHMARKS.md) when the
-    # documents asked hold at least this share of its chunks; hits of others are dropped after
+    # a scope's dense search skips Chroma's document where-filter (costly: BENCHMARKS.md): when the
+    # documents asked hold at least this share of its chunks, one unfiltered search with other
+    # documents' hits dropped after; when they are a few, their vectors scored exactly
+    # (rag/scoped_dense.py)
     UNFILTERED_SHARE = 0.5
 
     def __init__(
@@ -140,6 +143,7 @@ class Retriever:
         self.lexical = lexical
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self.vectors = DocumentVectors(store)  # a few documents' vectors, for scoped searches
 
     async def retrieve(
         self,
@@ -165,7 +169,7 @@ class Retriever:
         )
 
     def _dense(self, scope: OwnerScope, embedding, ids: list[str] | None, n: int):
-        """Nearest chunks of `ids` in one scope; whole-collection search when they are most of it."""
+        """Nearest chunks of `ids` in one scope, without Chroma's where-filter where it can."""
         if ids is None:
             return self.store.query(scope, embedding, n)
         wanted = set(ids)
@@ -175,6 +179,8 @@ class Retriever:
         if total and covered >= self.UNFILTERED_SHARE * total:
             hits = self.store.query(scope, embedding, min(total, math.ceil(n * total / covered)))
             return [h for h in hits if h.document_id in wanted][:n]
+        if 0 < covered <= self.vectors.max_vectors // 4:  # a few documents: scored exactly here
+            return self.vectors.search(scope, embedding, self.lexical.segments(scope, ids), n)
         return self.store.query(scope, embedding, n, ids)
 
     def retrieve_with_embedding(

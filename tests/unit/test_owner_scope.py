@@ -154,9 +154,10 @@ def test_retrieval_merges_scopes_and_never_crosses_them(tmp_path):
     assert [(p.document_id, p.text) for p in bm25] == [("shared", "warfarin formulary note")]
 
 
-def test_a_small_document_scope_keeps_the_where_filter(tmp_path):
+def test_dense_search_of_part_of_a_scope_avoids_the_where_filter(tmp_path):
     """Most of the scope asked: one unfiltered search, other documents' hits dropped; a few
-    documents: Chroma's where-filter (a whole-collection search could miss them all)."""
+    documents: their vectors scored exactly (the same hits as Chroma's where-filter), never a
+    stale vector after the document is indexed again, nothing after it is deleted."""
     store = ChunkStore(path=tmp_path / "chroma")
     lex = LexicalIndex(tmp_path / "lex", store)
     ph = OwnerScope.pharmacy(P)
@@ -172,9 +173,20 @@ def test_a_small_document_scope_keeps_the_where_filter(tmp_path):
     )
     lex.rebuild(ph)
     r = Retriever(store, lex, embedder=None)
-    owners = {f"d{i}": ph for i in range(6)}
     most = r._dense(ph, vec[0], [f"d{i}" for i in range(5)], 8)
     assert len(most) == 8 and {h.document_id for h in most} <= {f"d{i}" for i in range(5)}
-    few = r._dense(ph, vec[5], ["d5"], 8)
-    assert len(few) == 8 and {h.document_id for h in few} == {"d5"}
-    assert r.retrieve_with_embedding(U, "text", vec[5], ["d5"], owners=owners)
+    q = _unit(rng, 1)[0]
+    few = r._dense(ph, q, ["d5"], 8)
+    chroma = store.query(ph, q, 8, ["d5"])
+    assert [h.chunk_id for h in few] == [h.chunk_id for h in chroma]
+    assert [h.text for h in few] == [h.text for h in chroma]
+    assert np.allclose([h.similarity for h in few], [h.similarity for h in chroma], atol=1e-4)
+    # d5 indexed again with other vectors: the new ones are scored
+    ids5 = [f"d5:{i}" for i in range(5, 60, 6)]
+    new = _unit(rng, len(ids5))
+    store.upsert(ph, ids5, new, ["again"] * len(ids5), [{"document_id": "d5"} for _ in ids5])
+    lex.add_document(ph, "d5")
+    assert r._dense(ph, new[3], ["d5"], 1)[0].chunk_id == ids5[3]
+    store.delete_documents(ph, ["d5"])
+    lex.remove_documents(ph, ["d5"])
+    assert r._dense(ph, new[3], ["d5"], 8) == []
