@@ -16,6 +16,16 @@ random users over their whole scope:
 
     .venv/bin/python bench/retrieval.py [--users 100] [--per-user 1000] [--single-user-chunks 14000]
         [--queries 300] [--embedder onnx-int8|torch] [--models-dir .pharmgpt] [--no-shared] [--json]
+
+Pharmacy mode (issue 15), instead of the two corpora above: one pharmacy library of
+20,000 chunks (200 documents) shared by its members, each of whom also has a library
+of their own; a question searches the member's documents and the pharmacy's, each in
+its own collection, merged (rag/retriever.py). Reports the whole scope (a question
+naming no drug) and a drug-scoped one (3 pharmacy documents and 1 of the member's),
+including the query embedding, and what restoring a `scope_id` where-filter would cost.
+
+    .venv/bin/python bench/retrieval.py --pharmacy [--pharmacy-chunks 20000] [--users 20]
+        [--per-user 1000] [--queries 200] [--models-dir .pharmgpt] [--json]
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pharmgpt.rag.embeddings import Embedder, make_embedder  # noqa: E402
 from pharmgpt.rag.lexical import LexicalIndex  # noqa: E402
+from pharmgpt.rag.owner_scope import OwnerScope  # noqa: E402
 from pharmgpt.rag.retriever import Retriever  # noqa: E402
 from pharmgpt.rag.store import ChunkStore  # noqa: E402
 from pharmgpt.services.model_names import EMBEDDER_KINDS, ONNX_INT8  # noqa: E402
@@ -215,6 +226,89 @@ def run(args) -> dict:
     return out
 
 
+def pharmacy(args) -> dict:
+    """One pharmacy library of `--pharmacy-chunks` plus `--users` member libraries."""
+    rng = np.random.default_rng(11)
+    tmp = Path(tempfile.mkdtemp(prefix="retr-ph-"))
+    embedder = make_embedder(args.embedder, args.models_dir or tmp)
+    embedder.embed_query("warm up")
+    questions = [f"{rng.choice(DRUGS)} {rng.choice(TOPICS)}" for _ in range(args.queries)]
+    store = ChunkStore(path=tmp / "chroma")
+    lexical = LexicalIndex(tmp / "lexical", store)
+    ph = OwnerScope.pharmacy(str(uuid.uuid4()))
+    users = [str(uuid.uuid4()) for _ in range(args.users)]
+    t0 = time.perf_counter()
+    n_docs = 200
+    n = args.pharmacy_chunks
+    ph_docs = [f"ph-doc{i}" for i in range(n_docs)]
+    for start in range(0, n, 5000):
+        m = min(5000, n - start)
+        ids = [f"{ph_docs[i % n_docs]}:{i}" for i in range(start, start + m)]
+        store.upsert(
+            ph,
+            ids,
+            unit(rng, m),
+            [sentence(rng) for _ in range(m)],
+            [{"document_id": i.split(":")[0], "chunk_index": int(i.split(":")[1])} for i in ids],
+            batch=2000,
+        )
+    lexical.rebuild(ph)
+    ph_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    build(store, lexical, users, args.per_user, rng)
+    users_build = time.perf_counter() - t0
+    retriever = Retriever(store, lexical, embedder)
+    owners = {d: ph for d in ph_docs}
+    mine = {u: [f"{u[:8]}-doc{i}" for i in range(10)] for u in users}
+    qusers = [users[int(rng.integers(0, len(users)))] for _ in questions]
+    for q, u in list(zip(questions, qusers, strict=True))[:20]:  # warm collections and BM25
+        retriever.retrieve_with_embedding(
+            u, q, embedder.embed_query(q), mine[u] + ph_docs, owners=owners
+        )
+    whole, whole_incl, scoped, unfiltered, filtered = [], [], [], [], []
+    for q, u in zip(questions, qusers, strict=True):
+        t = time.perf_counter()
+        v = embedder.embed_query(q)
+        retriever.retrieve_with_embedding(u, q, v, mine[u] + ph_docs, owners=owners)
+        whole_incl.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        retriever.retrieve_with_embedding(u, q, v, mine[u] + ph_docs, owners=owners)
+        whole.append((time.perf_counter() - t) * 1000)
+        picked = [ph_docs[int(i)] for i in rng.choice(n_docs, 3, replace=False)]
+        t = time.perf_counter()
+        retriever.retrieve_with_embedding(
+            u, q, embedder.embed_query(q), mine[u][:1] + picked, owners=owners
+        )
+        scoped.append((time.perf_counter() - t) * 1000)
+        col = store._collection(ph, create=False)
+        t = time.perf_counter()
+        col.query(query_embeddings=[v], n_results=40, include=["metadatas", "distances"])
+        unfiltered.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        col.query(
+            query_embeddings=[v],
+            n_results=40,
+            where={"scope_id": ph.id},
+            include=["metadatas", "distances"],
+        )
+        filtered.append((time.perf_counter() - t) * 1000)
+    return {
+        "embedder": embedder.name,
+        "queries": args.queries,
+        f"pharmacy_{n}_plus_{args.users}_users_x_{args.per_user}": {
+            "chunks": n + args.users * args.per_user,
+            "pharmacy_chunks": n,
+            "users": args.users,
+            "build_seconds": round(ph_build + users_build, 1),
+            "hybrid_whole_scope_including_embedding_ms": stats(whole_incl),
+            "hybrid_whole_scope_excluding_embedding_ms": stats(whole),
+            "hybrid_drug_scoped_including_embedding_ms": stats(scoped),
+            "dense_pharmacy_collection_no_filter_ms": stats(unfiltered),
+            "dense_pharmacy_collection_scope_id_filter_ms": stats(filtered),
+        },
+    }
+
+
 def report(r: dict) -> None:
     print(f"retrieval benchmark: {r['queries']} queries, embedder {r['embedder']}")
     for k, v in r.items():
@@ -224,6 +318,11 @@ def report(r: dict) -> None:
         if isinstance(v, dict) and "chunks" in v:
             print(
                 f"{v['chunks']} chunks"
+                + (
+                    f": a pharmacy library of {v['pharmacy_chunks']}"
+                    if "pharmacy_chunks" in v
+                    else ""
+                )
                 + (f" over {v['users']} users" if "users" in v else " in one user's collection")
                 + f" (built in {v['build_seconds']} s):"
             )
@@ -248,6 +347,10 @@ if __name__ == "__main__":
         "--no-shared", action="store_true", help="skip the shared-collection layout (faster build)"
     )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pharmacy", action="store_true", help="the pharmacy-library mode (issue 15)")
+    ap.add_argument("--pharmacy-chunks", type=int, default=20000)
     a = ap.parse_args()
-    out = run(a)
+    if a.pharmacy and a.users == 100:
+        a.users = 20  # member libraries beside the pharmacy's (the default here)
+    out = pharmacy(a) if a.pharmacy else run(a)
     print(json.dumps(out, indent=2)) if a.json else report(out)

@@ -1,4 +1,8 @@
-"""The user's searchable knowledge: vectors (Chroma) and words (BM25), kept in step."""
+"""Searchable knowledge per owner scope: vectors (Chroma) and words (BM25), kept in step.
+
+A document's chunks live in its scope (rag/owner_scope.py): its pharmacy's shared
+library when it has a `pharmacy_id`, else its uploader's (conversation documents too).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from .chunking import Chunk
 from .drugs import DrugLexicon, document_drugs, shared_lexicon
 from .embeddings import Embedder
 from .lexical import LexicalIndex
-from .store import ChunkStore
+from .owner_scope import OwnerScope
+from .store import ChunkStore, Owner
 
 log = logging.getLogger(__name__)
 
@@ -88,43 +93,49 @@ class RagIndex:
         return {"drugs": drugs, "products": products}
 
     def write_chunks(
-        self, user_id: str, document: dict, chunks: list[Chunk], embeddings: np.ndarray
+        self, owner: Owner, document: dict, chunks: list[Chunk], embeddings: np.ndarray
     ) -> None:
         self.store.upsert(
-            user_id,
+            owner,
             [chunk_id(document["id"], c.index) for c in chunks],
             embeddings,
             [c.text for c in chunks],
             [chunk_metadata(c, document) for c in chunks],
         )
 
-    async def drop_documents(self, user_id: str, document_ids: list[str]) -> None:
-        """The services' deletion hook: chunks and lexical entries go with the rows."""
+    async def drop_documents(
+        self, user_id: Owner, document_ids: list[str], *, pharmacy_id: str | None = None
+    ) -> None:
+        """The services' deletion hook: chunks and lexical entries go with the rows. `user_id`:
+        the uploader; `pharmacy_id`: the documents are that pharmacy's (their chunks live there)."""
+        scope = OwnerScope.pharmacy(pharmacy_id) if pharmacy_id else OwnerScope.of(user_id)
 
         def _drop():
-            self.store.delete_documents(user_id, document_ids)
-            self.lexical.remove_documents(user_id, document_ids)
+            self.store.delete_documents(scope, document_ids)
+            self.lexical.remove_documents(scope, document_ids)
 
         await asyncio.to_thread(_drop)
 
-    async def reconcile(self, live_documents: dict[str, set[str]]) -> dict[str, int]:
-        """Remove chunks whose document row is gone. `live_documents`: user id -> document ids."""
+    async def reconcile(self, live_documents: dict[OwnerScope | str, set[str]]) -> dict[str, int]:
+        """Remove chunks whose document row is gone. `live_documents`: scope (a bare id: a user's
+        library) -> its document ids. Returns removed counts by scope id."""
+        live = {OwnerScope.of(k): v for k, v in live_documents.items()}
         removed: dict[str, int] = {}
 
         def _run():
-            for user_id in self.store.users():
-                stored = self.store.document_ids(user_id)
-                orphans = sorted(stored - live_documents.get(user_id, set()))
-                if not live_documents.get(user_id) and not (stored - set(orphans)):
+            for scope in self.store.scopes():
+                stored = self.store.document_ids(scope)
+                orphans = sorted(stored - live.get(scope, set()))
+                if not live.get(scope) and not (stored - set(orphans)):
                     if stored:
-                        removed[user_id] = len(orphans)
-                    self.store.drop_user(user_id)
-                    self.lexical.forget(user_id)
+                        removed[scope.id] = len(orphans)
+                    self.store.drop_scope(scope)
+                    self.lexical.forget(scope)
                     continue
                 if orphans:
-                    self.store.delete_documents(user_id, orphans)
-                    self.lexical.remove_documents(user_id, orphans)
-                    removed[user_id] = len(orphans)
+                    self.store.delete_documents(scope, orphans)
+                    self.lexical.remove_documents(scope, orphans)
+                    removed[scope.id] = len(orphans)
 
         await asyncio.to_thread(_run)
         return removed

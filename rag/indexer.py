@@ -18,6 +18,7 @@ from pharmgpt.services.ports import IndexingCancelled, IndexResult, Progress
 
 from .index import INDEX_FORMAT, RagIndex, chunk_id, embedding_text
 from .loaders import Limits
+from .owner_scope import OwnerScope
 from .sandbox import SandboxLimits, parse_in_sandbox
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class RagIndexer:
         self.limits = limits
         self._embed_lock = asyncio.Lock()  # one embedding batch at a time: the model is CPU-bound
 
-    async def discard(self, user_id: str, document_ids: list[str]) -> None:
-        await self.rag_index.drop_documents(user_id, document_ids)
+    async def discard(
+        self, user_id: str, document_ids: list[str], *, pharmacy_id: str | None = None
+    ) -> None:
+        await self.rag_index.drop_documents(user_id, document_ids, pharmacy_id=pharmacy_id)
 
     async def index(
         self,
@@ -97,9 +100,9 @@ class RagIndexer:
         doc["metadata"] = {**(doc.get("metadata") or {}), **identity}  # on every chunk, and the row
         if cancelled():
             raise IndexingCancelled
-        user_id = doc["user_id"]
+        owner = OwnerScope.of_document(doc)  # its pharmacy's library, else the uploader's
         await asyncio.to_thread(
-            self.rag_index.store.delete_documents, user_id, [doc["id"]]
+            self.rag_index.store.delete_documents, owner, [doc["id"]]
         )  # a rerun starts clean
         total = len(chunks)
         base = {"pages": parsed.page_count, "chunks": total}
@@ -114,11 +117,11 @@ class RagIndexer:
                 vectors = await asyncio.to_thread(
                     self.rag_index.embedder.embed, [embedding_text(c) for c in batch]
                 )
-                await asyncio.to_thread(self.rag_index.write_chunks, user_id, doc, batch, vectors)
+                await asyncio.to_thread(self.rag_index.write_chunks, owner, doc, batch, vectors)
             await progress({**base, "chunks_done": start + len(batch)})
         await asyncio.to_thread(
             self.rag_index.lexical.add_document,
-            user_id,
+            owner,
             doc["id"],  # this document only
             [(chunk_id(doc["id"], c.index), c.text) for c in chunks],
         )

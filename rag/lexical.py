@@ -1,4 +1,5 @@
-"""BM25 over each user's chunks, so exact drug names and doses are found.
+"""BM25 over each owner scope's chunks (a user's library, a pharmacy's: rag/owner_scope.py),
+so exact drug names and doses are found.
 
 Incremental (issue 14): one small segment per document holds that document's
 term frequencies and chunk lengths; the corpus statistics BM25 needs (number
@@ -10,7 +11,7 @@ tokenizer). bm25s itself has no update path: its index stores scores that
 already fold in the corpus-wide IDF and average length, so any change
 re-scores everything (measured in bench/lexical.py).
 
-On disk, under `<root>/<user hex>/`: `seg/*.seg` (one per document, a fresh
+On disk, under `<root>/<user hex>/` (a pharmacy's under `<root>/p_<hex>/`): `seg/*.seg` (one per document, a fresh
 name per write) and `manifest.json` naming each document's segment with its
 SHA-256, plus a checksum over the manifest itself. A segment is written before
 the manifest that names it and the manifest is replaced atomically, so a crash
@@ -41,7 +42,8 @@ from pathlib import Path
 import numpy as np
 from pharmgpt.localbase.files import open_private, private_dir
 
-from .store import ChunkStore
+from .owner_scope import OwnerScope
+from .store import ChunkStore, Owner
 
 K1 = 1.5  # bm25s defaults (method "lucene")
 B = 0.75
@@ -320,10 +322,10 @@ class LexicalIndex:
     def __init__(self, root: Path, store: ChunkStore):
         self.root = root
         self.store = store
-        self._cache: dict[str, _UserIndex] = {}
-        self._verified: set[str] = set()  # users compared with the store in this process
+        self._cache: dict[OwnerScope, _UserIndex] = {}
+        self._verified: set[OwnerScope] = set()  # scopes compared with the store in this process
         self._lock = threading.Lock()
-        self._user_locks: dict[str, threading.RLock] = {}
+        self._user_locks: dict[OwnerScope, threading.RLock] = {}
         self._stemmer = None
 
     @property
@@ -332,15 +334,15 @@ class LexicalIndex:
             self._stemmer = _stemmer()
         return self._stemmer
 
-    def _dir(self, user_id: str) -> Path:
-        return self.root / uuid.UUID(str(user_id)).hex
+    def _dir(self, user_id: Owner) -> Path:
+        return self.root / OwnerScope.of(user_id).directory
 
-    def _ulock(self, user_id: str) -> threading.RLock:
+    def _ulock(self, user_id: Owner) -> threading.RLock:
         with self._lock:
-            return self._user_locks.setdefault(str(user_id), threading.RLock())
+            return self._user_locks.setdefault(OwnerScope.of(user_id), threading.RLock())
 
     @contextmanager
-    def _flock(self, user_id: str, exclusive: bool):
+    def _flock(self, user_id: Owner, exclusive: bool):
         d = self._dir(user_id)
         private_dir(d / "seg")  # user data: 0700 (issue #12, M8)
         with open_private(d / ".lock") as fh:
@@ -352,7 +354,7 @@ class LexicalIndex:
 
     # -- the manifest ---------------------------------------------------------------------------
 
-    def _signature(self, user_id: str) -> tuple | None:
+    def _signature(self, user_id: Owner) -> tuple | None:
         try:
             st = (self._dir(user_id) / MANIFEST).stat()
         except OSError:
@@ -381,7 +383,7 @@ class LexicalIndex:
 
     def _segments_from_store(
         self,
-        user_id: str,
+        user_id: Owner,
         document_ids: list[str] | None,
         given: list[tuple[str, str]] | None = None,
     ) -> dict[str, Segment]:
@@ -417,7 +419,7 @@ class LexicalIndex:
 
     def _commit(
         self,
-        user_id: str,
+        user_id: Owner,
         build: list[str] | None,
         drop: frozenset[str] | set[str] = frozenset(),
         everything: bool = False,
@@ -435,12 +437,12 @@ class LexicalIndex:
                     raise
                 # another document's segment is damaged: start again from the store
                 with self._lock:
-                    self._cache.pop(str(user_id), None)
+                    self._cache.pop(OwnerScope.of(user_id), None)
                 return self._publish(user_id, d, None, frozenset(), True)
 
     def _publish(
         self,
-        user_id: str,
+        user_id: Owner,
         d: Path,
         build: list[str] | None,
         drop,
@@ -472,14 +474,14 @@ class LexicalIndex:
             (d / legacy).unlink(missing_ok=True)
         return self._apply(user_id, d, entries, written).n
 
-    def rebuild(self, user_id: str) -> int:
+    def rebuild(self, user_id: Owner) -> int:
         """Re-index all of the user's chunks from the store; returns the corpus size."""
         n = self._commit(user_id, None, everything=True)
-        self._verified.add(str(user_id))
+        self._verified.add(OwnerScope.of(user_id))
         return n
 
     def add_document(
-        self, user_id: str, document_id: str, chunks: list[tuple[str, str]] | None = None
+        self, user_id: Owner, document_id: str, chunks: list[tuple[str, str]] | None = None
     ) -> int:
         """(Re-)index one document, in time proportional to it; returns the corpus size. `chunks`:
         the (chunk id, text) pairs the caller has just written to the store (else they are read
@@ -487,7 +489,7 @@ class LexicalIndex:
         self._load(user_id)
         return self._commit(user_id, [str(document_id)], given=chunks)
 
-    def remove_documents(self, user_id: str, document_ids: list[str]) -> int:
+    def remove_documents(self, user_id: Owner, document_ids: list[str]) -> int:
         """Drop these documents' entries (their chunks are already gone from the store)."""
         self._load(user_id)
         return self._commit(user_id, [], drop={str(d) for d in document_ids})
@@ -495,12 +497,12 @@ class LexicalIndex:
     # -- reading ----------------------------------------------------------------------------------
 
     def _apply(
-        self, user_id: str, d: Path, entries: dict[str, dict], known: dict[str, Segment]
+        self, user_id: Owner, d: Path, entries: dict[str, dict], known: dict[str, Segment]
     ) -> _UserIndex:
         """Bring the in-memory index to `entries`, loading only segments it does not hold.
         Raises ValueError/OSError when a segment is missing or its hash disagrees."""
         with self._lock:
-            idx = self._cache.get(str(user_id)) or _UserIndex()
+            idx = self._cache.get(OwnerScope.of(user_id)) or _UserIndex()
         for doc in [doc for doc in idx.segments if doc not in entries]:
             idx.remove(doc)
         for doc, e in entries.items():
@@ -515,11 +517,11 @@ class LexicalIndex:
             idx.add(seg, e["file"])
         idx.signature = self._signature(user_id)
         with self._lock:
-            self._cache[str(user_id)] = idx
+            self._cache[OwnerScope.of(user_id)] = idx
         return idx
 
-    def _load(self, user_id: str) -> _UserIndex:
-        uid = str(user_id)
+    def _load(self, user_id: Owner) -> _UserIndex:
+        uid = OwnerScope.of(user_id)
         with self._ulock(uid):
             with self._lock:
                 idx = self._cache.get(uid)
@@ -543,7 +545,7 @@ class LexicalIndex:
                     idx = self._cache[uid]
             return idx
 
-    def _reconcile(self, user_id: str, idx: _UserIndex) -> None:
+    def _reconcile(self, user_id: Owner, idx: _UserIndex) -> None:
         """Re-read from the store only the documents whose chunk ids disagree with the index.
         The chunk count is compared first (cheap); the ids only when it differs, since a document
         whose write was cut short is re-ingested by its job's retry, which re-adds it here."""
@@ -556,7 +558,7 @@ class LexicalIndex:
         if stale or gone:
             self._commit(user_id, stale, drop=gone)
 
-    def _store_ids(self, user_id: str) -> dict[str, set[str]]:
+    def _store_ids(self, user_id: Owner) -> dict[str, set[str]]:
         res = self.store.get(user_id)  # ids and metadatas
         out: dict[str, set[str]] = {}
         for cid, m in zip(res["ids"], res["metadatas"], strict=True):
@@ -564,7 +566,7 @@ class LexicalIndex:
         return out
 
     def search(
-        self, user_id: str, query: str, k: int, document_ids: list[str] | None = None
+        self, user_id: Owner, query: str, k: int, document_ids: list[str] | None = None
     ) -> list[tuple[str, str, float]]:
         """(chunk_id, document_id, score) of the best `k` matches with a positive score."""
         if document_ids is not None and not document_ids:
@@ -578,7 +580,24 @@ class LexicalIndex:
                 tokens, k, None if document_ids is None else {str(d) for d in document_ids}
             )
 
-    def indexed_ids(self, user_id: str) -> set[str] | None:
+    def chunk_counts(self, user_id: Owner) -> dict[str, int]:
+        """Document id -> its number of chunks, for every document the scope's index holds."""
+        idx = self._load(user_id)
+        with self._ulock(user_id):
+            return {doc: len(seg.ids) for doc, seg in idx.segments.items()}
+
+    def segments(self, user_id: Owner, document_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+        """Document id -> (its segment file, its chunk ids) for those of `document_ids` indexed.
+        A segment file gets a fresh name whenever its document is indexed again."""
+        idx = self._load(user_id)
+        with self._ulock(user_id):
+            return {
+                str(d): (idx.files[str(d)], list(idx.segments[str(d)].ids))
+                for d in document_ids
+                if str(d) in idx.segments
+            }
+
+    def indexed_ids(self, user_id: Owner) -> set[str] | None:
         """The chunk ids the user's index on disk holds; None when it is missing or unreadable."""
         d = self._dir(user_id)
         if not (d / MANIFEST).exists():
@@ -598,23 +617,23 @@ class LexicalIndex:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def is_current(self, user_id: str) -> bool:
+    def is_current(self, user_id: Owner) -> bool:
         """Whether the index on disk holds exactly the user's chunks in the store (no chunks and
         no index count as current). A writer that was killed before indexing leaves it not."""
         have = self.indexed_ids(user_id)
         want = set(self.store.get(user_id)["ids"])
         return have == want or (have is None and not want)
 
-    def evict(self, user_id: str) -> None:
+    def evict(self, user_id: Owner) -> None:
         """Drop the in-memory index (it is loaded from disk again on the next search)."""
         with self._lock:
-            self._cache.pop(str(user_id), None)
+            self._cache.pop(OwnerScope.of(user_id), None)
 
-    def forget(self, user_id: str) -> None:
+    def forget(self, user_id: Owner) -> None:
         with self._ulock(user_id):
             with self._lock:
-                self._cache.pop(str(user_id), None)
-                self._verified.discard(str(user_id))
+                self._cache.pop(OwnerScope.of(user_id), None)
+                self._verified.discard(OwnerScope.of(user_id))
             shutil.rmtree(self._dir(user_id), ignore_errors=True)
 
 

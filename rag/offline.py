@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pharmgpt.services.ports import Passage
 
 from .lexical import tokenize
+from .owner_scope import citation_place, library_label
 from .sections import DATA, SECONDARY, section_families
 
 LABEL = (
@@ -222,7 +223,9 @@ def extractive_answer(
     chosen = [u for u in chosen if not (u.text in seen or seen.add(u.text))]
     first = passages[chosen[0].n - 1]
     title = chosen[0].heading.split(" › ")[-1] if chosen[0].heading else first.filename
-    where = first.filename + (f", page {first.pages}" if first.pages else "")
+    where = citation_place(first.filename, library_label(first.metadata)) + (
+        f", page {first.pages}" if first.pages else ""
+    )
     drugs = first.metadata.get("drugs")
     lines = [
         LABEL if confident else LABEL_UNSURE,

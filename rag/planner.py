@@ -15,6 +15,7 @@ from pharmgpt.services.ports import AnswerPlan, DrugScope, Question
 from .drugs import DrugLexicon, shared_lexicon
 from .gate import RelevanceGate
 from .offline import extractive_answer
+from .owner_scope import document_scopes
 from .prompts import build_messages, not_covered, sources_payload
 from .retriever import Retriever, standalone_query
 from .scope import scope_by_drug
@@ -76,6 +77,7 @@ class AnswerPlanner:
                 scope.document_ids,
                 k=max(q.top_k, 5),
                 intents=intents,
+                owners=document_scopes(documents),  # a pharmacy's documents: its library
             )
         # the user chose the document (Summarise FILE): its passages are the answer's matter; the
         # gate judges open questions, where the documents were not chosen

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pharmgpt.services.ports import Passage
 
+from .owner_scope import citation_place, library_label
+
 SYSTEM_PROMPT = """You are PharmGPT, an assistant for licensed pharmacists.
 Answer from the numbered sources provided, which come from the pharmacist's own drug references.
 Cover what the question needs among: mechanism of action, pharmacokinetics, dosing (with units),
@@ -66,7 +68,8 @@ def source_label(p: Passage) -> str:
     drugs = p.metadata.get("drugs")
     ocr = " [text read by OCR from a scan]" if p.metadata.get("ocr") else ""
     return (
-        f"{p.filename}{where}"
+        citation_place(p.filename, library_label(p.metadata))
+        + where
         + (f" ({drugs})" if drugs else "")
         + (f" — {section}" if section else "")
         + ocr
@@ -104,6 +107,9 @@ def sources_payload(
                 "document_id": p.document_id,
                 "chunk_id": p.chunk_id,
                 "filename": p.filename,
+                "library": library_label(
+                    p.metadata
+                ),  # "Pharmacy library", or None for the user's own
                 "page": p.metadata.get("page_start"),
                 "pages": p.pages or None,
                 "section": p.metadata.get("heading"),

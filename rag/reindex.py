@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .embeddings import Embedder
 from .index import stored_embedding_text
+from .owner_scope import OwnerScope
 from .store import ChunkStore, collection_name
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,14 @@ class Reindexer:
         """Re-index every stale user, one after another (blocking: run it in a thread)."""
         self._stop.clear()
         p = self.progress
-        users = self.store.stale_users()
+        users = self.store.stale_scopes()  # users' and pharmacies' libraries
         p.users_total, p.users_done, p.running = len(users), 0, bool(users)
         if users:
             log.info("re-indexing %d users' chunks with %s", len(users), self.embedder.name)
         for user_id in users:
             if self._stop.is_set():
                 break
-            p.current_user = user_id
+            p.current_user = f"{user_id.kind} {user_id.id}"
             t0 = time.perf_counter()
             try:
                 n = self.reindex_user(user_id, on_progress)
@@ -85,7 +86,8 @@ class Reindexer:
         p.current_user, p.running = None, False
         return p
 
-    def reindex_user(self, user_id: str, on_progress=None) -> int:
+    def reindex_user(self, user_id: OwnerScope | str, on_progress=None) -> int:
+        """Re-embed one scope's chunks (a bare id: that user's library)."""
         store, p = self.store, self.progress
         client = store.client
         stale = client.get_collection(collection_name(user_id), embedding_function=None)

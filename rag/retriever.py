@@ -1,14 +1,18 @@
 """Hybrid retrieval: dense (Chroma) and BM25 rankings fused by reciprocal rank fusion.
 
-Scoped to the documents the caller passes (a conversation's plus the user's
-library) and always to the user's own chunks. A passage is "relevant" for
+Scoped to the documents the caller passes (a conversation's, the user's library
+and their pharmacies' libraries, as read through RLS for this question), each
+searched in the owner scope it lives in (rag/owner_scope.py); the rankings of
+all scopes are merged before fusion. A passage is "relevant" for
 strict mode when its cosine similarity or its BM25 score clears a threshold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +20,8 @@ from pharmgpt.services.ports import Passage
 
 from .embeddings import Embedder
 from .lexical import LexicalIndex
+from .owner_scope import OwnerScope
+from .scoped_dense import DocumentVectors
 from .sections import DATA, SECONDARY, section_families
 from .store import ChunkStore
 
@@ -79,7 +85,30 @@ def is_follow_up(question: str) -> bool:
     return len(question.split()) <= 6 or bool(_FOLLOW_UP.search(question))
 
 
+def searches(
+    user_id: str,
+    document_ids: list[str] | None,
+    owners: Mapping[str, OwnerScope] | None = None,
+) -> list[tuple[OwnerScope, list[str] | None]]:
+    """Which scopes to search and, in each, which documents: `owners` says where each document
+    lives (document id -> scope); a document it does not name is the user's own. None: the
+    user's whole library only."""
+    mine = OwnerScope.user(user_id)
+    if document_ids is None:
+        return [(mine, None)]
+    groups: dict[OwnerScope, list[str]] = {}
+    for d in document_ids:
+        groups.setdefault((owners or {}).get(str(d), mine), []).append(str(d))
+    return sorted(groups.items(), key=lambda kv: (kv[0] != mine, kv[0]))
+
+
 class Retriever:
+    # a scope's dense search skips Chroma's document where-filter (costly: BENCHMARKS.md): when the
+    # documents asked hold at least this share of its chunks, one unfiltered search with other
+    # documents' hits dropped after; when they are a few, their vectors scored exactly
+    # (rag/scoped_dense.py)
+    UNFILTERED_SHARE = 0.5
+
     def __init__(
         self,
         store: ChunkStore,
@@ -91,6 +120,7 @@ class Retriever:
         self.lexical = lexical
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self.vectors = DocumentVectors(store)  # a few documents' vectors, for scoped searches
 
     async def retrieve(
         self,
@@ -99,11 +129,36 @@ class Retriever:
         document_ids: list[str] | None,
         k: int | None = None,
         intents: list[str] | None = None,
+        owners: Mapping[str, OwnerScope] | None = None,
     ) -> list[Passage]:
+        """The best passages of `document_ids` (None: the user's whole library); `owners`: the
+        scope of each document outside the user's library (a pharmacy's, rag/owner_scope.py)."""
         emb = await asyncio.to_thread(self.embedder.embed_query, query)
         return await asyncio.to_thread(
-            self.retrieve_with_embedding, user_id, query, emb, document_ids, k, intents=intents
+            self.retrieve_with_embedding,
+            user_id,
+            query,
+            emb,
+            document_ids,
+            k,
+            intents=intents,
+            owners=owners,
         )
+
+    def _dense(self, scope: OwnerScope, embedding, ids: list[str] | None, n: int):
+        """Nearest chunks of `ids` in one scope, without Chroma's where-filter where it can."""
+        if ids is None:
+            return self.store.query(scope, embedding, n)
+        wanted = set(ids)
+        counts = self.lexical.chunk_counts(scope)
+        total = sum(counts.values())
+        covered = sum(c for d, c in counts.items() if d in wanted)
+        if total and covered >= self.UNFILTERED_SHARE * total:
+            hits = self.store.query(scope, embedding, min(total, math.ceil(n * total / covered)))
+            return [h for h in hits if h.document_id in wanted][:n]
+        if 0 < covered <= self.vectors.max_vectors // 4:  # a few documents: scored exactly here
+            return self.vectors.search(scope, embedding, self.lexical.segments(scope, ids), n)
+        return self.store.query(scope, embedding, n, ids)
 
     def retrieve_with_embedding(
         self,
@@ -114,19 +169,24 @@ class Retriever:
         k: int | None = None,
         mode: str = "hybrid",
         intents: list[str] | None = None,
+        owners: Mapping[str, OwnerScope] | None = None,
     ) -> list[Passage]:
         cfg = self.config
         k = k or cfg.k
-        dense = (
-            self.store.query(user_id, embedding, cfg.candidates, document_ids)
-            if mode != "bm25"
-            else []
-        )
-        lex = (
-            self.lexical.search(user_id, query, cfg.candidates, document_ids)
-            if mode != "dense"
-            else []
-        )
+        plan = searches(user_id, document_ids, owners)
+        dense, lex, where = [], [], {}
+        for scope, ids in plan:
+            if mode != "bm25":
+                for h in self._dense(scope, embedding, ids, cfg.candidates):
+                    dense.append(h)
+                    where[h.chunk_id] = scope
+            if mode != "dense":
+                for cid, doc, score in self.lexical.search(scope, query, cfg.candidates, ids):
+                    lex.append((cid, doc, score))
+                    where.setdefault(cid, scope)
+        # one ranking per side across scopes: cosines share one embedder, BM25 scores one formula
+        dense = sorted(dense, key=lambda h: -h.similarity)[: cfg.candidates]
+        lex = sorted(lex, key=lambda x: (-x[2], x[0]))[: cfg.candidates]
         by_id: dict[str, Passage] = {}
         for rank, h in enumerate(dense, 1):
             by_id[h.chunk_id] = Passage(
@@ -138,11 +198,9 @@ class Retriever:
                 h.similarity,
                 ranks={"dense": rank},
             )
-        missing = []
         for rank, (cid, doc, score) in enumerate(lex, 1):
             p = by_id.get(cid)
             if p is None:
-                missing.append(cid)
                 p = by_id[cid] = Passage(cid, doc, "", {}, 0.0)
             p.bm25 = score
             p.ranks["bm25"] = rank
@@ -154,25 +212,27 @@ class Retriever:
         for cid, s in fused.items():
             by_id[cid].score = s
         if intents is not None and cfg.section_boost:
-            self._fill_text(user_id, [p for p in by_id.values() if not p.text])
+            self._fill_text(where, [p for p in by_id.values() if not p.text])
             for p in by_id.values():
                 p.score *= section_weight(p.metadata, intents, cfg.section_boost)
         ranked = sorted(by_id.values(), key=lambda p: -p.score)[:k]
-        self._fill_text(user_id, [p for p in ranked if not p.text])
+        self._fill_text(where, [p for p in ranked if not p.text])
         return ranked
 
-    def _fill_text(self, user_id: str, passages: list[Passage]) -> None:
-        """Lexical-only hits carry no text yet: fetch it (from the user's own collection)."""
-        if not passages:
-            return
-        res = self.store.get(user_id, ids=[p.chunk_id for p in passages])
-        found = {
-            i: (t, m)
-            for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
-        }
+    def _fill_text(self, where: dict[str, OwnerScope], passages: list[Passage]) -> None:
+        """Lexical-only hits carry no text yet: fetch it from the collection of their scope."""
+        by_scope: dict[OwnerScope, list[Passage]] = {}
         for p in passages:
-            if p.chunk_id in found and found[p.chunk_id][1].get("user_id") == str(user_id):
-                p.text, p.metadata = found[p.chunk_id]
+            by_scope.setdefault(where[p.chunk_id], []).append(p)
+        for scope, group in by_scope.items():
+            res = self.store.get(scope, ids=[p.chunk_id for p in group])
+            found = {
+                i: (t, m)
+                for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+            }
+            for p in group:
+                if p.chunk_id in found and scope.owns(found[p.chunk_id][1]):
+                    p.text, p.metadata = found[p.chunk_id]
 
     def relevant(self, passages: list[Passage]) -> list[Passage]:
         cfg = self.config

@@ -5,12 +5,18 @@ a PDF/DOCX source to its page, an SPL (XML) source, which has no pages, to its
 section. The quoted sentences are located in that text again (whitespace,
 bullets and table bars may differ between the stored quote and the document),
 so the view can highlight exactly what the answer relied on.
+
+Opening a source re-checks access every time (the document row is read with the
+user's own client, so RLS decides): a pharmacy library's source stops opening
+for a member who left or was removed, with a message that says so.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from pharmgpt.services.errors import NotFound
 
 from .loaders._common import LoadedDocument
 
@@ -107,3 +113,15 @@ def locate(
     if text:
         return highlight(f"{name} — {heading or 'section'}", text, quotes)
     return None
+
+
+def unavailable(source: dict) -> NotFound:
+    """The error for a cited source whose document the user can no longer read."""
+    name = source.get("filename") or "this document"
+    if source.get("library"):
+        return NotFound(
+            f"{name} is no longer available to you: it is in a pharmacy library you are no "
+            "longer a member of, or it was removed from it.",
+            details={"document_id": source.get("document_id"), "library": source["library"]},
+        )
+    return NotFound(f"{name} is no longer available: it was deleted.")

@@ -1,8 +1,11 @@
-"""Chunk vectors in ChromaDB, one collection per user (DESIGN D5).
+"""Chunk vectors in ChromaDB, one collection per owner scope (DESIGN D5, issue 15).
 
 Chroma has no row security, so isolation is structural: every call names the
-owner, and a user's chunks live in that user's own collection, so no filter
-mistake can reach another user's data. (Why one collection per user and not
+owner scope (rag/owner_scope.py: a user's private library, or a pharmacy's
+shared one; a bare user id means that user's library), and a scope's chunks
+live in its own collection (`u_<hex>` or `p_<hex>`), so no filter mistake can
+reach another owner's data. Each chunk carries its scope in its metadata,
+checked on every hit. (Why one collection per user and not
 one shared collection with a `user_id` filter: see docs/rag.md; measured in
 bench/retrieval.py.) Chunk ids are `<document_id>:<n>`, so re-ingesting a
 document overwrites instead of duplicating. Embeddings are always supplied;
@@ -11,17 +14,15 @@ Chroma's own embedding function (which downloads a model) is never used.
 Each collection records the embedder its vectors came from (metadata
 `embedder`; none recorded means the torch MiniLM, the only one before). A store
 serves one embedder: vectors of another are never queried nor written to. While
-a user's collection `u_<hex>` holds another embedder's vectors, new vectors go
-to a staging collection `s_<hex>` that the re-indexer (rag/reindex.py) fills
+a scope's collection `u_<hex>` holds another embedder's vectors, new vectors go
+to a staging collection `s_<hex>` (`q_<hex>` for a pharmacy's `p_<hex>`) that the re-indexer (rag/reindex.py) fills
 from the stored chunk text and then renames to `u_<hex>`; texts are read from
 both meanwhile, and dense search sees only the staging one.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ import numpy as np
 from pharmgpt.localbase.files import private_dir, secure_tree
 
 from .embeddings import TORCH_NAME
+from .owner_scope import USER, OwnerScope, scope_of_collection
 
-_UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
+Owner = OwnerScope | str  # a bare user id is that user's private library
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,13 @@ class Hit:
     similarity: float  # cosine similarity, 1 is identical
 
 
-def collection_name(user_id: str) -> str:
-    return "u_" + uuid.UUID(str(user_id)).hex
+def collection_name(owner: Owner) -> str:
+    return OwnerScope.of(owner).collection
 
 
-def staging_name(user_id: str) -> str:
-    """Where a user's chunks are re-embedded with a new embedder before replacing `u_<hex>`."""
-    return "s_" + uuid.UUID(str(user_id)).hex
+def staging_name(owner: Owner) -> str:
+    """Where a scope's chunks are re-embedded with a new embedder before replacing its collection."""
+    return OwnerScope.of(owner).staging
 
 
 def recorded_embedder(collection) -> str:
@@ -94,12 +96,13 @@ class ChunkStore:
                     secure_tree(self.path)  # chroma.sqlite3 and segments made under a looser umask
             return self._client
 
-    def user_lock(self, user_id: str) -> threading.Lock:
+    def user_lock(self, owner: Owner) -> threading.Lock:
         """Held around writes and the staging swap, so a re-index never resurrects a deleted chunk."""
+        scope = OwnerScope.of(owner)
         with self._lock:
-            return self._user_locks.setdefault(str(user_id), threading.Lock())
+            return self._user_locks.setdefault(scope, threading.Lock())
 
-    def _open(self, name: str, owner: str, create: bool):
+    def _open(self, name: str, owner: OwnerScope, create: bool):
         col = self._collections.get(name)
         if col is not None:
             return col
@@ -107,7 +110,12 @@ class ChunkStore:
             col = self.client.get_or_create_collection(
                 name,
                 embedding_function=None,
-                metadata={"hnsw:space": "cosine", "owner": owner, "embedder": self.embedder},
+                metadata={
+                    "hnsw:space": "cosine",
+                    "owner": owner.id,
+                    "scope": owner.kind,
+                    "embedder": self.embedder,
+                },
             )
         else:
             try:
@@ -121,47 +129,51 @@ class ChunkStore:
         for name in names:
             self._collections.pop(name, None)
 
-    def _collection(self, user_id: str, create: bool = True):
-        """The user's collection of this store's embedder: `u_<hex>`, or `s_<hex>` while that is stale."""
-        active = self._open(collection_name(user_id), str(user_id), create=False)
+    def _collection(self, owner: Owner, create: bool = True):
+        """The scope's collection of this store's embedder: active, or staging while that is stale."""
+        scope = OwnerScope.of(owner)
+        active = self._open(scope.collection, scope, create=False)
         if active is None:
-            return self._open(collection_name(user_id), str(user_id), create) if create else None
+            return self._open(scope.collection, scope, create) if create else None
         if recorded_embedder(active) == self.embedder:
             return active
-        return self._open(staging_name(user_id), str(user_id), create)
+        return self._open(scope.staging, scope, create)
 
-    def target_collection(self, user_id: str):
-        """Where this store's embedder writes the user's vectors (created if missing): the live
+    def target_collection(self, owner: Owner):
+        """Where this store's embedder writes the scope's vectors (created if missing): the live
         collection, or the staging one while a re-index to this embedder runs (rag/reindex.py)."""
-        return self._collection(user_id, create=True)
+        return self._collection(owner, create=True)
 
-    def _text_collections(self, user_id: str) -> list:
-        """Every collection holding the user's chunk texts, the current embedder's last (it wins)."""
+    def _text_collections(self, owner: Owner) -> list:
+        """Every collection holding the scope's chunk texts, the current embedder's last (it wins)."""
+        scope = OwnerScope.of(owner)
         cols = [
-            self._open(collection_name(user_id), str(user_id), False),
-            self._open(staging_name(user_id), str(user_id), False),
+            self._open(scope.collection, scope, False),
+            self._open(scope.staging, scope, False),
         ]
         cols = [c for c in cols if c is not None]
         return sorted(cols, key=lambda c: recorded_embedder(c) == self.embedder)
 
-    def is_stale(self, user_id: str) -> bool:
-        """The user's collection holds another embedder's vectors (a re-index is due or running)."""
-        active = self._open(collection_name(user_id), str(user_id), create=False)
+    def is_stale(self, owner: Owner) -> bool:
+        """The scope's collection holds another embedder's vectors (a re-index is due or running)."""
+        scope = OwnerScope.of(owner)
+        active = self._open(scope.collection, scope, create=False)
         return active is not None and recorded_embedder(active) != self.embedder
 
     def upsert(
         self,
-        user_id: str,
+        owner: Owner,
         ids: list[str],
         embeddings: np.ndarray,
         texts: list[str],
         metadatas: list[dict[str, Any]],
         batch: int = 1000,
     ) -> None:
+        scope = OwnerScope.of(owner)
         for m in metadatas:
-            m["user_id"] = str(user_id)
-        with self.user_lock(user_id):
-            col = self._collection(user_id)
+            scope.stamp(m)
+        with self.user_lock(scope):
+            col = self._collection(scope)
             for i in range(0, len(ids), batch):
                 col.upsert(
                     ids=ids[i : i + batch],
@@ -174,17 +186,18 @@ class ChunkStore:
                 self._secured.add(col.name)
 
     def query(
-        self, user_id: str, embedding: np.ndarray, k: int, document_ids: list[str] | None = None
+        self, owner: Owner, embedding: np.ndarray, k: int, document_ids: list[str] | None = None
     ) -> list[Hit]:
-        """Nearest chunks of this user's, optionally only from `document_ids` (an empty list finds nothing)."""
+        """Nearest chunks of this scope's, optionally only from `document_ids` (an empty list finds nothing)."""
         if document_ids is not None and not document_ids:
             return []
-        col = self._collection(user_id, create=False)
+        scope = OwnerScope.of(owner)
+        col = self._collection(scope, create=False)
         if col is None:
             return []
-        # No `user_id` where-filter: the collection is the user's own, and every hit's owner is
+        # No scope where-filter: the collection is the scope's own, and every hit's scope is
         # checked below. In Chroma a where-filter that matches the whole collection costs ~20x the
-        # search itself (190 vs 8.5 ms p50 at 14,000 chunks, BENCHMARKS.md, issue #14).
+        # search itself (190 vs 8.5 ms p50 at 14,000 chunks, BENCHMARKS.md, issues #14 and #15).
         where = (
             {"document_id": {"$in": [str(d) for d in document_ids]}}
             if document_ids is not None
@@ -204,32 +217,30 @@ class ChunkStore:
             res["distances"][0],
             strict=True,
         ):
-            if meta.get("user_id") != str(
-                user_id
-            ):  # belt and braces: never hand out a foreign chunk
+            if not scope.owns(meta):  # belt and braces: never hand out a foreign chunk
                 continue
             hits.append(Hit(cid, meta["document_id"], text, meta, 1.0 - float(dist)))
         return hits
 
     def get(
         self,
-        user_id: str,
+        owner: Owner,
         *,
         ids: list[str] | None = None,
         document_id: str | None = None,
         embeddings: bool = False,
     ) -> dict[str, list]:
-        """Raw records of the user's own collection (ids, documents, metadatas[, embeddings]).
+        """Raw records of the scope's own collection (ids, documents, metadatas[, embeddings]).
 
         Embeddings come only from the current embedder's collection; texts from both while re-indexing.
         """
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         where = {"document_id": str(document_id)} if document_id is not None else None
         if embeddings:
-            col = self._collection(user_id, create=False)
+            col = self._collection(owner, create=False)
             cols = [] if col is None else [col]
         else:
-            cols = self._text_collections(user_id)
+            cols = self._text_collections(owner)
         if not cols:
             return {"ids": [], "documents": [], "metadatas": [], "embeddings": []}
         if len(cols) == 1:
@@ -254,65 +265,73 @@ class ChunkStore:
         if client is not None and hasattr(client, "close"):
             client.close()
 
-    def get_document_chunks(self, user_id: str, document_id: str) -> list[Hit]:
-        res = self.get(user_id, document_id=document_id)
+    def get_document_chunks(self, owner: Owner, document_id: str) -> list[Hit]:
+        res = self.get(owner, document_id=document_id)
         hits = [
             Hit(i, m["document_id"], t, m, 1.0)
             for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
         ]
         return sorted(hits, key=lambda h: h.metadata.get("chunk_index", 0))
 
-    def all_chunks(self, user_id: str) -> list[tuple[str, str, str]]:
-        """(chunk_id, document_id, text) of every chunk the user has: the lexical index's corpus."""
-        res = self.get(user_id)
+    def all_chunks(self, owner: Owner) -> list[tuple[str, str, str]]:
+        """(chunk_id, document_id, text) of every chunk the scope has: the lexical index's corpus."""
+        res = self.get(owner)
         return [
             (i, m["document_id"], t)
             for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
         ]
 
-    def delete_documents(self, user_id: str, document_ids: list[str]) -> None:
+    def delete_documents(self, owner: Owner, document_ids: list[str]) -> None:
         if not document_ids:
             return
-        with self.user_lock(user_id):
-            for col in self._text_collections(user_id):
+        with self.user_lock(owner):
+            for col in self._text_collections(owner):
                 col.delete(where={"document_id": {"$in": [str(d) for d in document_ids]}})
 
-    def document_ids(self, user_id: str) -> set[str]:
+    def document_ids(self, owner: Owner) -> set[str]:
         return {
             m["document_id"]
-            for col in self._text_collections(user_id)
+            for col in self._text_collections(owner)
             for m in col.get(include=["metadatas"])["metadatas"]
         }
 
-    def users(self) -> list[str]:
-        """Owners of every collection in the store (for reconcile)."""
-        out = []
+    def scopes(self) -> list[OwnerScope]:
+        """Owner scopes of every collection in the store (for reconcile)."""
+        out: list[OwnerScope] = []
         for col in self.client.list_collections():
-            name = col if isinstance(col, str) else col.name
-            if name.startswith(("u_", "s_")) and _UUID_HEX.match(name[2:]):
-                user = str(uuid.UUID(name[2:]))
-                if user not in out:
-                    out.append(user)
+            scope = scope_of_collection(col if isinstance(col, str) else col.name)
+            if scope is not None and scope not in out:
+                out.append(scope)
         return out
 
-    def stale_users(self) -> list[str]:
-        """Owners whose `u_<hex>` collection holds another embedder's vectors."""
+    def users(self) -> list[str]:
+        """Users with a private library in the store."""
+        return [s.id for s in self.scopes() if s.kind == USER]
+
+    def stale_scopes(self) -> list[OwnerScope]:
+        """Scopes whose active collection holds another embedder's vectors."""
         out = []
         for col in self.client.list_collections():
             if isinstance(col, str):
                 col = self.client.get_collection(col, embedding_function=None)
+            scope = scope_of_collection(col.name)
             if (
-                col.name.startswith("u_")
-                and _UUID_HEX.match(col.name[2:])
+                scope is not None
+                and col.name == scope.collection
                 and recorded_embedder(col) != self.embedder
             ):
-                out.append(str(uuid.UUID(col.name[2:])))
+                out.append(scope)
         return out
 
-    def promote_staging(self, user_id: str) -> None:
-        """End of a re-index: the staging collection replaces the stale one (call with the user lock held)."""
-        active, staging = collection_name(user_id), staging_name(user_id)
-        col = self._open(staging, str(user_id), create=True)
+    def stale_users(self) -> list[str]:
+        """Users whose `u_<hex>` collection holds another embedder's vectors."""
+        return [s.id for s in self.stale_scopes() if s.kind == USER]
+
+    def promote_staging(self, owner: Owner) -> None:
+        """End of a re-index: the staging collection replaces the stale one (call with the lock held)."""
+        scope = OwnerScope.of(owner)
+        active, staging = scope.collection, scope.staging
+        col = self._open(staging, scope, create=True)
         self._forget(active, staging)
         try:
             self.client.delete_collection(active)
@@ -321,16 +340,20 @@ class ChunkStore:
         col.modify(name=active)
         self._collections[active] = self.client.get_collection(active, embedding_function=None)
 
-    def drop_user(self, user_id: str) -> None:
-        for name in (collection_name(user_id), staging_name(user_id)):
+    def drop_user(self, owner: Owner) -> None:
+        """Delete a scope's collections whole (a user's, or a deleted pharmacy's)."""
+        scope = OwnerScope.of(owner)
+        for name in (scope.collection, scope.staging):
             self._forget(name)
             try:
                 self.client.delete_collection(name)
             except Exception:
                 pass
 
-    def count(self, user_id: str) -> int:
-        if self.is_stale(user_id):  # texts in two collections while re-indexing
-            return len(self.get(user_id)["ids"])
-        col = self._collection(user_id, create=False)
+    drop_scope = drop_user
+
+    def count(self, owner: Owner) -> int:
+        if self.is_stale(owner):  # texts in two collections while re-indexing
+            return len(self.get(owner)["ids"])
+        col = self._collection(owner, create=False)
         return 0 if col is None else col.count()

@@ -8,7 +8,7 @@ import logging
 from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 from pharmgpt.services.container import Services
-from pharmgpt.services.errors import PharmGPTError
+from pharmgpt.services.errors import NotFound, PharmGPTError
 from pharmgpt.services.ingestion import IngestWorker
 
 from . import source_view
@@ -17,6 +17,7 @@ from .gate import RelevanceGate
 from .index import INDEX_FORMAT, RagIndex
 from .indexer import IndexerLimits, RagIndexer
 from .lexical import LexicalIndex
+from .owner_scope import OwnerScope
 from .planner import AnswerPlanner
 from .reindex import Reindexer
 from .retriever import RetrievalConfig, Retriever
@@ -171,14 +172,17 @@ class RagSystem:
         """What a cited source opens to (its page, or its section for a label without pages), with
         the quoted passages marked; None when it cannot be found. NotFound when the document is gone."""
         page = source.get("page") if not whole_section else None
-        loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
+        try:  # access is checked again on every opening (RLS): a removed member is refused
+            loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)
+        except NotFound as e:
+            raise source_view.unavailable(source) from e
         return source_view.locate(loaded, source, whole_section=whole_section) if loaded else None
 
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""
-        live: dict[str, set[str]] = {}
-        async for row in self.services.documents.all_rows("id,user_id"):
-            live.setdefault(row["user_id"], set()).add(row["id"])
+        live: dict[OwnerScope, set[str]] = {}
+        async for row in self.services.documents.all_rows("id,user_id,pharmacy_id"):
+            live.setdefault(OwnerScope.of_document(row), set()).add(row["id"])
         return await self.index.reconcile(live)
 
     async def outdated_documents(self, user_id: str | None = None) -> list[dict]:

@@ -15,6 +15,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .owner_scope import OwnerScope
+
 if TYPE_CHECKING:
     from .system import RagSystem
 
@@ -29,7 +31,7 @@ class Warmup:
         self.state = COLD
         self.seconds: float | None = None  # how long the shared parts took
         self._task: asyncio.Task | None = None
-        self._users: set[str] = set()
+        self._users: set = set()  # user ids and pharmacy scopes already loaded
 
     @property
     def warming(self) -> bool:
@@ -69,18 +71,28 @@ class Warmup:
         rag.index.lexicon  # noqa: B018 - the drug names used to scope questions
 
     async def user(self, user_id: str) -> None:
-        """Open one user's collection and BM25 index (after sign-in), once per process."""
+        """Open one user's collection and BM25 index (after sign-in), and those of their
+        pharmacies' libraries, once per process."""
         if user_id in self._users:
             return
         self._users.add(user_id)
 
+        scopes: list = [user_id]
+        try:  # and the libraries of their pharmacies (as RLS shows them now)
+            shared = await self.rag.services.documents.get_shared_documents(user_id)
+            scopes += sorted({OwnerScope.of_document(d) for d in shared} - self._users)
+        except Exception:
+            log.warning("could not list a user's pharmacy libraries to preload", exc_info=True)
+
         def _load() -> None:
-            if not self.rag.store.count(user_id):
-                return  # nothing indexed yet: nothing to open (and no empty BM25 index to build)
-            self.rag.store.query(
-                user_id, self.rag.embedder.embed_query("dose"), 1
-            )  # the vector index
-            self.rag.lexical.search(user_id, "dose", 1)
+            for scope in scopes:
+                self._users.add(scope)
+                if not self.rag.store.count(scope):
+                    continue  # nothing indexed yet: nothing to open (and no empty BM25 index)
+                self.rag.store.query(
+                    scope, self.rag.embedder.embed_query("dose"), 1
+                )  # the vector index
+                self.rag.lexical.search(scope, "dose", 1)
 
         try:
             await asyncio.to_thread(_load)

@@ -59,6 +59,8 @@ def scoped(documents: list[Document]) -> list[ScopedDocument]:
             d.id,
             tuple((d.metadata or {}).get("drugs") or ()),
             tuple((d.metadata or {}).get("products") or ()),
+            d.user_id,
+            d.pharmacy_id,
         )
         for d in documents
     ]
@@ -87,11 +89,13 @@ class AnswerService:
         return choose_model(await self.provider.catalogue(), preferred)
 
     async def scope_documents(self, user_id: str, conv_id: str) -> list[Document]:
-        """Ready documents of the conversation plus the user's library."""
+        """Ready documents of the conversation, the user's library and their pharmacies' libraries
+        (read through RLS for each question, so a removed member loses them at once)."""
         docs = self.documents
         conv_docs = await docs.get_conversation_documents(user_id, conv_id)
         library = await docs.get_library_documents(user_id)
-        return [d for d in conv_docs + library if d.status == "ready"]
+        shared = await docs.get_shared_documents(user_id)
+        return [d for d in conv_docs + library + shared if d.status == "ready"]
 
     async def plan(
         self,

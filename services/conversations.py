@@ -27,8 +27,9 @@ from .ports import DocumentIndexer
 
 ROLES = ("user", "assistant", "system")
 MAX_PAGE = 200
-# called with (user_id, document_ids) before their rows go; the RAG store drops the chunks
-ChunkDropHook = Callable[[str, list[str]], Awaitable[None]]
+# called with (user_id, document_ids) before their rows go, and `pharmacy_id=` for a pharmacy's
+# documents (their chunks live in its library, not the uploader's); the RAG store drops the chunks
+ChunkDropHook = Callable[..., Awaitable[None]]
 
 
 class ConversationService:

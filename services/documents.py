@@ -280,6 +280,25 @@ class DocumentService:
         )
         return [Document.from_row(x) for x in rows]
 
+    @timed("documents.shared")
+    async def get_shared_documents(self, user_id: str) -> list[Document]:
+        """Every pharmacy library document the user may read now, in one request: RLS admits
+        only those of pharmacies they are a member of. Not cached, so a member who leaves or is
+        removed stops seeing them with the next call (each question makes one)."""
+        db = await self.backend.for_user(user_id)
+        rows = await self.backend.fetch_rows(
+            lambda: (
+                db.table("documents")
+                .select(Document.COLUMNS)
+                .not_.is_("pharmacy_id", None)
+                .order("added_at", desc=True)
+                .order("id")
+            ),
+            limit=2000,
+            what="document list",
+        )
+        return [Document.from_row(x) for x in rows]
+
     async def pharmacy_role(self, user_id: str, pharmacy_id: str) -> str | None:
         """The user's role in a pharmacy (owner, editor, reader), or None: not a member."""
         pharmacy_id = parse_id(pharmacy_id, "pharmacy")
@@ -497,7 +516,8 @@ class DocumentService:
         if doc.pharmacy_id is not None:  # a reader sees it but may not delete it
             await self.require_pharmacy_editor(user_id, doc.pharmacy_id)
         if self.on_documents_deleted is not None:
-            await self.on_documents_deleted(doc.user_id, [doc.id])  # the uploader's chunks
+            shared = {"pharmacy_id": doc.pharmacy_id} if doc.pharmacy_id else {}
+            await self.on_documents_deleted(doc.user_id, [doc.id], **shared)  # where its chunks are
         db = await self.backend.for_user(user_id)
         await self.backend.execute(db.table("documents").delete().eq("id", doc.id), what="document")
         self.cache.invalidate("docs", user_id)

@@ -290,7 +290,7 @@ class IngestWorker:
                 cancelled=lost.is_set,
             )
         except IngestionError as e:  # the file's fault (a passed limit included): final, no chunks
-            await self.indexer.discard(user_id, [doc["id"]])
+            await self.indexer.discard(user_id, [doc["id"]], pharmacy_id=doc.get("pharmacy_id"))
             await docs.mark_file_fault(doc, e.message)
             await self.ingestion.failed(job["id"], self.worker_id, e.message)
             log.info("document %s failed: %s", doc["id"], e.message)

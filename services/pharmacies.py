@@ -11,8 +11,6 @@ for the member it concerns, with the acting user as the actor.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from .audit import AuditService
 from .backend import Backend
 from .documents import DocumentService
@@ -154,12 +152,11 @@ class PharmacyService:
         p = await self.get(user_id, pharmacy_id)
         await self.require_role(user_id, p.id, "owner")
         docs = await self.documents.get_pharmacy_documents(user_id, p.id)
-        by_uploader: dict[str, list[str]] = defaultdict(list)
-        for d in docs:
-            by_uploader[d.user_id].append(d.id)
-        if self.documents.on_documents_deleted is not None:
-            for uploader, ids in by_uploader.items():
-                await self.documents.on_documents_deleted(uploader, ids)
+        if self.documents.on_documents_deleted is not None and docs:
+            # the chunks live in the pharmacy's library (rag/owner_scope.py)
+            await self.documents.on_documents_deleted(
+                user_id, [d.id for d in docs], pharmacy_id=p.id
+            )
         db = await self.backend.for_user(user_id)
         r = await self.backend.execute(
             db.table("pharmacies").delete().eq("id", p.id).select("id"), what="pharmacy"

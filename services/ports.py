@@ -46,6 +46,8 @@ class ScopedDocument:
     products: tuple[
         str, ...
     ] = ()  # product names as the file gives them ("Children's Cough & Cold")
+    user_id: str | None = None  # the uploader: a private document's chunks are in their library
+    pharmacy_id: str | None = None  # a pharmacy's document: its chunks are in that library
 
 
 @dataclass
@@ -167,6 +169,9 @@ class DocumentIndexer(Protocol):
         Raises IngestionError for the file's own fault, IndexingCancelled when `cancelled()`."""
         ...
 
-    async def discard(self, user_id: str, document_ids: list[str]) -> None:
-        """Remove whatever was stored for these documents (a failed file, a deleted row)."""
+    async def discard(
+        self, user_id: str, document_ids: list[str], *, pharmacy_id: str | None = None
+    ) -> None:
+        """Remove whatever was stored for these documents (a failed file, a deleted row);
+        `pharmacy_id`: they are that pharmacy's (stored in its library, not the uploader's)."""
         ...

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 import streamlit as st
+from pharmgpt.rag.owner_scope import citation_place
 
 from . import citations, ui
 
@@ -88,7 +89,9 @@ def format_citations(text: str, n_sources: int) -> str:
 
 
 def source_label(s: dict) -> str:
-    name = s.get("filename") or "document"
+    name = citation_place(
+        s.get("filename") or "document", s.get("library")
+    )  # "Pharmacy library: …"
     pages = s.get("pages")
     page = s.get("page")
     if pages and "-" in str(pages):

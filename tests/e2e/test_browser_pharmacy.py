@@ -43,14 +43,6 @@ if not LABEL.exists():
     pytest.skip(f"{LABEL} is missing (set PHARMGPT_SHARED_DATA)", allow_module_level=True)
 
 
-def cross_scope_retrieval() -> bool:
-    """Whether a question searches the libraries of the asker's pharmacies (issue 15 part 2:
-    the Chroma store names an owner scope, a user or a pharmacy, on every call)."""
-    from pharmgpt.rag import store
-
-    return hasattr(store, "OwnerScope")
-
-
 def key(name: str) -> str:
     return f".st-key-{name}"
 
@@ -221,11 +213,6 @@ def test_a_reader_reads_the_shared_library_without_controls_until_removed(team):
     assert not b.get_by_text(LABEL.name).count()
 
 
-@pytest.mark.skipif(
-    not cross_scope_retrieval(),
-    reason="retrieval does not search pharmacy libraries yet (rag.store.OwnerScope, issue 15 "
-    "part 2)",
-)
 def test_a_readers_answer_cites_the_shared_label_until_removed(team):
     a, readers = team
     _, c, c_name = readers["C"]

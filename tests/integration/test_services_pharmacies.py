@@ -186,8 +186,8 @@ async def test_delete_pharmacy_takes_its_documents(services, team):
     ds = services.documents
     dropped = []
 
-    async def hook(user_id, ids):
-        dropped.append((user_id, sorted(ids)))
+    async def hook(user_id, ids, pharmacy_id=None):
+        dropped.append((pharmacy_id, sorted(ids)))
 
     old, ds.on_documents_deleted = ds.on_documents_deleted, hook
     try:
@@ -196,7 +196,7 @@ async def test_delete_pharmacy_takes_its_documents(services, team):
         assert await services.pharmacies.delete(owner.id, ph.id) == 1
     finally:
         ds.on_documents_deleted = old
-    assert dropped == [(editor.id, [doc.id])]  # the uploader's chunks
+    assert dropped == [(ph.id, [doc.id])]  # the pharmacy library's chunks
     assert (
         await services.backend.service.table("documents").select("id").eq("id", doc.id).execute()
     ).data == []

@@ -49,6 +49,9 @@ class Documents:
     async def get_library_documents(self, user_id):
         return []
 
+    async def get_shared_documents(self, user_id):
+        return []
+
 
 class Preferences:
     def __init__(self):
