@@ -128,10 +128,7 @@ async def run(args) -> dict:
     info = stack.up()
     try:
         settings = Settings(
-            supabase_url=info.url,
-            supabase_anon_key=info.anon_key,
-            supabase_service_role_key=info.service_role_key,
-            supabase_jwt_secret=info.jwt_secret,
+            **info.settings_overrides(),
             data_dir=root / "svc",
             slow_call_ms=1e9,
             bcrypt_rounds=args.bcrypt_rounds,
