@@ -284,6 +284,22 @@ def seed_more(dsn: str, user_id: str, convs: int, msgs: int, start: int) -> None
         conn.execute("VACUUM ANALYZE conversations")
 
 
+def in_db(dsn: str, user_id: str, q: str, n: int, rounds: int) -> dict:
+    fns = ("bench_search_ilike", "bench_search_fts0030", "search_conversation_hits")
+    out: dict[str, list[float]] = {f: [] for f in fns}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE authenticated")
+        conn.execute("SELECT set_config('request.jwt.claim.sub', %s, false)", (user_id,))
+        for _ in range(rounds):
+            for f in fns:
+                for i in range(n + 5):
+                    t = time.perf_counter()
+                    conn.execute(f"SELECT * FROM public.{f}(%s, 20)", (q,)).fetchall()
+                    if i >= 5:
+                        out[f].append((time.perf_counter() - t) * 1000)
+    return {f: summary(v) for f, v in out.items()}
+
+
 async def run_search_scale(args) -> dict:
     root = Path(tempfile.mkdtemp(prefix="pgs-", dir="/tmp"))
     stack = LocalStack(root / "data", gateway_port=0)
@@ -341,6 +357,9 @@ async def run_search_scale(args) -> dict:
                     "before": b,
                     "fts_0030": f,
                     "after": a,
+                    # the SQL alone (psycopg as `authenticated` with the user's claims: RLS, no
+                    # gateway or client), interleaved the same way
+                    "in_db": in_db(info.db_uri, main_id, q, args.iterations, args.rounds),
                     "p95_ratio": round(a["p95"] / b["p95"], 3),
                     "hits_after": len(await cs.search(main_id, q, 20)),
                 }
@@ -359,7 +378,7 @@ def report_search_scale(r: dict) -> None:
     )
     print(
         f"{'messages':>9} {'query':<26}{'0007 p50':>9}{'p95':>8}{'0030 p50':>9}{'p95':>8}"
-        f"{'now p50':>9}{'p95':>8}{'hits':>6}"
+        f"{'now p50':>9}{'p95':>8}{'hits':>6}   in the database alone: 0007 / 0030 / now p50, p95"
     )
     for row in r["search_scale"].values():
         for name, q in SEARCHES.items():
@@ -370,7 +389,8 @@ def report_search_scale(r: dict) -> None:
                     f"{x[k]['p50']:>9.2f}{x[k]['p95']:>8.2f}"
                     for k in ("before", "fts_0030", "after")
                 )
-                + f"{x['hits_after']:>6}"
+                + f"{x['hits_after']:>6}   "
+                + " / ".join(f"{d['p50']:.1f}, {d['p95']:.1f}" for d in x["in_db"].values())
             )
 
 
