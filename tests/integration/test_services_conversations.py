@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from pharmgpt.services.backend import Backend
 from pharmgpt.services.container import Services
@@ -479,6 +481,47 @@ async def test_full_text_search_stems_ranks_highlights_and_stays_per_user(servic
     assert [h.conversation.id for h in await cs.search(a.id, "renal lisinopril")] == [dose.id]
     assert await cs.search(a.id, "warfarin -dosing") == []  # websearch syntax: exclusion
     # the RPC is the caller's own: anon cannot run it
+
+
+async def test_search_reaches_old_history_and_bounds_tokens_without_trigrams(
+    services, account, superuser_dsn
+):
+    """sql/0031: a word or a code that only old messages hold is still found (behind the
+    newest 5,000 messages, through the GIN and trigram indexes); a token with no three letters
+    or digits in a row ("#7") is looked for among the newest 5,000 messages only; and the
+    SECURITY DEFINER search still never shows another user's messages."""
+    a, _ = await account()
+    b, _ = await account()
+    cs = services.conversations
+    old = await cs.create_conversation(a.id, title="Long ago")
+    await cs.add_message(
+        a.id, old.id, {"role": "user", "content": "Rifampicin batch XZ-90713 (#7) interacts"}
+    )
+    theirs = await cs.create_conversation(b.id, title="Theirs")
+    await cs.add_message(
+        b.id, theirs.id, {"role": "user", "content": "rifampicin XZ-90713 #7 is b's own"}
+    )
+    newer = await cs.create_conversation(a.id, title="Since then")
+    t0 = datetime.now(UTC) + timedelta(seconds=1)
+    with (
+        psycopg.connect(superuser_dsn) as conn,
+        conn.cursor() as cur,
+    ):  # setup: 5,000 newer messages
+        with cur.copy(
+            "COPY public.messages (conversation_id, user_id, role, content, created_at) FROM STDIN"
+        ) as cp:
+            for i in range(5000):
+                cp.write_row(
+                    (newer.id, a.id, "user", f"a newer message {i}", t0 + timedelta(seconds=i))
+                )
+    hits = await cs.search(a.id, "rifampicin")
+    assert [h.conversation.id for h in hits] == [old.id] and hits[0].rank > 0
+    assert ("Rifampicin", True) in hits[0].snippet_parts()
+    assert [h.conversation.id for h in await cs.search(a.id, "XZ-90713")] == [old.id]
+    assert [h.conversation.id for h in await cs.search(a.id, "90713 rifampicin")] == [old.id]
+    assert await cs.search(a.id, "#7") == []  # no trigram, and not in the newest 5,000
+    assert [h.conversation.id for h in await cs.search(b.id, "#7")] == [theirs.id]
+    assert [h.conversation.id for h in await cs.search(b.id, "rifampicin")] == [theirs.id]
 
 
 async def test_with_postgres_down_the_gateway_says_unreachable_not_pool_timeout(tmp_path):
