@@ -104,6 +104,9 @@ def _live_documents(ctx, user_id: str, conv_id: str | None) -> set[str] | None:
     library = ui.call(
         ctx.services.documents.get_library_documents(user_id), default=None, quiet=True
     )
+    shared = ui.call(  # the libraries of the user's pharmacies, through RLS
+        ctx.services.documents.get_shared_documents(user_id), default=None, quiet=True
+    )
     attached = (
         ui.call(
             ctx.services.documents.get_conversation_documents(user_id, conv_id),
@@ -113,9 +116,9 @@ def _live_documents(ctx, user_id: str, conv_id: str | None) -> set[str] | None:
         if conv_id
         else []
     )
-    if library is None or attached is None:
+    if library is None or attached is None or shared is None:
         return None
-    return {d.id for d in library} | {d.id for d in attached}
+    return {d.id for d in library} | {d.id for d in attached} | {d.id for d in shared}
 
 
 def _record_first_token(ctx) -> None:
@@ -141,9 +144,12 @@ def ask(
     show_question: bool = True,
     document_ids: list[str] | None = None,
     replace: bool = False,
+    prefs: dict | None = None,
+    messages: list[Message] | None = None,
 ) -> None:
     """Stream an answer token by token. Any click (Stop included) reruns the page, which closes
-    the stream; the engine then stores what was written so far, marked as stopped."""
+    the stream; the engine then stores what was written so far, marked as stopped. `prefs` and
+    `messages`: what the page has read already, so answering does not read them again."""
     if show_question:
         with st.chat_message("user", avatar="🧑‍⚕️"):
             st.markdown(question)
@@ -164,6 +170,8 @@ def ask(
                 message_id=message_id,
                 document_ids=document_ids,
                 replace=replace,
+                prefs=prefs,
+                messages=messages,
             )
         )
         try:
@@ -383,6 +391,8 @@ def render() -> None:
                 show_question=message_id is None,
                 document_ids=only,
                 replace=message_id is not None,
+                prefs=prefs,
+                messages=messages,
             )
 
 

@@ -218,6 +218,15 @@ def test_a_readers_answer_cites_the_shared_label_until_removed(team):
     _, c, c_name = readers["C"]
     answer = ask(c, QUESTION)
     assert LABEL.name in answer and re.search(r"\b(10|20) ?mg\b", answer), answer
+    assert f"Pharmacy library: {LABEL.name}" in answer, answer
+    # drawn again from the stored message, the shared source still opens (not "deleted")
+    c.reload()  # the URL keeps the conversation open (?c=…), the cookie the session
+    c.get_by_role("button", name="Regenerate").wait_for(timeout=60_000)
+    settle(c)
+    last = c.locator("[data-testid='stChatMessage']").last
+    last.get_by_text(re.compile(r"^Sources \(")).click()
+    c.wait_for_timeout(500)
+    assert "document deleted" not in last.inner_text(), last.inner_text()
     remove(a, c_name)
     answer = ask(c, QUESTION)
     assert LABEL.name not in answer, answer
