@@ -121,7 +121,7 @@ async def simulate(svc, rag, username: str, questions: int, times: dict, errors:
 
 
 async def run(args) -> dict:
-    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.rag_system import RagSystem
 
     root = Path(tempfile.mkdtemp(prefix="pharmgpt-load-", dir="/tmp"))
     stack = LocalStack(root / "data", gateway_port=0)
