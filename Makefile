@@ -29,17 +29,20 @@ LEGACY_TESTS := tests/integration/test_rls_matrix.py tests/integration/test_gate
 	$(ACCOUNTS)::test_signup_rules $(ACCOUNTS)::test_expired_and_revoked_sessions_are_refused \
 	$(ACCOUNTS)::test_profile_password_change_and_deletion
 
-test: install
+# the lint first: a broken layer contract or an unformatted file fails CI before the suite runs
+test: install lint
 	$(PY) -m pytest
 	PHARMGPT_TEST_KEYS=legacy $(PY) -m pytest -q $(LEGACY_TESTS)
 
 test-legacy-keys: install
 	PHARMGPT_TEST_KEYS=legacy $(PY) -m pytest -q $(LEGACY_TESTS)
 
+# style (ruff) and the layers' import contracts (pyproject [tool.importlinter]); part of `make test`
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/lint_imports.py
 
-# the import-linter contracts (pyproject); joins `lint` once the composition-root move is merged
 lint-imports: install
 	$(PY) scripts/lint_imports.py
 

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 
 from pharmgpt.localbase.files import private_umask
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.services.container import Services
 from pharmgpt.services.runtime import Runtime, get_runtime
 from pharmgpt.wiring import build_app_process

@@ -34,7 +34,7 @@ from pharmgpt.rag.chunking import chunk_document  # noqa: E402
 from pharmgpt.rag.embeddings import make_embedder, model_dir  # noqa: E402
 from pharmgpt.rag.index import embedding_text  # noqa: E402
 from pharmgpt.rag.loaders import load_document  # noqa: E402
-from pharmgpt.rag.system import RagSystem  # noqa: E402
+from pharmgpt.rag_system import RagSystem  # noqa: E402
 from pharmgpt.services.config import Settings  # noqa: E402
 from pharmgpt.services.container import Services  # noqa: E402
 from pharmgpt.services.model_names import EMBEDDER_KINDS, ONNX_INT8  # noqa: E402

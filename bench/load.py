@@ -158,7 +158,7 @@ async def simulate(
 
 
 async def run(args) -> dict:
-    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.rag_system import RagSystem
 
     root = Path(tempfile.mkdtemp(prefix="pharmgpt-load-", dir="/tmp"))
     stack = LocalStack(root / "data", gateway_port=0)

@@ -13,7 +13,7 @@ STORE_RECYCLE = 20  # users handled before the embedded Chroma client is closed 
 
 
 def store_for(settings):
-    """The same store and lexical index the app uses (rag.system.RagSystem)."""
+    """The same store and lexical index the app uses (pharmgpt/rag_system.py)."""
     from pharmgpt.rag.embeddings import shared_embedder
     from pharmgpt.rag.lexical import LexicalIndex
     from pharmgpt.rag.store import ChunkStore

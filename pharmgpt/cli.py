@@ -113,32 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reindex":
             return run_reindex()
         return run_worker(once=args.once) if args.command == "worker" else run_reconcile()
-    if args.command == "eval" and args.dataset == "pharm":
-        import json
-
-        from pharmgpt.rag.eval_pharm import evaluate as evaluate_pharm
-
-        outcome = evaluate_pharm(args.questions, args.labels, ablate=args.ablate)
-        print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.report())
-        return 0
     if args.command == "eval":
-        import json
+        from pharmgpt.eval_command import run as run_eval
 
-        from pharmgpt.rag.embeddings import shared_embedder
-        from pharmgpt.rag.eval import DEFAULT_DATA, evaluate, report
-        from pharmgpt.services.config import Settings
-
-        s = Settings.load()
-
-        result = evaluate(
-            args.data_dir or DEFAULT_DATA,
-            args.split,
-            tune=not args.no_tune,
-            cache_dir=args.cache_dir,
-            embedder=shared_embedder(args.embedder or s.embedder, s.data_dir, s.embedder_threads),
-        )
-        print(json.dumps(result, indent=2) if args.json else report(result))
-        return 0
+        return run_eval(args)
     if args.command == "admin":
         from pharmgpt.admin_command import run as run_admin
 

@@ -22,7 +22,7 @@ from pharmgpt.services.errors import ConfigError
 
 if TYPE_CHECKING:
     from pharmgpt.localbase.stack import LocalStack, StackInfo
-    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.rag_system import RagSystem
 
 
 def load_settings() -> Settings:
@@ -72,7 +72,7 @@ async def build_services(settings: Settings | None = None, *, start_local: bool 
 
 def build_rag(services: Services, **options) -> RagSystem:
     """The retrieval, indexing and answering side over the services, with its worker."""
-    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.rag_system import RagSystem
 
     return RagSystem(services, **options)
 

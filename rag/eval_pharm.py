@@ -1,9 +1,10 @@
 """Answer quality on pharmacist questions, through the product's real path.
 
-`pharmgpt eval pharm` starts a throwaway local stack (embedded Postgres + gateway),
-signs a user up, uploads the FDA labels through the documents service, lets the
-worker ingest them, and asks every question through `AnswerService.answer` in a new
-conversation, offline. Three scores, as `shared/data/pharm-qa/README.md` defines:
+`pharmgpt eval pharm` (pharmgpt/eval_command.py) starts a throwaway local stack (embedded
+Postgres + gateway), signs a user up, uploads the FDA labels through the documents service and
+lets the worker ingest them; `score_questions` here then asks every question through
+`AnswerService.answer` in a new conversation, offline. Three scores, as
+`shared/data/pharm-qa/README.md` defines:
 - retrieval: the answer phrase inside one of the top-5 passages retrieved in scope;
 - answer: the phrase inside the answer text the pharmacist reads;
 - refusals: questions the labels do not answer, answered "not covered".
@@ -12,13 +13,9 @@ Latency to the first token and to the whole answer is measured per question.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import shutil
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,46 +133,35 @@ def load_questions(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-async def _run(questions: list[dict], labels: Path, work: Path, ablate: bool = False) -> PharmEval:
-    from pharmgpt.localbase.stack import LocalStack
-    from pharmgpt.services.config import Settings
-    from pharmgpt.services.container import Services
+async def score_questions(
+    engine,
+    planner,
+    conversations,
+    preferences,
+    user_id: str,
+    questions: list[dict],
+    *,
+    ablate=False,
+) -> PharmEval:
+    """Ask every question of a user whose labels are already indexed. `engine`: the answering
+    use-case; `planner`: the AnswerPlanner it plans with (its rules are switched for the
+    ablations, then restored); `conversations`, `preferences`: the services the questions'
+    conversations live in. `ablate`: also score once with each answer rule switched off."""
+    result = await _ask_all(engine, conversations, preferences, user_id, questions)
+    if ablate:
+        from .planner import AnswerRules
 
-    from .system import RagSystem
-
-    stack = LocalStack(work / "data", ephemeral=True, gateway_port=0)
-    info = await asyncio.to_thread(stack.up)
-    try:
-        settings = Settings.load(
-            **info.settings_overrides(), data_dir=work / "app", bcrypt_rounds=4
-        )
-        services = await Services.create(settings)
         try:
-            rag = RagSystem(services, use_configured_provider=False)
-            user = await services.users.create_user("eval-pharmacist", "an eval password 1")
-            files = await asyncio.to_thread(_label_files, labels)
-            for name, data in files:
-                await services.documents.register_upload(user.id, name, data)
-            while await rag.worker.run_once():
-                pass
-            result = await _ask_all(rag, services, user.id, questions)
-            if ablate:
-                from .planner import AnswerRules
-
-                for rule in AnswerRules.names():
-                    rag.planner.rules = AnswerRules(**{rule: False})
-                    result.ablations[rule] = (
-                        await _ask_all(rag, services, user.id, questions)
-                    ).scores
-                rag.planner.rules = AnswerRules()
-            return result
+            for rule in AnswerRules.names():
+                planner.rules = AnswerRules(**{rule: False})
+                again = await _ask_all(engine, conversations, preferences, user_id, questions)
+                result.ablations[rule] = again.scores
         finally:
-            await services.close()
-    finally:
-        await asyncio.to_thread(stack.down)
+            planner.rules = AnswerRules()
+    return result
 
 
-def _label_files(folder: Path) -> list[tuple[str, bytes]]:
+def label_files(folder: Path) -> list[tuple[str, bytes]]:
     return [
         (p.name, p.read_bytes())
         for p in sorted(folder.iterdir())
@@ -183,18 +169,20 @@ def _label_files(folder: Path) -> list[tuple[str, bytes]]:
     ]
 
 
-async def _ask_all(rag, services, user_id: str, questions: list[dict]) -> PharmEval:
+async def _ask_all(
+    engine, conversations, preferences, user_id: str, questions: list[dict]
+) -> PharmEval:
     result = PharmEval()
-    prefs = await services.preferences.get_all(user_id)
+    prefs = await preferences.get_all(user_id)
     for q in questions:
-        conv = await services.conversations.create_conversation(user_id)
+        conv = await conversations.create_conversation(user_id)
         row = Row(q["id"], q["q"], q.get("must"))
-        plan = await rag.engine.plan(user_id, conv.id, q["q"], [], prefs)
+        plan = await engine.plan(user_id, conv.id, q["q"], [], prefs)
         if row.must is not None:
             row.retrieved = any(norm(row.must) in norm(p.text) for p in plan.retrieved[:5])
         start = time.perf_counter()
         parts: list[str] = []
-        async for event in rag.engine.answer(user_id, conv.id, q["q"]):
+        async for event in engine.answer(user_id, conv.id, q["q"]):
             if event["type"] == "token":
                 if not parts:
                     row.first_token_ms = (time.perf_counter() - start) * 1000
@@ -206,28 +194,3 @@ async def _ask_all(rag, services, user_id: str, questions: list[dict]) -> PharmE
             row.answered = norm(row.must) in norm(row.answer)
         result.rows.append(row)
     return result
-
-
-def evaluate(
-    questions_file: Path | None = None, labels: Path | None = None, *, ablate: bool = False
-) -> PharmEval:
-    """`ablate`: also score the questions once with each answer rule switched off (same index)."""
-    work = Path(
-        tempfile.mkdtemp(prefix="pgt-eval-", dir="/tmp")
-    )  # short: socket paths are length-limited
-    print(
-        f"database: a temporary embedded Postgres in {work} (deleted afterwards); "
-        "the app's data dir is not touched",
-        file=sys.stderr,
-    )
-    try:
-        return asyncio.run(
-            _run(
-                load_questions(questions_file or DEFAULT_QUESTIONS),
-                labels or DEFAULT_LABELS,
-                work,
-                ablate,
-            )
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

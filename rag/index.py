@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 2
 
 
+def is_outdated(row: dict) -> bool:
+    """A ready document row (status, metadata) indexed before the current INDEX_FORMAT."""
+    fmt = int((row.get("metadata") or {}).get("index_format") or 0)
+    return row.get("status") == "ready" and fmt < INDEX_FORMAT
+
+
+def live_documents(rows) -> dict[OwnerScope, set[str]]:
+    """Document rows (id, user_id, pharmacy_id) grouped by the scope their chunks live in: what
+    `RagIndex.reconcile` keeps."""
+    live: dict[OwnerScope, set[str]] = {}
+    for row in rows:
+        live.setdefault(OwnerScope.of_document(row), set()).add(row["id"])
+    return live
+
+
 def chunk_id(document_id: str, n: int) -> str:
     return f"{document_id}:{n}"
 

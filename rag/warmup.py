@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
+from .index import RagIndex
 from .owner_scope import OwnerScope
-
-if TYPE_CHECKING:
-    from .system import RagSystem
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +24,11 @@ COLD, WARMING, READY, FAILED = "cold", "warming", "ready", "failed"
 
 
 class Warmup:
-    def __init__(self, rag: RagSystem):
-        self.rag = rag
+    def __init__(self, index: RagIndex, shared_documents: Callable[[str], Awaitable[list]]):
+        """`shared_documents`: a user's pharmacy-library document rows as RLS shows them
+        (the documents service's `get_shared_documents`)."""
+        self.index = index
+        self.shared_documents = shared_documents
         self.state = COLD
         self.seconds: float | None = None  # how long the shared parts took
         self._task: asyncio.Task | None = None
@@ -62,13 +63,11 @@ class Warmup:
         log.info("search parts loaded in %.1f s", self.seconds)
 
     def _shared_parts(self) -> None:
-        rag = self.rag
-        rag.embedder.embed_query(
-            "warm-up: recommended starting dose"
-        )  # loads the model, runs it once
-        rag.store.client  # noqa: B018 - opens the Chroma store
-        rag.lexical.stemmer  # noqa: B018
-        rag.index.lexicon  # noqa: B018 - the drug names used to scope questions
+        index = self.index
+        index.embedder.embed_query("warm-up: recommended starting dose")  # loads and runs it once
+        index.store.client  # noqa: B018 - opens the Chroma store
+        index.lexical.stemmer  # noqa: B018
+        index.lexicon  # noqa: B018 - the drug names used to scope questions
 
     async def user(self, user_id: str) -> None:
         """Open one user's collection and BM25 index (after sign-in), and those of their
@@ -79,7 +78,7 @@ class Warmup:
 
         scopes: list = [user_id]
         try:  # and the libraries of their pharmacies (as RLS shows them now)
-            shared = await self.rag.services.documents.get_shared_documents(user_id)
+            shared = await self.shared_documents(user_id)
             scopes += sorted({OwnerScope.of_document(d) for d in shared} - self._users)
         except Exception:
             log.warning("could not list a user's pharmacy libraries to preload", exc_info=True)
@@ -87,12 +86,11 @@ class Warmup:
         def _load() -> None:
             for scope in scopes:
                 self._users.add(scope)
-                if not self.rag.store.count(scope):
+                index = self.index
+                if not index.store.count(scope):
                     continue  # nothing indexed yet: nothing to open (and no empty BM25 index)
-                self.rag.store.query(
-                    scope, self.rag.embedder.embed_query("dose"), 1
-                )  # the vector index
-                self.rag.lexical.search(scope, "dose", 1)
+                index.store.query(scope, index.embedder.embed_query("dose"), 1)  # the vector index
+                index.lexical.search(scope, "dose", 1)
 
         try:
             await asyncio.to_thread(_load)

@@ -201,7 +201,7 @@ def test_conversation_rows():
 
 def test_settings_helpers():
     from pharmgpt.rag.llm.groq_provider import DEFAULT_MODELS
-    from pharmgpt.rag.system import make_provider
+    from pharmgpt.rag_system import make_provider
 
     groq = make_provider(Settings(groq_api_key="k"))
     assert groq.models == DEFAULT_MODELS  # the provider's own list: no copy in settings

@@ -86,7 +86,7 @@ def test_the_same_file_in_the_library_and_a_chat_is_flagged(signed_in, ctx):
 def test_warming_up_is_shown_until_the_search_parts_are_loaded(signed_in, ctx, monkeypatch):
     at, _ = signed_in()
     release = threading.Event()
-    warm = Warmup(ctx.rag)
+    warm = Warmup(ctx.rag.index, ctx.services.documents.get_shared_documents)
     real = warm._shared_parts
 
     def slow_parts():

@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 from pharmgpt.rag.offline import LABEL_UNSURE
 from pharmgpt.rag.prompts import NOT_COVERED
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 
 from tests.fixtures import shared_data
 

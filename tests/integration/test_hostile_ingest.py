@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from postgrest.exceptions import APIError
 
 from tests.conftest import client_for, service_settings, user_token

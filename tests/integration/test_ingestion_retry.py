@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.services.ingestion import IngestWorker
 from postgrest.exceptions import APIError
 

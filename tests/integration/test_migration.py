@@ -34,7 +34,7 @@ from pharmgpt.migration.migrator import Migrator, store_for
 from pharmgpt.migration.planner import detect, plan
 from pharmgpt.migration.rollback import RollbackError, rollback
 from pharmgpt.migration.verify import verify
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.services.errors import AuthError
 
 from tests.fixtures.legacy import build_case_collision_tree, build_legacy_tree

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.system import RagSystem, make_provider
+from pharmgpt.rag_system import RagSystem, make_provider
 from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.services.model_names import OFFLINE_MODEL
 
 from tests.fixtures import documents as fx

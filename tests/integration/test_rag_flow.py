@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from pharmgpt.rag.loaders import load_document
 from pharmgpt.rag.prompts import NOT_COVERED
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.services.model_names import OFFLINE_MODEL
 
 from tests.fixtures import shared_data
@@ -338,7 +338,7 @@ async def test_groq_answer_streams_with_sources_and_stops_cleanly(rag, services,
 
 def test_provider_selection(tmp_path):
     from pharmgpt.rag.llm import GroqProvider, OpenAICompatProvider
-    from pharmgpt.rag.system import make_provider
+    from pharmgpt.rag_system import make_provider
     from pharmgpt.services.config import Settings
 
     assert make_provider(Settings(data_dir=tmp_path)) is None

@@ -15,7 +15,7 @@ import uuid
 import pytest
 import pytest_asyncio
 from pharmgpt.rag.owner_scope import OwnerScope, source_place
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.services.errors import NotFound
 
 from tests.fixtures import shared_data

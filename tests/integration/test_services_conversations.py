@@ -343,7 +343,7 @@ async def test_outbox_keeps_messages_while_the_gateway_is_down(tmp_path):
 async def test_a_question_asked_during_an_outage_arrives_exactly_once(tmp_path):
     from pharmgpt.localbase.postgres import free_port
     from pharmgpt.localbase.stack import LocalStack
-    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.rag_system import RagSystem
     from pharmgpt.services.errors import BackendUnavailable
 
     from tests.conftest import service_settings

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from pharmgpt.rag.system import RagSystem
+from pharmgpt.rag_system import RagSystem
 from pharmgpt.supervisor import stop_all, supervise_workers, worker_command
 
 from tests.conftest import service_settings, worker_env

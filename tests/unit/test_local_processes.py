@@ -180,12 +180,13 @@ def test_a_worker_started_by_hand_finds_the_chroma_server_of_pharmgpt_run(tmp_pa
     once it has stopped)."""
     from pharmgpt.localbase.chroma import ChromaServer
     from pharmgpt.rag.embeddings import TORCH_NAME
-    from pharmgpt.rag.system import RagSystem
+    from pharmgpt.rag_system import RagSystem
     from pharmgpt.services.config import Settings
 
     class _Services:  # RagSystem only reads settings and hands its indexer over here
         settings = Settings(data_dir=tmp_path / "data")
-        documents = conversations = preferences = None
+        documents = SimpleNamespace(get_shared_documents=None)
+        conversations = preferences = None
         ingestion = SimpleNamespace(settings=settings)
 
         def connect_indexer(self, indexer) -> None:

@@ -143,3 +143,23 @@ def test_collection_names_require_a_user_uuid(tmp_path):
     store = ChunkStore(path=tmp_path / "c")
     with pytest.raises(ValueError):
         store.query("../../etc", np.zeros(384, dtype=np.float32), 3)
+
+
+def test_reconcile_groups_live_rows_by_scope_and_reindex_picks_old_formats():
+    from pharmgpt.rag.index import INDEX_FORMAT, is_outdated, live_documents
+    from pharmgpt.rag.owner_scope import OwnerScope
+
+    u1, u2, p1 = (str(uuid.uuid4()) for _ in range(3))
+    rows = [
+        {"id": "d1", "user_id": u1, "pharmacy_id": None},
+        {"id": "d2", "user_id": u1, "pharmacy_id": p1},  # the pharmacy's, not the uploader's
+        {"id": "d3", "user_id": u2, "pharmacy_id": p1},
+    ]
+    assert live_documents(rows) == {
+        OwnerScope.user(u1): {"d1"},
+        OwnerScope.pharmacy(p1): {"d2", "d3"},
+    }
+    assert is_outdated({"status": "ready", "metadata": None})
+    assert is_outdated({"status": "ready", "metadata": {"index_format": INDEX_FORMAT - 1}})
+    assert not is_outdated({"status": "ready", "metadata": {"index_format": INDEX_FORMAT}})
+    assert not is_outdated({"status": "failed", "metadata": {}})  # only ready documents

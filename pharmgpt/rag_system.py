@@ -1,28 +1,30 @@
-"""Builds the RAG side once per process and hooks it into the services."""
+"""Builds the RAG side once per process and hooks it into the services (composition root).
+
+rag/ holds the adapters (store, lexical index, retriever, planner, indexer); this module puts
+them together with services' use-cases (AnswerService, IngestWorker), so no rag module imports
+the container, the settings or a use-case (the import-linter contracts in pyproject)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from pharmgpt.rag import source_view
+from pharmgpt.rag.embeddings import Embedder, shared_embedder
+from pharmgpt.rag.gate import RelevanceGate
+from pharmgpt.rag.index import RagIndex, is_outdated, live_documents
+from pharmgpt.rag.indexer import IndexerLimits, RagIndexer
+from pharmgpt.rag.lexical import LexicalIndex
+from pharmgpt.rag.planner import AnswerPlanner
+from pharmgpt.rag.reindex import Reindexer
+from pharmgpt.rag.retriever import RetrievalConfig, Retriever
+from pharmgpt.rag.store import ChunkStore
+from pharmgpt.rag.warmup import Warmup
 from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.config import Settings
 from pharmgpt.services.container import Services
 from pharmgpt.services.errors import NotFound, PharmGPTError
 from pharmgpt.services.ingestion import IngestWorker
-
-from . import source_view
-from .embeddings import Embedder, shared_embedder
-from .gate import RelevanceGate
-from .index import INDEX_FORMAT, RagIndex
-from .indexer import IndexerLimits, RagIndexer
-from .lexical import LexicalIndex
-from .owner_scope import OwnerScope
-from .planner import AnswerPlanner
-from .reindex import Reindexer
-from .retriever import RetrievalConfig, Retriever
-from .store import ChunkStore
-from .warmup import Warmup
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +33,15 @@ def make_provider(settings: Settings):
     """Groq when a key is set, else an OpenAI-compatible server when a URL is set, else None (offline)."""
     fallbacks = [m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()]
     if settings.groq_api_key:
-        from .llm import GroqProvider
-        from .llm.groq_provider import DEFAULT_MODELS
+        from pharmgpt.rag.llm import GroqProvider
+        from pharmgpt.rag.llm.groq_provider import DEFAULT_MODELS
 
         return GroqProvider(
             settings.groq_api_key,
             models=[DEFAULT_MODELS[0], *fallbacks] if fallbacks else DEFAULT_MODELS,
         )
     if settings.openai_base_url:
-        from .llm import OpenAICompatProvider
+        from pharmgpt.rag.llm import OpenAICompatProvider
 
         return OpenAICompatProvider(
             settings.openai_base_url, settings.openai_api_key, settings.openai_model
@@ -100,7 +102,7 @@ class RagSystem:
         self.indexer = RagIndexer(self.index, IndexerLimits.from_settings(s))
         self.worker = IngestWorker(services.ingestion, services.documents, self.indexer)
         services.connect_indexer(self.indexer)
-        self.warmup = Warmup(self)
+        self.warmup = Warmup(self.index, services.documents.get_shared_documents)
         self._worker_task: asyncio.Task | None = None
         self._reindex_task: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -148,7 +150,7 @@ class RagSystem:
             return None
 
         def _read():
-            from .loaders import load_document
+            from pharmgpt.rag.loaders import load_document
 
             return load_document(
                 doc.filename,
@@ -180,19 +182,15 @@ class RagSystem:
 
     async def reconcile(self) -> dict[str, int]:
         """Remove chunks without a live document row (pharmgpt reconcile)."""
-        live: dict[OwnerScope, set[str]] = {}
-        async for row in self.services.documents.all_rows("id,user_id,pharmacy_id"):
-            live.setdefault(OwnerScope.of_document(row), set()).add(row["id"])
-        return await self.index.reconcile(live)
+        rows = [row async for row in self.services.documents.all_rows("id,user_id,pharmacy_id")]
+        return await self.index.reconcile(live_documents(rows))
 
     async def outdated_documents(self, user_id: str | None = None) -> list[dict]:
         """Ready documents (of one user, or everyone's) indexed before the current INDEX_FORMAT."""
         return [
             row
             async for row in self.services.documents.all_rows("id,user_id,status,metadata")
-            if row["status"] == "ready"
-            and (user_id is None or row["user_id"] == user_id)
-            and int((row.get("metadata") or {}).get("index_format") or 0) < INDEX_FORMAT
+            if (user_id is None or row["user_id"] == user_id) and is_outdated(row)
         ]
 
     async def reindex_outdated(self, user_id: str | None = None) -> int:
