@@ -264,6 +264,20 @@ def service_settings(stack: StackInfo, data_dir: Path, **overrides):
     )
 
 
+async def chroma_server_services(stack: StackInfo, chroma_server, data_dir: Path):
+    """Services (and so the RAG system built on them) with CHROMA_HOST set to the server: the
+    modules that run a suite again against a real Chroma server use this as their `services`."""
+    from pharmgpt.services.container import Services
+
+    svc = await Services.create(
+        service_settings(
+            stack, data_dir, chroma_host=chroma_server.host, chroma_port=chroma_server.port
+        )
+    )
+    assert svc.settings.chroma_host == "127.0.0.1"
+    return svc
+
+
 @pytest_asyncio.fixture(scope="session")
 async def services(stack: StackInfo, tmp_path_factory):
     """The real services, wired as the app wires them, over the session's stack."""

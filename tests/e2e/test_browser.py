@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 import uuid
@@ -25,22 +24,18 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.app_process import running_app
+from tests.e2e.browser import launch, skip_without_chromium
 from tests.fixtures import shared_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL = shared_data("fda-labels", "lipitor-orig.xml")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "docs" / "screenshots"
 QUESTION = "What is the recommended starting dose of atorvastatin?"
 PASSWORD = "correct horse battery"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 if not LABEL.exists():
     pytest.skip(f"{LABEL} is missing (set PHARMGPT_SHARED_DATA)", allow_module_level=True)
 
@@ -60,18 +55,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        b = launch(p)
         yield b
         b.close()
 

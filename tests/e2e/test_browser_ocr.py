@@ -16,18 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.app_process import running_app
+from tests.e2e.browser import launch, skip_without_chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 if shutil.which("tesseract") is None:
     pytest.skip(
         "tesseract is not installed (scripts/setup_ocr.sh installs it as root)",
@@ -53,18 +49,7 @@ def test_a_scanned_pdf_is_read_and_cited(app_url, tmp_path):
 
     (tmp_path / "warfarin scan.pdf").write_bytes(scanned_pdf(PAGES, font_size=30))
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 950})
             page.set_default_timeout(60_000)

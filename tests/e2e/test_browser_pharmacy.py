@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -22,23 +21,19 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.app_process import running_app
+from tests.e2e.browser import launch, skip_without_chromium
 from tests.fixtures import shared_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 LABEL = shared_data("fda-labels", "lipitor-orig.xml")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "correct horse battery"
 QUESTION = "What is the recommended starting dose of atorvastatin?"
 READ_ONLY = "You are a reader here"
 NO_PHARMACY = "You are not in a pharmacy yet."
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (tests/e2e/setup_browser.sh installs it as root)",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 if not LABEL.exists():
     pytest.skip(f"{LABEL} is missing (set PHARMGPT_SHARED_DATA)", allow_module_level=True)
 
@@ -151,18 +146,7 @@ def team():
     from playwright.sync_api import sync_playwright
 
     with running_app("e2e-pharmacy") as url, sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch(p)
         try:
             readers = {n: sign_up(browser, url, f"col{n.lower()}") for n in ("B", "C")}
             _, a, _ = sign_up(browser, url, "owner")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from tests.conftest import service_settings
+from tests.conftest import chroma_server_services
 from tests.integration.test_rag_flow import (  # noqa: F401 - fixtures and tests collected here again
     LABELS,
     lipitor,
@@ -35,18 +35,7 @@ pytestmark = [
 
 @pytest_asyncio.fixture(scope="module")
 async def services(stack, chroma_server, tmp_path_factory):
-    """The services (and so the RAG system built on them) with CHROMA_HOST set to the server."""
-    from pharmgpt.services.container import Services
-
-    svc = await Services.create(
-        service_settings(
-            stack,
-            tmp_path_factory.mktemp("rag-server"),
-            chroma_host=chroma_server.host,
-            chroma_port=chroma_server.port,
-        )
-    )
-    assert svc.settings.chroma_host == "127.0.0.1"
+    svc = await chroma_server_services(stack, chroma_server, tmp_path_factory.mktemp("rag-server"))
     yield svc
     await svc.close()
 

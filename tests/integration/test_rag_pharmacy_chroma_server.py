@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from tests.conftest import service_settings
+from tests.conftest import chroma_server_services
 from tests.integration.test_rag_pharmacy_scope import (  # noqa: F401 - collected here again
     LABELS,
     team,
@@ -31,15 +31,8 @@ pytestmark = [
 
 @pytest_asyncio.fixture(scope="module")
 async def services(stack, chroma_server, tmp_path_factory):
-    from pharmgpt.services.container import Services
-
-    svc = await Services.create(
-        service_settings(
-            stack,
-            tmp_path_factory.mktemp("pharmacy-server"),
-            chroma_host=chroma_server.host,
-            chroma_port=chroma_server.port,
-        )
+    svc = await chroma_server_services(
+        stack, chroma_server, tmp_path_factory.mktemp("pharmacy-server")
     )
     yield svc
     await svc.close()
