@@ -163,19 +163,23 @@ def main() -> int:
             print(json.dumps(out))
         else:
             print(
-                f"user with {out['chunks']} chunks in {out['documents']} documents (setup {setup_s:.1f} s)"
+                f"user with {out['chunks']} chunks in {out['documents']} documents "
+                f"(setup {setup_s:.1f} s)"
             )
             print(
-                f"add one document  before (full bm25s rebuild): p50 {b['p50']} ms  p95 {b['p95']} ms"
+                f"add one document  before (full bm25s rebuild): "
+                f"p50 {b['p50']} ms  p95 {b['p95']} ms"
             )
             print(
-                f"add one document  after  (incremental)       : p50 {a['p50']} ms  p95 {a['p95']} ms"
+                f"add one document  after  (incremental)       : "
+                f"p50 {a['p50']} ms  p95 {a['p95']} ms"
             )
             print(f"ratio after/before (p50): {out['ratio_p50']:.2%}   (goal <= 10%)")
             print(f"delete one document (store + index): {delete_ms:.1f} ms")
             print(f"query top-40  before: {out['query_before_ms']}  after: {out['query_after_ms']}")
             print(
-                f"full segment rebuild: {seg_rebuild_s:.2f} s; first search after restart: {restart_ms:.0f} ms"
+                f"full segment rebuild: {seg_rebuild_s:.2f} s; "
+                f"first search after restart: {restart_ms:.0f} ms"
             )
         return 0
     finally:

@@ -83,8 +83,9 @@ def clone_library(rag, dsn: str, template: str, users: list[str]) -> None:
             for d in docs:
                 new = str(uuid.uuid4())
                 conn.execute(
-                    "INSERT INTO documents (id, user_id, sha256, filename, file_type, file_size, page_count, "
-                    "chunk_count, status, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ready', %s)",
+                    "INSERT INTO documents (id, user_id, sha256, filename, file_type, file_size, "
+                    "page_count, chunk_count, status, metadata) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ready', %s)",
                     (new, uid, *d[1:7], psycopg.types.json.Jsonb(d[7])),
                 )
                 src = stored[str(d[0])]
@@ -325,7 +326,8 @@ def report(out: dict) -> None:
     if "alone" in out:
         a = out["alone"]
         print(
-            f"\none user alone, {a['n']} offline answers: p50 {a['p50']} ms, p95 {a['p95']} ms; by stage:"
+            f"\none user alone, {a['n']} offline answers: "
+            f"p50 {a['p50']} ms, p95 {a['p95']} ms; by stage:"
         )
         for op, s in a["stages"].items():
             print(f"  {op:<44}{s['calls_per_answer']:>6} calls/answer  p50 {s['p50']:>8.2f} ms")
@@ -349,7 +351,8 @@ def report_mode(r: dict) -> None:
         f"{r['wall_s']} s wall, {r['ops_per_s']} operations/s achieved, errors {r['errors_total']}"
     )
     print(
-        f"{'operation':<22}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
+        f"{'operation':<22}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
     )
     for name, s in r["operations"].items():
         if not s.get("n"):

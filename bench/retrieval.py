@@ -329,7 +329,8 @@ def report(r: dict) -> None:
             for name, m in v.items():
                 if isinstance(m, dict):
                     print(
-                        f"  {name:<48} p50 {m['p50']:>7.2f}  p95 {m['p95']:>7.2f}  max {m['max']:>7.2f} ms"
+                        f"  {name:<48} p50 {m['p50']:>7.2f}  p95 {m['p95']:>7.2f}  "
+                        f"max {m['max']:>7.2f} ms"
                     )
 
 

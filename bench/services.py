@@ -125,11 +125,13 @@ def seed(
                         long_id = conv[0]
                     conv_rows.append(conv)
                     msg_rows.extend(rows)
-            # COPY fires the statement trigger once; the counts it added are reset to the seeded values below
+            # COPY fires the statement trigger once; the counts it added are reset to the seeded
+            # values below
             copy_conversations(cur, conv_rows, msg_rows)
             cur.execute("""UPDATE conversations c SET message_count = s.n, updated_at = s.last
-                             FROM (SELECT conversation_id, count(*) n, max(created_at) last FROM messages
-                                    GROUP BY 1) s WHERE s.conversation_id = c.id""")
+                             FROM (SELECT conversation_id, count(*) n, max(created_at) last
+                                   FROM messages GROUP BY 1) s
+                            WHERE s.conversation_id = c.id""")
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
@@ -397,7 +399,8 @@ def report_search_scale(r: dict) -> None:
 def report(r: dict) -> None:
     d = r["data"]
     print(
-        f"services benchmark: {d['users']} users, {d['conversations']} conversations, {d['messages']} messages "
+        f"services benchmark: {d['users']} users, {d['conversations']} conversations, "
+        f"{d['messages']} messages "
         f"(seeded in {r['seed_seconds']} s); {r['iterations']} timed calls each"
     )
     print(f"{'operation':<32}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def make_provider(settings: Settings):
-    """Groq when a key is set, else an OpenAI-compatible server when a URL is set, else None (offline)."""
+    """Groq when a key is set, else an OpenAI-compatible server when a URL is set, else None
+    (offline)."""
     fallbacks = [m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()]
     if settings.groq_api_key:
         from pharmgpt.rag.llm import GroqProvider
@@ -134,7 +135,8 @@ class RagSystem:
             await asyncio.wait_for(self._worker_task, 30)
             self._worker_task = None
         if self._reindex_task is not None:
-            self.reindexer.stop()  # between batches; a stopped user stays stale and resumes next start
+            # stops between batches; a stopped user stays stale and resumes at the next start
+            self.reindexer.stop()
             try:
                 await asyncio.wait_for(asyncio.shield(self._reindex_task), 60)
             except TimeoutError:
@@ -143,8 +145,9 @@ class RagSystem:
 
     async def _loaded(self, user_id: str, document_id: str, page: int | None = None):
         """The user's document parsed again (the owner check is the user's own client, RLS), or
-        None when its bytes are gone or no longer parse. NotFound when the row is not theirs or gone.
-        `page`: read only that page of a PDF (a scan is not OCR'd again whole to show one page)."""
+        None when its bytes are gone or no longer parse. NotFound when the row is not theirs or
+        gone. `page`: read only that page of a PDF (a scan is not OCR'd again whole to show one
+        page)."""
         doc = await self.services.documents.get_document(user_id, document_id)
         if not doc.sha256:
             return None
@@ -172,7 +175,8 @@ class RagSystem:
 
     async def source_view(self, user_id: str, source: dict, *, whole_section: bool = False):
         """What a cited source opens to (its page, or its section for a label without pages), with
-        the quoted passages marked; None when it cannot be found. NotFound when the document is gone."""
+        the quoted passages marked; None when it cannot be found. NotFound when the document is
+        gone."""
         page = source.get("page") if not whole_section else None
         try:  # access is checked again on every opening (RLS): a removed member is refused
             loaded = await self._loaded(user_id, source["document_id"], int(page) if page else None)

@@ -11,8 +11,9 @@ tokenizer). bm25s itself has no update path: its index stores scores that
 already fold in the corpus-wide IDF and average length, so any change
 re-scores everything (measured in bench/lexical.py).
 
-On disk, under `<root>/<user hex>/` (a pharmacy's under `<root>/p_<hex>/`): `seg/*.seg` (one per document, a fresh
-name per write) and `manifest.json` naming each document's segment with its
+On disk, under `<root>/<user hex>/` (a pharmacy's under `<root>/p_<hex>/`):
+`seg/*.seg` (one per document, a fresh name per write) and `manifest.json`
+naming each document's segment with its
 SHA-256, plus a checksum over the manifest itself. A segment is written before
 the manifest that names it and the manifest is replaced atomically, so a crash
 leaves either the old or the new state plus an orphan file that the next write

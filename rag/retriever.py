@@ -41,7 +41,7 @@ class RetrievalConfig:
 
 
 def section_weight(metadata: dict[str, Any], intents: list[str], boost: float) -> float:
-    """Boost a chunk in a section the question asks for; damp summaries, leaflets and data elements."""
+    """Boost a chunk in a section the question asks for; damp summaries, leaflets, data elements."""
     families = section_families(metadata.get("section_code"), metadata.get("heading"))
     weight = 1.0
     if intents and families & set(intents):

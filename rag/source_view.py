@@ -53,7 +53,8 @@ def _pattern(words: list[str]) -> re.Pattern | None:
 
 
 def find_quote(text: str, quote: str) -> tuple[int, int] | None:
-    """Where `quote` sits in `text`, ignoring spacing, bullets and table bars; else its opening words."""
+    """Where `quote` sits in `text`, ignoring spacing, bullets and table bars; else its opening
+    words."""
     words = _WORD.findall(quote)
     for candidate in (words, words[:_PREFIX_WORDS]):
         pattern = _pattern(candidate)

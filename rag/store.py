@@ -15,9 +15,10 @@ Each collection records the embedder its vectors came from (metadata
 `embedder`; none recorded means the torch MiniLM, the only one before). A store
 serves one embedder: vectors of another are never queried nor written to. While
 a scope's collection `u_<hex>` holds another embedder's vectors, new vectors go
-to a staging collection `s_<hex>` (`q_<hex>` for a pharmacy's `p_<hex>`) that the re-indexer (rag/reindex.py) fills
-from the stored chunk text and then renames to `u_<hex>`; texts are read from
-both meanwhile, and dense search sees only the staging one.
+to a staging collection `s_<hex>` (`q_<hex>` for a pharmacy's `p_<hex>`) that
+the re-indexer (rag/reindex.py) fills from the stored chunk text and then
+renames to `u_<hex>`; texts are read from both meanwhile, and dense search sees
+only the staging one.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def collection_name(owner: Owner) -> str:
 
 
 def staging_name(owner: Owner) -> str:
-    """Where a scope's chunks are re-embedded with a new embedder before replacing its collection."""
+    """Where a scope's chunks are re-embedded with a new embedder before replacing its
+    collection."""
     return OwnerScope.of(owner).staging
 
 
@@ -97,7 +99,7 @@ class ChunkStore:
             return self._client
 
     def user_lock(self, owner: Owner) -> threading.Lock:
-        """Held around writes and the staging swap, so a re-index never resurrects a deleted chunk."""
+        """Held around writes and the staging swap: a re-index never resurrects a deleted chunk."""
         scope = OwnerScope.of(owner)
         with self._lock:
             return self._user_locks.setdefault(scope, threading.Lock())
@@ -130,7 +132,7 @@ class ChunkStore:
             self._collections.pop(name, None)
 
     def _collection(self, owner: Owner, create: bool = True):
-        """The scope's collection of this store's embedder: active, or staging while that is stale."""
+        """The scope's collection for this store's embedder: active, or staging while stale."""
         scope = OwnerScope.of(owner)
         active = self._open(scope.collection, scope, create=False)
         if active is None:
@@ -145,7 +147,7 @@ class ChunkStore:
         return self._collection(owner, create=True)
 
     def _text_collections(self, owner: Owner) -> list:
-        """Every collection holding the scope's chunk texts, the current embedder's last (it wins)."""
+        """Every collection holding the scope's chunk texts, the current embedder's last (wins)."""
         scope = OwnerScope.of(owner)
         cols = [
             self._open(scope.collection, scope, False),
@@ -155,7 +157,7 @@ class ChunkStore:
         return sorted(cols, key=lambda c: recorded_embedder(c) == self.embedder)
 
     def is_stale(self, owner: Owner) -> bool:
-        """The scope's collection holds another embedder's vectors (a re-index is due or running)."""
+        """The scope's collection holds another embedder's vectors (a re-index due or running)."""
         scope = OwnerScope.of(owner)
         active = self._open(scope.collection, scope, create=False)
         return active is not None and recorded_embedder(active) != self.embedder
@@ -188,7 +190,8 @@ class ChunkStore:
     def query(
         self, owner: Owner, embedding: np.ndarray, k: int, document_ids: list[str] | None = None
     ) -> list[Hit]:
-        """Nearest chunks of this scope's, optionally only from `document_ids` (an empty list finds nothing)."""
+        """Nearest chunks of this scope's, optionally only from `document_ids` (an empty list
+        finds nothing)."""
         if document_ids is not None and not document_ids:
             return []
         scope = OwnerScope.of(owner)
@@ -232,7 +235,8 @@ class ChunkStore:
     ) -> dict[str, list]:
         """Raw records of the scope's own collection (ids, documents, metadatas[, embeddings]).
 
-        Embeddings come only from the current embedder's collection; texts from both while re-indexing.
+        Embeddings come only from the current embedder's collection; texts from both while
+        re-indexing.
         """
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         where = {"document_id": str(document_id)} if document_id is not None else None
@@ -274,7 +278,7 @@ class ChunkStore:
         return sorted(hits, key=lambda h: h.metadata.get("chunk_index", 0))
 
     def all_chunks(self, owner: Owner) -> list[tuple[str, str, str]]:
-        """(chunk_id, document_id, text) of every chunk the scope has: the lexical index's corpus."""
+        """(chunk_id, document_id, text) of every chunk of the scope: the lexical index's corpus."""
         res = self.get(owner)
         return [
             (i, m["document_id"], t)
@@ -328,7 +332,8 @@ class ChunkStore:
         return [s.id for s in self.stale_scopes() if s.kind == USER]
 
     def promote_staging(self, owner: Owner) -> None:
-        """End of a re-index: the staging collection replaces the stale one (call with the lock held)."""
+        """End of a re-index: the staging collection replaces the stale one (call with the lock
+        held)."""
         scope = OwnerScope.of(owner)
         active, staging = scope.collection, scope.staging
         col = self._open(staging, scope, create=True)

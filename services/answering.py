@@ -34,7 +34,8 @@ def choose_model(available: list[str], preferred: str | None) -> ModelChoice:
     """The user's preference when the provider offers it, else its default with a notice."""
     if not available:
         raise LLMError(
-            "The language model server offers no models. Ask your administrator to set OPENAI_MODEL."
+            "The language model server offers no models. "
+            "Ask your administrator to set OPENAI_MODEL."
         )
     if not preferred or preferred in available:
         return ModelChoice(preferred or available[0], list(available))
@@ -136,8 +137,8 @@ class AnswerService:
         messages: list[Message] | None = None,
     ) -> AsyncIterator[dict]:
         """Stream an answer. `message_id`: the question's id (a resend or Regenerate reuses it);
-        `replace`: the new answer replaces the earlier answers to it (Regenerate), once it is stored;
-        `document_ids`: only these documents are searched. `prefs` and `messages` (the
+        `replace`: the new answer replaces the earlier answers to it (Regenerate), once it is
+        stored; `document_ids`: only these documents are searched. `prefs` and `messages` (the
         conversation's latest messages, oldest first): what the page holds already; read from
         the store when not given."""
         cs = self.conversations

@@ -255,7 +255,8 @@ class ConversationService:
     # ------------------------------------------------------------------ messages
     @timed("messages.add")
     async def add_message(self, user_id: str, conv_id: str, message: dict) -> Message:
-        """Append a message; idempotent on message["id"]. Returns it `pending` if it went to the outbox."""
+        """Append a message; idempotent on message["id"]. Returns it `pending` if it went to the
+        outbox."""
         conv_id = parse_id(conv_id, "conversation")
         msg = self._normalise(message)
         args = {
@@ -472,7 +473,8 @@ def _markdown(conv: Conversation, messages: list[Message]) -> str:
     lines = [
         f"# {_md_text(conv.title)}",
         "",
-        f"*Exported from PharmGPT — created {conv.created_at:%Y-%m-%d %H:%M} UTC, {len(messages)} messages*",
+        f"*Exported from PharmGPT — created {conv.created_at:%Y-%m-%d %H:%M} UTC, "
+        f"{len(messages)} messages*",
         "",
     ]
     for m in messages:

@@ -382,7 +382,8 @@ class DocumentService:
     @timed("documents.retry")
     async def retry_document(self, user_id: str, doc_id: str) -> Document:
         """Queue a failed document again: the owner check runs as the user (RLS), the
-        status reset and the new ingest job as the service role (processing fields are the worker's)."""
+        status reset and the new ingest job as the service role (processing fields are the
+        worker's)."""
         doc = await self.get_document(user_id, doc_id)  # NotFound for someone else's
         if doc.pharmacy_id is not None:
             await self.require_pharmacy_editor(user_id, doc.pharmacy_id)

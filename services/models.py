@@ -205,7 +205,7 @@ PHARMACY_ROLES = ("owner", "editor", "reader")  # most rights first
 
 @dataclass(frozen=True)
 class Pharmacy:
-    """A pharmacy team, with the caller's role in it (None where no caller is meant: admin views)."""
+    """A pharmacy team, with the caller's role in it (None when no caller is meant: admin views)."""
 
     id: str
     name: str

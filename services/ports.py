@@ -103,7 +103,8 @@ class Retriever(Protocol):
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model an answer uses: the user's preference when the provider offers it, else its default."""
+    """The model an answer uses: the user's preference when the provider offers it, else its
+    default."""
 
     model: str
     available: list[str]

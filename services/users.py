@@ -56,8 +56,8 @@ def bad_credentials(settings: Settings) -> str:
     so no reply tells which usernames exist or which are locked."""
     minutes = max(1, settings.lockout_s // 60)
     return (
-        f"Wrong username or password. After {settings.max_failed_logins} failed attempts an account "
-        f"is locked for {minutes} minute{'s' if minutes != 1 else ''}."
+        f"Wrong username or password. After {settings.max_failed_logins} failed attempts "
+        f"an account is locked for {minutes} minute{'s' if minutes != 1 else ''}."
     )
 
 
@@ -164,7 +164,8 @@ class UserService:
 
     async def _reserve(self, name: str) -> tuple[bool, dict | None]:
         """Count this attempt before any password is checked (one statement in the database):
-        (True, account) to go on, (False, account) while it is locked, (False, None) for no account."""
+        (True, account) to go on, (False, account) while it is locked, (False, None) for no
+        account."""
         if not 1 <= len(name) <= 128:
             return False, None
         r = await self.backend.execute(
@@ -243,8 +244,8 @@ class UserService:
         self, name: str, row: dict | None, password: str, ip: str | None
     ) -> None:
         """Two legacy accounts whose names differed only in case (`Alice`, `alice`) were migrated
-        as `Alice` and `alice-2` (migration/legacy/users.py). When `alice` signs in with her old name
-        and her own password, say which name to use instead of counting a failure against
+        as `Alice` and `alice-2` (migration/legacy/users.py). When `alice` signs in with her old
+        name and her own password, say which name to use instead of counting a failure against
         `Alice` (five of those would lock Alice out). Only the exact old name matches: its md5 is
         the renamed account's legacy id."""
         if row is not None and row["username"] == name:

@@ -41,7 +41,7 @@ def summary_question(filename: str) -> str:
 
 
 def safe_markdown(text: str) -> str:
-    """Answer text with images dropped (their alt text kept) and non-http(s) links made plain text."""
+    """Answer text with images dropped (alt text kept) and non-http(s) links made plain text."""
     text = _IMAGE.sub(lambda m: m.group(1), text)
     text = _UNSAFE_LINK.sub(lambda m: m.group(1), text)
     return _UNSAFE_AUTOLINK.sub(lambda m: m.group(1).replace(":", "\\:"), text)

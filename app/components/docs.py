@@ -70,7 +70,7 @@ def duplicate_notes(doc: Document, others) -> list[str]:
 
 
 def upload_outcome(u: Upload) -> str:
-    """What became of an upload, in words (a file accepted and then unreadable is not "accepted")."""
+    """What became of an upload, in words (accepted then unreadable is not "accepted")."""
     if u.outcome == "rejected":
         return "rejected"
     if u.document_status == "failed":

@@ -20,7 +20,8 @@ NOT_FOUND = (
 
 
 def load_messages(ctx, user_id: str, conv_id: str, count: int) -> tuple[list[Message], bool]:
-    """The latest `count` messages, oldest first, paging back with `before=`; and whether older ones exist."""
+    """The latest `count` messages, oldest first, paging back with `before=`; and whether older
+    ones exist."""
     out: list[Message] = []
     before = None
     while len(out) < count:
@@ -289,7 +290,9 @@ def render() -> None:
                 key="chat_model",
                 on_change=_model_changed,
                 args=(user.id,),
-                help="Which model answers; the provider's fallbacks take over if it is unavailable.",
+                help=(
+                    "Which model answers; the provider's fallbacks take over if it is unavailable."
+                ),
             )
             if choice.notice:
                 st.caption(f":orange-badge[Model] {choice.notice}")

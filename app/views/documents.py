@@ -65,8 +65,9 @@ def body() -> None:
     ctx = ui.context()
     user = auth.user()
     st.caption(
-        "Drug references you upload are read, split into passages and indexed; answers cite them by "
-        "file and page. Library documents are used in every chat, the others in their own chat."
+        "Drug references you upload are read, split into passages and indexed; "
+        "answers cite them by file and page. "
+        "Library documents are used in every chat, the others in their own chat."
     )
 
     conv_id = st.session_state.get("conv_id")  # settled by urlstate.sync
