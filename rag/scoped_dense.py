@@ -60,7 +60,7 @@ class DocumentVectors:
     ) -> list[Hit]:
         """The `n` nearest chunks of these documents; `segments`: document id -> (its BM25
         segment file, its chunk ids)."""
-        col = self.store._collection(scope, create=False)
+        col = self.store.existing_collection(scope)
         if col is None or not segments:
             return []
         ids: list[str] = []

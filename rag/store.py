@@ -146,6 +146,11 @@ class ChunkStore:
         collection, or the staging one while a re-index to this embedder runs (rag/reindex.py)."""
         return self._collection(owner, create=True)
 
+    def existing_collection(self, owner: Owner):
+        """The scope's collection for this store's embedder, or None if it holds nothing yet
+        (rag/scoped_dense.py reads its vectors directly)."""
+        return self._collection(owner, create=False)
+
     def _text_collections(self, owner: Owner) -> list:
         """Every collection holding the scope's chunk texts, the current embedder's last (wins)."""
         scope = OwnerScope.of(owner)

@@ -238,22 +238,23 @@ def _delete(user_id: str, doc_id: str, filename: str) -> None:
     ui.act(ctx.services.documents.delete_document(user_id, doc_id), f"{filename} deleted.")
 
 
+def caption_of(doc: Document, *extra: str) -> None:
+    """A document's name and its facts (type, size, when added, and any `extra`)."""
+    st.markdown(f"**{doc.filename}**")
+    facts = (
+        doc.file_type.split("/")[-1],
+        file_size(doc.file_size),
+        f"added {relative_date(doc.added_at)}",
+        *extra,
+    )
+    st.caption(" · ".join(x for x in facts if x))
+
+
 def document_row(user_id: str, doc: Document, progress: dict | None = None, others=()) -> None:
     """One document: name, status (with the reason of a failure), duplicate notes, actions."""
     left, mid, right = st.columns([5, 3, 2], vertical_alignment="center")
     with left:
-        st.markdown(f"**{doc.filename}**")
-        st.caption(
-            " · ".join(
-                x
-                for x in (
-                    doc.file_type.split("/")[-1],
-                    file_size(doc.file_size),
-                    f"added {relative_date(doc.added_at)}",
-                )
-                if x
-            )
-        )
+        caption_of(doc)
     with mid:
         st.markdown(status_label(doc, progress))
         if doc.status == "failed" and doc.processing_error:

@@ -14,7 +14,6 @@ from pharmgpt.services.documents import is_file_fault
 from pharmgpt.services.models import PHARMACY_ROLES, Pharmacy
 
 from . import docs, ui
-from .dates import file_size, relative_date
 
 PICK = "pharm_pick"
 ROLE_WORDS = {"owner": "an owner", "editor": "an editor", "reader": "a reader"}
@@ -157,19 +156,7 @@ def document_row(
 ) -> None:
     left, mid, right = st.columns([5, 3, 2], vertical_alignment="center")
     with left:
-        st.markdown(f"**{doc.filename}**")
-        st.caption(
-            " · ".join(
-                x
-                for x in (
-                    doc.file_type.split("/")[-1],
-                    file_size(doc.file_size),
-                    f"added {relative_date(doc.added_at)}",
-                    f"by {names[doc.user_id]}" if doc.user_id in names else "",
-                )
-                if x
-            )
-        )
+        docs.caption_of(doc, f"by {names[doc.user_id]}" if doc.user_id in names else "")
     with mid:
         st.markdown(docs.status_label(doc, progress))
         if doc.status == "failed" and doc.processing_error:
