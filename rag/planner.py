@@ -101,6 +101,7 @@ class AnswerPlanner:
                     scope.missing if scope.uncovered else None,
                     strict=strict and offer,
                     with_model=with_model,
+                    in_flight=q.in_flight,
                 )
         if plan.prepared is None and not with_model:
             answer = extractive_answer(

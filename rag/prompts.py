@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pharmgpt.services.ports import Passage
 
 from .owner_scope import citation_place, library_label
@@ -42,9 +44,14 @@ _RELAX_MODEL = (
 
 
 def not_covered(
-    missing: list[str] | None = None, *, strict: bool = True, with_model: bool = False
+    missing: list[str] | None = None,
+    *,
+    strict: bool = True,
+    with_model: bool = False,
+    in_flight: Sequence[str] = (),
 ) -> str:
-    """The refusal: names the drugs no document is about; offers a toggle only if it helps."""
+    """The refusal: names the drugs no document is about; offers a toggle only if it helps;
+    names the files still being processed (`in_flight`), which may answer once they are ready."""
     if missing:
         names = ", ".join(missing)
         text = (
@@ -54,6 +61,14 @@ def not_covered(
         )
     else:
         text = NOT_COVERED
+    if in_flight:
+        more = len(in_flight) - 3
+        names = ", ".join(in_flight[:3]) + (f" and {more} more" if more > 0 else "")
+        they = "it shows" if len(in_flight) == 1 else "they show"
+        text += (
+            f" Still being processed, so not searched yet: {names}. "
+            f"Ask again when {they} Ready on the Library page."
+        )
     if strict:
         text += " " + (_RELAX_MODEL if with_model else _RELAX_OFFLINE)
     return text

@@ -22,7 +22,7 @@ from .conversations import ConversationService
 from .documents import DocumentService
 from .errors import BackendUnavailable, LLMError
 from .model_names import OFFLINE_MODEL
-from .models import Document, Message
+from .models import ACTIVE_STATUSES, Document, Message
 from .ports import AnswerPlan, ModelChoice, Provider, Question, Retriever, ScopedDocument
 from .preferences import PreferenceService
 
@@ -92,11 +92,14 @@ class AnswerService:
     async def scope_documents(self, user_id: str, conv_id: str) -> list[Document]:
         """Ready documents of the conversation, the user's library and their pharmacies' libraries
         (read through RLS for each question, so a removed member loses them at once)."""
+        return [d for d in await self._documents(user_id, conv_id) if d.status == "ready"]
+
+    async def _documents(self, user_id: str, conv_id: str) -> list[Document]:
         docs = self.documents
         conv_docs = await docs.get_conversation_documents(user_id, conv_id)
         library = await docs.get_library_documents(user_id)
         shared = await docs.get_shared_documents(user_id)
-        return [d for d in conv_docs + library + shared if d.status == "ready"]
+        return conv_docs + library + shared
 
     async def plan(
         self,
@@ -108,9 +111,12 @@ class AnswerService:
         document_ids: list[str] | None = None,
     ) -> AnswerPlan:
         """`document_ids`: answer from these documents only (e.g. "Summarise FILE")."""
-        documents = await self.scope_documents(user_id, conv_id)
+        every = await self._documents(user_id, conv_id)
         if document_ids is not None:
-            documents = [d for d in documents if d.id in set(document_ids)]
+            every = [d for d in every if d.id in set(document_ids)]
+        documents = [d for d in every if d.status == "ready"]
+        # a refusal says what may still answer it: files not yet searchable
+        in_flight = tuple(d.filename for d in every if d.status in ACTIVE_STATUSES)
         return await self.retriever.plan(
             Question(
                 user_id,
@@ -121,6 +127,7 @@ class AnswerService:
                 strict=bool(prefs["strict_mode"]),
                 with_model=self.provider is not None,
                 chosen=document_ids is not None,
+                in_flight=in_flight,
             )
         )
 

@@ -77,6 +77,7 @@ class Question:
     strict: bool
     with_model: bool  # False: offline, the retriever also writes the extractive answer
     chosen: bool = False  # the user picked these documents ("Summarise FILE"): no relevance gate
+    in_flight: tuple[str, ...] = ()  # file names still being processed: a refusal mentions them
 
 
 @dataclass

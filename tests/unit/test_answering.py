@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
+from pharmgpt.rag.prompts import not_covered
 from pharmgpt.services.answering import AnswerService
 from pharmgpt.services.model_names import OFFLINE_MODEL
-from pharmgpt.services.models import Message
+from pharmgpt.services.models import Document, Message
 from pharmgpt.services.ports import AnswerPlan, Question, Retriever
 
 PREFS = {"top_k": 4, "strict_mode": True, "model": "", "temperature": 0.2}
@@ -128,3 +130,39 @@ def test_regenerate_from_the_page_forgets_the_old_answer():
     )
     assert planner.asked[0].history == []  # the conversation as it was before the question
     assert [m.id for m in convs.stored][:1] == ["q1"] and len(convs.stored) == 2  # a1 replaced
+
+
+def _document(doc_id: str, filename: str, status: str) -> Document:
+    now = datetime.now(UTC)
+    drugs = {"drugs": ["warfarin"]} if status == "ready" else {}
+    return Document(
+        doc_id, "u", None, None, filename, "application/pdf", 1, 1, 1, status, None, drugs, now, now
+    )
+
+
+class LibraryWithOneInFlight(Documents):
+    async def get_library_documents(self, user_id):
+        return [
+            _document("d1", "warfarin.pdf", "ready"),
+            _document("d2", "metformin.pdf", "processing"),
+            _document("d3", "old.pdf", "failed"),
+        ]
+
+
+def test_only_ready_documents_are_searched_and_a_refusal_knows_what_is_in_flight():
+    planner = Planner()
+    answers = AnswerService(Conversations([]), LibraryWithOneInFlight(), Preferences(), planner)
+    run(answers.answer("u", "c", "Metformin renal dose?"))
+    q = planner.asked[0]
+    assert [d.id for d in q.documents] == ["d1"]
+    assert q.in_flight == ("metformin.pdf",)
+
+
+def test_the_refusal_names_the_files_still_being_processed():
+    text = not_covered(["metformin"], strict=False, in_flight=["metformin.pdf"])
+    assert "None of your documents is about metformin" in text
+    assert "Still being processed, so not searched yet: metformin.pdf." in text
+    assert "when it shows Ready" in text
+    many = not_covered(None, strict=False, in_flight=[f"f{i}.pdf" for i in range(5)])
+    assert "f0.pdf, f1.pdf, f2.pdf and 2 more" in many and "when they show Ready" in many
+    assert "Still being processed" not in not_covered(["metformin"], strict=False)
