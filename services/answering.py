@@ -14,6 +14,7 @@ marked as stopped, so nothing the pharmacist saw is lost.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -95,10 +96,13 @@ class AnswerService:
         return [d for d in await self._documents(user_id, conv_id) if d.status == "ready"]
 
     async def _documents(self, user_id: str, conv_id: str) -> list[Document]:
+        """The three reads are independent: one round trip's wait, not three."""
         docs = self.documents
-        conv_docs = await docs.get_conversation_documents(user_id, conv_id)
-        library = await docs.get_library_documents(user_id)
-        shared = await docs.get_shared_documents(user_id)
+        conv_docs, library, shared = await asyncio.gather(
+            docs.get_conversation_documents(user_id, conv_id),
+            docs.get_library_documents(user_id),
+            docs.get_shared_documents(user_id),
+        )
         return conv_docs + library + shared
 
     async def plan(
