@@ -66,12 +66,15 @@ class Services:
             backend, self.cache, self.metrics, self.audit, self.sessions, self.ingestion
         )
         self.pharmacies = PharmacyService(backend, self.metrics, self.audit, self.documents)
+        self.users.release_blobs = self.documents.release_blobs  # bytes an account's documents
         self._flusher: asyncio.Task | None = None
 
     def connect_indexer(self, indexer: DocumentIndexer) -> None:
-        """Deleting documents (one, a conversation's, a pharmacy's) drops their chunks too."""
+        """Deleting documents (one, a conversation's, a pharmacy's, an account's) drops their
+        chunks too."""
         self.documents.use_indexer(indexer)
         self.conversations.use_indexer(indexer)
+        self.users.use_indexer(indexer)
 
     @classmethod
     async def create(cls, settings: Settings) -> Services:

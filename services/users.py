@@ -10,19 +10,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from .audit import AuditService
 from .backend import Backend
 from .cache import TTLCache
 from .config import Settings
+from .conversations import ChunkDropHook
 from .errors import AuthError, Conflict, NotFound, ValidationError
 from .metrics import Metrics, timed
 from .models import User, ts
 from .password_policy import fold, password_problem
 from .passwords import BCRYPT, LEGACY, hash_password, needs_rehash, verify_password
+from .ports import DocumentIndexer
+
+log = logging.getLogger(__name__)
 
 # Scripts that may share a name: the CJK family with itself and with Latin (no look-alikes there).
 _CJK = {"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO"}
@@ -80,6 +86,12 @@ class UserService:
             sessions  # SessionService, set by the container (revokes on password change)
         )
         self._dummy_hash: str | None = None
+        self.on_documents_deleted: ChunkDropHook | None = None  # the indexer's discard
+        self.release_blobs: Callable[[list[str]], Awaitable[None]] | None = None
+
+    def use_indexer(self, indexer: DocumentIndexer) -> None:
+        """Deleting an account drops the chunks of the documents that went with it."""
+        self.on_documents_deleted = indexer.discard
 
     # ------------------------------------------------------------------ validation
     def validate_username(self, username: str) -> str:
@@ -392,8 +404,24 @@ class UserService:
         """Delete the account. Its pharmacies stay whole (sql/0072, before the row goes): its
         shared uploads pass to the pharmacy's earliest owner, a last owner's place to the
         longest-standing member (editors first), and a pharmacy left with no member is deleted.
-        The teams are read before and after, and each change is audited like any other."""
+        The teams are read before and after, and each change is audited like any other.
+
+        The documents that went with the rows (the user's private library and conversations, and
+        every pharmacy deleted with the account) then lose their chunks, and their stored bytes
+        are released when no remaining document uses them. That clean-up runs after the rows are
+        gone and never undoes the deletion: a failure is logged, and `pharmgpt reconcile` removes
+        what was left (it drops chunks whose document row is gone)."""
         svc = self.backend.service
+        private = await self.backend.fetch_rows(
+            lambda: (
+                svc.table("documents")
+                .select("id,sha256")
+                .eq("user_id", user_id)
+                .is_("pharmacy_id", "null")
+                .order("id")
+            ),
+            what="documents",
+        )
         memberships = await self.backend.execute(
             svc.table("pharmacy_members").select("pharmacy_id,role").eq("user_id", user_id),
             what="memberships",
@@ -438,11 +466,47 @@ class UserService:
                 details={**why, "role": m["role"]},
             )
         await self._audit_team_changes(user_id, actor_id, before, after, shared.data)
+        await self._discard_documents(user_id, private, before, after)
+
+    async def _discard_documents(
+        self, user_id: str, private: list[dict], before: dict, after: dict
+    ) -> None:
+        """Drop the chunks of the documents deleted with the account and release their bytes:
+        its private ones (the user's scope) and those of each pharmacy deleted with it (that
+        pharmacy's scope). Logged, never raised: the account is gone whatever happens here."""
+        by_pharmacy: dict[str, list[dict]] = {}
+        for d in before["docs"]:
+            if d["pharmacy_id"] not in after["names"]:
+                by_pharmacy.setdefault(d["pharmacy_id"], []).append(d)
+        drops: list[tuple[list[dict], dict]] = [(private, {})]
+        drops += [(docs, {"pharmacy_id": ph}) for ph, docs in sorted(by_pharmacy.items())]
+        for docs, where in drops:
+            if not docs or self.on_documents_deleted is None:
+                continue
+            try:
+                await self.on_documents_deleted(user_id, [d["id"] for d in docs], **where)
+            except Exception as e:  # the rows are gone: reconcile drops orphaned chunks
+                log.warning(
+                    "account %s deleted; its documents' chunks%s stay until `pharmgpt reconcile`: "
+                    "%s",
+                    user_id,
+                    f" in pharmacy {where['pharmacy_id']}" if where else "",
+                    e,
+                )
+        shas = [d["sha256"] for docs, _ in drops for d in docs if d.get("sha256")]
+        if shas and self.release_blobs is not None:
+            try:
+                await self.release_blobs(shas)
+            except Exception as e:
+                log.warning(
+                    "account %s deleted; its documents' bytes were not released: %s", user_id, e
+                )
 
     async def _team_state(self, pharmacy_ids: list[str]) -> dict:
-        """Names, member roles and document owners of these pharmacies, as the database has them."""
+        """Names, member roles and documents (with owners) of these pharmacies, as the database
+        has them."""
         if not pharmacy_ids:
-            return {"names": {}, "roles": {}, "owners": {}}
+            return {"names": {}, "roles": {}, "owners": {}, "docs": []}
         svc = self.backend.service
         names = await self.backend.execute(
             svc.table("pharmacies").select("id,name").in_("id", pharmacy_ids), what="pharmacy"
@@ -454,13 +518,16 @@ class UserService:
             what="memberships",
         )
         docs = await self.backend.execute(
-            svc.table("documents").select("id,user_id").in_("pharmacy_id", pharmacy_ids),
+            svc.table("documents")
+            .select("id,user_id,pharmacy_id,sha256")
+            .in_("pharmacy_id", pharmacy_ids),
             what="documents",
         )
         return {
             "names": {p["id"]: p["name"] for p in names.data},
             "roles": {(m["pharmacy_id"], m["user_id"]): m["role"] for m in members.data},
             "owners": {d["id"]: d["user_id"] for d in docs.data},
+            "docs": docs.data,
         }
 
     async def _audit_team_changes(
