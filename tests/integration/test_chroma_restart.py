@@ -15,6 +15,7 @@ import uuid
 
 import numpy as np
 import pytest
+from pharmgpt.localbase.chroma import running_server
 from pharmgpt.rag.store import ChunkStore
 from pharmgpt.services.config import Settings
 from pharmgpt.supervisor import supervise_chroma
@@ -61,6 +62,8 @@ def test_a_killed_chroma_server_is_restarted_on_its_port_and_the_store_recovers(
         _write(store, 1)
         assert chroma.pid not in (None, first) and chroma.healthy()
         assert chroma.port == port
+        # a `pharmgpt worker` started by hand finds the new process (its pid is announced again)
+        assert running_server(tmp_path / "chroma") == (chroma.host, port)
         assert notices and notices[0].startswith("chroma server exited (code -9); restarting in")
 
         # the same store object: the chunk from before the kill is there, and a new write lands
@@ -71,3 +74,4 @@ def test_a_killed_chroma_server_is_restarted_on_its_port_and_the_store_recovers(
     finally:
         chroma.stop()
     assert chroma.pid is None and not chroma.healthy()
+    assert running_server(tmp_path / "chroma") is None
