@@ -80,12 +80,28 @@ class ChromaServer:
             str(self.port),
         ]
 
-    def start(self, wait_s: float = 60) -> ChromaServer:
+    def prepare(self) -> ChromaServer:
+        """The directory, the port (a free one unless given) and the log, before any start."""
         private_dir(self.path)
         self.port = self.port or free_port()
-        log = self.log_path or self.path.parent / "logs" / "chroma.log"
-        private_dir(log.parent)
-        with open_private(log) as logf:
+        self.log_path = self.log_path or self.path.parent / "logs" / "chroma.log"
+        private_dir(self.log_path.parent)
+        return self
+
+    def record(self, pid: int) -> None:
+        """Announce the server process `pid` on this port (`running_server`); again after a
+        restart (pharmgpt/supervisor.py), whose process has a new pid."""
+        with open_private(state_file(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as f:
+            f.write(json.dumps({"pid": pid, "port": self.port}).encode())
+
+    def forget(self) -> None:
+        state_file(self.path).unlink(missing_ok=True)
+
+    def start(self, wait_s: float = 60) -> ChromaServer:
+        """One unsupervised server (the tests' `chroma_server`); `pharmgpt run` restarts its
+        own when it dies (pharmgpt/supervisor.py `supervise_chroma`)."""
+        self.prepare()
+        with open_private(self.log_path) as logf:
             self._proc = subprocess.Popen(
                 self.command(),
                 stdout=logf,
@@ -97,17 +113,16 @@ class ChromaServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"the Chroma server exited with {self._proc.returncode}; see {log}"
+                    f"the Chroma server exited with {self._proc.returncode}; see {self.log_path}"
                 )
             if self.healthy():
-                with open_private(
-                    state_file(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                ) as f:
-                    f.write(json.dumps({"pid": self._proc.pid, "port": self.port}).encode())
+                self.record(self._proc.pid)
                 return self
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"the Chroma server did not answer within {wait_s:.0f}s; see {log}")
+        raise RuntimeError(
+            f"the Chroma server did not answer within {wait_s:.0f}s; see {self.log_path}"
+        )
 
     def healthy(self) -> bool:
         try:
@@ -123,7 +138,7 @@ class ChromaServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        state_file(self.path).unlink(missing_ok=True)
+        self.forget()
         if proc.poll() is not None:
             return
         proc.terminate()

@@ -5,10 +5,10 @@ server on 127.0.0.1 over the data directory (the embedded store is safe for one
 process only, and the app and the worker are two: localbase/chroma.py), and the
 ingestion worker as its own supervised process (pharmgpt/supervisor.py), so a
 file that crashes or exhausts the worker never takes the app down, and a dead
-worker comes back by itself. Streamlit is served through app/server.py, which
-warms up at start (the embedder, Chroma and the lexicon load while the first user
-signs in, not on their first question: app/warm.py). Ctrl-C or SIGTERM stops
-everything in reverse order.
+worker comes back by itself; so does a dead Chroma server, on the same port.
+Streamlit is served through app/server.py, which warms up at start (the embedder,
+Chroma and the lexicon load while the first user signs in, not on their first
+question: app/warm.py). Ctrl-C or SIGTERM stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from pharmgpt.localbase.files import private_dir, secure_tree
 from pharmgpt.services.config import Settings, describe_data, secrets_path
 
-from .supervisor import stop_all, supervise_workers
+from .supervisor import stop_all, supervise_chroma, supervise_workers
 from .wiring import load_settings, local_stack
 
 
@@ -72,6 +72,11 @@ def streamlit_command(settings: Settings, port: int) -> list[str]:
     ]
 
 
+def _say(message: str) -> None:
+    """A supervised process's restart notice, on the launcher's output."""
+    print(message, flush=True)
+
+
 def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> int:
     """`in_app_worker`: the old single-process mode (worker inside Streamlit, embedded Chroma, no
     Chroma port), for a host shared with other OS accounts (docs/security.md)."""
@@ -110,11 +115,12 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
             )
         else:
             if not settings.chroma_host:
-                from pharmgpt.localbase.chroma import ChromaServer
-
-                chroma = ChromaServer(
-                    settings.data_dir / "chroma", log_path=logs / "chroma.log"
-                ).start()
+                chroma = supervise_chroma(
+                    settings.data_dir / "chroma",
+                    log_path=logs / "chroma.log",
+                    announce=_say,
+                    max_backoff_s=settings.worker_restart_max_s,
+                )
                 env.update(chroma.env())
                 print(f"chroma server: {chroma.url}", flush=True)
             env["PHARMGPT_APP_RUNS_WORKER"] = "false"
@@ -124,6 +130,7 @@ def run_app(port: int = 8501, workers: int = 1, in_app_worker: bool = False) -> 
                     env,
                     logs,
                     max_backoff_s=settings.worker_restart_max_s,
+                    announce=_say,
                 )
                 print(
                     f"ingestion: {workers} supervised worker process(es), logs in {logs}",

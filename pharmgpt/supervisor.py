@@ -3,7 +3,10 @@
 `pharmgpt run` supervises the ingestion worker this way (issue 12): a file that
 crashes or exhausts the worker takes down that process only, never Streamlit,
 and the worker comes back by itself. Its job is reclaimed through the queue's
-heartbeat (services/ingestion.py), so nothing queued is lost.
+heartbeat (services/ingestion.py), so nothing queued is lost. The Chroma server
+is kept alive by the same machinery (`supervise_chroma`): a server killed by
+the OOM killer comes back on the same port over the same directory, and the
+app's and the workers' clients reconnect (rag/store.py).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pharmgpt.localbase.chroma import ChromaServer
 from pharmgpt.localbase.files import open_private, private_dir
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,11 @@ class Supervised:
         max_backoff_s: float = 30.0,
         stable_after_s: float = 60.0,
         stop_timeout_s: float = 20.0,
+        on_spawn: Callable[[int], None] | None = None,
+        announce: Callable[[str], None] | None = None,
     ):
+        """`on_spawn(pid)` runs after every (re)start; `announce(message)` gets each restart
+        notice as well as the log (the launcher prints it)."""
         self.name = name
         self.cmd = list(cmd)
         self.env = env
@@ -46,6 +54,8 @@ class Supervised:
         self.max_backoff_s = max_backoff_s
         self.stable_after_s = stable_after_s
         self.stop_timeout_s = stop_timeout_s
+        self.on_spawn = on_spawn
+        self.announce = announce
         self.restarts = 0
         self._proc: subprocess.Popen | None = None
         self._started_at = 0.0
@@ -57,6 +67,11 @@ class Supervised:
     def pid(self) -> int | None:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
+
+    def exit_code(self) -> int | None:
+        """The current process's exit code once it has died (before any restart), else None."""
+        proc = self._proc
+        return proc.poll() if proc is not None else None
 
     def _spawn(self) -> None:
         out = subprocess.DEVNULL
@@ -80,6 +95,8 @@ class Supervised:
                 out.close()
         self._started_at = time.monotonic()
         log.info("%s started (pid %s)", self.name, self._proc.pid)
+        if self.on_spawn is not None:
+            self.on_spawn(self._proc.pid)
 
     def start(self) -> Supervised:
         with self._lock:
@@ -102,9 +119,12 @@ class Supervised:
             ran = time.monotonic() - self._started_at
             quick_failures = 0 if ran >= self.stable_after_s else quick_failures + 1
             delay = min(self.max_backoff_s, self.min_backoff_s * 2 ** max(0, quick_failures - 1))
-            log.warning(
-                "%s exited with %s after %.0f s; restarting in %.0f s", self.name, code, ran, delay
-            )
+            notice = f"{self.name} exited (code {code}); restarting in {delay:g}s"
+            if self.announce is not None:
+                self.announce(notice)  # printed: logged as well only below warning level
+                log.info("%s after %.0f s", notice, ran)
+            else:
+                log.warning("%s after %.0f s", notice, ran)
             if self._stopping.wait(delay):
                 return
             with self._lock:
@@ -150,6 +170,7 @@ def supervise_workers(
     *,
     max_backoff_s: float = 30.0,
     cwd: Path | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> list[Supervised]:
     """Start `count` supervised `pharmgpt worker` processes sharing the queue."""
     env = {**env, "PHARMGPT_APP_RUNS_WORKER": "false"}
@@ -164,9 +185,69 @@ def supervise_workers(
                 log_path=logs_dir / f"{name}.log",
                 cwd=cwd,
                 max_backoff_s=max_backoff_s,
+                announce=announce,
             ).start()
         )
     return out
+
+
+class SupervisedChroma:
+    """The Chroma server of `pharmgpt run`, restarted on the same port and directory when it
+    dies. Offers ChromaServer's `host`, `port`, `url`, `env()` and `healthy()`."""
+
+    def __init__(self, server: ChromaServer, child: Supervised):
+        self.server = server
+        self.child = child
+        self.host, self.port, self.url = server.host, server.port, server.url
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
+
+    def env(self) -> dict[str, str]:
+        return self.server.env()
+
+    def healthy(self) -> bool:
+        return self.server.healthy()
+
+    def stop(self) -> None:
+        self.child.stop()
+        self.server.forget()
+
+
+def supervise_chroma(
+    path: Path,
+    *,
+    log_path: Path | None = None,
+    port: int | None = None,
+    announce: Callable[[str], None] | None = None,
+    min_backoff_s: float = 1.0,
+    max_backoff_s: float = 30.0,
+    wait_s: float = 60.0,
+) -> SupervisedChroma:
+    """Start a Chroma server over `path` and keep it running; returns once it answers. A server
+    that dies before its first answer is not restarted: the error is raised instead."""
+    server = ChromaServer(path, port=port, log_path=log_path).prepare()
+    child = Supervised(
+        "chroma server",
+        server.command(),
+        log_path=server.log_path,
+        min_backoff_s=min_backoff_s,
+        max_backoff_s=max_backoff_s,
+        stop_timeout_s=10.0,
+        on_spawn=server.record,
+        announce=announce,
+    ).start()
+    supervised = SupervisedChroma(server, child)
+    deadline = time.monotonic() + wait_s
+    while not server.healthy():
+        code = child.exit_code()
+        if code is not None or time.monotonic() >= deadline:
+            supervised.stop()
+            why = f"exited with {code}" if code is not None else f"did not answer in {wait_s:.0f}s"
+            raise RuntimeError(f"the Chroma server {why}; see {server.log_path}")
+        time.sleep(0.1)
+    return supervised
 
 
 def stop_all(children: Sequence[Supervised]) -> None:

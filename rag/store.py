@@ -19,14 +19,24 @@ to a staging collection `s_<hex>` (`q_<hex>` for a pharmacy's `p_<hex>`) that
 the re-indexer (rag/reindex.py) fills from the stored chunk text and then
 renames to `u_<hex>`; texts are read from both meanwhile, and dense search sees
 only the staging one.
+
+Against a Chroma server, a call whose connection is refused is repeated a few
+times over ~8 s: the server `pharmgpt run` supervises comes back on the same port
+within that after a crash (pharmgpt/supervisor.py). A refused connection never
+reached the server, and the repeated calls are upserts by id and reads, so
+repeating is safe. The HTTP client itself reconnects on the next request.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pharmgpt.localbase.files import private_dir, secure_tree
@@ -35,6 +45,43 @@ from .embeddings import TORCH_NAME
 from .owner_scope import USER, OwnerScope, scope_of_collection
 
 Owner = OwnerScope | str  # a bare user id is that user's private library
+
+log = logging.getLogger(__name__)
+
+RETRY_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # a supervised server's backoff plus its start
+F = TypeVar("F", bound=Callable[..., Any])
+_in_call = threading.local()  # a retried method calling another one retries once, at the top
+
+
+def _refused(exc: Exception) -> bool:
+    try:
+        import httpx
+    except ImportError:  # no HTTP client: the embedded store only
+        return False
+    return isinstance(exc, httpx.ConnectError)
+
+
+def _retried(method: F) -> F:
+    """Repeat `method` while the Chroma server refuses connections (a restart), bounded."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if not self.host or getattr(_in_call, "active", False):
+            return method(self, *args, **kwargs)
+        _in_call.active = True
+        try:
+            for wait in (*RETRY_WAITS_S, None):
+                try:
+                    return method(self, *args, **kwargs)
+                except Exception as exc:
+                    if wait is None or not _refused(exc):
+                        raise
+                    log.warning("chroma server at %s:%s refused: retrying", self.host, self.port)
+                    time.sleep(wait)
+        finally:
+            _in_call.active = False
+
+    return call  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -141,11 +188,13 @@ class ChunkStore:
             return active
         return self._open(scope.staging, scope, create)
 
+    @_retried
     def target_collection(self, owner: Owner):
         """Where this store's embedder writes the scope's vectors (created if missing): the live
         collection, or the staging one while a re-index to this embedder runs (rag/reindex.py)."""
         return self._collection(owner, create=True)
 
+    @_retried
     def existing_collection(self, owner: Owner):
         """The scope's collection for this store's embedder, or None if it holds nothing yet
         (rag/scoped_dense.py reads its vectors directly)."""
@@ -161,12 +210,14 @@ class ChunkStore:
         cols = [c for c in cols if c is not None]
         return sorted(cols, key=lambda c: recorded_embedder(c) == self.embedder)
 
+    @_retried
     def is_stale(self, owner: Owner) -> bool:
         """The scope's collection holds another embedder's vectors (a re-index due or running)."""
         scope = OwnerScope.of(owner)
         active = self._open(scope.collection, scope, create=False)
         return active is not None and recorded_embedder(active) != self.embedder
 
+    @_retried
     def upsert(
         self,
         owner: Owner,
@@ -192,6 +243,7 @@ class ChunkStore:
                 secure_tree(self.path)  # the collection's segment files appear on its first write
                 self._secured.add(col.name)
 
+    @_retried
     def query(
         self, owner: Owner, embedding: np.ndarray, k: int, document_ids: list[str] | None = None
     ) -> list[Hit]:
@@ -230,6 +282,7 @@ class ChunkStore:
             hits.append(Hit(cid, meta["document_id"], text, meta, 1.0 - float(dist)))
         return hits
 
+    @_retried
     def get(
         self,
         owner: Owner,
@@ -274,6 +327,7 @@ class ChunkStore:
         if client is not None and hasattr(client, "close"):
             client.close()
 
+    @_retried
     def get_document_chunks(self, owner: Owner, document_id: str) -> list[Hit]:
         res = self.get(owner, document_id=document_id)
         hits = [
@@ -282,6 +336,7 @@ class ChunkStore:
         ]
         return sorted(hits, key=lambda h: h.metadata.get("chunk_index", 0))
 
+    @_retried
     def all_chunks(self, owner: Owner) -> list[tuple[str, str, str]]:
         """(chunk_id, document_id, text) of every chunk of the scope: the lexical index's corpus."""
         res = self.get(owner)
@@ -290,6 +345,7 @@ class ChunkStore:
             for i, t, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
         ]
 
+    @_retried
     def delete_documents(self, owner: Owner, document_ids: list[str]) -> None:
         if not document_ids:
             return
@@ -297,6 +353,7 @@ class ChunkStore:
             for col in self._text_collections(owner):
                 col.delete(where={"document_id": {"$in": [str(d) for d in document_ids]}})
 
+    @_retried
     def document_ids(self, owner: Owner) -> set[str]:
         return {
             m["document_id"]
@@ -304,6 +361,7 @@ class ChunkStore:
             for m in col.get(include=["metadatas"])["metadatas"]
         }
 
+    @_retried
     def scopes(self) -> list[OwnerScope]:
         """Owner scopes of every collection in the store (for reconcile)."""
         out: list[OwnerScope] = []
@@ -317,6 +375,7 @@ class ChunkStore:
         """Users with a private library in the store."""
         return [s.id for s in self.scopes() if s.kind == USER]
 
+    @_retried
     def stale_scopes(self) -> list[OwnerScope]:
         """Scopes whose active collection holds another embedder's vectors."""
         out = []
@@ -362,6 +421,7 @@ class ChunkStore:
 
     drop_scope = drop_user
 
+    @_retried
     def count(self, owner: Owner) -> int:
         if self.is_stale(owner):  # texts in two collections while re-indexing
             return len(self.get(owner)["ids"])

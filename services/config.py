@@ -176,7 +176,7 @@ class Settings:
     # this to false for Streamlit; true (a bare `streamlit run`, the AppTests) runs it in the app
     app_runs_worker: bool = True
     worker_restart_max_s: float = (
-        30.0  # the supervisor's longest wait before restarting a dead worker
+        30.0  # the supervisor's longest wait before restarting a dead worker or Chroma server
     )
     # ingestion against hostile files (docs/security.md): each job is read in its own process
     ingest_timeout_s: float = 120.0  # wall clock for reading one file...
