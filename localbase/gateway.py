@@ -473,20 +473,12 @@ class Gateway:
                 representation=representation,
                 location=(name, schema) if prefer.ret == "headers-only" else None,
             )
-        if req.method == "PATCH":
-            st = b.update(name, q, self._json_body(req), representation=representation)
-            return await self._run(
-                req,
-                st,
-                claims,
-                role,
-                accept,
-                count=count,
-                status=200 if representation else 204,
-                representation=representation,
+        if req.method in ("PATCH", "DELETE"):
+            st = (
+                b.update(name, q, self._json_body(req), representation=representation)
+                if req.method == "PATCH"
+                else b.delete(name, q, representation=representation)
             )
-        if req.method == "DELETE":
-            st = b.delete(name, q, representation=representation)
             return await self._run(
                 req,
                 st,

@@ -95,11 +95,14 @@ def _split_row(row: str, size: int) -> list[str]:
 
 
 def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
+    def unit(text: str) -> _Unit:
+        return _Unit(
+            text, section.page, section.heading, "table", position, section.code, section.ocr
+        )
+
     text = section.text.strip()
     if len(text) <= size * 1.5:
-        return [
-            _Unit(text, section.page, section.heading, "table", position, section.code, section.ocr)
-        ]
+        return [unit(text)]
     rows = text.splitlines()
     header = (
         rows[:2]
@@ -119,31 +122,11 @@ def _table_units(section: Section, size: int, position: int) -> list[_Unit]:
             _split_row(row, size - len("\n".join(header)) - 1) if len(row) > size // 2 else [row]
         ):
             if len("\n".join(buf + [piece])) > size and len(buf) > len(header):
-                units.append(
-                    _Unit(
-                        "\n".join(buf),
-                        section.page,
-                        section.heading,
-                        "table",
-                        position,
-                        section.code,
-                        section.ocr,
-                    )
-                )
+                units.append(unit("\n".join(buf)))
                 buf = list(header)
             buf.append(piece)
     if len(buf) > len(header):
-        units.append(
-            _Unit(
-                "\n".join(buf),
-                section.page,
-                section.heading,
-                "table",
-                position,
-                section.code,
-                section.ocr,
-            )
-        )
+        units.append(unit("\n".join(buf)))
     return units
 
 
